@@ -1,0 +1,234 @@
+# edgetrace top-level build.
+#
+#   make [BOARD=x86_64]     static musl agent for one board -> build/<board>/edgetrace-agent
+#   make boards             list the boards
+#   make all-boards         agent for every board
+#   make collector          build/host/edgetrace-collector (glibc, this machine)
+#   make size               stripped agent size per board against its budget
+#   make test | demo | bench | setup | clean
+#
+# Dependencies are built from Debian source packages by tools/deps.sh into a cache outside
+# the checkout ($(CACHE)/deps/<board>-<key>), keyed by a hash of the dependency script, the
+# board file and the compiler flags, so a second build reuses them.
+
+SHELL := /bin/bash
+BOARD ?= x86_64
+CACHE ?= /var/cache/edgetrace
+export EDGETRACE_CACHE := $(CACHE)
+JOBS ?= 2
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV := $(shell git rev-parse --short=10 HEAD 2>/dev/null || echo unknown)
+
+BOARDS := $(sort $(basename $(notdir $(wildcard boards/*.mk))))
+ifeq ($(filter $(BOARD),$(BOARDS)),)
+$(error unknown BOARD '$(BOARD)'; known boards: $(BOARDS))
+endif
+include boards/$(BOARD).mk
+export BOARD BOARD_CROSS BOARD_MUSL_SPECS BOARD_CPU_FLAGS BOARD_CMAKE_PROC BOARD_TRIPLE
+
+# ---- sources ---------------------------------------------------------------------------
+AGENT_SRCS := $(sort $(wildcard firmware/src/*.c))
+WIRE_SRCS := $(sort $(wildcard wire/*.c))
+COLL_SRCS := $(sort $(wildcard collector/src/*.c))
+UNIT_TESTS := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_TESTS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+HEADERS := $(wildcard firmware/src/*.h wire/*.h collector/src/*.h)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+STD := -std=c11 -D_GNU_SOURCE
+INCS := -Ifirmware/src -Iwire
+
+# ---- dependency prefixes -----------------------------------------------------------------
+deps_key = $(shell cat tools/deps.sh $(if $(filter host,$(1)),,boards/$(1).mk) | sha256sum | cut -c1-12)
+DEPS := $(CACHE)/deps/$(BOARD)-$(call deps_key,$(BOARD))
+HOST_DEPS := $(CACHE)/deps/host-$(call deps_key,host)
+SETUP_STAMP := $(CACHE)/setup-$(shell sha256sum tools/setup.sh | cut -c1-16).done
+
+# ---- agent for $(BOARD) ----------------------------------------------------------------
+B := build/$(BOARD)
+AGENT_CC := $(BOARD_CROSS)gcc -specs $(BOARD_MUSL_SPECS)
+AGENT_STRIP := $(BOARD_CROSS)strip
+AGENT_OBJCOPY := $(BOARD_CROSS)objcopy
+AGENT_CFLAGS := $(STD) $(WARN) -Os -g $(BOARD_CPU_FLAGS) -ffunction-sections -fdata-sections \
+	-fno-asynchronous-unwind-tables $(INCS) -I$(DEPS)/include \
+	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"$(BOARD)"' \
+	-DET_BOARD_ARCH='"$(BOARD_ARCH)"' -DET_BOARD_CPU='"$(BOARD_CPU)"' \
+	-DET_DEFAULT_SPOOL_DIR='"$(BOARD_SPOOL_DIR)"' -DET_DEFAULT_SPOOL_MAX=$(BOARD_SPOOL_MAX_BYTES) \
+	-DET_DEFAULT_INTERVAL_S=$(BOARD_SAMPLE_INTERVAL_S) -DET_DEFAULT_DEEP_INTERVAL_S=$(BOARD_DEEP_INTERVAL_S)
+DEP_LIBS := -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih
+AGENT_LDFLAGS := -static -Wl,--gc-sections -L$(DEPS)/lib
+AGENT_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(AGENT_SRCS) $(WIRE_SRCS))
+
+.PHONY: all agent boards all-boards collector size test unit demo bench setup deps host-deps clean fuzz testsvc lossy-link
+.DEFAULT_GOAL := agent
+all: agent
+
+agent: $(B)/edgetrace-agent
+
+$(SETUP_STAMP):
+	@bash tools/setup.sh
+setup: $(SETUP_STAMP)
+
+$(DEPS)/.ready: $(SETUP_STAMP) tools/deps.sh boards/$(BOARD).mk
+	@JOBS=$(JOBS) bash tools/deps.sh $(BOARD) $(DEPS) && touch $@
+deps: $(DEPS)/.ready
+
+$(HOST_DEPS)/.ready: $(SETUP_STAMP) tools/deps.sh
+	@JOBS=$(JOBS) bash tools/deps.sh host $(HOST_DEPS) && touch $@
+host-deps: $(HOST_DEPS)/.ready
+
+$(B)/obj/%.o: %.c $(HEADERS) $(DEPS)/.ready
+	@mkdir -p $(dir $@)
+	$(AGENT_CC) $(AGENT_CFLAGS) -c $< -o $@
+
+# The unstripped binary stays beside the stripped one for crash analysis (addr2line, gdb).
+$(B)/edgetrace-agent: $(AGENT_OBJS)
+	$(AGENT_CC) $(AGENT_CFLAGS) $(AGENT_LDFLAGS) $^ $(DEP_LIBS) -o $@.debug
+	$(AGENT_STRIP) --strip-all -o $@ $@.debug
+	@file $@ | grep -q 'statically linked' || { echo "error: $@ is not static"; exit 1; }
+
+boards:
+	@printf '%-8s %-8s %-22s %-22s %-8s %s\n' BOARD ARCH CPU TRIPLE BUDGET DESCRIPTION
+	@for b in $(BOARDS); do $(MAKE) -s --no-print-directory BOARD=$$b board-line; done
+
+.PHONY: board-line
+board-line:
+	@printf '%-8s %-8s %-22s %-22s %-8s %s\n' '$(BOARD)' '$(BOARD_ARCH)' '$(BOARD_CPU)' '$(BOARD_TRIPLE)' \
+		'$(shell echo $$(( $(BOARD_SIZE_BUDGET) / 1024 )))K' '$(BOARD_DESC) ($(BOARD_ABI))'
+
+all-boards:
+	@for b in $(BOARDS); do $(MAKE) --no-print-directory BOARD=$$b agent || exit 1; done
+
+size: all-boards
+	@printf '%-8s %10s %10s %s\n' BOARD STRIPPED BUDGET VERDICT
+	@for b in $(BOARDS); do $(MAKE) -s --no-print-directory BOARD=$$b size-line || exit 1; done
+
+.PHONY: size-line
+size-line:
+	@s=$$(stat -c %s $(B)/edgetrace-agent); \
+	 if [ $$s -le $(BOARD_SIZE_BUDGET) ]; then v=ok; else v=OVER; fi; \
+	 printf '%-8s %10s %10s %s\n' $(BOARD) $$s $(BOARD_SIZE_BUDGET) $$v; [ $$v = ok ]
+
+# ---- host builds: collector, tools, tests -------------------------------------------------
+H := build/host
+HOST_CC := gcc
+HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -Icollector/src \
+	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"'
+HOST_LIBS := -L$(HOST_DEPS)/lib -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih \
+	$(HOST_DEPS)/lib/libsqlite3.a -lpthread -lm -ldl
+COLL_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(COLL_SRCS) $(WIRE_SRCS))
+
+$(H)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(HOST_CFLAGS) -c $< -o $@
+
+collector: $(H)/edgetrace-collector
+$(H)/edgetrace-collector: $(COLL_OBJS)
+	@if [ -z "$(COLL_SRCS)" ]; then echo "collector: no sources yet"; exit 1; fi
+	$(HOST_CC) $(HOST_CFLAGS) $^ $(HOST_LIBS) -o $@
+
+lossy-link: $(H)/lossy-link
+$(H)/lossy-link: tools/lossy-link/lossy-link.c
+	@mkdir -p $(H)
+	$(HOST_CC) $(STD) $(WARN) -O2 -g $< -o $@
+
+# Sanitized host build of agent + collector objects for unit tests (ASan + UBSan).
+HS := build/host-asan
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+HS_CFLAGS := $(STD) $(WARN) -O1 -g $(SAN) $(INCS) -Icollector/src -I$(HOST_DEPS)/include -D_UINTPTR_T_DEFINED \
+	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' \
+	-DET_BOARD_CPU='"host"' -DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
+	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
+HS_AGENT_OBJS := $(patsubst %.c,$(HS)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
+HS_COLL_OBJS := $(patsubst %.c,$(HS)/obj/%.o,$(filter-out collector/src/main.c,$(COLL_SRCS)) $(WIRE_SRCS))
+HS_LIBS := -L$(HOST_DEPS)/lib -lcmocka-static $(HOST_LIBS)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(HS)/%,$(UNIT_TESTS))
+
+$(HS)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(HS_CFLAGS) -c $< -o $@
+
+$(HS)/test_collector_%: tests/unit/test_collector_%.c $(HS_COLL_OBJS)
+	$(HOST_CC) $(HS_CFLAGS) $^ $(HS_LIBS) -o $@
+$(HS)/test_%: tests/unit/test_%.c $(HS_AGENT_OBJS)
+	$(HOST_CC) $(HS_CFLAGS) $^ $(HS_LIBS) -o $@
+
+unit-host: $(UNIT_BINS)
+
+# Cross-compiled unit tests (agent tests only) for running under qemu-user: the 32-bit
+# armv7 build catches time_t, size_t and alignment bugs the 64-bit host hides.
+XT := $(B)/unit
+XT_AGENT_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
+XT_BINS := $(patsubst tests/unit/%.c,$(XT)/%,$(filter-out tests/unit/test_collector_%,$(UNIT_TESTS)))
+$(XT)/test_%: tests/unit/test_%.c $(XT_AGENT_OBJS)
+	@mkdir -p $(XT)
+	$(AGENT_CC) $(AGENT_CFLAGS) -D_UINTPTR_T_DEFINED $(AGENT_LDFLAGS) $^ -lcmocka-static $(DEP_LIBS) -o $@
+unit-cross: $(XT_BINS)
+
+# libFuzzer targets (clang), same linking rule as the unit tests.
+FZ := build/fuzz
+FZ_CFLAGS := $(STD) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+	$(INCS) -Icollector/src -I$(HOST_DEPS)/include -DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"fuzz"' \
+	-DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' -DET_BOARD_CPU='"host"' \
+	-DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
+	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
+FZ_AGENT_OBJS := $(patsubst %.c,$(FZ)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
+FZ_COLL_OBJS := $(patsubst %.c,$(FZ)/obj/%.o,$(filter-out collector/src/main.c,$(COLL_SRCS)) $(WIRE_SRCS))
+FZ_BINS := $(patsubst tests/fuzz/%.c,$(FZ)/%,$(FUZZ_TESTS))
+$(FZ)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
+	@mkdir -p $(dir $@)
+	clang $(FZ_CFLAGS) -c $< -o $@
+$(FZ)/fuzz_collector_%: tests/fuzz/fuzz_collector_%.c $(FZ_COLL_OBJS)
+	clang $(FZ_CFLAGS) -fsanitize=fuzzer $^ $(HOST_LIBS) -o $@
+$(FZ)/fuzz_%: tests/fuzz/fuzz_%.c $(FZ_AGENT_OBJS)
+	clang $(FZ_CFLAGS) -fsanitize=fuzzer $^ $(HOST_LIBS) -o $@
+fuzz: $(FZ_BINS)
+
+# Go test services, built per Go version into the cache (keyed by their sources).
+GO_VERSIONS ?= 1.21 1.23 1.27
+TESTSVC := $(CACHE)/testsvc
+testsvc: $(SETUP_STAMP)
+	@for v in $(GO_VERSIONS); do bash tools/testsvc/build.sh $$v $(TESTSVC)/$$v || exit 1; done
+
+# ---- the two commands ------------------------------------------------------------------------
+TEST_BOARDS_QEMU := rpi4 bbb
+PYTEST := /usr/bin/python3 -m pytest
+
+test: setup
+	@$(MAKE) --no-print-directory host-deps
+	@$(MAKE) --no-print-directory -j$(JOBS) all-boards
+	@$(MAKE) --no-print-directory -j$(JOBS) collector lossy-link unit-host fuzz
+	@for b in $(TEST_BOARDS_QEMU); do $(MAKE) --no-print-directory -j$(JOBS) BOARD=$$b unit-cross || exit 1; done
+	@$(MAKE) --no-print-directory testsvc
+	@$(MAKE) --no-print-directory -s size
+	@$(MAKE) --no-print-directory run-tests
+
+.PHONY: run-tests unit-host unit-cross
+run-tests:
+	ET_ROOT=$(CURDIR) ET_BUILD=$(CURDIR)/build ET_CACHE=$(CACHE) ET_HOST_DEPS=$(HOST_DEPS) \
+	ET_AGENT=$(CURDIR)/build/x86_64/edgetrace-agent \
+	ET_AGENT_RPI4=$(CURDIR)/build/rpi4/edgetrace-agent ET_QEMU_RPI4="$(shell $(MAKE) -s --no-print-directory BOARD=rpi4 print-qemu)" \
+	ET_AGENT_BBB=$(CURDIR)/build/bbb/edgetrace-agent ET_QEMU_BBB="$(shell $(MAKE) -s --no-print-directory BOARD=bbb print-qemu)" \
+	ET_COLLECTOR=$(CURDIR)/build/host/edgetrace-collector ET_LOSSY_LINK=$(CURDIR)/build/host/lossy-link \
+	ET_TESTSVC=$(TESTSVC) ET_GO_VERSIONS="$(GO_VERSIONS)" \
+	$(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+.PHONY: print-qemu
+print-qemu:
+	@echo '$(BOARD_QEMU)'
+
+demo: setup
+	@$(MAKE) --no-print-directory host-deps
+	@$(MAKE) --no-print-directory -j$(JOBS) agent collector lossy-link
+	@$(MAKE) --no-print-directory -j$(JOBS) BOARD=rpi4 agent
+	@$(MAKE) --no-print-directory testsvc GO_VERSIONS=1.23
+	@bash tools/demo.sh
+
+bench: setup
+	@$(MAKE) --no-print-directory host-deps
+	@$(MAKE) --no-print-directory -j$(JOBS) agent collector lossy-link
+	@$(MAKE) --no-print-directory testsvc GO_VERSIONS="1.21 1.23 1.27"
+	@bash tools/bench/run.sh
+
+clean:
+	rm -rf build

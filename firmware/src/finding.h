@@ -1,0 +1,64 @@
+/* finding.h - what the analyze stage concludes about one target, and what the snapshot
+ * carries to the collector. */
+#ifndef ET_FINDING_H
+#define ET_FINDING_H
+
+#include <stdint.h>
+#include "profile.h"
+
+enum et_finding_kind {
+    ET_F_GOROUTINE_LEAK = 0,
+    ET_F_DEADLOCK,
+    ET_F_HEAP_GROWTH,
+    ET_F_RSS_GROWTH,
+    ET_F_THREAD_LEAK,
+    ET_F_KIND_COUNT
+};
+
+enum et_confidence { ET_C_SUSPECTED = 0, ET_C_LIKELY = 1, ET_C_CONFIRMED = 2 };
+
+/* Evidence bits: which independent signals back the finding. */
+enum et_evidence {
+    ET_E_TREND = 1u << 0,        /* robust slope of a count over the window */
+    ET_E_CLUSTER = 1u << 1,      /* many goroutines parked at one site, growing */
+    ET_E_WAIT = 1u << 2,         /* debug=2 wait durations spanning sampling periods */
+    ET_E_TRACE = 1u << 3,        /* execution trace: created/blocked, never woken or ended */
+    ET_E_GC_PROOF = 1u << 4,     /* /debug/pprof/goroutineleak lists the site */
+    ET_E_STACK_GROWTH = 1u << 5, /* StackInuse rising with the goroutine count */
+    ET_E_HEAP_SITE = 1u << 6,    /* a heap allocation site's inuse_space keeps rising */
+    ET_E_MEMSTATS = 1u << 7,     /* HeapInuse trend */
+    ET_E_PROC = 1u << 8,         /* /proc RSS or Threads trend */
+};
+#define ET_EVIDENCE_COUNT 9
+
+const char *et_finding_kind_name(enum et_finding_kind k);   /* "goroutine-leak", "deadlock", ... */
+const char *et_confidence_name(enum et_confidence c);        /* "suspected", "likely", "confirmed" */
+const char *et_evidence_name(unsigned bit_index);            /* "trend", "cluster", "wait", "trace", "gc-proof", ... */
+
+typedef struct et_finding {
+    uint8_t kind;            /* enum et_finding_kind */
+    uint8_t confidence;      /* enum et_confidence */
+    uint8_t state;           /* enum et_gstate of the site (goroutine findings) */
+    uint32_t evidence;       /* enum et_evidence bits */
+    char fingerprint[17];    /* hex of a hash of names only: stable across restarts and rebuilds */
+    et_frame site;           /* goroutine: blocked user frame; heap: allocation site */
+    char created_by[ET_FUNC_MAX];
+    char stack[ET_STACK_MAX][ET_FUNC_MAX];
+    uint8_t nstack;
+    uint32_t count;          /* goroutines at the site (or total, for trend-only findings) */
+    double growth_per_min;   /* goroutines/min, bytes/min, threads/min depending on kind */
+    double oldest_wait_s;    /* from debug=2 or the trace; 0 if unknown */
+    uint64_t value;          /* kind-specific current magnitude: heap bytes, RSS bytes, threads */
+    uint64_t first_seen_ms;  /* monotonic, agent-local: when the evidence first appeared */
+    uint64_t last_seen_ms;
+} et_finding;
+
+#define ET_MAX_FINDINGS 32
+
+typedef struct et_findings {
+    uint32_t n;
+    uint32_t dropped;        /* findings beyond ET_MAX_FINDINGS, least confident first */
+    et_finding f[ET_MAX_FINDINGS];
+} et_findings;
+
+#endif
