@@ -1,0 +1,3 @@
+module edgetrace/testsvc
+
+go 1.21
