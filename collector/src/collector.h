@@ -1,0 +1,11 @@
+/* collector.h - subcommand entry points of edgetrace-collector (main.c dispatches). */
+#ifndef COLL_COLLECTOR_H
+#define COLL_COLLECTOR_H
+
+#define COLL_DEFAULT_DB "collector.db"
+
+int provision_main(int argc, char **argv);
+/* what: "devices" | "snapshots" | "findings" */
+int query_main(const char *what, int argc, char **argv);
+
+#endif

@@ -1,0 +1,87 @@
+/* ingest.h - the collector's CoAP/DTLS server: receives snapshots, validates them and
+ * hands them to the store; answers only after the durable commit.
+ *
+ * Resource: POST coaps://HOST:5684/s
+ *   Content-Format: 42 (application/octet-stream) carrying the wire envelope (wire/FORMAT.md).
+ *   Block1 (RFC 7959) for bodies larger than one block; the body is capped (max_body).
+ * Responses:
+ *   2.01 Created     stored (payload "new <snapshot-id>")
+ *   2.04 Changed     already stored earlier: a retry (payload "dup <snapshot-id>")
+ *   2.31 Continue    Block1: next block please
+ *   4.00 Bad Request malformed body: corrupt zstd, bad CBOR, schema violation (diagnostic payload)
+ *   4.01 Unauthorized  no authenticated identity (never happens over DTLS PSK)
+ *   4.03 Forbidden   the payload's device id is not the DTLS identity
+ *   4.08 Request Entity Incomplete  Block1 out of order
+ *   4.13 Request Entity Too Large   body over max_body (Size1 carries the limit)
+ *   4.15 Unsupported Content-Format wrong/missing Content-Format or not a wire envelope
+ *   5.00 Internal    the database failed; the agent retries
+ * Every rejection increments a counter (ingest_counters) and logs one line.
+ *
+ * Group commit: a request whose snapshot was staged in the open transaction is answered
+ * with an empty ACK and registered as a libcoap async request; after the event-loop
+ * iteration the transaction commits once and every staged request gets its separate
+ * response. With group_commit = 0 each request commits before its piggy-backed response
+ * (simpler, one fsync per snapshot).
+ */
+#ifndef COLL_INGEST_H
+#define COLL_INGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decode.h"
+#include "store.h"
+
+#define INGEST_CF_OCTET_STREAM 42
+#define INGEST_PATH "s"
+#define INGEST_DEFAULT_MAX_BODY (256u * 1024u)
+
+typedef struct ingest_counters {
+    uint64_t requests;         /* POSTs that reached the handler (every block counts) */
+    uint64_t snapshots_new;
+    uint64_t snapshots_dup;
+    uint64_t bad_request;      /* 4.00 */
+    uint64_t bad_zstd, bad_cbor, bad_schema; /* breakdown of 4.00 */
+    uint64_t too_large;        /* 4.13 */
+    uint64_t bad_format;       /* 4.15 */
+    uint64_t identity_mismatch; /* 4.03 */
+    uint64_t unauthenticated;  /* 4.01 */
+    uint64_t block_incomplete; /* 4.08 */
+    uint64_t store_errors;     /* 5.00 */
+    uint64_t unknown_identity; /* DTLS handshakes with an identity not in the database */
+    uint64_t commits;
+    uint64_t bytes;            /* body bytes of accepted snapshots */
+} ingest_counters;
+
+/* Result of ingest_payload. */
+typedef struct ingest_result {
+    int code;                  /* 201, 204, 400, 403, 413, 415, 500 */
+    int staged;                /* 1: written to the open transaction, answer after commit */
+    char diag[160];
+} ingest_result;
+
+/* The decode + validate + stage step, without CoAP (fuzzed by tests/fuzz/fuzz_collector_ingest.c).
+ * device: authenticated identity. content_format: -1 when absent. Opens a transaction if
+ * none is open; the caller commits. received_ms: collector wall clock. */
+void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const char *device,
+                    const uint8_t *body, size_t len, int content_format, size_t max_body, int64_t received_ms,
+                    int keep_payload, ingest_result *r);
+
+typedef struct ingest_params {
+    const char *listen;        /* "ADDR:PORT" for coaps (DTLS); default 0.0.0.0:5684 */
+    const char *plain_listen;  /* optional "ADDR:PORT" for plain coap, tests only: the device is
+                                  then named by the Uri-Query "d=ID" (unauthenticated), or NULL */
+    size_t max_body;           /* 0 = INGEST_DEFAULT_MAX_BODY */
+    int group_commit;          /* 1 = batch commits per loop iteration (default) */
+    int store_payload;         /* keep the raw envelope bytes in snapshots.payload */
+    unsigned stats_interval_s; /* log counters this often (0 = only on SIGUSR1) */
+    const char *pki_cert, *pki_key, *pki_ca; /* optional certificate setup */
+} ingest_params;
+
+/* Runs the server until SIGTERM/SIGINT. Returns the process exit code. */
+int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p);
+
+/* One-line counters, for logs and tests ("new=.. dup=.. bad=.."). */
+void ingest_format_counters(const ingest_counters *c, char *buf, size_t len);
+
+#endif

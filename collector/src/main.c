@@ -1,0 +1,246 @@
+/* main.c - edgetrace-collector command line.
+ *
+ *   edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]
+ *                             [--plain-listen ADDR:PORT] [--max-body BYTES] [--no-group-commit]
+ *                             [--no-payload] [--stats-interval S] [--dict FILE]
+ *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
+ *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
+ *   edgetrace-collector --version
+ *
+ * collector.conf (INI; command-line options override it):
+ *   [collector]
+ *   db = /var/lib/edgetrace/collector.db
+ *   listen = 0.0.0.0:5684          ; coaps (DTLS PSK; keys from the devices table)
+ *   plain_listen =                 ; plain coap for tests only: device named by ?d=ID, unauthenticated
+ *   max_body = 256K                ; Block1 reassembly cap (4.13 beyond)
+ *   group_commit = yes             ; one COMMIT per event-loop batch
+ *   store_payload = yes            ; keep the raw envelope in snapshots.payload
+ *   stats_interval = 60            ; seconds between counter lines (SIGUSR1: now)
+ *   dict = /etc/edgetrace/snap.dict ; zstd dictionary (repeatable)
+ *   pki_cert = / pki_key = / pki_ca = ; optional DTLS certificates besides PSK
+ *
+ * Reading order for the collector side: main.c -> ingest.c -> decode.c -> store.c -> query.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <coap3/coap.h>
+#include <ini.h>
+#include <sqlite3.h>
+
+#include "collector.h"
+#include "decode.h"
+#include "ingest.h"
+#include "store.h"
+
+#define MAX_DICTS 4
+
+typedef struct serve_conf {
+    char db[512];
+    char listen[128];
+    char plain_listen[128];
+    char pki_cert[512], pki_key[512], pki_ca[512];
+    char dicts[MAX_DICTS][512];
+    int ndicts;
+    long long max_body;
+    int group_commit;
+    int store_payload;
+    int stats_interval;
+} serve_conf;
+
+static long long parse_size(const char *s)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || v < 0)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        v *= 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        v *= 1024 * 1024, end++;
+    return *end ? -1 : v;
+}
+
+static int yes(const char *v)
+{
+    return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on");
+}
+
+static int conf_handler(void *user, const char *section, const char *name, const char *value)
+{
+    serve_conf *c = user;
+    if (strcmp(section, "collector"))
+        return 1; /* other sections belong to other tools */
+#define S(field) snprintf(c->field, sizeof(c->field), "%s", value)
+    if (!strcmp(name, "db"))
+        S(db);
+    else if (!strcmp(name, "listen"))
+        S(listen);
+    else if (!strcmp(name, "plain_listen"))
+        S(plain_listen);
+    else if (!strcmp(name, "pki_cert"))
+        S(pki_cert);
+    else if (!strcmp(name, "pki_key"))
+        S(pki_key);
+    else if (!strcmp(name, "pki_ca"))
+        S(pki_ca);
+    else if (!strcmp(name, "max_body"))
+        return (c->max_body = parse_size(value)) > 0;
+    else if (!strcmp(name, "group_commit"))
+        c->group_commit = yes(value);
+    else if (!strcmp(name, "store_payload"))
+        c->store_payload = yes(value);
+    else if (!strcmp(name, "stats_interval"))
+        c->stats_interval = atoi(value);
+    else if (!strcmp(name, "dict") && c->ndicts < MAX_DICTS)
+        snprintf(c->dicts[c->ndicts++], sizeof(c->dicts[0]), "%s", value);
+    else
+        return 0;
+#undef S
+    return 1;
+}
+
+static int load_file(const char *path, uint8_t **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n <= 0 || n > (16 << 20) || !(*buf = malloc((size_t)n)) || fread(*buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return 0;
+}
+
+static int serve_main(int argc, char **argv)
+{
+    serve_conf c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.db, sizeof(c.db), "%s", COLL_DEFAULT_DB);
+    snprintf(c.listen, sizeof(c.listen), "0.0.0.0:5684");
+    c.group_commit = 1;
+    c.store_payload = 1;
+    c.stats_interval = 60;
+    /* The config file first, so that command-line options override it. */
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
+            int rc = ini_parse(argv[i + 1], conf_handler, &c);
+            if (rc) {
+                fprintf(stderr, "edgetrace-collector: %s: %s%d\n", argv[i + 1], rc > 0 ? "error on line " : "cannot read ",
+                        rc > 0 ? rc : 0);
+                return 2;
+            }
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && v)
+            i++;
+        else if (!strcmp(a, "--db") && v)
+            snprintf(c.db, sizeof(c.db), "%s", argv[++i]);
+        else if (!strcmp(a, "--listen") && v)
+            snprintf(c.listen, sizeof(c.listen), "%s", argv[++i]);
+        else if (!strcmp(a, "--plain-listen") && v)
+            snprintf(c.plain_listen, sizeof(c.plain_listen), "%s", argv[++i]);
+        else if (!strcmp(a, "--plain-port") && v)
+            snprintf(c.plain_listen, sizeof(c.plain_listen), "127.0.0.1:%s", argv[++i]);
+        else if (!strcmp(a, "--max-body") && v) {
+            if ((c.max_body = parse_size(argv[++i])) <= 0) {
+                fprintf(stderr, "edgetrace-collector: bad --max-body\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--no-group-commit"))
+            c.group_commit = 0;
+        else if (!strcmp(a, "--no-payload"))
+            c.store_payload = 0;
+        else if (!strcmp(a, "--stats-interval") && v)
+            c.stats_interval = atoi(argv[++i]);
+        else if (!strcmp(a, "--dict") && v && c.ndicts < MAX_DICTS)
+            snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
+        else {
+            fprintf(stderr, "edgetrace-collector serve: unknown option '%s'\n", a);
+            return 2;
+        }
+    }
+    char err[256];
+    coll_store *st = store_open(c.db, err, sizeof(err));
+    if (!st) {
+        fprintf(stderr, "edgetrace-collector: %s\n", err);
+        return 1;
+    }
+    coll_decoder *dec = coll_decoder_create(err, sizeof(err));
+    if (!dec) {
+        fprintf(stderr, "edgetrace-collector: decoder: %s\n", err);
+        store_close(st);
+        return 1;
+    }
+    for (int i = 0; i < c.ndicts; i++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (load_file(c.dicts[i], &buf, &len) || coll_decoder_add_dict(dec, buf, len, err, sizeof(err))) {
+            fprintf(stderr, "edgetrace-collector: dictionary %s: %s\n", c.dicts[i], buf ? err : "cannot read");
+            free(buf);
+            coll_decoder_free(dec);
+            store_close(st);
+            return 1;
+        }
+        free(buf);
+    }
+    ingest_params p;
+    memset(&p, 0, sizeof(p));
+    p.listen = c.listen;
+    p.plain_listen = c.plain_listen[0] ? c.plain_listen : NULL;
+    p.max_body = (size_t)c.max_body;
+    p.group_commit = c.group_commit;
+    p.store_payload = c.store_payload;
+    p.stats_interval_s = c.stats_interval > 0 ? (unsigned)c.stats_interval : 0;
+    p.pki_cert = c.pki_cert[0] ? c.pki_cert : NULL;
+    p.pki_key = c.pki_key[0] ? c.pki_key : NULL;
+    p.pki_ca = c.pki_ca[0] ? c.pki_ca : NULL;
+    int rc = ingest_serve(st, dec, &p);
+    coll_decoder_free(dec);
+    store_close(st);
+    return rc;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]\n"
+               "                                 [--plain-listen ADDR:PORT] [--max-body N] [--no-group-commit]\n"
+               "                                 [--no-payload] [--stats-interval S] [--dict FILE]\n"
+               "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
+               "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
+               "       edgetrace-collector --version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("edgetrace-collector %s (%s)\nlibcoap %s, SQLite %s\n", ET_VERSION, ET_GIT_REV, coap_package_version(),
+               sqlite3_libversion());
+        return 0;
+    }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "serve"))
+        return serve_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "provision"))
+        return provision_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "devices") || !strcmp(cmd, "snapshots") || !strcmp(cmd, "findings"))
+        return query_main(cmd, argc - 1, argv + 1);
+    fprintf(stderr, "edgetrace-collector: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
