@@ -79,8 +79,9 @@ enum et_gprofile_kind { ET_GP_GOROUTINE = 0, ET_GP_GOROUTINELEAK = 1 };
 
 /* One "site": goroutines grouped by (normalised state, user frame, created-by function).
  * The user frame is the innermost frame that belongs to the service: not runtime.*,
- * internal/*, and not the standard library (a frame whose package has no dot in its
- * first path element, e.g. "sync", "net/http", "time"), so a leak in net/http called from
+ * internal/..., and not the standard library (a frame whose package's first path element
+ * is a Go standard-library top-level name, e.g. "sync", "net/http", "time"; see
+ * et_func_is_stdlib in gstate.h: "main" and dot-less module paths are user code), so a leak in net/http called from
  * main is reported at main's line. If every frame is runtime/stdlib (the runtime's own
  * goroutines, an idle http conn.serve) the user frame is the innermost non-runtime frame
  * and `stdlib_only` is set. */
@@ -98,6 +99,7 @@ typedef struct et_gsite {
     char created_by[ET_FUNC_MAX]; /* "created by F" (without " in goroutine N"); "" for main */
     char labels[ET_LABELS_MAX];   /* debug=1 "# labels: {...}" of the first record, if any */
     char stack[ET_STACK_MAX][ET_FUNC_MAX]; /* sample stack, innermost first, function names only */
+    uint32_t leaked_count; /* debug=2 on Go 1.26+: goroutines here printed "(leaked)" (GC-proved) */
 } et_gsite;
 
 typedef struct et_gprofile {
