@@ -722,6 +722,9 @@ static void req_fail_errno(et_http_req *r, int err, const char *what, int e)
 
 static void on_timer(et_loop *l, et_timer_id id, void *ud);
 
+/* One timer per request, aimed at the nearest deadline. Activity only pushes the idle
+ * deadline later, so reads never touch the timer; when it fires early we re-aim it. A phase
+ * change (connected) can pull the deadline earlier, so that re-aims it at once. */
 static void arm_timer(et_http_req *r, uint64_t now)
 {
     uint64_t total = r->t_start + r->o.total_timeout_ms;
@@ -729,6 +732,8 @@ static void arm_timer(et_http_req *r, uint64_t now)
                                                : r->t_last_io + r->o.idle_timeout_ms;
     uint64_t due = ET_MIN(total, phase);
     uint32_t delay = due > now ? (uint32_t)ET_MIN(due - now, (uint64_t)UINT32_MAX) : 0;
+    if (r->timer && et_loop_rearm_timer(r->c->loop, r->timer, delay) == 0)
+        return;
     r->timer = et_loop_add_timer(r->c->loop, delay, 0, on_timer, r);
 }
 
@@ -840,6 +845,11 @@ static void on_io(et_loop *l, int fd, unsigned ev, void *ud)
             return;
         r->t_connected = r->t_last_io = et_now_mono_ms();
         r->phase = PH_SENDING;
+        arm_timer(r, r->t_connected);
+        if (!r->timer) {
+            req_finish(r, ET_HTTP_EBUSY, "loop timer table full");
+            return;
+        }
     }
     if (r->phase == PH_SENDING) {
         req_send(r);
