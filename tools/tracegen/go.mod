@@ -1,0 +1,3 @@
+module edgetrace/tracegen
+
+go 1.22
