@@ -84,6 +84,9 @@ enum et_attach_kind {
  * ("ingest/worker.go") by et_snapshot_set_sites: func is fully qualified, so the tail is
  * enough to find the line, and the full build path costs bytes on every snapshot. */
 typedef struct et_snap_site {
+    uint32_t key;                /* et_snap_site_key(): set by set_sites and by the decoder */
+    uint8_t ref;                 /* 1: sent as a reference [key, count, max_wait_min] without names
+                                    (the collector already has them from an earlier full entry) */
     uint8_t state;               /* enum et_gstate */
     uint32_t count;
     uint32_t line;
@@ -183,6 +186,23 @@ int et_wall_clock_untrusted(int64_t wall_ms);
 void et_snapshot_set_sites(et_snapshot *s, const et_gprofile *gp, unsigned top_n);
 void et_snapshot_set_memstats(et_snapshot *s, const et_memstats *ms);
 void et_snapshot_set_proc(et_snapshot *s, const et_procstat *ps);
+/* Site references: a steady-state snapshot sends the names of a site once, then only
+ * [key, count, max_wait_min]. The memo (one per target, kept by the agent) remembers which
+ * keys went out in full since the last refresh; every refresh_every snapshots (0 = 10)
+ * everything goes out in full again, so a collector that never got the full entry (evicted
+ * from a full spool, or delivered out of order) learns the names within that many cycles.
+ * The collector stores sites by (target, key) and joins names when it has them. */
+#define ET_SITE_MEMO_MAX 64
+typedef struct et_site_memo {
+    uint32_t keys[ET_SITE_MEMO_MAX];
+    uint32_t n;
+    uint32_t since_refresh;
+} et_site_memo;
+void et_snapshot_apply_memo(et_snapshot *s, et_site_memo *m, unsigned refresh_every);
+/* 32-bit FNV-1a over state, func, file, line and created_by, as the site is carried (file
+ * already shortened). Defined by the wire format: both ends compute the same value. */
+uint32_t et_snap_site_key(const et_snap_site *st);
+
 /* Copy of f; -1 when ET_SNAP_MAX_FINDINGS are already there (counted in findings_dropped). */
 int et_snapshot_add_finding(et_snapshot *s, const et_finding *f);
 /* Copies at most ET_SNAP_ATTACH_MAX bytes (cut, returns 1 if cut); -1 if no slot left. */
