@@ -471,7 +471,7 @@ def test_outage_drops_everything_then_recovers(echo, proxies):
             pass
     c.setblocking(True)
     replies.update(seqs(recv_all(c)))
-    mid = stats = p.stop()
+    stats = p.stop()
     before = [s for s, t in sent.items() if t < 0.8]
     during = [s for s, t in sent.items() if 1.05 <= t <= 1.8]
     after = [s for s, t in sent.items() if t >= 2.3]
@@ -480,7 +480,7 @@ def test_outage_drops_everything_then_recovers(echo, proxies):
     assert not any(s in replies for s in during)
     assert all(s in replies for s in after)
     assert stats["up"]["dropped_outage"] >= len(during)
-    assert stats["up"]["dropped_loss"] == 0 and mid["in_outage"] is False
+    assert stats["up"]["dropped_loss"] == 0 and stats["in_outage"] is False
     assert_accounting(stats)
 
 
@@ -660,3 +660,73 @@ def test_sigterm_with_packets_queued_exits_cleanly(sink, proxies):
     st = p.stop()
     assert st["up"]["received"] == 50 and st["up"]["queued"] == 50 and st["queue_bytes"] == 50 * 60000
     assert sink.snapshot() == []
+
+
+# ------------------------------------------------------------------- the chaos.py helper module
+
+
+def test_chaos_helpers(echo, tmp_path):
+    import random
+
+    import chaos
+
+    assert chaos.profile_args("weak_cellular") == ["--delay-ms", "300", "--loss", "30", "--outage", "20:60"]
+    assert chaos.profile_args("weak_cellular", loss=None, outage=["1:2", (3, 0.5)]) == [
+        "--delay-ms", "300", "--outage", "1:2", "--outage", "3:0.5"]
+    with pytest.raises(ValueError):
+        chaos.profile_args("no-such-profile")
+    with pytest.raises(ValueError):
+        chaos.profile_args({"los": 30})
+    for name in chaos.PROFILES:  # every named profile is accepted by the real binary
+        with chaos.start_lossy_link(echo.addr, profile=name, workdir=tmp_path / name) as link:
+            assert link.stats()["seq"] >= 2
+
+    link = chaos.start_lossy_link(echo.addr, profile="mild", workdir=tmp_path / "link", seed=9, loss=0,
+                                  outage=[(30, 1)])
+    try:
+        assert link.seed == 9 and "seed=9" in repr(link)
+        (start, end), = link.outage_windows()
+        assert 29.9 < start - link.started_at < 30.1 and end - start == 1
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.connect(link.addr)
+        c.settimeout(3)
+        c.send(b"hello")
+        assert c.recv(100) == b"hello"
+        st = link.stats()
+        assert st["seed"] == 9 and st["up"]["received"] == 1 and st["down"]["forwarded"] == 1
+        client = "%s:%d" % c.getsockname()
+        port_before = link.upstream_ports()[client]
+        assert port_before == echo.peers()[-1][1]
+        after = link.rebind()
+        assert after["rebinds"] == 1 and link.upstream_ports()[client] != port_before
+        c.send(b"again")
+        assert c.recv(100) == b"again" and echo.peers()[-1][1] == link.upstream_ports()[client]
+        final = link.stop()
+        assert final["up"]["received"] == 2 and link.final_stats == final and not link.alive()
+    finally:
+        link.kill()
+
+    # kill -9 helpers, on a stand-in process
+    rng = random.Random(1)
+    victim = subprocess.Popen(["sleep", "30"])
+    start = time.monotonic()
+    delay = chaos.kill_at_random(victim, rng, 0.1, 0.3)
+    assert delay is not None and 0.1 <= delay <= 0.3 and time.monotonic() - start >= 0.1
+    assert victim.returncode == -signal.SIGKILL
+    quick = subprocess.Popen(["true"])
+    quick.wait()
+    assert chaos.kill_at_random(quick, rng, 0, 0.05) is None  # already gone: the trial is void
+
+    victim = subprocess.Popen(["sleep", "30"])
+    thread, result = chaos.kill_at_random_async(victim, rng, 0.05, 0.1)
+    thread.join(5)
+    assert result["delay"] is not None and victim.returncode == -signal.SIGKILL
+
+    flag = tmp_path / "flag"
+    victim = subprocess.Popen(["sh", "-c", "sleep 0.2; touch %s; sleep 30" % flag])
+    assert chaos.kill_when(victim, flag.exists, timeout=5)
+    assert victim.returncode == -signal.SIGKILL
+
+    a = [(i, s, r.random()) for i, s, r in chaos.trial_rngs(3, base_seed=100)]
+    assert [s for _, s, _ in a] == [100, 101, 102]
+    assert a == [(i, s, r.random()) for i, s, r in chaos.trial_rngs(3, base_seed=100)]
