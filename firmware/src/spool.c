@@ -1,0 +1,1203 @@
+/* spool.c - durable snapshot queue on flash. See spool.h for the layout and guarantees.
+ *
+ * Design notes (why it looks like this):
+ *  - Two streams of segment files (findings / routine) instead of one: eviction must drop
+ *    routine snapshots before findings, and deleting whole files is the only eviction that
+ *    costs no flash writes. So each class gets its own files and the oldest routine file
+ *    goes first.
+ *  - Acks are a per-stream cursor (everything before it is delivered) plus a small set of
+ *    out-of-order acks, all in one small "state" file replaced atomically (tmp + fsync +
+ *    rename + fsync dir). The uplink acks what peek returned, which is always a stream's
+ *    first pending record, so the cursor just moves forward and the set stays empty.
+ *  - The state is written before any segment is unlinked, so a crash between the two leaves
+ *    a segment the cursor has already passed, which open deletes.
+ *  - Records are validated by CRC on open (streamed in 4 KiB chunks, no record-sized buffer);
+ *    a bad record is skipped by searching for the next valid header; a bad tail of a
+ *    stream's newest segment is a torn write and is cut off. */
+#include "spool.h"
+#include "base.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#define REC_MAGIC 0x31525445u   /* "ETR1" little-endian */
+#define STATE_MAGIC 0x31535445u /* "ETS1" */
+#define STATE_VERSION 1u
+#define CHUNK 4096u
+#define NRECENT 8
+#define DIR_MAX 200
+
+enum { ST_ROUTINE = 0, ST_FINDING = 1, NSTREAMS = 2 };
+static const char stream_prefix[NSTREAMS] = {'r', 'f'};
+
+typedef struct seg {
+    uint32_t segno;
+    uint8_t cls;        /* ST_* */
+    uint32_t size;      /* bytes of valid content (== file size except for a corrupt old tail) */
+    uint32_t nrec;
+    uint32_t npending;
+} seg;
+
+typedef struct pos {
+    uint32_t segno, off;
+} pos;
+
+typedef struct stream {
+    pos cursor;                    /* every record before it is delivered */
+    pos ooo[ET_SPOOL_OOO_ACKS];    /* acked records after the cursor */
+    uint32_t nooo;
+    int fd;                        /* active (newest) segment, open for writing; -1 if none */
+    uint32_t active_segno;
+    int unsynced;                  /* data written since the last fdatasync */
+} stream;
+
+typedef struct recent {
+    uint8_t id[SPOOL_ID_LEN];
+    uint8_t cls, valid;
+    uint32_t segno, off;
+} recent;
+
+struct spool {
+    char dir[DIR_MAX];
+    int dirfd;
+    spool_params p;
+    seg segs[ET_SPOOL_MAX_SEGS];   /* sorted by segno */
+    uint32_t nsegs;
+    uint32_t next_segno;
+    stream st[NSTREAMS];
+    recent rc[NRECENT];
+    unsigned rc_next;
+    /* counters (persisted) */
+    uint64_t appended_total, acked_total, routine_dropped, findings_dropped, corrupt_dropped, torn_tails;
+    uint64_t bytes_today, bytes_total;
+    uint32_t day;
+    /* sync bookkeeping */
+    int state_dirty;
+    int dir_dirty;
+    uint32_t unsynced_records;
+    uint64_t first_unsynced_ms;
+    uint32_t acks_since_save;
+    uint64_t last_save_ms;
+};
+
+typedef struct rec_hdr {
+    uint32_t len, crc;
+    uint8_t flags;
+    uint8_t id[SPOOL_ID_LEN];
+} rec_hdr;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void put32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+    b[2] = (uint8_t)(v >> 16);
+    b[3] = (uint8_t)(v >> 24);
+}
+static uint32_t get32(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static void put64(uint8_t *b, uint64_t v)
+{
+    put32(b, (uint32_t)v);
+    put32(b + 4, (uint32_t)(v >> 32));
+}
+static uint64_t get64(const uint8_t *b) { return (uint64_t)get32(b) | (uint64_t)get32(b + 4) << 32; }
+
+static int pos_lt(pos a, pos b) { return a.segno < b.segno || (a.segno == b.segno && a.off < b.off); }
+
+static void seg_name(char *out, size_t n, const spool *sp, unsigned cls, uint32_t segno)
+{
+    snprintf(out, n, "%s/%c-%08u.seg", sp->dir, stream_prefix[cls], (unsigned)segno);
+}
+
+/* UTC day number; a board without a synced clock keeps counting into the day it last knew. */
+static void account_write(spool *sp, uint64_t n)
+{
+    int64_t wall = et_now_wall_ms();
+    if (wall >= 1704067200000LL) {
+        uint32_t day = (uint32_t)(wall / 86400000LL);
+        if (day != sp->day) {
+            sp->day = day;
+            sp->bytes_today = 0;
+        }
+    }
+    sp->bytes_today += n;
+    sp->bytes_total += n;
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, (uint8_t *)buf + got, n - got, off + (off_t)got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static seg *find_seg(spool *sp, uint32_t segno)
+{
+    for (uint32_t i = 0; i < sp->nsegs; i++)
+        if (sp->segs[i].segno == segno)
+            return &sp->segs[i];
+    return NULL;
+}
+
+/* ---- records ----------------------------------------------------------------------------- */
+static void hdr_encode(uint8_t b[SPOOL_HDR_LEN], uint32_t len, uint32_t crc, uint8_t flags, const uint8_t *id)
+{
+    put32(b, REC_MAGIC);
+    put32(b + 4, len);
+    put32(b + 8, crc);
+    b[12] = flags;
+    b[13] = b[14] = b[15] = 0;
+    memcpy(b + 16, id, SPOOL_ID_LEN);
+}
+
+/* Reads and validates the record at off of a segment whose content ends at end. Copies the
+ * payload into buf if buf and cap >= len. 1 = valid, 0 = not a valid record, -1 = I/O error. */
+static int rec_read(int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, void *buf, size_t cap)
+{
+    uint8_t hb[SPOOL_HDR_LEN];
+    if (end < SPOOL_HDR_LEN || off > end - SPOOL_HDR_LEN)
+        return 0;
+    ssize_t r = pread_full(fd, hb, sizeof hb, off);
+    if (r < 0)
+        return -1;
+    if (r != SPOOL_HDR_LEN || get32(hb) != REC_MAGIC)
+        return 0;
+    h->len = get32(hb + 4);
+    h->crc = get32(hb + 8);
+    h->flags = hb[12];
+    memcpy(h->id, hb + 16, SPOOL_ID_LEN);
+    if (h->len > SPOOL_REC_MAX || (h->flags & ~SPOOL_F_FINDING) || hb[13] || hb[14] || hb[15])
+        return 0;
+    if (((h->flags & SPOOL_F_FINDING) ? ST_FINDING : ST_ROUTINE) != cls)
+        return 0;
+    if (h->len > end - off - SPOOL_HDR_LEN)
+        return 0;
+    memset(hb + 8, 0, 4);
+    uLong crc = crc32(0L, hb, SPOOL_HDR_LEN);
+    uint32_t done = 0;
+    if (buf && cap >= h->len) {
+        r = pread_full(fd, buf, h->len, (off_t)off + SPOOL_HDR_LEN);
+        if (r < 0)
+            return -1;
+        if ((uint32_t)r != h->len)
+            return 0;
+        crc = crc32(crc, buf, h->len);
+        done = h->len;
+    }
+    uint8_t chunk[CHUNK];
+    while (done < h->len) {
+        uint32_t n = h->len - done < CHUNK ? h->len - done : CHUNK;
+        r = pread_full(fd, chunk, n, (off_t)off + SPOOL_HDR_LEN + done);
+        if (r < 0)
+            return -1;
+        if ((uint32_t)r != n)
+            return 0;
+        crc = crc32(crc, chunk, n);
+        done += n;
+    }
+    return (uint32_t)crc == h->crc ? 1 : 0;
+}
+
+/* Next valid record at or after off (resynchronising past garbage). Returns 1 with *at set,
+ * 0 if none before end, -1 on I/O error. *skipped is set if garbage was passed over. */
+static int rec_next(int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, uint32_t *at, int *skipped)
+{
+    *skipped = 0;
+    int r = rec_read(fd, off, end, cls, h, NULL, 0);
+    if (r != 0) {
+        *at = off;
+        return r;
+    }
+    *skipped = 1;
+    uint8_t chunk[CHUNK + 3];
+    uint32_t p = off + 1;
+    while (end >= 4 && p <= end - 4) {
+        uint32_t n = end - p < CHUNK + 3 ? end - p : CHUNK + 3;
+        ssize_t got = pread_full(fd, chunk, n, p);
+        if (got < 0)
+            return -1;
+        if (got < 4)
+            break;
+        for (uint32_t i = 0; i + 4 <= (uint32_t)got; i++) {
+            if (chunk[i] == 'E' && get32(chunk + i) == REC_MAGIC) {
+                r = rec_read(fd, p + i, end, cls, h, NULL, 0);
+                if (r != 0) {
+                    *at = p + i;
+                    return r;
+                }
+            }
+        }
+        p += (uint32_t)got - 3;
+    }
+    return 0;
+}
+
+static int is_done(const stream *s, pos p)
+{
+    if (pos_lt(p, s->cursor))
+        return 1;
+    for (uint32_t i = 0; i < s->nooo; i++)
+        if (s->ooo[i].segno == p.segno && s->ooo[i].off == p.off)
+            return 1;
+    return 0;
+}
+
+/* ---- state file --------------------------------------------------------------------------- */
+#define STATE_LEN (4 + 4 + 4 + 4 + 8 * 8 + NSTREAMS * (4 + 4 + 4 + ET_SPOOL_OOO_ACKS * 8) + 4)
+
+static int fsync_dir(spool *sp)
+{
+    if (sp->p.fsync_policy == SPOOL_FSYNC_NEVER)
+        return 0;
+    sp->dir_dirty = 0;
+    return fsync(sp->dirfd);
+}
+
+static int state_save(spool *sp)
+{
+    if (sp->p.read_only)
+        return 0;
+    uint8_t b[STATE_LEN];
+    memset(b, 0, sizeof b);
+    uint8_t *q = b;
+    put32(q, STATE_MAGIC), q += 4;
+    put32(q, STATE_VERSION), q += 4;
+    put32(q, sp->next_segno), q += 4;
+    put32(q, sp->day), q += 4;
+    uint64_t c[8] = {sp->appended_total, sp->acked_total, sp->routine_dropped, sp->findings_dropped,
+                     sp->corrupt_dropped, sp->torn_tails, sp->bytes_today, sp->bytes_total};
+    for (int i = 0; i < 8; i++)
+        put64(q, c[i]), q += 8;
+    for (int s = 0; s < NSTREAMS; s++) {
+        put32(q, sp->st[s].cursor.segno), q += 4;
+        put32(q, sp->st[s].cursor.off), q += 4;
+        put32(q, sp->st[s].nooo), q += 4;
+        for (int i = 0; i < ET_SPOOL_OOO_ACKS; i++) {
+            put32(q, sp->st[s].ooo[i].segno), q += 4;
+            put32(q, sp->st[s].ooo[i].off), q += 4;
+        }
+    }
+    put32(q, (uint32_t)crc32(0L, b, (uInt)(q - b)));
+    char tmp[DIR_MAX + 16], fin[DIR_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s/state.tmp", sp->dir);
+    snprintf(fin, sizeof fin, "%s/state", sp->dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    ssize_t w = write(fd, b, sizeof b);
+    int ok = w == (ssize_t)sizeof b;
+    if (ok && sp->p.fsync_policy != SPOOL_FSYNC_NEVER)
+        ok = fdatasync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, fin) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    account_write(sp, sizeof b);
+    sp->state_dirty = 0;
+    sp->acks_since_save = 0;
+    sp->last_save_ms = et_now_mono_ms();
+    return fsync_dir(sp);
+}
+
+/* 0 loaded, 1 missing or invalid (fresh state), -1 I/O error. */
+static int state_load(spool *sp)
+{
+    char fin[DIR_MAX + 16];
+    snprintf(fin, sizeof fin, "%s/state", sp->dir);
+    int fd = open(fin, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 1 : -1;
+    uint8_t b[STATE_LEN + 1];
+    ssize_t n = pread_full(fd, b, sizeof b, 0);
+    close(fd);
+    if (n != STATE_LEN || get32(b) != STATE_MAGIC || get32(b + 4) != STATE_VERSION ||
+        get32(b + STATE_LEN - 4) != (uint32_t)crc32(0L, b, STATE_LEN - 4)) {
+        et_warn("spool: %s is invalid; starting from the oldest record (the collector dedups)", fin);
+        return 1;
+    }
+    const uint8_t *q = b + 8;
+    sp->next_segno = get32(q), q += 4;
+    sp->day = get32(q), q += 4;
+    uint64_t *c[8] = {&sp->appended_total, &sp->acked_total, &sp->routine_dropped, &sp->findings_dropped,
+                      &sp->corrupt_dropped, &sp->torn_tails, &sp->bytes_today, &sp->bytes_total};
+    for (int i = 0; i < 8; i++)
+        *c[i] = get64(q), q += 8;
+    for (int s = 0; s < NSTREAMS; s++) {
+        sp->st[s].cursor.segno = get32(q), q += 4;
+        sp->st[s].cursor.off = get32(q), q += 4;
+        sp->st[s].nooo = get32(q), q += 4;
+        if (sp->st[s].nooo > ET_SPOOL_OOO_ACKS)
+            sp->st[s].nooo = 0;
+        for (int i = 0; i < ET_SPOOL_OOO_ACKS; i++) {
+            sp->st[s].ooo[i].segno = get32(q), q += 4;
+            sp->st[s].ooo[i].off = get32(q), q += 4;
+        }
+    }
+    return 0;
+}
+
+/* ---- segments ----------------------------------------------------------------------------- */
+static void seg_remove_at(spool *sp, uint32_t i)
+{
+    memmove(&sp->segs[i], &sp->segs[i + 1], (sp->nsegs - i - 1) * sizeof sp->segs[0]);
+    sp->nsegs--;
+}
+
+/* Deletes a segment file (state must already say its records are done or dropped). */
+static int seg_unlink(spool *sp, uint32_t i)
+{
+    seg *g = &sp->segs[i];
+    stream *s = &sp->st[g->cls];
+    char path[DIR_MAX + 32];
+    seg_name(path, sizeof path, sp, g->cls, g->segno);
+    if (s->fd >= 0 && s->active_segno == g->segno) {
+        close(s->fd);
+        s->fd = -1;
+        s->unsynced = 0;
+    }
+    for (unsigned k = 0; k < NRECENT; k++)
+        if (sp->rc[k].valid && sp->rc[k].segno == g->segno)
+            sp->rc[k].valid = 0;
+    seg_remove_at(sp, i);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return -1;
+    sp->dir_dirty = 1;
+    return 0;
+}
+
+/* The newest segment of a stream is where appends go. */
+static int is_newest(const spool *sp, uint32_t i)
+{
+    for (uint32_t j = i + 1; j < sp->nsegs; j++)
+        if (sp->segs[j].cls == sp->segs[i].cls)
+            return 0;
+    return 1;
+}
+
+/* Moves a stream's cursor over acked records and into the next segment at a segment's end,
+ * then deletes segments that hold nothing pending (except a stream's newest, still being
+ * appended to). Saves the state first if anything is to be deleted. */
+static int settle(spool *sp)
+{
+    for (unsigned c = 0; c < NSTREAMS; c++) {
+        stream *s = &sp->st[c];
+        for (;;) {
+            seg *g = find_seg(sp, s->cursor.segno);
+            if (!g || g->cls != c) {
+                /* cursor in a segment that does not exist (deleted or not yet created): move to
+                 * the first segment of this stream at or after it, if any */
+                uint32_t best = 0;
+                int found = 0;
+                for (uint32_t i = 0; i < sp->nsegs; i++)
+                    if (sp->segs[i].cls == c && sp->segs[i].segno > s->cursor.segno) {
+                        best = sp->segs[i].segno;
+                        found = 1;
+                        break;
+                    }
+                if (!found)
+                    break;
+                s->cursor.segno = best;
+                s->cursor.off = 0;
+                continue;
+            }
+            if (s->cursor.off >= g->size) {
+                uint32_t gi = (uint32_t)(g - sp->segs);
+                if (is_newest(sp, gi))
+                    break;
+                s->cursor.segno = g->segno + 1;
+                s->cursor.off = 0;
+                continue;
+            }
+            /* the record at the cursor: done out of order? */
+            uint32_t k;
+            for (k = 0; k < s->nooo; k++)
+                if (s->ooo[k].segno == s->cursor.segno && s->ooo[k].off == s->cursor.off)
+                    break;
+            if (k == s->nooo)
+                break;
+            s->ooo[k] = s->ooo[--s->nooo];
+            int fd = -1;
+            char path[DIR_MAX + 32];
+            seg_name(path, sizeof path, sp, c, g->segno);
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return -1;
+            rec_hdr h;
+            uint32_t at;
+            int skipped;
+            int r = rec_next(fd, s->cursor.off, g->size, c, &h, &at, &skipped);
+            close(fd);
+            if (r < 0)
+                return -1;
+            s->cursor.off = r == 1 ? at + SPOOL_HDR_LEN + h.len : g->size;
+            sp->state_dirty = 1;
+        }
+        /* out-of-order entries the cursor has passed are no longer needed */
+        for (uint32_t k = 0; k < s->nooo;)
+            if (pos_lt(s->ooo[k], s->cursor))
+                s->ooo[k] = s->ooo[--s->nooo];
+            else
+                k++;
+    }
+    int need_delete = 0;
+    for (uint32_t i = 0; i < sp->nsegs; i++) {
+        seg *g = &sp->segs[i];
+        if (!is_newest(sp, i) && g->npending == 0)
+            need_delete = 1;
+    }
+    if (!need_delete || sp->p.read_only)
+        return 0;
+    if (state_save(sp) != 0)
+        return -1;
+    for (uint32_t i = 0; i < sp->nsegs;) {
+        seg *g = &sp->segs[i];
+        if (!is_newest(sp, i) && g->npending == 0) {
+            if (seg_unlink(sp, i) != 0)
+                return -1;
+        } else {
+            i++;
+        }
+    }
+    return fsync_dir(sp);
+}
+
+/* Scans one segment at open: validates every record, counts pending ones, cuts a torn tail. */
+static int seg_scan(spool *sp, uint32_t i, int newest)
+{
+    seg *g = &sp->segs[i];
+    stream *s = &sp->st[g->cls];
+    char path[DIR_MAX + 32];
+    seg_name(path, sizeof path, sp, g->cls, g->segno);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat stt;
+    if (fstat(fd, &stt) != 0) {
+        close(fd);
+        return -1;
+    }
+    uint32_t fsize = stt.st_size > (off_t)UINT32_MAX ? UINT32_MAX : (uint32_t)stt.st_size;
+    uint32_t off = 0;
+    g->nrec = g->npending = 0;
+    while (off < fsize) {
+        rec_hdr h;
+        uint32_t at;
+        int skipped;
+        int r = rec_next(fd, off, fsize, g->cls, &h, &at, &skipped);
+        if (r < 0) {
+            close(fd);
+            return -1;
+        }
+        if (r == 0) {
+            /* nothing valid up to the end: a torn last write (newest segment) or a corrupt end */
+            if (newest) {
+                sp->torn_tails++;
+                if (!sp->p.read_only) {
+                    int wfd = open(path, O_WRONLY | O_CLOEXEC);
+                    if (wfd < 0 || ftruncate(wfd, off) != 0 || (sp->p.fsync_policy != SPOOL_FSYNC_NEVER && fsync(wfd) != 0)) {
+                        if (wfd >= 0)
+                            close(wfd);
+                        close(fd);
+                        return -1;
+                    }
+                    close(wfd);
+                }
+                et_warn("spool: %s: torn record at offset %u cut off (%u bytes)", path, (unsigned)off,
+                        (unsigned)(fsize - off));
+            } else {
+                sp->corrupt_dropped++;
+                et_warn("spool: %s: corrupt tail at offset %u ignored", path, (unsigned)off);
+            }
+            sp->state_dirty = 1;
+            break;
+        }
+        if (skipped) {
+            sp->corrupt_dropped++;
+            sp->state_dirty = 1;
+            et_warn("spool: %s: corrupt bytes %u..%u skipped", path, (unsigned)off, (unsigned)at);
+        }
+        g->nrec++;
+        pos p = {g->segno, at};
+        if (!is_done(s, p))
+            g->npending++;
+        off = at + SPOOL_HDR_LEN + h.len;
+    }
+    close(fd);
+    g->size = off;
+    return 0;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+    const seg *x = a, *y = b;
+    return x->segno < y->segno ? -1 : x->segno > y->segno;
+}
+
+spool *spool_open(const spool_params *p, char *err, size_t errlen)
+{
+    if (!p || !p->dir || !p->dir[0] || strlen(p->dir) >= DIR_MAX) {
+        seterr(err, errlen, "spool: no directory (or longer than %d)", DIR_MAX - 1);
+        return NULL;
+    }
+    spool *sp = calloc(1, sizeof *sp);
+    if (!sp) {
+        seterr(err, errlen, "spool: out of memory");
+        return NULL;
+    }
+    sp->p = *p;
+    snprintf(sp->dir, sizeof sp->dir, "%s", p->dir);
+    sp->p.dir = sp->dir;
+    if (!sp->p.max_bytes)
+        sp->p.max_bytes = 16u << 20;
+    if (!sp->p.segment_bytes) {
+        uint64_t s = sp->p.max_bytes / 64;
+        sp->p.segment_bytes = (uint32_t)(s < (64u << 10) ? (64u << 10) : s > (256u << 10) ? (256u << 10) : s);
+    }
+    if (sp->p.segment_bytes < 4096)
+        sp->p.segment_bytes = 4096;
+    if (!sp->p.batch_records)
+        sp->p.batch_records = 8;
+    if (!sp->p.batch_ms)
+        sp->p.batch_ms = 5000;
+    if (sp->p.fsync_policy < SPOOL_FSYNC_ALWAYS || sp->p.fsync_policy > SPOOL_FSYNC_NEVER)
+        sp->p.fsync_policy = SPOOL_FSYNC_BATCH;
+    for (int c = 0; c < NSTREAMS; c++)
+        sp->st[c].fd = -1;
+    sp->dirfd = -1;
+
+    if (!p->read_only && mkdir(sp->dir, 0700) != 0 && errno != EEXIST) {
+        seterr(err, errlen, "spool: mkdir %s: %s", sp->dir, strerror(errno));
+        free(sp);
+        return NULL;
+    }
+    sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->dirfd < 0) {
+        seterr(err, errlen, "spool: open %s: %s", sp->dir, strerror(errno));
+        free(sp);
+        return NULL;
+    }
+    if (state_load(sp) < 0) {
+        seterr(err, errlen, "spool: reading state in %s: %s", sp->dir, strerror(errno));
+        goto fail;
+    }
+
+    DIR *d = opendir(sp->dir);
+    if (!d) {
+        seterr(err, errlen, "spool: opendir %s: %s", sp->dir, strerror(errno));
+        goto fail;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char c;
+        unsigned segno;
+        char tail[8];
+        if (!strcmp(de->d_name, "state.tmp") && !p->read_only) {
+            unlinkat(sp->dirfd, de->d_name, 0);
+            continue;
+        }
+        if (sscanf(de->d_name, "%c-%8u.%3s", &c, &segno, tail) != 3 || strcmp(tail, "seg") ||
+            strlen(de->d_name) != 14 || (c != 'r' && c != 'f'))
+            continue;
+        if (sp->nsegs >= ET_SPOOL_MAX_SEGS) {
+            closedir(d);
+            seterr(err, errlen, "spool: more than %d segments in %s", ET_SPOOL_MAX_SEGS, sp->dir);
+            goto fail;
+        }
+        seg *g = &sp->segs[sp->nsegs++];
+        memset(g, 0, sizeof *g);
+        g->segno = segno;
+        g->cls = c == 'f' ? ST_FINDING : ST_ROUTINE;
+    }
+    closedir(d);
+    qsort(sp->segs, sp->nsegs, sizeof sp->segs[0], cmp_seg);
+
+    /* Segments the cursor already passed were fully acked or evicted before a crash. */
+    for (uint32_t i = 0; i < sp->nsegs;) {
+        seg *g = &sp->segs[i];
+        if (g->segno < sp->st[g->cls].cursor.segno && !p->read_only) {
+            char path[DIR_MAX + 32];
+            seg_name(path, sizeof path, sp, g->cls, g->segno);
+            unlink(path);
+            seg_remove_at(sp, i);
+            sp->dir_dirty = 1;
+            continue;
+        }
+        i++;
+    }
+    for (uint32_t i = 0; i < sp->nsegs; i++) {
+        if (seg_scan(sp, i, is_newest(sp, i)) != 0) {
+            seterr(err, errlen, "spool: scanning segment %u: %s", (unsigned)sp->segs[i].segno, strerror(errno));
+            goto fail;
+        }
+        if (sp->segs[i].segno >= sp->next_segno)
+            sp->next_segno = sp->segs[i].segno + 1;
+    }
+    if (sp->next_segno == 0)
+        sp->next_segno = 1;
+    if (!p->read_only) {
+        if (settle(sp) != 0 || ((sp->state_dirty || sp->dir_dirty) && state_save(sp) != 0)) {
+            seterr(err, errlen, "spool: writing state in %s: %s", sp->dir, strerror(errno));
+            goto fail;
+        }
+    }
+    sp->last_save_ms = et_now_mono_ms();
+    return sp;
+fail:
+    if (sp->dirfd >= 0)
+        close(sp->dirfd);
+    free(sp);
+    return NULL;
+}
+
+static int sync_data(spool *sp)
+{
+    int rc = 0;
+    for (int c = 0; c < NSTREAMS; c++)
+        if (sp->st[c].fd >= 0 && sp->st[c].unsynced) {
+            if (fdatasync(sp->st[c].fd) != 0)
+                rc = -1;
+            sp->st[c].unsynced = 0;
+        }
+    if (sp->dir_dirty && fsync(sp->dirfd) != 0)
+        rc = -1;
+    sp->dir_dirty = 0;
+    sp->unsynced_records = 0;
+    return rc;
+}
+
+int spool_sync(spool *sp)
+{
+    if (sp->p.read_only)
+        return 0;
+    int rc = 0;
+    for (int c = 0; c < NSTREAMS; c++)
+        if (sp->st[c].fd >= 0 && sp->st[c].unsynced) {
+            if (fdatasync(sp->st[c].fd) != 0)
+                rc = -1;
+            sp->st[c].unsynced = 0;
+        }
+    if (fsync(sp->dirfd) != 0)
+        rc = -1;
+    sp->dir_dirty = 0;
+    sp->unsynced_records = 0;
+    if (state_save(sp) != 0)
+        rc = -1;
+    /* state_save skips the directory fsync under "never"; a forced sync does it anyway */
+    if (fsync(sp->dirfd) != 0)
+        rc = -1;
+    return rc;
+}
+
+void spool_close(spool *sp)
+{
+    if (!sp)
+        return;
+    if (!sp->p.read_only) {
+        if (sp->p.fsync_policy == SPOOL_FSYNC_NEVER) {
+            state_save(sp);
+        } else {
+            sync_data(sp);
+            state_save(sp);
+        }
+    }
+    for (int c = 0; c < NSTREAMS; c++)
+        if (sp->st[c].fd >= 0)
+            close(sp->st[c].fd);
+    close(sp->dirfd);
+    free(sp);
+}
+
+static uint64_t bytes_used(const spool *sp)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < sp->nsegs; i++)
+        n += sp->segs[i].size;
+    return n;
+}
+
+/* Drops the oldest routine segment, or if there is none the oldest findings segment. */
+static int evict_one(spool *sp)
+{
+    int idx = -1;
+    for (uint32_t i = 0; i < sp->nsegs && idx < 0; i++)
+        if (sp->segs[i].npending == 0) /* delivered already: free to drop */
+            idx = (int)i;
+    for (uint32_t i = 0; i < sp->nsegs && idx < 0; i++)
+        if (sp->segs[i].cls == ST_ROUTINE)
+            idx = (int)i;
+    if (idx < 0 && sp->nsegs)
+        idx = 0;
+    if (idx < 0)
+        return -1;
+    seg *g = &sp->segs[idx];
+    stream *s = &sp->st[g->cls];
+    if (g->cls == ST_ROUTINE)
+        sp->routine_dropped += g->npending;
+    else
+        sp->findings_dropped += g->npending;
+    if (g->npending)
+        et_warn("spool: full: dropped %u pending %s snapshots (segment %u)", (unsigned)g->npending,
+                g->cls == ST_ROUTINE ? "routine" : "finding", (unsigned)g->segno);
+    pos after = {g->segno + 1, 0};
+    if (pos_lt(s->cursor, after))
+        s->cursor = after;
+    for (uint32_t k = 0; k < s->nooo;)
+        if (pos_lt(s->ooo[k], s->cursor))
+            s->ooo[k] = s->ooo[--s->nooo];
+        else
+            k++;
+    /* counters and cursor on flash before the file goes, so a crash cannot count twice */
+    if (state_save(sp) != 0)
+        return -1;
+    if (seg_unlink(sp, (uint32_t)idx) != 0)
+        return -1;
+    return fsync_dir(sp);
+}
+
+static int open_new_segment(spool *sp, unsigned cls)
+{
+    stream *s = &sp->st[cls];
+    if (s->fd >= 0) {
+        if (s->unsynced && sp->p.fsync_policy != SPOOL_FSYNC_NEVER && fdatasync(s->fd) != 0)
+            return -1;
+        close(s->fd);
+        s->fd = -1;
+        s->unsynced = 0;
+    }
+    while (sp->nsegs >= ET_SPOOL_MAX_SEGS)
+        if (evict_one(sp) != 0)
+            return -1;
+    uint32_t segno = sp->next_segno++;
+    char path[DIR_MAX + 32];
+    seg_name(path, sizeof path, sp, cls, segno);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    seg *g = &sp->segs[sp->nsegs++];
+    memset(g, 0, sizeof *g);
+    g->segno = segno;
+    g->cls = (uint8_t)cls;
+    s->fd = fd;
+    s->active_segno = segno;
+    sp->dir_dirty = 1;
+    /* the new file must survive a power cut before its first record is reported durable */
+    if (sp->p.fsync_policy == SPOOL_FSYNC_ALWAYS)
+        return fsync_dir(sp);
+    return 0;
+}
+
+int spool_append(spool *sp, uint8_t flags, const uint8_t id[SPOOL_ID_LEN], const void *payload, size_t len)
+{
+    if (sp->p.read_only || len > SPOOL_REC_MAX || len > sp->p.max_bytes / 4 || (flags & ~SPOOL_F_FINDING)) {
+        errno = sp->p.read_only ? EROFS : (flags & ~SPOOL_F_FINDING) ? EINVAL : EFBIG;
+        return -1;
+    }
+    unsigned cls = (flags & SPOOL_F_FINDING) ? ST_FINDING : ST_ROUTINE;
+    uint32_t need = SPOOL_HDR_LEN + (uint32_t)len;
+    while (bytes_used(sp) + need > sp->p.max_bytes)
+        if (evict_one(sp) != 0)
+            return -1;
+    stream *s = &sp->st[cls];
+    seg *g = NULL;
+    if (s->fd >= 0)
+        g = find_seg(sp, s->active_segno);
+    if (!g) {
+        /* reopen the newest segment of the stream if it has room, else start a new one */
+        for (uint32_t i = sp->nsegs; i-- > 0;)
+            if (sp->segs[i].cls == cls) {
+                if (sp->segs[i].size < sp->p.segment_bytes) {
+                    char path[DIR_MAX + 32];
+                    seg_name(path, sizeof path, sp, cls, sp->segs[i].segno);
+                    int fd = open(path, O_WRONLY | O_CLOEXEC);
+                    if (fd < 0)
+                        return -1;
+                    if (s->fd >= 0)
+                        close(s->fd);
+                    s->fd = fd;
+                    s->active_segno = sp->segs[i].segno;
+                    g = &sp->segs[i];
+                }
+                break;
+            }
+    }
+    if (!g || g->size >= sp->p.segment_bytes) {
+        if (open_new_segment(sp, cls) != 0)
+            return -1;
+        g = find_seg(sp, s->active_segno);
+    }
+    uint8_t hb[SPOOL_HDR_LEN];
+    hdr_encode(hb, (uint32_t)len, 0, flags, id);
+    uLong crc = crc32(0L, hb, SPOOL_HDR_LEN);
+    crc = crc32(crc, payload, (uInt)len);
+    put32(hb + 8, (uint32_t)crc);
+    size_t done = 0;
+    while (done < need) {
+        /* pwritev may be short on a full disk: finish it or undo it */
+        ssize_t w;
+        if (done < SPOOL_HDR_LEN) {
+            struct iovec v2[2] = {{hb + done, SPOOL_HDR_LEN - done}, {(void *)payload, len}};
+            w = pwritev(s->fd, v2, 2, (off_t)g->size + (off_t)done);
+        } else {
+            w = pwrite(s->fd, (const uint8_t *)payload + (done - SPOOL_HDR_LEN), need - done,
+                       (off_t)g->size + (off_t)done);
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            if (ftruncate(s->fd, g->size) != 0)
+                et_warn("spool: cannot undo a partial write: %s", strerror(errno));
+            errno = w == 0 ? ENOSPC : e;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    g->size += need;
+    g->nrec++;
+    g->npending++;
+    s->unsynced = 1;
+    sp->appended_total++;
+    account_write(sp, need);
+    sp->state_dirty = 1;
+    if (sp->p.fsync_policy == SPOOL_FSYNC_ALWAYS) {
+        if (fdatasync(s->fd) != 0)
+            return -1;
+        s->unsynced = 0;
+        if (sp->dir_dirty && fsync_dir(sp) != 0)
+            return -1;
+    } else if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH) {
+        if (sp->unsynced_records++ == 0)
+            sp->first_unsynced_ms = et_now_mono_ms();
+        if (sp->unsynced_records >= sp->p.batch_records)
+            return spool_tick(sp);
+    }
+    return 0;
+}
+
+int spool_tick(spool *sp)
+{
+    if (sp->p.read_only)
+        return 0;
+    uint64_t now = et_now_mono_ms();
+    if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH) {
+        if (sp->unsynced_records &&
+            (sp->unsynced_records >= sp->p.batch_records || now - sp->first_unsynced_ms >= sp->p.batch_ms)) {
+            if (sync_data(sp) != 0)
+                return -1;
+            if (sp->state_dirty && state_save(sp) != 0)
+                return -1;
+        } else if (sp->acks_since_save && now - sp->last_save_ms >= sp->p.batch_ms) {
+            if (state_save(sp) != 0)
+                return -1;
+        }
+    } else if (sp->p.fsync_policy == SPOOL_FSYNC_NEVER) {
+        /* no fsync at all, but acks reach the page cache now and then (60 s or 64 acks) */
+        if (sp->acks_since_save && (sp->acks_since_save >= 64 || now - sp->last_save_ms >= 60000))
+            if (state_save(sp) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+/* ---- consumer side ------------------------------------------------------------------------- */
+/* First pending record of a stream at or after its cursor. 1 found, 0 none, -1 I/O error. */
+static int stream_first_pending(spool *sp, unsigned cls, rec_hdr *h, pos *at)
+{
+    stream *s = &sp->st[cls];
+    for (uint32_t i = 0; i < sp->nsegs; i++) {
+        seg *g = &sp->segs[i];
+        if (g->cls != cls || g->segno < s->cursor.segno || g->npending == 0)
+            continue;
+        char path[DIR_MAX + 32];
+        seg_name(path, sizeof path, sp, cls, g->segno);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        uint32_t off = g->segno == s->cursor.segno ? s->cursor.off : 0;
+        while (off < g->size) {
+            uint32_t a;
+            int skipped;
+            int r = rec_next(fd, off, g->size, cls, h, &a, &skipped);
+            if (r < 0) {
+                close(fd);
+                return -1;
+            }
+            if (r == 0)
+                break;
+            pos p = {g->segno, a};
+            if (!is_done(s, p)) {
+                close(fd);
+                *at = p;
+                return 1;
+            }
+            off = a + SPOOL_HDR_LEN + h->len;
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+static void remember(spool *sp, const rec_hdr *h, unsigned cls, pos p)
+{
+    for (unsigned k = 0; k < NRECENT; k++)
+        if (sp->rc[k].valid && !memcmp(sp->rc[k].id, h->id, SPOOL_ID_LEN)) {
+            sp->rc[k].segno = p.segno;
+            sp->rc[k].off = p.off;
+            sp->rc[k].cls = (uint8_t)cls;
+            return;
+        }
+    recent *r = &sp->rc[sp->rc_next++ % NRECENT];
+    memcpy(r->id, h->id, SPOOL_ID_LEN);
+    r->cls = (uint8_t)cls;
+    r->segno = p.segno;
+    r->off = p.off;
+    r->valid = 1;
+}
+
+long spool_peek(spool *sp, spool_rec *out, void *buf, size_t cap)
+{
+    static const unsigned order[NSTREAMS] = {ST_FINDING, ST_ROUTINE};
+    for (unsigned k = 0; k < NSTREAMS; k++) {
+        unsigned cls = order[k];
+        rec_hdr h;
+        pos p;
+        int r = stream_first_pending(sp, cls, &h, &p);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            continue;
+        memcpy(out->id, h.id, SPOOL_ID_LEN);
+        out->flags = h.flags;
+        out->len = h.len;
+        out->segno = p.segno;
+        out->offset = p.off;
+        remember(sp, &h, cls, p);
+        if (!buf || cap < h.len)
+            return -2;
+        char path[DIR_MAX + 32];
+        seg_name(path, sizeof path, sp, cls, p.segno);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        seg *g = find_seg(sp, p.segno);
+        rec_hdr h2;
+        r = rec_read(fd, p.off, g ? g->size : 0, cls, &h2, buf, cap);
+        close(fd);
+        if (r < 0)
+            return -1;
+        if (r == 0) /* changed under us (flash corruption since open): report as I/O error */
+            return -1;
+        return (long)h.len;
+    }
+    return 0;
+}
+
+/* Finds a pending record by id: the recent-peek cache first, then a scan. */
+static int locate(spool *sp, const uint8_t *id, unsigned *cls, pos *p)
+{
+    for (unsigned k = 0; k < NRECENT; k++)
+        if (sp->rc[k].valid && !memcmp(sp->rc[k].id, id, SPOOL_ID_LEN) && find_seg(sp, sp->rc[k].segno)) {
+            *cls = sp->rc[k].cls;
+            p->segno = sp->rc[k].segno;
+            p->off = sp->rc[k].off;
+            return 1;
+        }
+    for (uint32_t i = 0; i < sp->nsegs; i++) {
+        seg *g = &sp->segs[i];
+        stream *s = &sp->st[g->cls];
+        if (g->npending == 0 || g->segno < s->cursor.segno)
+            continue;
+        char path[DIR_MAX + 32];
+        seg_name(path, sizeof path, sp, g->cls, g->segno);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        uint32_t off = g->segno == s->cursor.segno ? s->cursor.off : 0;
+        while (off < g->size) {
+            rec_hdr h;
+            uint32_t a;
+            int skipped;
+            int r = rec_next(fd, off, g->size, g->cls, &h, &a, &skipped);
+            if (r <= 0) {
+                if (r < 0) {
+                    close(fd);
+                    return -1;
+                }
+                break;
+            }
+            pos q = {g->segno, a};
+            if (!memcmp(h.id, id, SPOOL_ID_LEN) && !is_done(s, q)) {
+                close(fd);
+                *cls = g->cls;
+                *p = q;
+                return 1;
+            }
+            off = a + SPOOL_HDR_LEN + h.len;
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+int spool_ack(spool *sp, const uint8_t id[SPOOL_ID_LEN])
+{
+    if (sp->p.read_only)
+        return -1;
+    unsigned cls;
+    pos p;
+    int r = locate(sp, id, &cls, &p);
+    if (r <= 0)
+        return r < 0 ? -1 : 1;
+    stream *s = &sp->st[cls];
+    seg *g = find_seg(sp, p.segno);
+    if (!g || is_done(s, p))
+        return 1;
+    for (unsigned k = 0; k < NRECENT; k++)
+        if (sp->rc[k].valid && !memcmp(sp->rc[k].id, id, SPOOL_ID_LEN))
+            sp->rc[k].valid = 0;
+    if (s->nooo >= ET_SPOOL_OOO_ACKS) {
+        et_warn("spool: more than %d acks ahead of the oldest pending record", ET_SPOOL_OOO_ACKS);
+        return -1;
+    }
+    /* the ack goes into the set; settle() turns a set entry at the cursor into cursor motion */
+    s->ooo[s->nooo++] = p;
+    g->npending--;
+    sp->acked_total++;
+    sp->acks_since_save++;
+    sp->state_dirty = 1;
+    if (settle(sp) != 0)
+        return -1;
+    if (sp->p.fsync_policy == SPOOL_FSYNC_ALWAYS && sp->state_dirty && state_save(sp) != 0)
+        return -1;
+    return 0;
+}
+
+void spool_get_stats(const spool *sp, spool_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->max_bytes = sp->p.max_bytes;
+    st->segment_bytes = sp->p.segment_bytes;
+    for (uint32_t i = 0; i < sp->nsegs; i++) {
+        const seg *g = &sp->segs[i];
+        st->bytes_used += g->size;
+        if (g->cls == ST_FINDING) {
+            st->segments_findings++;
+            st->pending_findings += g->npending;
+        } else {
+            st->segments_routine++;
+            st->pending_routine += g->npending;
+        }
+    }
+    st->appended_total = sp->appended_total;
+    st->acked_total = sp->acked_total;
+    st->routine_dropped = sp->routine_dropped;
+    st->findings_dropped = sp->findings_dropped;
+    st->corrupt_dropped = sp->corrupt_dropped;
+    st->torn_tails = sp->torn_tails;
+    st->bytes_written_today = sp->bytes_today;
+    st->bytes_written_total = sp->bytes_total;
+    st->day = sp->day;
+    st->fsync_policy = sp->p.fsync_policy;
+}
+
+int spool_foreach(spool *sp, int (*cb)(const spool_rec *r, int acked, void *ctx), void *ctx)
+{
+    static const unsigned order[NSTREAMS] = {ST_FINDING, ST_ROUTINE};
+    for (unsigned k = 0; k < NSTREAMS; k++) {
+        unsigned cls = order[k];
+        for (uint32_t i = 0; i < sp->nsegs; i++) {
+            seg *g = &sp->segs[i];
+            if (g->cls != cls)
+                continue;
+            char path[DIR_MAX + 32];
+            seg_name(path, sizeof path, sp, cls, g->segno);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return -1;
+            uint32_t off = 0;
+            while (off < g->size) {
+                rec_hdr h;
+                uint32_t a;
+                int skipped;
+                int r = rec_next(fd, off, g->size, cls, &h, &a, &skipped);
+                if (r < 0) {
+                    close(fd);
+                    return -1;
+                }
+                if (r == 0)
+                    break;
+                spool_rec rec;
+                memcpy(rec.id, h.id, SPOOL_ID_LEN);
+                rec.flags = h.flags;
+                rec.len = h.len;
+                rec.segno = g->segno;
+                rec.offset = a;
+                pos p = {g->segno, a};
+                if (cb(&rec, is_done(&sp->st[cls], p), ctx)) {
+                    close(fd);
+                    return 0;
+                }
+                off = a + SPOOL_HDR_LEN + h.len;
+            }
+            close(fd);
+        }
+    }
+    return 0;
+}
+
+const char *spool_fsync_name(int policy)
+{
+    switch (policy) {
+    case SPOOL_FSYNC_ALWAYS: return "always";
+    case SPOOL_FSYNC_BATCH: return "batch";
+    case SPOOL_FSYNC_NEVER: return "never";
+    }
+    return "?";
+}
+
+int spool_fsync_parse(const char *s)
+{
+    if (!strcmp(s, "always"))
+        return SPOOL_FSYNC_ALWAYS;
+    if (!strcmp(s, "batch"))
+        return SPOOL_FSYNC_BATCH;
+    if (!strcmp(s, "never"))
+        return SPOOL_FSYNC_NEVER;
+    return -1;
+}
