@@ -330,6 +330,18 @@ static uint16_t addr_port(const struct sockaddr_storage *ss)
     return 0;
 }
 
+/* Large socket buffers, so a burst is not lost in the kernel while the proxy waits for the CPU on a
+ * busy machine: losses must be the ones we chose.  The FORCE variants pass net.core.rmem_max when
+ * running as root; otherwise the capped request is the best we can do. */
+static void big_socket_buffers(int fd)
+{
+    int buf = LL_SOCK_BUF;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+}
+
 /* Write a whole file atomically (PATH.tmp then rename) so a reader never sees half of it. */
 static int write_file_atomic(const char *path, const char *data, size_t len)
 {
@@ -751,9 +763,7 @@ static int open_upstream_socket(struct state *s, uint32_t idx, uint16_t *port_ou
     int fd = socket(s->cfg.upstream_addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    int buf = LL_SOCK_BUF;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    big_socket_buffers(fd);
     /* connect() also filters: only the upstream's replies reach this flow, as with a NAT */
     if (connect(fd, (const struct sockaddr *)&s->cfg.upstream_addr, s->cfg.upstream_len) != 0) {
         close(fd);
@@ -1262,9 +1272,7 @@ static int setup(struct state *s)
         msg("socket: %s", strerror(errno));
         return -1;
     }
-    int buf = LL_SOCK_BUF;
-    setsockopt(s->listen_fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-    setsockopt(s->listen_fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    big_socket_buffers(s->listen_fd);
     char want[64];
     format_addr(&c->listen_addr, want, sizeof want);
     if (bind(s->listen_fd, (const struct sockaddr *)&c->listen_addr, c->listen_len) != 0) {
