@@ -62,22 +62,28 @@ static void cpy(char *dst, size_t cap, const char *src)
     dst[n] = 0;
 }
 
-int coll_decode(coll_decoder *d, const uint8_t *in, size_t len, coll_snap *snap, char *diag, size_t diaglen)
+int coll_decode(coll_decoder *d, const uint8_t *in, size_t len, coll_snap *snap, char *diag, size_t diaglen,
+                const char **kind)
 {
     char err[160] = "";
+    const char *k = "";
     int rc = et_wire_decode(d->dec, in, len, &d->s, err, sizeof(err));
+    if (kind)
+        *kind = k;
     if (rc != ET_WIRE_OK) {
         snprintf(diag, diaglen, "%s: %s", et_wire_status_name(rc), err);
+        int code = 400;
         switch (rc) {
-        case ET_WIRE_EENVELOPE:
-            return 415;
-        case ET_WIRE_ETOOBIG:
-            return 413;
-        case ET_WIRE_ENOMEM:
-            return 500;
-        default:
-            return 400;
+        case ET_WIRE_EENVELOPE: code = 415; k = "envelope"; break;
+        case ET_WIRE_ETOOBIG: code = 413; k = "size"; break;
+        case ET_WIRE_ENOMEM: code = 500; k = "memory"; break;
+        case ET_WIRE_EZSTD: case ET_WIRE_EDICT: case ET_WIRE_EUNSUPPORTED: k = "zstd"; break;
+        case ET_WIRE_ECBOR: k = "cbor"; break;
+        default: k = "schema"; break;
         }
+        if (kind)
+            *kind = k;
+        return code;
     }
     const et_snapshot *s = &d->s;
     memset(snap, 0, sizeof(*snap));

@@ -17,6 +17,8 @@ coll_decoder *coll_decoder_create(char *err, size_t errlen);
 int coll_decoder_add_dict(coll_decoder *d, const void *dict, size_t len, char *err, size_t errlen);
 void coll_decoder_free(coll_decoder *d);
 
-int coll_decode(coll_decoder *d, const uint8_t *in, size_t len, coll_snap *snap, char *diag, size_t diaglen);
+/* kind (may be NULL) gets the reason class: "zstd", "cbor", "schema", "envelope", "size", "" */
+int coll_decode(coll_decoder *d, const uint8_t *in, size_t len, coll_snap *snap, char *diag, size_t diaglen,
+                const char **kind);
 
 #endif

@@ -63,7 +63,8 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
         snprintf(r->diag, sizeof(r->diag), "body %zu bytes > limit %zu", len, max_body);
         return;
     }
-    int code = coll_decode(dec, body, len, &snap, r->diag, sizeof(r->diag));
+    const char *kind = "";
+    int code = coll_decode(dec, body, len, &snap, r->diag, sizeof(r->diag), &kind);
     if (code) {
         r->code = code;
         if (code == 415) {
@@ -74,9 +75,9 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
             c->store_errors++;
         } else {
             c->bad_request++;
-            if (strstr(r->diag, "zstd") || strstr(r->diag, "ZSTD") || strstr(r->diag, "dict"))
+            if (!strcmp(kind, "zstd"))
                 c->bad_zstd++;
-            else if (strstr(r->diag, "schema") || strstr(r->diag, "SCHEMA"))
+            else if (!strcmp(kind, "schema"))
                 c->bad_schema++;
             else
                 c->bad_cbor++;

@@ -1,0 +1,272 @@
+/* test_collector_store.c - the collector's SQLite store and the ingest validation step:
+ * durable commit + reopen, dedup by snapshot id, one finding per (device, target,
+ * fingerprint) across many (and out-of-order) snapshots, rollback, PSK lookup, and every
+ * rejection code of ingest_payload on real wire envelopes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "decode.h"
+#include "ingest.h"
+#include "snapshot.h"
+#include "store.h"
+
+static char dbpath[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dbpath, sizeof(dbpath), "/tmp/et-store-test-%d.db", (int)getpid());
+    unlink(dbpath);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char p[160];
+    unlink(dbpath);
+    snprintf(p, sizeof(p), "%s-wal", dbpath);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", dbpath);
+    unlink(p);
+    return 0;
+}
+
+static coll_store *open_db(void)
+{
+    char err[256];
+    coll_store *s = store_open(dbpath, err, sizeof(err));
+    if (!s)
+        fail_msg("store_open: %s", err);
+    return s;
+}
+
+static int64_t q1(coll_store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+    int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void mksnap(coll_snap *s, const char *id, int64_t wall, uint32_t count, int with_finding)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->snapshot_id, sizeof(s->snapshot_id), "%s", id);
+    snprintf(s->device_id, sizeof(s->device_id), "gw-1");
+    snprintf(s->service, sizeof(s->service), "billing");
+    snprintf(s->incarnation, sizeof(s->incarnation), "100:5");
+    s->wall_ms = wall;
+    s->wall_trusted = 1;
+    s->goroutines = count;
+    if (with_finding) {
+        s->nfindings = 1;
+        coll_finding *f = &s->f[0];
+        snprintf(f->fingerprint, sizeof(f->fingerprint), "00112233aabbccdd");
+        snprintf(f->kind, sizeof(f->kind), "goroutine-leak");
+        snprintf(f->confidence, sizeof(f->confidence), "likely");
+        snprintf(f->function, sizeof(f->function), "main.worker");
+        snprintf(f->file, sizeof(f->file), "main.go");
+        f->line = 42;
+        f->count = count;
+    }
+}
+
+static void test_commit_reopen_and_dedup(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    const uint8_t psk[4] = {1, 2, 3, 4};
+    assert_int_equal(store_device_add(s, "gw-1", psk, sizeof(psk), 0), 0);
+    assert_int_equal(store_device_add(s, "gw-1", psk, sizeof(psk), 0), -1); /* no silent key change */
+    coll_snap snap;
+    mksnap(&snap, "aa01", 1700000000000LL, 10, 0);
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1700000001000LL, (const uint8_t *)"x", 1), STORE_NEW);
+    /* the same id again in the same transaction: already there */
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1700000001000LL, NULL, 1), STORE_DUPLICATE);
+    assert_int_equal(store_commit(s), 0);
+    store_close(s);
+
+    s = open_db();
+    assert_int_equal(store_count(s, "snapshots"), 1);
+    assert_int_equal(q1(s, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode='wal'"), 1);
+    assert_int_equal(q1(s, "PRAGMA synchronous"), 2); /* FULL */
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1700000002000LL, NULL, 1), STORE_DUPLICATE);
+    assert_int_equal(store_commit(s), 0);
+    assert_int_equal(store_count(s, "snapshots"), 1);
+    assert_int_equal(q1(s, "SELECT snapshots FROM devices WHERE id='gw-1'"), 1);
+    uint8_t got[64];
+    size_t n = 0;
+    assert_int_equal(store_device_psk(s, "gw-1", got, sizeof(got), &n), 1);
+    assert_int_equal(n, 4);
+    assert_memory_equal(got, psk, 4);
+    assert_int_equal(store_device_psk(s, "gw-2", got, sizeof(got), &n), 0);
+    store_close(s);
+}
+
+static void test_rollback_loses_only_uncommitted(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    coll_snap snap;
+    mksnap(&snap, "bb01", 1700000000000LL, 1, 0);
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
+    assert_int_equal(store_commit(s), 0);
+    mksnap(&snap, "bb02", 1700000000000LL, 1, 0);
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
+    store_rollback(s);
+    assert_int_equal(store_count(s, "snapshots"), 1);
+    /* put outside a transaction is refused, so nothing can be acked uncommitted */
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), -1);
+    store_close(s);
+    s = open_db();
+    assert_int_equal(store_count(s, "snapshots"), 1);
+    store_close(s);
+}
+
+static void test_finding_merge(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    coll_snap snap;
+    /* arrival order 2, 1, 3 (after an outage the spool drains findings out of time order) */
+    const int64_t walls[3] = {1700000120000LL, 1700000060000LL, 1700000180000LL};
+    const uint32_t counts[3] = {20, 10, 30};
+    const char *ids[3] = {"cc02", "cc01", "cc03"};
+    for (int i = 0; i < 3; i++) {
+        mksnap(&snap, ids[i], walls[i], counts[i], 1);
+        assert_int_equal(store_begin(s), 0);
+        assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1700000200000LL, NULL, 0), STORE_NEW);
+        assert_int_equal(store_commit(s), 0);
+    }
+    /* a retry of one of them does not count twice */
+    mksnap(&snap, "cc01", walls[1], counts[1], 1);
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1700000300000LL, NULL, 0), STORE_DUPLICATE);
+    assert_int_equal(store_commit(s), 0);
+
+    assert_int_equal(store_count(s, "findings"), 1);
+    assert_int_equal(q1(s, "SELECT snapshots FROM findings"), 3);
+    assert_int_equal(q1(s, "SELECT first_seen FROM findings"), 1700000060000LL);
+    assert_int_equal(q1(s, "SELECT last_seen FROM findings"), 1700000180000LL);
+    assert_int_equal(q1(s, "SELECT count FROM findings"), 30);   /* newest snapshot's value */
+    assert_int_equal(q1(s, "SELECT max_count FROM findings"), 30);
+    assert_int_equal(store_count(s, "targets"), 1);
+
+    /* the same fingerprint on another target is another finding */
+    mksnap(&snap, "dd01", walls[0], 5, 1);
+    snprintf(snap.service, sizeof(snap.service), "payments");
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
+    assert_int_equal(store_commit(s), 0);
+    assert_int_equal(store_count(s, "findings"), 2);
+    store_close(s);
+}
+
+/* ---- ingest_payload on real envelopes ---- */
+
+static size_t encode(et_snapshot *sn, uint8_t *out, size_t cap, int raw)
+{
+    char err[160];
+    et_wire_params wp = {.level = 3, .raw = raw};
+    et_wire_enc *e = et_wire_enc_create(&wp, err, sizeof(err));
+    assert_non_null(e);
+    size_t n = 0;
+    if (et_wire_encode(e, sn, out, cap, &n, err, sizeof(err)))
+        fail_msg("encode: %s", err);
+    et_wire_enc_free(e);
+    return n;
+}
+
+static void test_ingest_codes(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    char err[160];
+    coll_decoder *d = coll_decoder_create(err, sizeof(err));
+    assert_non_null(d);
+    static et_snapshot sn;
+    et_snapshot_init(&sn);
+    memset(sn.id, 0x42, sizeof(sn.id));
+    snprintf(sn.device_id, sizeof(sn.device_id), "gw-7");
+    snprintf(sn.service, sizeof(sn.service), "svc");
+    sn.wall_ms = 1700000000000LL;
+    static uint8_t buf[ET_WIRE_MAX];
+    size_t n = encode(&sn, buf, sizeof(buf), 0);
+    ingest_counters c;
+    memset(&c, 0, sizeof(c));
+    ingest_result r;
+
+    ingest_payload(s, d, &c, "gw-7", buf, n, 0, 0, 1, 1, &r); /* text/plain */
+    assert_int_equal(r.code, 415);
+    ingest_payload(s, d, &c, "gw-7", buf, n, -1, 0, 1, 1, &r); /* missing */
+    assert_int_equal(r.code, 415);
+    assert_int_equal(c.bad_format, 2);
+    ingest_payload(s, d, &c, "gw-7", buf, n, 42, 16, 1, 1, &r); /* over the cap */
+    assert_int_equal(r.code, 413);
+    ingest_payload(s, d, &c, "gw-8", buf, n, 42, 0, 1, 1, &r); /* another device's snapshot */
+    assert_int_equal(r.code, 403);
+    assert_int_equal(c.identity_mismatch, 1);
+    assert_int_equal(r.staged, 0);
+
+    uint8_t bad[64];
+    const uint8_t hdr[4] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, ET_WIRE_F_ZSTD};
+    memcpy(bad, hdr, 4);
+    memset(bad + 4, 0xff, 40); /* envelope ok, zstd garbage */
+    ingest_payload(s, d, &c, "gw-7", bad, 44, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 400);
+    if (c.bad_zstd != 1)
+        fail_msg("expected a zstd rejection, got: %s", r.diag);
+    memcpy(bad, "XX", 2); /* not an envelope */
+    ingest_payload(s, d, &c, "gw-7", bad, 44, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 415);
+    /* raw-CBOR envelope with broken CBOR */
+    size_t rn = encode(&sn, buf, sizeof(buf), 1);
+    buf[rn / 2] ^= 0xff;
+    buf[4] = 0xbf; /* indefinite map never closed */
+    ingest_payload(s, d, &c, "gw-7", buf, rn - 1, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 400);
+    assert_int_equal(store_count(s, "snapshots"), 0);
+
+    n = encode(&sn, buf, sizeof(buf), 0);
+    ingest_payload(s, d, &c, "gw-7", buf, n, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 201);
+    assert_int_equal(r.staged, 1);
+    assert_int_equal(store_commit(s), 0);
+    ingest_payload(s, d, &c, "gw-7", buf, n, 42, 0, 2, 1, &r);
+    assert_int_equal(r.code, 204);
+    assert_int_equal(store_commit(s), 0);
+    assert_int_equal(store_count(s, "snapshots"), 1);
+    assert_int_equal(c.snapshots_new, 1);
+    assert_int_equal(c.snapshots_dup, 1);
+    coll_decoder_free(d);
+    store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_commit_reopen_and_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_loses_only_uncommitted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finding_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ingest_codes, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
