@@ -4,6 +4,7 @@
 #define ET_FINDING_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "profile.h"
 
 enum et_finding_kind {
@@ -60,5 +61,18 @@ typedef struct et_findings {
     uint32_t dropped;        /* findings beyond ET_MAX_FINDINGS, least confident first */
     et_finding f[ET_MAX_FINDINGS];
 } et_findings;
+
+/* Keeps only findings at or above min (order preserved). `sample` keeps ET_C_LIKELY:
+ * report only what you would alert on. */
+void et_findings_keep(et_findings *fs, enum et_confidence min);
+/* Writes the findings as a JSON array of the objects of issue 3 item 6:
+ * {"kind","confidence","function","file","line","state","count","growth_per_min",
+ *  "oldest_wait_s","created_by","fingerprint","evidence":[...],"value","stack":[...]}.
+ * Strings are escaped; invalid UTF-8 becomes U+FFFD. No trailing newline. */
+void et_findings_json(FILE *out, const et_findings *fs);
+/* One JSON string literal (quotes included), escaped as above. */
+void et_json_string(FILE *out, const char *s);
+/* Human-readable report, one block per finding; "no findings" when empty. */
+void et_findings_print(FILE *out, const et_findings *fs);
 
 #endif

@@ -1,0 +1,1537 @@
+/* analyze.c - per-target history and leak heuristics (see analyze.h).
+ *
+ * POLICY (what raises a finding, and how confident it is)
+ *
+ * Everything rests on one robust growth test (growth_eval) applied to a series of
+ * (time, value) points: a site's goroutine count, the process's goroutine total, the
+ * post-GC heap floor, RSS outside the Go runtime, the OS thread count. A series "grows" when,
+ * over some suffix window of the history (the whole window, or its last 32/16/8/4/3 points,
+ * so a leak that starts late is not drowned by a long flat past):
+ *   - it is mostly non-decreasing: at most a quarter of the steps go down (leaked goroutines
+ *     never leave, so a leaking site only falls when legitimate traffic shares it; a
+ *     breathing server falls about half the time);
+ *   - the Mann-Kendall statistic S over the window is at least half its maximum (tau >= 0.5)
+ *     and the Theil-Sen slope (median of pairwise slopes, immune to a few outliers) is > 0;
+ *   - it rose by at least an absolute floor AND a fraction of where it started (a pool of 1000
+ *     breathing by 30 is not a leak; a site going 0 -> 2 is noise);
+ *   - it made a new high: the newest value exceeds everything before the window (a breathing
+ *     site climbing back to its previous peak is not growth);
+ *   - it has not levelled off: the newest value is above the value R points back
+ *     (R = max(3, n/4+1)). A burst that levels off therefore clears within two intervals.
+ * The number of increasing steps in the passing window (k_up) is the persistence.
+ *
+ * Goroutine-leak at a site (evidence CLUSTER): the site grows. Thresholds: min_site_rise (5)
+ * and min_site_rel (10%). Confidence:
+ *   - sync-blocked state (chan/select/mutex/cond/waitgroup/...), not allow-listed:
+ *       likely if k_up >= 3 (grew across 3 sampling intervals), or k_up == 2 with WAIT;
+ *       suspected otherwise.
+ *   - other states (IO wait, syscall, sleep, running) or allow-listed sites (net/http
+ *     keep-alive loops, ...): growth there is usually load (more connections), so they need
+ *     k_up >= 4, or k_up >= 3 with independent support (WAIT, STACK_GROWTH, or for a syscall
+ *     site a growing thread count); and allow-listed sites need twice the rise. They still
+ *     alert: an HTTP client that never closes response bodies leaks persistConn loops at a
+ *     stdlib-only site, and nothing else would catch it.
+ *   - TREND is added when the process total grows too and this site explains >= 25% of it;
+ *     STACK_GROWTH when StackInuse grows over the same history; WAIT when the latest debug=2
+ *     dump (<= 3 samples old) shows goroutines here parked >= 1 minute and >= 2 intervals.
+ *   - After a site was raised at likely, it stays raised through a plateau only while debug=2
+ *     proves that the goroutines which piled up never woke: the oldest wait there covers the
+ *     time since the growth began. A burst that levels off (handlers that do get work) clears;
+ *     a leak whose traffic stopped stays.
+ *   - A large stable count (>= large_site) at one sync-blocked, non-select, non-allow-listed
+ *     site is only "suspected": worker pools look exactly like that.
+ * Goroutine total trend without a site that explains it: suspected (likely with >= 4 steps and
+ * STACK_GROWTH).
+ * GC proof: every site of the latest goroutineleak profile (and every debug=2 site printed
+ * "(leaked)") is a confirmed goroutine-leak, merged with the heuristic finding at that site.
+ * Deadlock: every goroutine with a user frame is sync-blocked, none can make progress, and at
+ * least one waits on something no timer can wake (mutex, cond, waitgroup, chan send, nil chan,
+ * ...; not the main goroutine's final wg.Wait/select{}), with the same blocked sites and counts
+ * in consecutive samples. Two samples: suspected; three, or two plus debug=2 waits >= 1 min
+ * for all of them: likely. IO wait counts as progress except a listener's accept loop (a
+ * server's accept loop keeps the runtime from noticing a deadlock; it is not work).
+ * Heap growth: needs >= 3 GC epochs in the window (NumGC advanced twice: the collector had its
+ * chance), uses per-epoch minima of HeapInuse (the post-GC floor, immune to the sawtooth), and
+ * the goroutine total must not be growing (then it is a goroutine leak). likely when the floor
+ * rose across 3 epochs and NextGC or a heap site confirms; suspected otherwise. Heap sites come
+ * from the heap profile, whose inuse figures are as of the last GC: a site whose inuse_bytes
+ * grows across GC cycles is HEAP_SITE evidence and names the allocation site.
+ * RSS growth: RSS minus what the Go runtime holds (Sys - HeapReleased) grows; RSS merely above
+ * the heap is never a finding. likely at k_up >= 3.
+ * Thread leak: the /proc Threads count grows (Go never frees an M, so a count that creeps up
+ * and levels off is normal: the levelling-off check matters). likely at k_up >= 3; the site is
+ * the syscall (else any) site growing with the threads.
+ *
+ * The `sample` command prints likely and confirmed findings ("report only what you would
+ * alert on"); suspected ones still travel in snapshots so the collector can show them.
+ *
+ * FINGERPRINTS hash names only: kind, a coarse state class (so that Go releases that name a
+ * wait differently agree), the site's function without generic type arguments, and the
+ * creating function. Never PCs, offsets, files or line numbers.
+ */
+#include "analyze.h"
+#include "base.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- configuration ---- */
+
+static const char *const default_allow[] = {
+    "net/http.(*conn).serve",         /* idle keep-alive server connections */
+    "net/http.(*persistConn).",       /* client keep-alive read/write loops */
+    "net/http.(*http2serverConn).",   /* bundled HTTP/2 server */
+    "net/http.(*http2ClientConn).",   /* bundled HTTP/2 client */
+    "net/http.(*Server).Serve",       /* accept loops */
+    "os/signal.",                     /* signal.Notify's loop */
+    "testing.",                       /* test runners */
+    "runtime.",                       /* the runtime's own goroutines */
+    "internal/",
+};
+
+void et_analyze_conf_defaults(et_analyze_conf *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < ET_ARRAY_LEN(default_allow); i++)
+        et_analyze_conf_allow(c, default_allow[i]);
+    c->window = ET_AN_WINDOW;
+    c->min_site_rise = 5;
+    c->min_site_rel = 0.10;
+    c->min_total_rise = 10;
+    c->min_total_rel = 0.05;
+    c->min_heap_rise = 1u << 20;
+    c->min_heap_rel = 0.10;
+    c->min_rss_rise_kb = 2048;
+    c->min_rss_rel = 0.05;
+    c->min_thread_rise = 8;
+    c->min_thread_rel = 0.25;
+    c->large_site = 1000;
+}
+
+int et_analyze_conf_allow(et_analyze_conf *c, const char *prefix)
+{
+    if (!prefix || !*prefix || strlen(prefix) >= ET_AN_ALLOW_LEN || c->nallow >= ET_AN_MAX_ALLOW)
+        return -1;
+    et_strlcpy(c->allow[c->nallow++], prefix, ET_AN_ALLOW_LEN);
+    return 0;
+}
+
+static int is_allowed(const et_analyze_conf *c, const char *func)
+{
+    for (uint32_t i = 0; i < c->nallow; i++)
+        if (strncmp(func, c->allow[i], strlen(c->allow[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- statistics ---- */
+
+static void swapf(float *a, float *b)
+{
+    float t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* k-th smallest of v[0..n) by quickselect (Hoare partition, middle pivot); reorders v. */
+static float select_kth(float *v, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                swapf(&v[i], &v[j]);
+                i++;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
+}
+
+/* Theil-Sen slope in units of x per minute (t in ms): the median of the slopes of all pairs
+ * with distinct times. O(n^2) pairs; scratch must hold n(n-1)/2 floats. */
+double et_theil_sen(const double *t, const double *x, int n, float *scratch, int scratch_n)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            double dt = t[j] - t[i];
+            if (dt <= 0 || m >= scratch_n)
+                continue;
+            scratch[m++] = (float)((x[j] - x[i]) / (dt / 60000.0));
+        }
+    if (m == 0)
+        return 0;
+    float hi = select_kth(scratch, m, m / 2);
+    if (m % 2)
+        return hi;
+    /* even: the lower middle is the largest of the left part after selection */
+    float lo = scratch[0];
+    for (int i = 1; i < m / 2; i++)
+        if (scratch[i] > lo)
+            lo = scratch[i];
+    return ((double)lo + (double)hi) / 2.0;
+}
+
+static int sgn_tol(double d, double tol)
+{
+    return d > tol ? 1 : (d < -tol ? -1 : 0);
+}
+
+int et_mann_kendall_s(const double *x, int n)
+{
+    int s = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            s += sgn_tol(x[j] - x[i], 0);
+    return s;
+}
+
+static double med3(double a, double b, double c)
+{
+    if (a > b) {
+        double t = a;
+        a = b;
+        b = t;
+    }
+    if (b > c)
+        b = c;
+    return a > b ? a : b;
+}
+
+#define PAIRS_MAX (ET_AN_WINDOW * (ET_AN_WINDOW - 1) / 2)
+
+typedef struct series {
+    int n;
+    double t[ET_AN_WINDOW];
+    double x[ET_AN_WINDOW];
+} series;
+
+typedef struct gparams {
+    double min_rise; /* absolute */
+    double rel;      /* fraction of the starting value */
+    double tol;      /* steps within +-tol are flat */
+} gparams;
+
+typedef struct gresult {
+    int L;        /* points in the passing window */
+    int k_up, k_down;
+    double slope; /* per minute */
+    double rise;
+    double tau;
+    double t0;    /* time of the window's first point */
+} gresult;
+
+/* The growth test described at the top of this file. 1 if the series grows. */
+static int growth_eval(const series *s, const gparams *p, gresult *r, float *scratch)
+{
+    int n = s->n;
+    const double *x = s->x;
+    if (n < 3)
+        return 0;
+    /* levelled off? */
+    int R = n / 4 + 1;
+    if (R < 3)
+        R = 3;
+    if (R > n)
+        R = n;
+    if (!(x[n - 1] > x[n - R] + p->tol))
+        return 0;
+    static const int lens[] = {ET_AN_WINDOW, 32, 16, 8, 4, 3};
+    int last_L = 0;
+    for (size_t li = 0; li < ET_ARRAY_LEN(lens); li++) {
+        int L = lens[li] < n ? lens[li] : n;
+        if (L == last_L || L < 3)
+            continue;
+        last_L = L;
+        int st = n - L;
+        int up = 0, down = 0;
+        for (int i = st + 1; i < n; i++) {
+            int sg = sgn_tol(x[i] - x[i - 1], p->tol);
+            up += sg > 0;
+            down += sg < 0;
+        }
+        if (up < 2 || down > (L - 1) / 4)
+            continue;
+        int S = 0;
+        for (int i = st; i < n; i++)
+            for (int j = i + 1; j < n; j++)
+                S += sgn_tol(x[j] - x[i], p->tol);
+        double tau = (double)S / ((double)L * (L - 1) / 2.0);
+        if (tau < 0.5)
+            continue;
+        double base, rise;
+        if (L >= 9) {
+            base = med3(x[st], x[st + 1], x[st + 2]);
+            rise = med3(x[n - 3], x[n - 2], x[n - 1]) - base;
+        } else {
+            base = x[st];
+            rise = x[n - 1] - base;
+        }
+        double need = p->min_rise;
+        if (p->rel * fabs(base) > need)
+            need = p->rel * fabs(base);
+        if (rise < need)
+            continue;
+        if (st > 0) {
+            /* a new high by a margin: back to an old peak plus noise is not growth */
+            double before = x[0];
+            for (int i = 1; i < st; i++)
+                if (x[i] > before)
+                    before = x[i];
+            double margin = need;
+            if (p->rel * fabs(before) > margin)
+                margin = p->rel * fabs(before);
+            if (!(x[n - 1] >= before + margin + p->tol))
+                continue;
+        }
+        double slope = et_theil_sen(s->t + st, x + st, L, scratch, PAIRS_MAX);
+        if (!(slope > 0))
+            continue;
+        if (r) {
+            r->L = L;
+            r->k_up = up;
+            r->k_down = down;
+            r->slope = slope;
+            r->rise = rise;
+            r->tau = tau;
+            r->t0 = s->t[st];
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- ring helpers ---- */
+
+static uint32_t win(const et_analyzer *a)
+{
+    uint32_t w = a->conf.window ? a->conf.window : ET_AN_WINDOW;
+    if (w > ET_AN_WINDOW)
+        w = ET_AN_WINDOW;
+    return a->n < w ? a->n : w;
+}
+
+/* slot of the i-th of the last m samples (0 = oldest) */
+static uint32_t slot_of(const et_analyzer *a, uint32_t m, uint32_t i)
+{
+    return (a->seq - m + i) % ET_AN_WINDOW;
+}
+
+static const et_an_rec *newest(const et_analyzer *a)
+{
+    return a->n ? &a->rec[(a->seq - 1) % ET_AN_WINDOW] : NULL;
+}
+
+static void site_series(const et_analyzer *a, const et_an_site *st, series *s)
+{
+    uint32_t m = win(a);
+    s->n = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        uint32_t sl = slot_of(a, m, i);
+        if (st->cnt[sl] == ET_AN_NOCOUNT)
+            continue;
+        s->t[s->n] = (double)a->rec[sl].t_ms;
+        s->x[s->n++] = st->cnt[sl];
+    }
+}
+
+enum rec_field { F_TOTAL, F_STACK, F_THREADS, F_RSS_OUTSIDE };
+
+static void rec_series(const et_analyzer *a, enum rec_field f, series *s)
+{
+    uint32_t m = win(a);
+    s->n = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        const et_an_rec *r = &a->rec[slot_of(a, m, i)];
+        double v;
+        switch (f) {
+        case F_TOTAL:
+            if (!(r->flags & ET_AN_HAS_G))
+                continue;
+            v = r->goroutines;
+            break;
+        case F_STACK:
+            if (!(r->flags & ET_AN_HAS_MS))
+                continue;
+            v = (double)r->stack_inuse;
+            break;
+        case F_THREADS:
+            if (!(r->flags & ET_AN_HAS_PROC) || r->threads == 0)
+                continue;
+            v = r->threads;
+            break;
+        case F_RSS_OUTSIDE:
+            if ((r->flags & (ET_AN_HAS_PROC | ET_AN_HAS_MS)) != (ET_AN_HAS_PROC | ET_AN_HAS_MS) || r->rss_kb == 0)
+                continue;
+            /* KiB the process has resident beyond what the Go runtime holds from the OS */
+            v = (double)r->rss_kb - ((double)r->sys - (double)r->heap_released) / 1024.0;
+            break;
+        default:
+            continue;
+        }
+        s->t[s->n] = (double)r->t_ms;
+        s->x[s->n++] = v;
+    }
+}
+
+/* Median sampling interval over the window, ms (0 if unknown). */
+static double median_interval(const et_analyzer *a)
+{
+    uint32_t m = win(a);
+    float d[ET_AN_WINDOW];
+    int k = 0;
+    for (uint32_t i = 1; i < m; i++) {
+        uint64_t t1 = a->rec[slot_of(a, m, i)].t_ms, t0 = a->rec[slot_of(a, m, i - 1)].t_ms;
+        if (t1 > t0)
+            d[k++] = (float)(t1 - t0);
+    }
+    return k ? select_kth(d, k, k / 2) : 0;
+}
+
+/* ---- site classification ---- */
+
+static int stack_has(const char stack[][ET_FUNC_MAX], int n, const char *needle)
+{
+    for (int i = 0; i < n; i++)
+        if (strstr(stack[i], needle))
+            return 1;
+    return 0;
+}
+
+/* A listener's accept loop parked in netpoll: waiting for the outside world, not for work. */
+static int is_accept_loop(const et_gsite *g)
+{
+    int n = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
+    return stack_has(g->stack, n, ").Accept") || stack_has(g->stack, n, ").accept") ||
+           strstr(g->block_func, "ccept") != NULL;
+}
+
+/* The goroutine writing the profile we are reading (or any pprof handler). */
+static int is_profiler(const et_gsite *g)
+{
+    int n = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
+    return stack_has(g->stack, n, "runtime/pprof.") || stack_has(g->stack, n, "net/http/pprof.");
+}
+
+/* The main goroutine parked for good (wg.Wait / select{} / <-sigCh at the end of main). */
+static int is_main_goroutine(const et_gsite *g)
+{
+    if (strcmp(g->user.func, "main.main") == 0)
+        return 1;
+    int n = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
+    for (int i = 0; i < n; i++)
+        if (strcmp(g->stack[i], "main.main") == 0)
+            return 1;
+    return 0;
+}
+
+/* Blocked on something only another goroutine can release, never a timer: the states that
+ * make an all-blocked picture a deadlock rather than an idle, timer-driven program
+ * (a ticker loop sits in chan receive or select). */
+static int is_hard_state(unsigned st)
+{
+    return et_gstate_is_sync_blocked((enum et_gstate)st) && st != ET_G_CHAN_RECV && st != ET_G_SELECT &&
+           st != ET_G_SELECT_NO_CASES;
+}
+
+/* ---- init ---- */
+
+static void clear_site(et_an_site *s)
+{
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < ET_AN_WINDOW; i++)
+        s->cnt[i] = ET_AN_NOCOUNT;
+}
+
+static void clear_hsite(et_an_hsite *h)
+{
+    memset(h, 0, sizeof *h);
+    for (int i = 0; i < ET_AN_WINDOW; i++)
+        h->inuse[i] = UINT64_MAX;
+}
+
+void et_analyzer_reset(et_analyzer *a)
+{
+    et_analyze_conf keep = a->conf;
+    memset(a, 0, sizeof *a);
+    a->conf = keep;
+    for (int i = 0; i < ET_AN_SITES; i++)
+        clear_site(&a->sites[i]);
+    for (int i = 0; i < ET_AN_HSITES; i++)
+        clear_hsite(&a->hsites[i]);
+    a->v_heap_site = -1;
+    a->v_thread_site = -1;
+}
+
+void et_analyzer_init(et_analyzer *a, const et_analyze_conf *conf)
+{
+    if (conf)
+        a->conf = *conf;
+    else
+        et_analyze_conf_defaults(&a->conf);
+    et_analyzer_reset(a);
+}
+
+/* ---- goroutine sites: tracking with bounded replacement ---- */
+
+static int find_site(const et_analyzer *a, uint64_t key)
+{
+    for (int i = 0; i < ET_AN_SITES; i++)
+        if (a->sites[i].key == key && key != 0)
+            return i;
+    return -1;
+}
+
+/* How much a tracked site is worth keeping: its current count, plus a bonus for recent
+ * growth so that a small site that climbs is not pushed out by a big flat one. */
+static double keep_score(const et_analyzer *a, const et_an_site *s, uint32_t slot_now)
+{
+    if (s->verdict || s->grew)
+        return 1e18; /* never evict a site with a live finding */
+    uint32_t now = s->cnt[slot_now] == ET_AN_NOCOUNT ? 0 : s->cnt[slot_now];
+    uint32_t m = win(a), lo = UINT32_MAX;
+    for (uint32_t i = (m > 4 ? m - 4 : 0); i < m; i++) {
+        uint32_t c = s->cnt[slot_of(a, m, i)];
+        if (c != ET_AN_NOCOUNT && c < lo)
+            lo = c;
+    }
+    double bonus = (lo != UINT32_MAX && now > lo) ? 8.0 * (now - lo) : 0;
+    return now + bonus;
+}
+
+static void copy_site_meta(et_an_site *d, const et_gsite *g, const et_analyze_conf *c)
+{
+    d->key = g->key;
+    d->state = g->state;
+    d->stdlib_only = g->stdlib_only;
+    d->nstack = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
+    d->user = g->user;
+    d->user.func[ET_FUNC_MAX - 1] = 0;
+    d->user.file[ET_FILE_MAX - 1] = 0;
+    memcpy(d->created_by, g->created_by, ET_FUNC_MAX);
+    d->created_by[ET_FUNC_MAX - 1] = 0;
+    for (int i = 0; i < d->nstack; i++) {
+        memcpy(d->stack[i], g->stack[i], ET_FUNC_MAX);
+        d->stack[i][ET_FUNC_MAX - 1] = 0;
+    }
+    d->allowed = (uint8_t)is_allowed(c, d->user.func);
+}
+
+/* Entries are stamped with seq+1 (0 = empty); an entry written during this sample is never
+ * replaced in the same sample, so a flood of one-off newcomers (processed largest first)
+ * cannot wipe the memory of a bigger site. */
+static et_an_probe *probe_find(et_analyzer *a, uint64_t key, int create)
+{
+    int oldest = 0;
+    for (int i = 0; i < ET_AN_PROBATION; i++) {
+        if (a->probe[i].key == key && key)
+            return &a->probe[i];
+        if (a->probe[i].seq < a->probe[oldest].seq)
+            oldest = i;
+    }
+    if (!create || a->probe[oldest].seq == a->seq + 1)
+        return NULL;
+    et_an_probe *p = &a->probe[oldest];
+    p->key = key;
+    p->count = 0;
+    p->seq = 0;
+    return p;
+}
+
+/* 1 if site x goes before y: more goroutines first, then by key (deterministic). */
+static int site_before(const et_gsite *x, const et_gsite *y)
+{
+    if (x->count != y->count)
+        return x->count > y->count;
+    return x->key < y->key;
+}
+
+/* Shell sort of indices into sites[] (qsort has no context argument in C11, and this keeps
+ * the analyzer free of globals). n <= ET_MAX_GSITES. */
+static void sort_sites_desc(uint16_t *idx, uint32_t n, const et_gsite *sites)
+{
+    static const uint32_t gaps[] = {132, 57, 23, 10, 4, 1};
+    for (size_t gi = 0; gi < ET_ARRAY_LEN(gaps); gi++) {
+        uint32_t gap = gaps[gi];
+        for (uint32_t i = gap; i < n; i++) {
+            uint16_t v = idx[i];
+            uint32_t j = i;
+            while (j >= gap && site_before(&sites[v], &sites[idx[j - gap]])) {
+                idx[j] = idx[j - gap];
+                j -= gap;
+            }
+            idx[j] = v;
+        }
+    }
+}
+
+/* Starts following a site not in the table, replacing the least valuable one if the
+ * newcomer is worth more. Returns its slot index or -1. */
+static int track_site(et_analyzer *a, const et_gsite *g, uint32_t slot)
+{
+    /* A newcomer: its priority is its count plus a bonus if it grew while untracked. */
+    et_an_probe *p = probe_find(a, g->key, 1);
+    double prio = g->count;
+    if (p) {
+        if (p->seq && p->seq <= a->seq && a->seq + 1 - p->seq <= 4 && g->count > p->count)
+            prio += 8.0 * (g->count - p->count);
+        p->count = g->count;
+        p->seq = a->seq + 1;
+    }
+    int victim = -1;
+    double vscore = 0;
+    for (int k = 0; k < ET_AN_SITES; k++) {
+        if (a->sites[k].key == 0) {
+            victim = k;
+            vscore = -1;
+            break;
+        }
+        if (a->sites[k].tracked_seq == a->seq)
+            continue; /* inserted this very sample: no history to judge it by */
+        double sc = keep_score(a, &a->sites[k], slot);
+        if (victim < 0 || sc < vscore) {
+            victim = k;
+            vscore = sc;
+        }
+    }
+    if (victim < 0 || (vscore >= 0 && prio <= vscore)) {
+        a->untracked++;
+        return -1;
+    }
+    et_an_site *s = &a->sites[victim];
+    if (s->key)
+        a->evictions++;
+    clear_site(s);
+    copy_site_meta(s, g, &a->conf);
+    s->tracked_seq = a->seq;
+    s->cnt[slot] = g->count;
+    if (a->n > 0) {
+        uint32_t prev = (a->seq - 1) % ET_AN_WINDOW;
+        if (a->rec[prev].flags & ET_AN_ALL_TRACKED)
+            s->cnt[prev] = 0;
+    }
+    return victim;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z ^= z >> 33;
+    z *= 0xff51afd7ed558ccdULL;
+    z ^= z >> 33;
+    z *= 0xc4ceb9fe1a85ec53ULL;
+    z ^= z >> 33;
+    return z;
+}
+
+static void ingest_goroutine(et_analyzer *a, const et_gprofile *gp, uint32_t slot, et_an_rec *r)
+{
+    r->flags |= ET_AN_HAS_G;
+    r->goroutines = (uint32_t)(gp->header_total ? gp->header_total : gp->goroutines);
+    if (gp->debug == 2)
+        r->flags |= ET_AN_HAS_WAIT;
+    int truncated = gp->trunc.sites > 0;
+    /* Tracked sites absent from this profile had no goroutines, unless the profile folded
+     * sites into its overflow bucket: then they are unknown. */
+    for (int i = 0; i < ET_AN_SITES; i++)
+        if (a->sites[i].key)
+            a->sites[i].cnt[slot] = truncated ? ET_AN_NOCOUNT : 0;
+    uint32_t ns = gp->nsites < ET_MAX_GSITES ? gp->nsites : ET_MAX_GSITES;
+    /* Pass 1: sites already followed get this sample's count (and debug=2 waits) before any
+     * replacement is judged, so that eviction compares current figures. */
+    uint16_t fresh[ET_MAX_GSITES];
+    uint32_t nfresh = 0;
+    for (uint32_t i = 0; i < ns; i++) {
+        const et_gsite *g = &gp->sites[i];
+        if (g->overflow || g->state == ET_G_RUNTIME || g->key == 0)
+            continue;
+        int k = find_site(a, g->key);
+        if (k < 0) {
+            fresh[nfresh++] = (uint16_t)i;
+            continue;
+        }
+        a->sites[k].cnt[slot] = g->count;
+        if (gp->debug == 2) {
+            a->sites[k].wait_seq = a->seq + 1; /* 1-based so 0 means never */
+            a->sites[k].max_wait_min = g->max_wait_min;
+            a->sites[k].waiting_count = g->waiting_count;
+        }
+    }
+    /* Pass 2: newcomers, largest first, compete for slots. */
+    sort_sites_desc(fresh, nfresh, gp->sites);
+    uint32_t untracked_before = a->untracked;
+    for (uint32_t f = 0; f < nfresh; f++) {
+        const et_gsite *g = &gp->sites[fresh[f]];
+        int k = track_site(a, g, slot);
+        if (k >= 0 && gp->debug == 2) {
+            a->sites[k].wait_seq = a->seq + 1;
+            a->sites[k].max_wait_min = g->max_wait_min;
+            a->sites[k].waiting_count = g->waiting_count;
+        }
+    }
+    /* Every site of this profile found a slot: a site that first appears next time was
+     * absent now, i.e. had zero goroutines (lets growth from nothing count one step earlier). */
+    if (!truncated && a->untracked == untracked_before)
+        r->flags |= ET_AN_ALL_TRACKED;
+
+    /* Deadlock candidate: see the policy at the top. */
+    uint32_t blocked = 0, alive = 0, hard = 0, hard_best = 0;
+    uint64_t sig = 0;
+    const et_gsite *best = NULL;
+    int unsure = truncated;
+    for (uint32_t i = 0; i < ns && !unsure; i++) {
+        const et_gsite *g = &gp->sites[i];
+        if (g->overflow) {
+            unsure = g->count > 0;
+            continue;
+        }
+        if (g->state == ET_G_RUNTIME || g->stdlib_only || is_profiler(g))
+            continue;
+        if (et_gstate_is_sync_blocked((enum et_gstate)g->state)) {
+            blocked += g->count;
+            sig += mix64(g->key ^ ((uint64_t)g->count * 0x9e3779b97f4a7c15ULL));
+            if (is_hard_state(g->state) && !is_main_goroutine(g) && !is_allowed(&a->conf, g->user.func)) {
+                hard += g->count;
+                if (!best || g->count > hard_best ||
+                    (g->count == hard_best && strcmp(g->user.func, best->user.func) < 0)) {
+                    best = g;
+                    hard_best = g->count;
+                }
+            }
+        } else if (g->state == ET_G_IO_WAIT && is_accept_loop(g)) {
+            continue;
+        } else {
+            alive += g->count;
+        }
+    }
+    if (!unsure && blocked > 0 && alive == 0 && hard > 0 && best) {
+        r->flags |= ET_AN_DL_CAND;
+        if (a->dl_run > 0 && sig == a->dl_sig) {
+            a->dl_run++;
+        } else {
+            a->dl_run = 1;
+            a->dl_first_ms = r->t_ms;
+        }
+        a->dl_sig = sig;
+        clear_site(&a->dl_site);
+        copy_site_meta(&a->dl_site, best, &a->conf);
+        a->dl_site.max_wait_min = best->max_wait_min;
+        a->dl_site.waiting_count = best->waiting_count;
+        a->dl_site.wait_seq = gp->debug == 2 ? a->seq + 1 : 0;
+        a->dl_count = blocked;
+        a->dl_site.cnt[0] = best->count;
+    } else {
+        a->dl_run = 0;
+    }
+
+    /* debug=2 on Go 1.26+ marks GC-proved goroutines "(leaked)": as good as goroutineleak. */
+    for (uint32_t i = 0; i < ns; i++) {
+        const et_gsite *g = &gp->sites[i];
+        if (g->leaked_count == 0 || g->overflow)
+            continue;
+        int k = -1;
+        for (uint32_t j = 0; j < a->ngcproof; j++)
+            if (a->gcproof[j].key == g->key)
+                k = (int)j;
+        if (k < 0 && a->ngcproof < ET_AN_GCPROOF)
+            k = (int)a->ngcproof++;
+        if (k < 0)
+            continue;
+        et_an_gcproof *e = &a->gcproof[k];
+        e->key = g->key;
+        e->state = g->state;
+        e->count = g->leaked_count;
+        e->seen_ms = r->t_ms;
+        e->user = g->user;
+        memcpy(e->created_by, g->created_by, ET_FUNC_MAX);
+        e->created_by[ET_FUNC_MAX - 1] = 0;
+        e->nstack = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
+        for (int f = 0; f < e->nstack; f++) {
+            memcpy(e->stack[f], g->stack[f], ET_FUNC_MAX);
+            e->stack[f][ET_FUNC_MAX - 1] = 0;
+        }
+    }
+}
+
+static void ingest_leak(et_analyzer *a, const et_gprofile *lp, uint64_t t)
+{
+    /* The newest goroutineleak profile is the whole truth: replace the set. Keep the
+     * biggest sites if there are more than fit. */
+    a->ngcproof = 0;
+    a->gcproof_ms = t ? t : 1;
+    uint32_t ns = lp->nsites < ET_MAX_GSITES ? lp->nsites : ET_MAX_GSITES;
+    for (uint32_t i = 0; i < ns; i++) {
+        const et_gsite *g = &lp->sites[i];
+        if (g->overflow || g->count == 0 || g->state == ET_G_RUNTIME)
+            continue;
+        uint32_t k = a->ngcproof;
+        if (k >= ET_AN_GCPROOF) {
+            uint32_t lo = 0;
+            for (uint32_t j = 1; j < ET_AN_GCPROOF; j++)
+                if (a->gcproof[j].count < a->gcproof[lo].count)
+                    lo = j;
+            if (a->gcproof[lo].count >= g->count)
+                continue;
+            k = lo;
+        } else {
+            a->ngcproof++;
+        }
+        et_an_gcproof *e = &a->gcproof[k];
+        memset(e, 0, sizeof *e);
+        e->key = g->key;
+        e->state = g->state;
+        e->count = g->count;
+        e->seen_ms = t;
+        e->user = g->user;
+        e->user.func[ET_FUNC_MAX - 1] = 0;
+        e->user.file[ET_FILE_MAX - 1] = 0;
+        memcpy(e->created_by, g->created_by, ET_FUNC_MAX);
+        e->created_by[ET_FUNC_MAX - 1] = 0;
+        e->nstack = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
+        for (int f = 0; f < e->nstack; f++) {
+            memcpy(e->stack[f], g->stack[f], ET_FUNC_MAX);
+            e->stack[f][ET_FUNC_MAX - 1] = 0;
+        }
+    }
+}
+
+/* ---- heap sites ---- */
+
+static void ingest_heap(et_analyzer *a, const et_hprofile *hp, uint32_t slot)
+{
+    for (int i = 0; i < ET_AN_HSITES; i++)
+        if (a->hsites[i].key)
+            a->hsites[i].inuse[slot] = hp->trunc.sites ? UINT64_MAX : 0;
+    uint32_t ns = hp->nsites < ET_MAX_HSITES ? hp->nsites : ET_MAX_HSITES;
+    for (uint32_t i = 0; i < ns; i++) {
+        const et_hsite *h = &hp->sites[i];
+        if (h->overflow || h->key == 0)
+            continue;
+        int k = -1, victim = -1;
+        uint64_t vlast = UINT64_MAX;
+        for (int j = 0; j < ET_AN_HSITES; j++) {
+            if (a->hsites[j].key == h->key) {
+                k = j;
+                break;
+            }
+            if (a->hsites[j].key == 0) {
+                if (vlast != 0 || victim < 0) {
+                    victim = j;
+                    vlast = 0;
+                }
+                continue;
+            }
+            if (a->hsites[j].growing)
+                continue;
+            uint64_t last = a->hsites[j].inuse[slot] == UINT64_MAX ? 0 : a->hsites[j].inuse[slot];
+            if (last < vlast) {
+                vlast = last;
+                victim = j;
+            }
+        }
+        if (k < 0) {
+            if (victim < 0 || (a->hsites[victim].key && h->inuse_bytes <= vlast))
+                continue;
+            clear_hsite(&a->hsites[victim]);
+            a->hsites[victim].key = h->key;
+            a->hsites[victim].user = h->user;
+            a->hsites[victim].user.func[ET_FUNC_MAX - 1] = 0;
+            a->hsites[victim].user.file[ET_FILE_MAX - 1] = 0;
+            k = victim;
+        }
+        a->hsites[k].inuse[slot] = h->inuse_bytes;
+    }
+}
+
+/* Heap-site series: only samples where a GC happened since the previous point (the profile
+ * is as of the last GC; repeats of the same cycle add no information). */
+static void hsite_series(const et_analyzer *a, const et_an_hsite *h, series *s)
+{
+    uint32_t m = win(a);
+    s->n = 0;
+    int have_gc = 0;
+    uint32_t last_gc = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        uint32_t sl = slot_of(a, m, i);
+        const et_an_rec *r = &a->rec[sl];
+        if (h->inuse[sl] == UINT64_MAX)
+            continue;
+        if (r->flags & ET_AN_HAS_MS) {
+            if (have_gc && r->num_gc == last_gc && s->n > 0) {
+                s->x[s->n - 1] = (double)h->inuse[sl]; /* same cycle: keep the latest reading */
+                continue;
+            }
+            have_gc = 1;
+            last_gc = r->num_gc;
+        }
+        s->t[s->n] = (double)r->t_ms;
+        s->x[s->n++] = (double)h->inuse[sl];
+    }
+}
+
+/* Per-GC-epoch floor of HeapInuse and NextGC. */
+static int heap_epochs(const et_analyzer *a, series *floor_s, series *goal_s)
+{
+    uint32_t m = win(a);
+    floor_s->n = goal_s->n = 0;
+    int have = 0;
+    uint32_t gc = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        const et_an_rec *r = &a->rec[slot_of(a, m, i)];
+        if (!(r->flags & ET_AN_HAS_MS))
+            continue;
+        if (!have || r->num_gc != gc) {
+            have = 1;
+            gc = r->num_gc;
+            floor_s->t[floor_s->n] = goal_s->t[goal_s->n] = (double)r->t_ms;
+            floor_s->x[floor_s->n++] = (double)r->heap_inuse;
+            goal_s->x[goal_s->n++] = (double)r->next_gc;
+        } else if ((double)r->heap_inuse < floor_s->x[floor_s->n - 1]) {
+            floor_s->x[floor_s->n - 1] = (double)r->heap_inuse;
+        }
+    }
+    return floor_s->n;
+}
+
+/* ---- evaluation ---- */
+
+static void set_series_verdict(et_an_series_verdict *v, int conf1, const gresult *g, uint64_t value, uint64_t now)
+{
+    if (!conf1) {
+        memset(v, 0, sizeof *v);
+        return;
+    }
+    if (!v->confidence1)
+        v->first_seen_ms = now;
+    v->confidence1 = (uint8_t)conf1;
+    v->k_up = (uint16_t)g->k_up;
+    v->slope_per_min = g->slope;
+    v->rise = g->rise;
+    v->value = value;
+}
+
+static uint32_t site_now(const et_analyzer *a, const et_an_site *s)
+{
+    uint32_t c = s->cnt[(a->seq - 1) % ET_AN_WINDOW];
+    return c == ET_AN_NOCOUNT ? 0 : c;
+}
+
+static int wait_recent(const et_analyzer *a, const et_an_site *s)
+{
+    return s->wait_seq && a->seq + 1 - s->wait_seq <= 3;
+}
+
+static void evaluate(et_analyzer *a)
+{
+    float scratch[PAIRS_MAX];
+    series s;
+    gresult g;
+    const et_an_rec *nr = newest(a);
+    uint64_t now = nr ? nr->t_ms : 0;
+    double ival = median_interval(a);
+    gparams p;
+
+    /* process-wide goroutine total */
+    rec_series(a, F_TOTAL, &s);
+    p.min_rise = a->conf.min_total_rise;
+    p.rel = a->conf.min_total_rel;
+    p.tol = 0;
+    int total_grows = growth_eval(&s, &p, &g, scratch);
+    set_series_verdict(&a->v_total, total_grows ? 1 + ET_C_SUSPECTED : 0, &g, s.n ? (uint64_t)s.x[s.n - 1] : 0, now);
+
+    /* stack in use: supports a goroutine leak */
+    rec_series(a, F_STACK, &s);
+    p.min_rise = 16 * 1024;
+    p.rel = 0.05;
+    p.tol = 0;
+    int stack_grows = growth_eval(&s, &p, &g, scratch);
+    set_series_verdict(&a->v_stack, stack_grows ? 1 + ET_C_SUSPECTED : 0, &g, s.n ? (uint64_t)s.x[s.n - 1] : 0, now);
+
+    /* threads */
+    rec_series(a, F_THREADS, &s);
+    p.min_rise = a->conf.min_thread_rise;
+    p.rel = a->conf.min_thread_rel;
+    p.tol = 0;
+    gresult gt;
+    int threads_grow = growth_eval(&s, &p, &gt, scratch);
+    set_series_verdict(&a->v_threads, threads_grow ? 1 + (gt.k_up >= 3 ? ET_C_LIKELY : ET_C_SUSPECTED) : 0, &gt,
+                       s.n ? (uint64_t)s.x[s.n - 1] : 0, now);
+
+    /* goroutine sites */
+    for (int i = 0; i < ET_AN_SITES; i++) {
+        et_an_site *st = &a->sites[i];
+        if (!st->key)
+            continue;
+        site_series(a, st, &s);
+        p.min_rise = a->conf.min_site_rise * (st->allowed ? 2.0 : 1.0);
+        p.rel = a->conf.min_site_rel;
+        p.tol = 0;
+        int grows = growth_eval(&s, &p, &g, scratch);
+        uint32_t ev = 0;
+        int conf1 = 0;
+        uint32_t cnow = site_now(a, st);
+        int sync = et_gstate_is_sync_blocked((enum et_gstate)st->state);
+        double wait_ms = (double)st->max_wait_min * 60000.0;
+        int waited = wait_recent(a, st) && st->max_wait_min >= 1 && wait_ms >= 2.0 * ival;
+        if (grows) {
+            ev |= ET_E_CLUSTER;
+            if (total_grows && g.rise >= 0.25 * a->v_total.rise)
+                ev |= ET_E_TREND;
+            if (stack_grows)
+                ev |= ET_E_STACK_GROWTH;
+            if (waited)
+                ev |= ET_E_WAIT;
+            int support = (ev & (ET_E_WAIT | ET_E_STACK_GROWTH)) ||
+                          (st->state == ET_G_SYSCALL && threads_grow);
+            if (st->state == ET_G_SYSCALL && threads_grow)
+                ev |= ET_E_PROC;
+            int likely;
+            if (sync && !st->allowed)
+                likely = g.k_up >= 3 || (g.k_up >= 2 && (ev & ET_E_WAIT));
+            else
+                likely = g.k_up >= 4 || (g.k_up >= 3 && support);
+            conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
+            st->k_up = (uint16_t)g.k_up;
+            st->slope_per_min = g.slope;
+            if (likely && !st->grew) {
+                st->grew = 1;
+                st->onset_ms = (uint64_t)g.t0;
+            }
+        } else if (st->grew) {
+            /* Plateau after a likely finding: keep it only while debug=2 proves that the
+             * goroutines which piled up since the onset never woke (minute resolution). */
+            uint32_t peak = 0;
+            for (int k = 0; k < s.n; k++)
+                if (s.x[k] > peak)
+                    peak = (uint32_t)s.x[k];
+            double age = (double)(now - st->onset_ms);
+            if (waited && cnow * 2 >= peak && wait_ms + 60000.0 >= age) {
+                ev = ET_E_CLUSTER | ET_E_WAIT;
+                conf1 = 1 + ET_C_LIKELY;
+                st->slope_per_min = 0;
+            } else {
+                st->grew = 0;
+            }
+        }
+        if (!conf1 && sync && !st->allowed && st->state != ET_G_SELECT && st->state != ET_G_SELECT_NO_CASES &&
+            a->conf.large_site && cnow >= a->conf.large_site) {
+            ev = ET_E_CLUSTER | (waited ? ET_E_WAIT : 0);
+            conf1 = 1 + ET_C_SUSPECTED;
+            st->slope_per_min = 0;
+            st->k_up = 0;
+        }
+        if (conf1 && !st->verdict)
+            st->first_seen_ms = now;
+        if (!conf1)
+            st->first_seen_ms = 0;
+        st->verdict = (uint8_t)conf1;
+        st->evidence = ev;
+    }
+
+    /* GC-proved entries whose goroutines are gone (restart, or a false entry): drop. */
+    for (uint32_t j = 0; j < a->ngcproof;) {
+        int k = find_site(a, a->gcproof[j].key);
+        int gone = 0;
+        if (k >= 0 && a->n >= 2) {
+            uint32_t c1 = a->sites[k].cnt[(a->seq - 1) % ET_AN_WINDOW];
+            uint32_t c2 = a->sites[k].cnt[(a->seq - 2) % ET_AN_WINDOW];
+            gone = c1 == 0 && c2 == 0;
+        }
+        if (gone)
+            a->gcproof[j] = a->gcproof[--a->ngcproof];
+        else
+            j++;
+    }
+
+    /* heap growth */
+    series fl, goal;
+    int ne = heap_epochs(a, &fl, &goal);
+    int heap_conf1 = 0;
+    gresult gh;
+    a->v_heap_site = -1;
+    double best_site_rise = 0;
+    for (int i = 0; i < ET_AN_HSITES; i++) {
+        et_an_hsite *h = &a->hsites[i];
+        if (!h->key)
+            continue;
+        hsite_series(a, h, &s);
+        p.min_rise = 512.0 * 1024;
+        p.rel = 0.10;
+        p.tol = 0;
+        h->growing = (uint8_t)growth_eval(&s, &p, &g, scratch);
+        h->slope_per_min = h->growing ? g.slope : 0;
+        if (h->growing && g.rise > best_site_rise) {
+            best_site_rise = g.rise;
+            a->v_heap_site = i;
+        }
+    }
+    if (ne >= 3 && !total_grows) {
+        p.min_rise = (double)a->conf.min_heap_rise;
+        p.rel = a->conf.min_heap_rel;
+        p.tol = fl.x[0] * 0.005;
+        if (growth_eval(&fl, &p, &gh, scratch)) {
+            gresult gg;
+            p.tol = goal.x[0] * 0.005;
+            int goal_grows = growth_eval(&goal, &p, &gg, scratch);
+            int site = a->v_heap_site >= 0;
+            int likely = (gh.k_up >= 3 && (goal_grows || site)) || (gh.k_up >= 2 && goal_grows && site);
+            heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
+        }
+    }
+    set_series_verdict(&a->v_heap, heap_conf1, &gh, nr ? nr->heap_inuse : 0, now);
+
+    /* RSS outside the Go runtime */
+    rec_series(a, F_RSS_OUTSIDE, &s);
+    int rss_conf1 = 0;
+    gresult gr;
+    if (s.n >= 3) {
+        const et_an_rec *r0 = NULL;
+        uint32_t m = win(a);
+        for (uint32_t i = 0; i < m && !r0; i++) {
+            const et_an_rec *r = &a->rec[slot_of(a, m, i)];
+            if ((r->flags & ET_AN_HAS_PROC) && (r->flags & ET_AN_HAS_MS) && r->rss_kb)
+                r0 = r;
+        }
+        p.min_rise = (double)a->conf.min_rss_rise_kb;
+        p.rel = 0;
+        p.tol = 16;
+        if (r0 && a->conf.min_rss_rel * (double)r0->rss_kb > p.min_rise)
+            p.min_rise = a->conf.min_rss_rel * (double)r0->rss_kb;
+        if (growth_eval(&s, &p, &gr, scratch))
+            rss_conf1 = 1 + (gr.k_up >= 3 ? ET_C_LIKELY : ET_C_SUSPECTED);
+    }
+    set_series_verdict(&a->v_rss, rss_conf1, &gr, nr ? nr->rss_kb * 1024u : 0, now);
+
+    /* the site that grows with the threads */
+    a->v_thread_site = -1;
+    if (threads_grow) {
+        double best = 0;
+        int best_sys = 0;
+        for (int i = 0; i < ET_AN_SITES; i++) {
+            const et_an_site *st = &a->sites[i];
+            if (!st->key)
+                continue;
+            site_series(a, st, &s);
+            int k0 = -1;
+            for (int k = 0; k < s.n; k++)
+                if (s.t[k] >= gt.t0) {
+                    k0 = k;
+                    break;
+                }
+            if (k0 < 0 || s.n - k0 < 2)
+                continue;
+            double rise = s.x[s.n - 1] - s.x[k0];
+            if (rise < 0.5 * gt.rise || rise <= 0)
+                continue;
+            int sys = st->state == ET_G_SYSCALL;
+            if (a->v_thread_site < 0 || (sys && !best_sys) || (sys == best_sys && rise > best)) {
+                a->v_thread_site = i;
+                best = rise;
+                best_sys = sys;
+            }
+        }
+    }
+}
+
+/* ---- add ---- */
+
+void et_analyzer_add(et_analyzer *a, const et_sample_in *in)
+{
+    /* A new incarnation (the process restarted) shares nothing with the old history. */
+    if (in->proc && in->proc->present && in->proc->start_time_ticks) {
+        if (a->start_ticks && in->proc->start_time_ticks != a->start_ticks)
+            et_analyzer_reset(a);
+        a->start_ticks = in->proc->start_time_ticks;
+    }
+    if (in->heap && in->heap->ms.present && a->n) {
+        const et_an_rec *p = newest(a);
+        if ((p->flags & ET_AN_HAS_MS) && in->heap->ms.num_gc < p->num_gc) {
+            uint64_t keep = a->start_ticks;
+            et_analyzer_reset(a);
+            a->start_ticks = keep;
+        }
+    }
+    uint64_t t = in->t_ms;
+    if (a->n && t <= a->last_t_ms)
+        t = a->last_t_ms + 1; /* time must move forward for the slopes */
+    a->last_t_ms = t;
+
+    uint32_t slot = a->seq % ET_AN_WINDOW;
+    et_an_rec *r = &a->rec[slot];
+    memset(r, 0, sizeof *r);
+    r->t_ms = t;
+    /* The slot is reused: whatever a site had there belongs to a sample that left the window. */
+    for (int i = 0; i < ET_AN_SITES; i++)
+        a->sites[i].cnt[slot] = ET_AN_NOCOUNT;
+    for (int i = 0; i < ET_AN_HSITES; i++)
+        a->hsites[i].inuse[slot] = UINT64_MAX;
+
+    if (in->goroutine && in->goroutine->kind == ET_GP_GOROUTINE)
+        ingest_goroutine(a, in->goroutine, slot, r);
+    if (in->leak && in->leak->kind == ET_GP_GOROUTINELEAK)
+        ingest_leak(a, in->leak, t);
+    if (in->heap) {
+        if (in->heap->ms.present) {
+            const et_memstats *ms = &in->heap->ms;
+            r->flags |= ET_AN_HAS_MS;
+            r->heap_inuse = ms->heap_inuse;
+            r->heap_sys = ms->heap_sys;
+            r->heap_released = ms->heap_released;
+            r->stack_inuse = ms->stack_inuse;
+            r->next_gc = ms->next_gc;
+            r->sys = ms->sys;
+            r->num_gc = ms->num_gc;
+        }
+        r->flags |= ET_AN_HAS_HEAP;
+        ingest_heap(a, in->heap, slot);
+    }
+    if (in->proc && in->proc->present) {
+        r->flags |= ET_AN_HAS_PROC;
+        r->rss_kb = in->proc->vm_rss_kb;
+        r->threads = in->proc->threads;
+    }
+    a->seq++;
+    if (a->n < ET_AN_WINDOW)
+        a->n++;
+    /* A sample without a goroutine profile leaves the deadlock run as it was. */
+    evaluate(a);
+}
+
+/* ---- findings ---- */
+
+static const char *state_class(unsigned st)
+{
+    switch (st) {
+    case ET_G_CHAN_SEND:
+    case ET_G_CHAN_SEND_NIL:
+        return "chan-send";
+    case ET_G_CHAN_RECV:
+    case ET_G_CHAN_RECV_NIL:
+        return "chan-recv";
+    case ET_G_SELECT:
+    case ET_G_SELECT_NO_CASES:
+        return "select";
+    case ET_G_MUTEX:
+    case ET_G_RWMUTEX_R:
+    case ET_G_RWMUTEX_W:
+    case ET_G_COND_WAIT:
+    case ET_G_WAITGROUP:
+    case ET_G_SEMACQUIRE:
+        return "sync";
+    case ET_G_IO_WAIT:
+        return "io";
+    case ET_G_SLEEP:
+    case ET_G_TIMER_WAIT:
+        return "sleep";
+    case ET_G_SYSCALL:
+        return "syscall";
+    case ET_G_RUNNING:
+    case ET_G_RUNNABLE:
+        return "run";
+    default:
+        return "other";
+    }
+}
+
+/* Hash a function name without generic type arguments ("pkg.F[...]" and "pkg.F[go.shape.int]"
+ * print differently across releases and builds). */
+static uint64_t hash_func(uint64_t h, const char *f)
+{
+    int depth = 0;
+    for (; *f; f++) {
+        if (*f == '[') {
+            depth++;
+            continue;
+        }
+        if (*f == ']' && depth > 0) {
+            depth--;
+            continue;
+        }
+        if (depth == 0)
+            h = et_fnv1a(h, f, 1);
+    }
+    return et_fnv1a(h, "", 1);
+}
+
+static void fingerprint(et_finding *f, const char *state_cls, const char *func, const char *created_by)
+{
+    uint64_t h = et_fnv1a_str(ET_FNV_INIT, et_finding_kind_name((enum et_finding_kind)f->kind));
+    h = et_fnv1a(h, "", 1);
+    h = et_fnv1a_str(h, state_cls);
+    h = et_fnv1a(h, "", 1);
+    h = hash_func(h, func);
+    h = hash_func(h, created_by);
+    et_hex64(h, f->fingerprint);
+}
+
+static et_finding *push(et_findings *out, const et_finding *f)
+{
+    if (out->n < ET_MAX_FINDINGS) {
+        out->f[out->n] = *f;
+        return &out->f[out->n++];
+    }
+    /* full: replace the least confident if this one beats it */
+    uint32_t lo = 0;
+    for (uint32_t i = 1; i < out->n; i++)
+        if (out->f[i].confidence < out->f[lo].confidence)
+            lo = i;
+    out->dropped++;
+    if (out->f[lo].confidence < f->confidence) {
+        out->f[lo] = *f;
+        return &out->f[lo];
+    }
+    return NULL;
+}
+
+static void fill_from_site(et_finding *f, const et_an_site *s)
+{
+    f->state = s->state;
+    f->site = s->user;
+    memcpy(f->created_by, s->created_by, ET_FUNC_MAX);
+    f->nstack = s->nstack;
+    for (int i = 0; i < s->nstack; i++)
+        memcpy(f->stack[i], s->stack[i], ET_FUNC_MAX);
+}
+
+static int same_site_names(const et_an_site *s, const et_an_gcproof *g)
+{
+    return strcmp(s->user.func, g->user.func) == 0 && strcmp(s->created_by, g->created_by) == 0;
+}
+
+void et_analyzer_findings(const et_analyzer *a, et_findings *out)
+{
+    memset(out, 0, sizeof *out);
+    const et_an_rec *nr = newest(a);
+    uint64_t now = nr ? nr->t_ms : 0;
+    uint8_t consumed[ET_AN_SITES];
+    memset(consumed, 0, sizeof consumed);
+    int explained = 0; /* a site finding accounts for the process-wide trend */
+    et_finding f;
+
+    /* 1. GC-proved leaks, merged with the heuristic finding at the same site */
+    for (uint32_t j = 0; j < a->ngcproof; j++) {
+        const et_an_gcproof *g = &a->gcproof[j];
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_GOROUTINE_LEAK;
+        f.confidence = ET_C_CONFIRMED;
+        f.evidence = ET_E_GC_PROOF;
+        f.state = g->state;
+        f.site = g->user;
+        memcpy(f.created_by, g->created_by, ET_FUNC_MAX);
+        f.nstack = g->nstack;
+        for (int i = 0; i < g->nstack; i++)
+            memcpy(f.stack[i], g->stack[i], ET_FUNC_MAX);
+        f.count = g->count;
+        f.first_seen_ms = g->seen_ms;
+        f.last_seen_ms = now;
+        int k = find_site(a, g->key);
+        if (k < 0)
+            for (int i = 0; i < ET_AN_SITES; i++)
+                if (a->sites[i].key && !consumed[i] && same_site_names(&a->sites[i], g)) {
+                    k = i;
+                    break;
+                }
+        if (k >= 0) {
+            const et_an_site *s = &a->sites[k];
+            consumed[k] = 1;
+            if (s->verdict && (s->evidence & ET_E_TREND))
+                explained = 1;
+            uint32_t c = site_now(a, s);
+            if (c > f.count)
+                f.count = c;
+            if (s->verdict) {
+                f.evidence |= s->evidence;
+                f.growth_per_min = s->slope_per_min;
+                if (s->first_seen_ms && s->first_seen_ms < f.first_seen_ms)
+                    f.first_seen_ms = s->first_seen_ms;
+            }
+            if (wait_recent(a, s))
+                f.oldest_wait_s = s->max_wait_min * 60.0;
+        }
+        fingerprint(&f, state_class(f.state), f.site.func, f.created_by);
+        push(out, &f);
+    }
+
+    /* 2. heuristic goroutine-leak findings per site */
+    for (int i = 0; i < ET_AN_SITES; i++) {
+        const et_an_site *s = &a->sites[i];
+        if (!s->key || consumed[i] || !s->verdict)
+            continue;
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_GOROUTINE_LEAK;
+        f.confidence = (uint8_t)(s->verdict - 1);
+        f.evidence = s->evidence;
+        fill_from_site(&f, s);
+        f.count = site_now(a, s);
+        f.growth_per_min = s->slope_per_min;
+        if (wait_recent(a, s))
+            f.oldest_wait_s = s->max_wait_min * 60.0;
+        f.first_seen_ms = s->first_seen_ms;
+        f.last_seen_ms = now;
+        fingerprint(&f, state_class(f.state), f.site.func, f.created_by);
+        push(out, &f);
+        if (s->evidence & ET_E_TREND)
+            explained = 1;
+    }
+
+    /* 3. the process-wide goroutine trend that no site explains */
+    if (a->v_total.confidence1 && !explained) {
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_GOROUTINE_LEAK;
+        f.evidence = ET_E_TREND | (a->v_stack.confidence1 ? ET_E_STACK_GROWTH : 0);
+        f.confidence = (a->v_total.k_up >= 4 && a->v_stack.confidence1) ? ET_C_LIKELY : ET_C_SUSPECTED;
+        /* name the site that grew most over the window, if any did */
+        int bi = -1;
+        double brise = 0;
+        uint32_t m = win(a);
+        for (int i = 0; i < ET_AN_SITES; i++) {
+            const et_an_site *s = &a->sites[i];
+            if (!s->key)
+                continue;
+            uint32_t first = ET_AN_NOCOUNT;
+            for (uint32_t k = 0; k < m && first == ET_AN_NOCOUNT; k++)
+                first = s->cnt[slot_of(a, m, k)];
+            if (first == ET_AN_NOCOUNT)
+                continue;
+            double rise = (double)site_now(a, s) - first;
+            if (rise > brise) {
+                brise = rise;
+                bi = i;
+            }
+        }
+        if (bi >= 0)
+            fill_from_site(&f, &a->sites[bi]);
+        f.count = (uint32_t)a->v_total.value;
+        f.growth_per_min = a->v_total.slope_per_min;
+        f.first_seen_ms = a->v_total.first_seen_ms;
+        f.last_seen_ms = now;
+        fingerprint(&f, bi >= 0 ? state_class(f.state) : "total", f.site.func, f.created_by);
+        push(out, &f);
+    }
+
+    /* 4. deadlock */
+    if (a->dl_run >= 2) {
+        const et_an_site *s = &a->dl_site;
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_DEADLOCK;
+        f.evidence = ET_E_CLUSTER;
+        int waited = s->wait_seq && a->seq + 1 - s->wait_seq <= 1 && s->max_wait_min >= 1 &&
+                     s->waiting_count >= s->cnt[0];
+        if (waited)
+            f.evidence |= ET_E_WAIT;
+        f.confidence = (a->dl_run >= 3 || waited) ? ET_C_LIKELY : ET_C_SUSPECTED;
+        fill_from_site(&f, s);
+        f.count = s->cnt[0];
+        f.value = a->dl_count;
+        if (s->wait_seq)
+            f.oldest_wait_s = s->max_wait_min * 60.0;
+        f.first_seen_ms = a->dl_first_ms;
+        f.last_seen_ms = now;
+        fingerprint(&f, state_class(f.state), f.site.func, f.created_by);
+        push(out, &f);
+    }
+
+    /* 5. memory and threads: one finding per process, fingerprinted by kind only */
+    if (a->v_heap.confidence1) {
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_HEAP_GROWTH;
+        f.confidence = (uint8_t)(a->v_heap.confidence1 - 1);
+        f.evidence = ET_E_MEMSTATS;
+        if (a->v_heap_site >= 0) {
+            f.evidence |= ET_E_HEAP_SITE;
+            f.site = a->hsites[a->v_heap_site].user;
+        }
+        f.growth_per_min = a->v_heap.slope_per_min;
+        f.value = a->v_heap.value;
+        f.first_seen_ms = a->v_heap.first_seen_ms;
+        f.last_seen_ms = now;
+        fingerprint(&f, "heap", "", "");
+        push(out, &f);
+    }
+    if (a->v_rss.confidence1) {
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_RSS_GROWTH;
+        f.confidence = (uint8_t)(a->v_rss.confidence1 - 1);
+        f.evidence = ET_E_PROC | ET_E_MEMSTATS;
+        f.growth_per_min = a->v_rss.slope_per_min * 1024.0; /* KiB/min -> bytes/min */
+        f.value = a->v_rss.value;
+        f.first_seen_ms = a->v_rss.first_seen_ms;
+        f.last_seen_ms = now;
+        fingerprint(&f, "rss", "", "");
+        push(out, &f);
+    }
+    if (a->v_threads.confidence1) {
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_THREAD_LEAK;
+        f.confidence = (uint8_t)(a->v_threads.confidence1 - 1);
+        f.evidence = ET_E_PROC;
+        if (a->v_thread_site >= 0) {
+            const et_an_site *s = &a->sites[a->v_thread_site];
+            fill_from_site(&f, s);
+            f.count = site_now(a, s);
+            if (s->verdict)
+                f.evidence |= ET_E_CLUSTER;
+        }
+        f.growth_per_min = a->v_threads.slope_per_min;
+        f.value = a->v_threads.value;
+        f.first_seen_ms = a->v_threads.first_seen_ms;
+        f.last_seen_ms = now;
+        fingerprint(&f, "threads", "", "");
+        push(out, &f);
+    }
+
+    /* most confident first, then most goroutines */
+    for (uint32_t i = 1; i < out->n; i++) {
+        et_finding tmp = out->f[i];
+        uint32_t j = i;
+        while (j > 0 && (out->f[j - 1].confidence < tmp.confidence ||
+                         (out->f[j - 1].confidence == tmp.confidence && out->f[j - 1].count < tmp.count))) {
+            out->f[j] = out->f[j - 1];
+            j--;
+        }
+        out->f[j] = tmp;
+    }
+}
+
+unsigned et_analyzer_wants_deep(const et_analyzer *a)
+{
+    unsigned want = 0;
+    int suspected = 0, any = 0;
+    for (int i = 0; i < ET_AN_SITES; i++) {
+        const et_an_site *s = &a->sites[i];
+        if (!s->key || !s->verdict)
+            continue;
+        any = 1;
+        if (s->verdict == 1 + ET_C_SUSPECTED)
+            suspected = 1;
+    }
+    if (a->dl_run >= 1 || a->v_total.confidence1)
+        any = 1;
+    if (!any)
+        return 0;
+    /* a debug=2 dump at most 2 samples old already answers the wait question */
+    int recent_d2 = 0;
+    uint32_t m = a->n < 2 ? a->n : 2;
+    for (uint32_t i = 0; i < m; i++)
+        if (a->rec[(a->seq - 1 - i) % ET_AN_WINDOW].flags & ET_AN_HAS_WAIT)
+            recent_d2 = 1;
+    if (!recent_d2)
+        want |= ET_DEEP_DEBUG2;
+    if (suspected || a->v_total.confidence1 || a->dl_run >= 1)
+        want |= ET_DEEP_TRACE;
+    want |= ET_DEEP_LEAKPROF;
+    return want;
+}

@@ -1,0 +1,1060 @@
+/* test_analyze.c - the analyze stage on synthetic profile sequences: leaks that must be found,
+ * busy-but-healthy programs that must not be, memory and thread signals, deadlock vs idle,
+ * GC proof, clearing, fingerprints, the ring and the bounded site table; plus finding JSON. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "analyze.h"
+#include "base.h"
+#include "finding.h"
+#include "profile.h"
+
+/* Big structs live on the heap: et_gprofile is ~700 KiB. */
+static et_gprofile *gp;
+static et_gprofile *lp;
+static et_hprofile *hp;
+static et_analyzer *an;
+static et_findings *fs;
+
+static int setup(void **state)
+{
+    (void)state;
+    gp = calloc(1, sizeof *gp);
+    lp = calloc(1, sizeof *lp);
+    hp = calloc(1, sizeof *hp);
+    an = calloc(1, sizeof *an);
+    fs = calloc(1, sizeof *fs);
+    return (gp && lp && hp && an && fs) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    free(gp);
+    free(lp);
+    free(hp);
+    free(an);
+    free(fs);
+    return 0;
+}
+
+/* ---- synthetic profiles ---- */
+
+static void gp_reset(et_gprofile *g, int kind, int debug)
+{
+    memset(g, 0, sizeof *g);
+    g->kind = (uint8_t)kind;
+    g->debug = (uint8_t)debug;
+}
+
+static uint64_t site_key(int state, const char *func, const char *file, int line, const char *cb)
+{
+    uint64_t h = et_fnv1a(ET_FNV_INIT, &state, 1);
+    h = et_fnv1a_str(h, func);
+    h = et_fnv1a_str(h, file);
+    h = et_fnv1a(h, &line, sizeof line);
+    return et_fnv1a_str(h, cb);
+}
+
+static const char *block_frame(int state)
+{
+    switch (state) {
+    case ET_G_CHAN_SEND: return "runtime.chansend1";
+    case ET_G_CHAN_RECV: return "runtime.chanrecv1";
+    case ET_G_SELECT: return "runtime.selectgo";
+    case ET_G_SELECT_NO_CASES: return "runtime.block";
+    case ET_G_MUTEX: return "sync.(*Mutex).Lock";
+    case ET_G_COND_WAIT: return "sync.(*Cond).Wait";
+    case ET_G_WAITGROUP: return "sync.(*WaitGroup).Wait";
+    case ET_G_IO_WAIT: return "internal/poll.(*pollDesc).wait";
+    case ET_G_SLEEP: return "time.Sleep";
+    case ET_G_SYSCALL: return "syscall.Syscall";
+    default: return "runtime.goexit";
+    }
+}
+
+/* Adds a site the way the parser would: key over state+frame+created_by, sample stack, the
+ * user/other split for the deadlock check. `extra` is an optional frame between the blocking
+ * frame and the user frame (e.g. "net.(*TCPListener).Accept"). */
+static et_gsite *gp_add_x(et_gprofile *g, const char *func, const char *file, int line, int state, uint32_t count,
+                          const char *created_by, const char *extra)
+{
+    if (count == 0)
+        return NULL;
+    assert_true(g->nsites < ET_MAX_GSITES);
+    et_gsite *s = &g->sites[g->nsites++];
+    memset(s, 0, sizeof *s);
+    s->key = site_key(state, func, file, line, created_by);
+    s->state = (uint8_t)state;
+    et_strlcpy(s->user.func, func, sizeof s->user.func);
+    et_strlcpy(s->user.file, file, sizeof s->user.file);
+    s->user.line = (uint32_t)line;
+    et_strlcpy(s->created_by, created_by, sizeof s->created_by);
+    et_strlcpy(s->block_func, block_frame(state), sizeof s->block_func);
+    s->stdlib_only = (strncmp(func, "net/", 4) == 0 || strncmp(func, "runtime.", 8) == 0 ||
+                      strncmp(func, "os/", 3) == 0);
+    int k = 0;
+    et_strlcpy(s->stack[k++], "runtime.gopark", ET_FUNC_MAX);
+    et_strlcpy(s->stack[k++], block_frame(state), ET_FUNC_MAX);
+    if (extra)
+        et_strlcpy(s->stack[k++], extra, ET_FUNC_MAX);
+    et_strlcpy(s->stack[k++], func, ET_FUNC_MAX);
+    s->nstack = (uint8_t)k;
+    s->count = count;
+    g->header_total += count;
+    g->goroutines += count;
+    g->by_state[state] += count;
+    if (!s->stdlib_only && state != ET_G_RUNTIME) {
+        if (et_gstate_is_sync_blocked((enum et_gstate)state))
+            g->user_sync_blocked += count;
+        else
+            g->user_other += count;
+    }
+    return s;
+}
+
+static et_gsite *gp_add(et_gprofile *g, const char *func, const char *file, int line, int state, uint32_t count,
+                        const char *created_by)
+{
+    return gp_add_x(g, func, file, line, state, count, created_by, NULL);
+}
+
+/* What every net/http/pprof service has: runtime goroutines, the accept loop (a user frame in
+ * IO wait), and the goroutine serving our request. */
+static void gp_background(et_gprofile *g)
+{
+    gp_add(g, "runtime.forcegchelper", "proc.go", 320, ET_G_RUNTIME, 1, "runtime.init.6");
+    gp_add(g, "runtime.bgsweep", "mgcsweep.go", 280, ET_G_RUNTIME, 1, "runtime.gcenable");
+    gp_add(g, "runtime.bgscavenge", "mgcscavenge.go", 620, ET_G_RUNTIME, 1, "runtime.gcenable");
+    gp_add_x(g, "example.com/svc/harness.(*Service).Serve", "harness.go", 80, ET_G_IO_WAIT, 1, "",
+             "net.(*TCPListener).Accept");
+    et_gsite *s = gp_add(g, "net/http.(*conn).serve", "server.go", 2000, ET_G_RUNNING, 1, "net/http.(*Server).Serve");
+    et_strlcpy(s->stack[1], "runtime/pprof.writeGoroutine", ET_FUNC_MAX);
+}
+
+static void hp_reset(et_hprofile *h)
+{
+    memset(h, 0, sizeof *h);
+}
+
+static void hp_ms(et_hprofile *h, uint64_t heap_inuse, uint64_t heap_sys, uint64_t released, uint64_t next_gc,
+                  uint32_t num_gc, uint64_t stack_inuse)
+{
+    h->ms.present = 1;
+    h->ms.heap_inuse = heap_inuse;
+    h->ms.heap_alloc = heap_inuse;
+    h->ms.heap_sys = heap_sys;
+    h->ms.heap_released = released;
+    h->ms.next_gc = next_gc;
+    h->ms.num_gc = num_gc;
+    h->ms.stack_inuse = stack_inuse;
+    h->ms.stack_sys = stack_inuse;
+    h->ms.sys = heap_sys + stack_inuse + (8u << 20);
+}
+
+static void hp_site(et_hprofile *h, const char *func, const char *file, int line, uint64_t inuse)
+{
+    et_hsite *s = &h->sites[h->nsites++];
+    memset(s, 0, sizeof *s);
+    s->key = site_key(0, func, file, line, "");
+    et_strlcpy(s->user.func, func, sizeof s->user.func);
+    et_strlcpy(s->user.file, file, sizeof s->user.file);
+    s->user.line = (uint32_t)line;
+    s->inuse_bytes = inuse;
+    s->inuse_objects = inuse / 1024;
+    h->total_inuse_bytes += inuse;
+}
+
+static void feed(uint64_t t_ms, const et_gprofile *g, const et_gprofile *leak, const et_hprofile *h,
+                 const et_procstat *p)
+{
+    et_sample_in in = {.t_ms = t_ms, .goroutine = g, .leak = leak, .heap = h, .proc = p};
+    et_analyzer_add(an, &in);
+    et_analyzer_findings(an, fs);
+}
+
+/* ---- queries on the findings ---- */
+
+static const et_finding *find_kind(int kind, const char *func)
+{
+    for (uint32_t i = 0; i < fs->n; i++)
+        if (fs->f[i].kind == kind && (!func || strcmp(fs->f[i].site.func, func) == 0))
+            return &fs->f[i];
+    return NULL;
+}
+
+static int count_at_least(int conf)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < fs->n; i++)
+        n += fs->f[i].confidence >= conf;
+    return n;
+}
+
+static void dump_findings(const char *why)
+{
+    fprintf(stderr, "--- findings (%s):\n", why);
+    et_findings_print(stderr, fs);
+}
+
+#define LEAK_FN "main.(*Resolver).Lookup.func1"
+#define T0 1000000u
+#define IV 10000u /* 10 s sampling interval */
+
+/* ---- statistics ---- */
+
+static void test_stats(void **state)
+{
+    (void)state;
+    double t[10], x[10];
+    float scratch[64];
+    for (int i = 0; i < 10; i++) {
+        t[i] = i * 60000.0; /* one minute apart */
+        x[i] = 3.0 * i;
+    }
+    x[4] = 1000; /* an outlier moves least squares a lot, Theil-Sen not at all */
+    assert_true(fabs(et_theil_sen(t, x, 10, scratch, 64) - 3.0) < 1e-6);
+    assert_int_equal(et_mann_kendall_s(x, 10), 45 - 2 * 5); /* the outlier beats the 5 later points */
+    for (int i = 0; i < 10; i++)
+        x[i] = 7;
+    assert_true(et_theil_sen(t, x, 10, scratch, 64) == 0);
+    assert_int_equal(et_mann_kendall_s(x, 10), 0);
+}
+
+/* ---- goroutine leaks ---- */
+
+static void test_linear_leak(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 8; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Pool).work", "pool.go", 20, ET_G_CHAN_RECV, 16, "main.NewPool");
+        gp_add(gp, LEAK_FN, "resolver.go", 41, ET_G_CHAN_SEND, 10 + 5u * i, "main.(*Resolver).Lookup");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, LEAK_FN);
+        if (i < 2) {
+            assert_null(f); /* two points are not a trend */
+        } else if (i == 2) {
+            assert_non_null(f);
+            assert_int_equal(f->confidence, ET_C_SUSPECTED); /* grew across 2 intervals only */
+        } else {
+            /* grew across >= 3 sampling intervals: likely, i.e. within 3 intervals */
+            assert_non_null(f);
+            assert_int_equal(f->confidence, ET_C_LIKELY);
+            assert_true(f->evidence & ET_E_CLUSTER);
+            assert_true(f->evidence & ET_E_TREND); /* the total grows with it */
+            assert_int_equal(f->count, 10 + 5 * i);
+            assert_int_equal(f->state, ET_G_CHAN_SEND);
+            assert_string_equal(f->site.file, "resolver.go");
+            assert_int_equal(f->site.line, 41);
+            assert_string_equal(f->created_by, "main.(*Resolver).Lookup");
+            assert_true(fabs(f->growth_per_min - 30.0) < 0.01); /* 5 per 10 s */
+            assert_int_equal(strlen(f->fingerprint), 16);
+            assert_true(f->nstack >= 2);
+        }
+        /* the pool is never reported */
+        assert_null(find_kind(ET_F_GOROUTINE_LEAK, "main.(*Pool).work"));
+        assert_null(find_kind(ET_F_DEADLOCK, NULL));
+    }
+    assert_true(et_analyzer_wants_deep(an) & ET_DEEP_DEBUG2);
+}
+
+/* A server whose handler count breathes (sinusoid plus jitter) at a chan receive. */
+static void test_breathing_server(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    uint32_t seed = 12345;
+    for (int i = 0; i < 120; i++) {
+        seed = seed * 1103515245u + 12345u;
+        int jitter = (int)((seed >> 16) % 7) - 3;
+        double v = 60 + 45 * sin(2 * M_PI * i / 9.0) + jitter;
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Server).handle", "server.go", 88, ET_G_CHAN_RECV, (uint32_t)v, "main.(*Server).accept");
+        gp_add(gp, "main.(*Server).handle", "server.go", 95, ET_G_IO_WAIT, (uint32_t)(v / 2), "main.(*Server).accept");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        if (i >= 9) { /* once a full period is in the window, nothing may alert */
+            if (count_at_least(ET_C_LIKELY))
+                dump_findings("breathing");
+            assert_int_equal(count_at_least(ET_C_LIKELY), 0);
+        }
+    }
+}
+
+/* A reconnect storm: 600 handlers appear over 3 samples, then the count is flat for ever. */
+static void test_burst_levels_off(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    const uint32_t c[] = {0, 150, 300, 450, 600, 600, 600, 600, 600, 600};
+    for (int i = 0; i < 10; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Registry).handle", "devices.go", 33, ET_G_CHAN_RECV, c[i], "main.(*Registry).connect");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        if (i >= 6) { /* two flat intervals after the storm: cleared */
+            if (fs->n)
+                dump_findings("burst");
+            assert_int_equal(fs->n, 0);
+        }
+    }
+}
+
+static void test_worker_pool_and_keepalive(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    uint32_t seed = 7;
+    for (int i = 0; i < 60; i++) {
+        seed = seed * 1103515245u + 12345u;
+        uint32_t busy = (seed >> 16) % 4;
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Pool).work", "pool.go", 20, ET_G_CHAN_RECV, 200 - busy, "main.NewPool");
+        gp_add(gp, "main.(*Pool).work", "pool.go", 22, ET_G_RUNNING, busy, "main.NewPool");
+        /* idle keep-alive connections, server and client side, stdlib only */
+        gp_add(gp, "net/http.(*conn).serve", "server.go", 2039, ET_G_IO_WAIT, 40, "net/http.(*Server).Serve");
+        gp_add(gp, "net/http.(*persistConn).readLoop", "transport.go", 2325, ET_G_IO_WAIT, 40,
+               "net/http.(*Transport).dialConn");
+        gp_add(gp, "net/http.(*persistConn).writeLoop", "transport.go", 2519, ET_G_SELECT, 40 - busy % 2,
+               "net/http.(*Transport).dialConn");
+        /* a ticker loop per sensor */
+        gp_add(gp, "main.(*Poller).Run", "poller.go", 25, ET_G_SELECT, 150, "main.main");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        if (fs->n)
+            dump_findings("pool");
+        assert_int_equal(fs->n, 0);
+    }
+    assert_int_equal(et_analyzer_wants_deep(an), 0);
+
+    /* a huge but stable pool is at most "suspected" (LeakProf's size signal), never an alert */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 10; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Pool).work", "pool.go", 20, ET_G_CHAN_RECV, 5000, "main.NewPool");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        assert_int_equal(count_at_least(ET_C_LIKELY), 0);
+    }
+    const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Pool).work");
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_SUSPECTED);
+}
+
+/* The total breathes by hundreds while one small site only grows: the site must be found. */
+static void test_leak_under_breathing_total(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    int found_at = -1;
+    for (int i = 0; i < 30; i++) {
+        double v = 300 + 250 * sin(2 * M_PI * i / 7.0);
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*API).serve", "api.go", 50, ET_G_IO_WAIT, (uint32_t)v, "main.(*API).accept");
+        gp_add(gp, "main.(*API).fanout", "api.go", 70, ET_G_SELECT, (uint32_t)(v / 3), "main.(*API).serve");
+        gp_add(gp, "main.(*Session).watch", "session.go", 58, ET_G_SELECT, 3u * (uint32_t)i, "main.(*Hub).Open");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Session).watch");
+        if (f && f->confidence >= ET_C_LIKELY && found_at < 0)
+            found_at = i;
+        /* the first rising half-period of the breathing sites may look suspicious; once a
+         * whole period is in the window they are never reported, and never alert at all */
+        const et_finding *b1 = find_kind(ET_F_GOROUTINE_LEAK, "main.(*API).serve");
+        const et_finding *b2 = find_kind(ET_F_GOROUTINE_LEAK, "main.(*API).fanout");
+        assert_true(!b1 || (i < 7 && b1->confidence == ET_C_SUSPECTED));
+        assert_true(!b2 || (i < 7 && b2->confidence == ET_C_SUSPECTED));
+    }
+    assert_true(found_at >= 3 && found_at <= 4);
+    const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Session).watch");
+    assert_non_null(f);
+    assert_false(f->evidence & ET_E_TREND); /* the total does not trend */
+}
+
+/* An HTTP client that never closes bodies: persistConn loops grow at a stdlib-only,
+ * allow-listed site. Slower to alert than a user site, but it alerts. */
+static void test_allowlisted_growth_still_alerts(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 8; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "net/http.(*persistConn).writeLoop", "transport.go", 2519, ET_G_SELECT, 4 + 10u * i,
+               "net/http.(*Transport).dialConn");
+        gp_add(gp, "net/http.(*persistConn).readLoop", "transport.go", 2325, ET_G_IO_WAIT, 4 + 10u * i,
+               "net/http.(*Transport).dialConn");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "net/http.(*persistConn).writeLoop");
+        if (i == 3) {
+            assert_non_null(f);
+            assert_int_equal(f->confidence, ET_C_SUSPECTED);
+        }
+        if (i >= 4) {
+            assert_non_null(f);
+            assert_int_equal(f->confidence, ET_C_LIKELY);
+        }
+    }
+}
+
+/* A config allow entry: the stable-large signal goes away for that prefix. */
+static void test_config_allow(void **state)
+{
+    (void)state;
+    et_analyze_conf c;
+    et_analyze_conf_defaults(&c);
+    assert_int_equal(et_analyze_conf_allow(&c, "main.(*Pool).work"), 0);
+    assert_int_equal(et_analyze_conf_allow(&c, ""), -1);
+    et_analyzer_init(an, &c);
+    for (int i = 0; i < 6; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Pool).work", "pool.go", 20, ET_G_CHAN_RECV, 5000, "main.NewPool");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+    }
+    assert_int_equal(fs->n, 0);
+}
+
+/* ---- wait durations ---- */
+
+static void test_wait_evidence_and_plateau(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    /* 1 minute interval; debug=2 shows the goroutines have waited for many intervals */
+    const uint64_t iv = 60000;
+    for (int i = 0; i < 3; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 2);
+        gp_background(gp);
+        et_gsite *s = gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 10 + 6u * i, "main.main.func1");
+        s->max_wait_min = 10 + (uint32_t)i;
+        s->waiting_count = s->count;
+        feed(T0 + i * iv, gp, NULL, NULL, NULL);
+    }
+    /* two growth steps plus waits spanning many intervals: likely */
+    const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Batcher).Flush");
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
+    assert_true(f->evidence & ET_E_WAIT);
+    assert_true(fabs(f->oldest_wait_s - 720.0) < 1e-9);
+    assert_false(et_analyzer_wants_deep(an) & ET_DEEP_DEBUG2); /* it just had one */
+
+    /* traffic stops: the count is flat, but debug=2 shows nobody woke since the onset */
+    for (int i = 3; i < 8; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 2);
+        gp_background(gp);
+        et_gsite *s = gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 22, "main.main.func1");
+        s->max_wait_min = 10 + (uint32_t)i;
+        s->waiting_count = s->count;
+        feed(T0 + i * iv, gp, NULL, NULL, NULL);
+        f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Batcher).Flush");
+        assert_non_null(f);
+        assert_int_equal(f->confidence, ET_C_LIKELY);
+        assert_true(f->evidence & ET_E_WAIT);
+    }
+    /* the same plateau seen only through debug=1 (no proof anyone is stuck) clears */
+    for (int i = 8; i < 12; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 22, "main.main.func1");
+        feed(T0 + i * iv, gp, NULL, NULL, NULL);
+    }
+    assert_null(find_kind(ET_F_GOROUTINE_LEAK, "main.(*Batcher).Flush"));
+}
+
+/* ---- clearing ---- */
+
+static void test_finding_clears(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    int i = 0;
+    for (; i < 6; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, LEAK_FN, "resolver.go", 41, ET_G_CHAN_SEND, 8u * i, "main.(*Resolver).Lookup");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+    }
+    const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, LEAK_FN);
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
+    assert_int_equal(f->first_seen_ms, T0 + 2 * IV);
+    /* the bug is fixed by a config reload: the goroutines drain and stay gone */
+    for (; i < 9; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+    }
+    assert_int_equal(fs->n, 0);
+    assert_int_equal(et_analyzer_wants_deep(an), 0);
+}
+
+/* ---- GC proof ---- */
+
+static void test_gc_proof(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    /* flat heuristics, but goroutineleak lists the site: confirmed on its own */
+    gp_reset(gp, ET_GP_GOROUTINE, 1);
+    gp_background(gp);
+    gp_add(gp, "main.(*Conn).Do", "conn.go", 61, ET_G_COND_WAIT, 3, "main.(*Client).send");
+    gp_reset(lp, ET_GP_GOROUTINELEAK, 1);
+    gp_add(lp, "main.(*Conn).Do", "conn.go", 61, ET_G_COND_WAIT, 3, "main.(*Client).send");
+    feed(T0, gp, lp, NULL, NULL);
+    const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Conn).Do");
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_CONFIRMED);
+    assert_int_equal(f->evidence, ET_E_GC_PROOF);
+    if (fs->n != 1)
+        dump_findings("gc");
+    assert_int_equal(fs->n, 1);
+
+    /* growth at the same site: one merged finding carrying both kinds of evidence */
+    for (int i = 1; i < 6; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Conn).Do", "conn.go", 61, ET_G_COND_WAIT, 3 + 6u * i, "main.(*Client).send");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+    }
+    assert_int_equal(fs->n, 1);
+    f = &fs->f[0];
+    assert_int_equal(f->confidence, ET_C_CONFIRMED);
+    assert_true(f->evidence & ET_E_GC_PROOF);
+    assert_true(f->evidence & ET_E_CLUSTER);
+    assert_int_equal(f->count, 33);
+    assert_true(f->growth_per_min > 30);
+
+    /* a newer goroutineleak profile without the site withdraws the proof */
+    gp_reset(lp, ET_GP_GOROUTINELEAK, 1);
+    gp_reset(gp, ET_GP_GOROUTINE, 1);
+    gp_background(gp);
+    gp_add(gp, "main.(*Conn).Do", "conn.go", 61, ET_G_COND_WAIT, 39, "main.(*Client).send");
+    feed(T0 + 6 * IV, gp, lp, NULL, NULL);
+    f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Conn).Do");
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
+    assert_false(f->evidence & ET_E_GC_PROOF);
+
+    /* Go 1.26+ debug=2 marks proved goroutines "(leaked)": also a proof */
+    et_analyzer_init(an, NULL);
+    gp_reset(gp, ET_GP_GOROUTINE, 2);
+    gp_background(gp);
+    et_gsite *s = gp_add(gp, "main.(*Importer).Import", "importer.go", 52, ET_G_CHAN_SEND, 4, "main.main.func1");
+    s->leaked_count = 4;
+    feed(T0, gp, NULL, NULL, NULL);
+    f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Importer).Import");
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_CONFIRMED);
+}
+
+/* ---- deadlock ---- */
+
+static void ledger_deadlock(et_gprofile *g)
+{
+    gp_reset(g, ET_GP_GOROUTINE, 1);
+    gp_background(g);
+    gp_add(g, "main.(*Ledger).apply", "ledger.go", 45, ET_G_MUTEX, 2, "main.NewLedger");
+    gp_add(g, "main.(*Ledger).Submit", "ledger.go", 58, ET_G_CHAN_SEND, 1, "example.com/svc/harness.(*Service).EveryRate");
+    /* idle keep-alive conns of whoever scrapes us: stdlib only, not user goroutines */
+    gp_add(g, "net/http.(*conn).serve", "server.go", 2039, ET_G_IO_WAIT, 2, "net/http.(*Server).Serve");
+}
+
+static void test_deadlock(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    ledger_deadlock(gp);
+    feed(T0, gp, NULL, NULL, NULL);
+    assert_null(find_kind(ET_F_DEADLOCK, NULL)); /* one sample proves nothing */
+    ledger_deadlock(gp);
+    feed(T0 + IV, gp, NULL, NULL, NULL);
+    const et_finding *f = find_kind(ET_F_DEADLOCK, NULL);
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_SUSPECTED);
+    ledger_deadlock(gp);
+    feed(T0 + 2 * IV, gp, NULL, NULL, NULL);
+    f = find_kind(ET_F_DEADLOCK, NULL);
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
+    assert_string_equal(f->site.func, "main.(*Ledger).apply");
+    assert_int_equal(f->state, ET_G_MUTEX);
+    assert_int_equal(f->count, 2);
+    assert_int_equal(f->value, 3);
+    assert_null(find_kind(ET_F_GOROUTINE_LEAK, NULL)); /* nothing grows */
+    assert_true(et_analyzer_wants_deep(an) & ET_DEEP_DEBUG2);
+
+    /* something moves again (a different picture): the run restarts, the finding goes */
+    gp_reset(gp, ET_GP_GOROUTINE, 1);
+    gp_background(gp);
+    gp_add(gp, "main.(*Ledger).apply", "ledger.go", 45, ET_G_RUNNING, 1, "main.NewLedger");
+    feed(T0 + 3 * IV, gp, NULL, NULL, NULL);
+    assert_null(find_kind(ET_F_DEADLOCK, NULL));
+}
+
+static void test_idle_is_not_deadlock(void **state)
+{
+    (void)state;
+    /* (a) a server whose user goroutines wait for network input */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 5; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Server).readLoop", "conn.go", 30, ET_G_IO_WAIT, 12, "main.(*Server).accept");
+        gp_add(gp, "main.(*Server).dispatch", "conn.go", 80, ET_G_MUTEX, 1, "main.(*Server).readLoop");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        assert_null(find_kind(ET_F_DEADLOCK, NULL));
+    }
+    /* (b) an idle timer-driven program: main parked in select{}, workers on a job channel fed
+     * by a ticker loop; all "blocked", nothing a timer cannot wake */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 5; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.main", "main.go", 40, ET_G_SELECT_NO_CASES, 1, "");
+        gp_add(gp, "main.(*Pool).work", "pool.go", 20, ET_G_CHAN_RECV, 16, "main.NewPool");
+        gp_add(gp, "main.(*Feeder).run", "feeder.go", 30, ET_G_CHAN_RECV, 1, "main.main");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        assert_int_equal(fs->n, 0);
+    }
+    /* (c) main waiting on its workers' WaitGroup for ever (they are long-lived) */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 5; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add_x(gp, "main.run", "main.go", 40, ET_G_WAITGROUP, 1, "", "main.main");
+        gp_add(gp, "main.(*Poller).Run", "poller.go", 25, ET_G_SELECT, 30, "main.run");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        assert_int_equal(fs->n, 0);
+    }
+    /* (d) a contended mutex whose holder sleeps: progress */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 5; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Store).Put", "store.go", 30, ET_G_MUTEX, 30 + (uint32_t)(i % 3), "main.worker");
+        gp_add(gp, "main.(*Store).Put", "store.go", 33, ET_G_SLEEP, 1, "main.worker");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        assert_int_equal(fs->n, 0);
+    }
+}
+
+/* ---- memory ---- */
+
+static void test_heap_sawtooth(void **state)
+{
+    (void)state;
+    /* no leak: HeapInuse saws between ~10 and ~20 MiB, a GC every 2 or 3 samples */
+    et_analyzer_init(an, NULL);
+    uint32_t gc = 100;
+    for (int i = 0; i < 48; i++) {
+        int phase = i % 5;
+        if (phase == 0 || phase == 3)
+            gc++;
+        uint64_t inuse = (10u << 20) + (uint64_t)(phase == 0 || phase == 3 ? 0 : 4 << 20) + (uint64_t)((i * 7919) % 1000) * 1024;
+        hp_reset(hp);
+        hp_ms(hp, inuse, 32u << 20, 8u << 20, 20u << 20, gc, 512 << 10);
+        hp_site(hp, "main.(*Catalog).Rebuild", "catalog.go", 25, (uint64_t)(8 + (i % 3)) << 20);
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        feed(T0 + (uint64_t)i * IV, gp, NULL, hp, NULL);
+        if (fs->n)
+            dump_findings("sawtooth");
+        assert_int_equal(fs->n, 0);
+    }
+    /* a leak under the same sawtooth: the post-GC floor and NextGC climb 2 MiB per GC, and the
+     * allocation site's in-use bytes climb with them */
+    et_analyzer_init(an, NULL);
+    gc = 100;
+    int likely_at = -1;
+    for (int i = 0; i < 24; i++) {
+        int phase = i % 3;
+        if (phase == 0)
+            gc++;
+        uint64_t floor = (10u << 20) + (uint64_t)(gc - 100) * (2u << 20);
+        uint64_t inuse = floor + (uint64_t)phase * (3u << 20);
+        hp_reset(hp);
+        hp_ms(hp, inuse, floor * 2, 1u << 20, floor * 2, gc, 512 << 10);
+        hp_site(hp, "main.(*Catalog).Rebuild", "catalog.go", 25, 8u << 20);
+        hp_site(hp, "main.(*SessionStore).Open", "sessions.go", 31, (uint64_t)(gc - 100) * (2u << 20));
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        feed(T0 + (uint64_t)i * IV, gp, NULL, hp, NULL);
+        const et_finding *f = find_kind(ET_F_HEAP_GROWTH, NULL);
+        if (f && f->confidence >= ET_C_LIKELY && likely_at < 0)
+            likely_at = i;
+    }
+    assert_true(likely_at > 0 && likely_at <= 12); /* four GC epochs */
+    const et_finding *f = find_kind(ET_F_HEAP_GROWTH, NULL);
+    assert_non_null(f);
+    assert_true(f->evidence & ET_E_HEAP_SITE);
+    assert_true(f->evidence & ET_E_MEMSTATS);
+    assert_string_equal(f->site.func, "main.(*SessionStore).Open");
+    assert_int_equal(f->site.line, 31);
+    assert_true(f->growth_per_min > 0);
+    assert_null(find_kind(ET_F_GOROUTINE_LEAK, NULL));
+    assert_null(find_kind(ET_F_RSS_GROWTH, NULL));
+
+    /* heap growing without a single GC in the window proves nothing yet */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 10; i++) {
+        hp_reset(hp);
+        hp_ms(hp, (10u << 20) + (uint64_t)i * (1u << 20), 64u << 20, 0, 40u << 20, 7, 512 << 10);
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, NULL);
+    }
+    assert_null(find_kind(ET_F_HEAP_GROWTH, NULL));
+}
+
+static void test_rss_outside_heap(void **state)
+{
+    (void)state;
+    et_procstat ps;
+    /* (a) RSS far above the heap but flat: not a leak */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 10; i++) {
+        memset(&ps, 0, sizeof ps);
+        ps.present = 1;
+        ps.vm_rss_kb = 200 * 1024 + (uint64_t)(i % 2) * 100;
+        ps.threads = 9;
+        ps.start_time_ticks = 4242;
+        hp_reset(hp);
+        hp_ms(hp, 20u << 20, 40u << 20, 10u << 20, 30u << 20, 50u + (uint32_t)i, 256 << 10);
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, &ps);
+    }
+    assert_int_equal(fs->n, 0);
+    /* (b) RSS grows together with HeapSys: memory the Go runtime holds, not outside it */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 10; i++) {
+        memset(&ps, 0, sizeof ps);
+        ps.present = 1;
+        ps.vm_rss_kb = 60 * 1024 + (uint64_t)i * 4096;
+        ps.start_time_ticks = 4242;
+        hp_reset(hp);
+        hp_ms(hp, 20u << 20, (40u << 20) + (uint64_t)i * (4u << 20), 0, 30u << 20, 50, 256 << 10);
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, &ps);
+    }
+    assert_null(find_kind(ET_F_RSS_GROWTH, NULL));
+    /* (c) RSS grows 3 MiB per sample while Sys - HeapReleased is flat: outside the Go heap */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 6; i++) {
+        memset(&ps, 0, sizeof ps);
+        ps.present = 1;
+        ps.vm_rss_kb = 60 * 1024 + (uint64_t)i * 3072;
+        ps.start_time_ticks = 4242;
+        hp_reset(hp);
+        hp_ms(hp, 20u << 20, 40u << 20, 10u << 20, 30u << 20, 50u + (uint32_t)i, 256 << 10);
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, &ps);
+    }
+    const et_finding *f = find_kind(ET_F_RSS_GROWTH, NULL);
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
+    assert_true(fabs(f->growth_per_min - 3072.0 * 1024 * 6) < 1.0); /* bytes per minute */
+    assert_int_equal(f->value, (uint64_t)(60 * 1024 + 5 * 3072) * 1024);
+    assert_null(find_kind(ET_F_HEAP_GROWTH, NULL));
+}
+
+static void test_thread_growth(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    et_procstat ps;
+    for (int i = 0; i < 6; i++) {
+        memset(&ps, 0, sizeof ps);
+        ps.present = 1;
+        ps.vm_rss_kb = 30000;
+        ps.threads = 8 + 10u * (uint32_t)i;
+        ps.start_time_ticks = 99;
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*HookRunner).waitStatus", "hooks.go", 33, ET_G_SYSCALL, 10u * (uint32_t)i,
+               "main.(*HookRunner).Run");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, &ps);
+    }
+    const et_finding *f = find_kind(ET_F_THREAD_LEAK, NULL);
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
+    assert_string_equal(f->site.func, "main.(*HookRunner).waitStatus");
+    assert_int_equal(f->value, 58);
+    /* the syscall site grows with the threads: a goroutine leak backed by /proc */
+    f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*HookRunner).waitStatus");
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
+    assert_true(f->evidence & ET_E_PROC);
+
+    /* threads that creep up at start and level off (Go never frees an M): nothing */
+    et_analyzer_init(an, NULL);
+    const uint32_t th[] = {4, 6, 9, 12, 14, 14, 14, 14, 14, 14};
+    for (int i = 0; i < 10; i++) {
+        memset(&ps, 0, sizeof ps);
+        ps.present = 1;
+        ps.vm_rss_kb = 30000;
+        ps.threads = th[i];
+        ps.start_time_ticks = 99;
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, NULL, &ps);
+    }
+    assert_int_equal(fs->n, 0);
+}
+
+/* ---- fingerprints ---- */
+
+static void one_finding(const char *func, const char *file, int line, const char *created_by, int state, char out[17])
+{
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 5; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, func, file, line, state, 7u * (uint32_t)i + (uint32_t)line % 5, created_by);
+        feed(T0 * (uint64_t)line + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+    }
+    const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, func);
+    assert_non_null(f);
+    memcpy(out, f->fingerprint, 17);
+}
+
+static void test_fingerprint_stability(void **state)
+{
+    (void)state;
+    char a[17], b[17], c[17], d[17], e[17];
+    /* a rebuild: other file path, other line, other PCs (key), other counts */
+    one_finding("main.(*Resolver).Lookup.func1", "/build/a/resolver.go", 41, "main.(*Resolver).Lookup", ET_G_CHAN_SEND, a);
+    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 57, "main.(*Resolver).Lookup", ET_G_CHAN_SEND, b);
+    assert_string_equal(a, b);
+    /* another creator is another leak */
+    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 41, "main.(*Resolver).Refresh", ET_G_CHAN_SEND, c);
+    assert_string_not_equal(a, c);
+    /* another state class is another leak */
+    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 41, "main.(*Resolver).Lookup", ET_G_CHAN_RECV, d);
+    assert_string_not_equal(a, d);
+    /* generic instantiations print differently across builds and releases */
+    one_finding("main.Cache[...].fill", "cache.go", 10, "main.New[...]", ET_G_MUTEX, d);
+    one_finding("main.Cache[go.shape.string].fill", "cache.go", 12, "main.New[go.shape.string]", ET_G_SEMACQUIRE, e);
+    assert_string_equal(d, e);
+    for (int i = 0; i < 16; i++)
+        assert_true((a[i] >= '0' && a[i] <= '9') || (a[i] >= 'a' && a[i] <= 'f'));
+}
+
+/* ---- ring and bounded memory ---- */
+
+static void test_ring_wraparound(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    int found_at = -1;
+    /* 150 flat samples (the ring wraps three times), then a leak starts */
+    for (int i = 0; i < 170; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Pool).work", "pool.go", 20, ET_G_CHAN_RECV, 16, "main.NewPool");
+        if (i >= 150)
+            gp_add(gp, "main.(*Pipeline).aggregate", "pipeline.go", 33, ET_G_CHAN_RECV, 6u * (uint32_t)(i - 149),
+                   "main.(*Pipeline).Ingest");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        if (i < 150)
+            assert_int_equal(fs->n, 0);
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Pipeline).aggregate");
+        if (f && f->confidence >= ET_C_LIKELY && found_at < 0)
+            found_at = i;
+    }
+    assert_int_equal(an->n, ET_AN_WINDOW);
+    assert_int_equal(an->seq, 170);
+    /* absent (zero) at 149, 6 at 150: growth across 3 intervals by 152 */
+    assert_int_equal(found_at, 152);
+    const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Pipeline).aggregate");
+    assert_non_null(f);
+    assert_int_equal(f->count, 6 * 20);
+    assert_true(fabs(f->growth_per_min - 36.0) < 0.01);
+}
+
+static void test_bounded_site_churn(void **state)
+{
+    (void)state;
+    /* the whole per-target state is one fixed struct */
+    assert_true(sizeof(et_analyzer) <= 128 * 1024);
+    et_analyzer_init(an, NULL);
+    uint32_t seed = 99;
+    int found_at = -1;
+    for (int i = 0; i < 120; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        /* 300 short-lived sites that never come back (request-scoped goroutines with
+         * distinct call paths), and 50 stable ones larger than the leak at first */
+        for (int k = 0; k < 300; k++) {
+            char fn[64];
+            seed = seed * 1103515245u + 12345u;
+            snprintf(fn, sizeof fn, "main.handler%d_%d", i, k);
+            gp_add(gp, fn, "h.go", 10 + k, ET_G_CHAN_RECV, 1 + (seed >> 16) % 4, "main.serve");
+        }
+        for (int k = 0; k < 50; k++) {
+            char fn[64];
+            snprintf(fn, sizeof fn, "main.stable%d", k);
+            gp_add(gp, fn, "s.go", 10 + k, ET_G_SELECT, 20, "main.main");
+        }
+        if (i >= 60)
+            gp_add(gp, "main.(*Search).Query.func1", "search.go", 77, ET_G_CHAN_SEND, 2u * (uint32_t)(i - 59),
+                   "main.(*Search).Query");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Search).Query.func1");
+        if (f && f->confidence >= ET_C_LIKELY && found_at < 0)
+            found_at = i;
+        if (getenv("ET_DEBUG_CHURN") && i >= 60) {
+            uint64_t key = site_key(ET_G_CHAN_SEND, "main.(*Search).Query.func1", "search.go", 77, "main.(*Search).Query");
+            int idx = -1;
+            for (int k = 0; k < ET_AN_SITES; k++)
+                if (an->sites[k].key == key)
+                    idx = k;
+            fprintf(stderr, "i=%d tracked=%d verdict=%d\n", i, idx, idx >= 0 ? an->sites[idx].verdict : -1);
+        }
+        if (i < 60)
+            assert_int_equal(count_at_least(ET_C_LIKELY), 0);
+    }
+    if (found_at < 63 || found_at > 66)
+        fprintf(stderr, "churn: found at %d, evictions %u untracked %u\n", found_at, an->evictions, an->untracked);
+    assert_true(an->evictions > 0);
+    assert_true(an->untracked > 0);
+    /* found despite starting smaller than 50 stable sites and 300 newcomers per sample */
+    assert_true(found_at >= 63 && found_at <= 66);
+    int used = 0;
+    for (int k = 0; k < ET_AN_SITES; k++)
+        used += an->sites[k].key != 0;
+    assert_int_equal(used, ET_AN_SITES);
+}
+
+static void test_restart_resets_history(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    et_procstat ps;
+    for (int i = 0; i < 6; i++) {
+        memset(&ps, 0, sizeof ps);
+        ps.present = 1;
+        ps.threads = 8;
+        ps.vm_rss_kb = 1000;
+        ps.start_time_ticks = (i < 4) ? 111 : 222; /* restarted before sample 4 */
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, LEAK_FN, "resolver.go", 41, ET_G_CHAN_SEND, 10u * (uint32_t)((i < 4) ? i : i - 4), "main.(*Resolver).Lookup");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, &ps);
+        if (i == 3)
+            assert_non_null(find_kind(ET_F_GOROUTINE_LEAK, LEAK_FN));
+    }
+    assert_int_equal(an->n, 2);
+    assert_int_equal(fs->n, 0);
+}
+
+/* ---- JSON ---- */
+
+static char *capture_json(const et_findings *f)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    assert_non_null(m);
+    et_findings_json(m, f);
+    fclose(m);
+    return buf;
+}
+
+static void test_json_output(void **state)
+{
+    (void)state;
+    memset(fs, 0, sizeof *fs);
+    char *s = capture_json(fs);
+    assert_string_equal(s, "[]");
+    free(s);
+
+    fs->n = 1;
+    et_finding *f = &fs->f[0];
+    f->kind = ET_F_GOROUTINE_LEAK;
+    f->confidence = ET_C_LIKELY;
+    f->state = ET_G_CHAN_SEND;
+    f->evidence = ET_E_TREND | ET_E_CLUSTER | ET_E_GC_PROOF;
+    et_strlcpy(f->site.func, "main.(*T).m\"x\\", sizeof f->site.func);
+    et_strlcpy(f->site.file, "a\tb\x01\xff\xc3\xa9.go", sizeof f->site.file);
+    f->site.line = 41;
+    f->count = 12;
+    f->growth_per_min = 2.5;
+    f->oldest_wait_s = NAN;
+    et_strlcpy(f->created_by, "main.run", sizeof f->created_by);
+    et_strlcpy(f->fingerprint, "0123456789abcdef", sizeof f->fingerprint);
+    f->nstack = 1;
+    et_strlcpy(f->stack[0], "runtime.gopark", ET_FUNC_MAX);
+    s = capture_json(fs);
+    assert_string_equal(s, "[{\"kind\":\"goroutine-leak\",\"confidence\":\"likely\","
+                           "\"function\":\"main.(*T).m\\\"x\\\\\",\"file\":\"a\\tb\\u0001\\ufffd\xc3\xa9.go\","
+                           "\"line\":41,\"state\":\"chan send\",\"count\":12,\"growth_per_min\":2.500,"
+                           "\"oldest_wait_s\":0,\"created_by\":\"main.run\",\"fingerprint\":\"0123456789abcdef\","
+                           "\"evidence\":[\"trend\",\"cluster\",\"gc-proof\"],\"value\":0,"
+                           "\"stack\":[\"runtime.gopark\"]}]");
+    free(s);
+
+    /* names */
+    assert_string_equal(et_finding_kind_name(ET_F_THREAD_LEAK), "thread-leak");
+    assert_string_equal(et_finding_kind_name((enum et_finding_kind)99), "unknown");
+    assert_string_equal(et_confidence_name(ET_C_CONFIRMED), "confirmed");
+    assert_string_equal(et_evidence_name(5), "stack-growth");
+    assert_string_equal(et_evidence_name(8), "proc");
+    assert_string_equal(et_evidence_name(9), "unknown");
+
+    /* keep: only what we would alert on */
+    fs->n = 3;
+    fs->f[1] = fs->f[0];
+    fs->f[1].confidence = ET_C_SUSPECTED;
+    fs->f[2] = fs->f[0];
+    fs->f[2].confidence = ET_C_CONFIRMED;
+    et_findings_keep(fs, ET_C_LIKELY);
+    assert_int_equal(fs->n, 2);
+    assert_int_equal(fs->f[0].confidence, ET_C_LIKELY);
+    assert_int_equal(fs->f[1].confidence, ET_C_CONFIRMED);
+
+    /* the human printer says something for every kind and never crashes */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    for (int k = 0; k < ET_F_KIND_COUNT; k++) {
+        fs->f[0].kind = (uint8_t)k;
+        et_findings_print(m, fs);
+    }
+    fclose(m);
+    assert_non_null(strstr(buf, "goroutine-leak [likely] main.(*T).m"));
+    assert_non_null(strstr(buf, "12 goroutines in chan send, +2.5/min"));
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_linear_leak),
+        cmocka_unit_test(test_breathing_server),
+        cmocka_unit_test(test_burst_levels_off),
+        cmocka_unit_test(test_worker_pool_and_keepalive),
+        cmocka_unit_test(test_leak_under_breathing_total),
+        cmocka_unit_test(test_allowlisted_growth_still_alerts),
+        cmocka_unit_test(test_config_allow),
+        cmocka_unit_test(test_wait_evidence_and_plateau),
+        cmocka_unit_test(test_finding_clears),
+        cmocka_unit_test(test_gc_proof),
+        cmocka_unit_test(test_deadlock),
+        cmocka_unit_test(test_idle_is_not_deadlock),
+        cmocka_unit_test(test_heap_sawtooth),
+        cmocka_unit_test(test_rss_outside_heap),
+        cmocka_unit_test(test_thread_growth),
+        cmocka_unit_test(test_fingerprint_stability),
+        cmocka_unit_test(test_ring_wraparound),
+        cmocka_unit_test(test_bounded_site_churn),
+        cmocka_unit_test(test_restart_resets_history),
+        cmocka_unit_test(test_json_output),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
