@@ -295,16 +295,21 @@ static void parse_kube_path(const char *path, size_t n, et_cgroup_info *out)
         if (sl > 3 && !memcmp(seg, "pod", 3) && is_uidish(seg + 3, sl - 3)) {
             u = seg + 3;
             ul = sl - 3;
-        } else if (sl > 6 + 8 && !memcmp(seg, "kubepods", 8) && sl > 6 && !memcmp(se - 6, ".slice", 6)) {
-            for (const char *q = seg; q + 4 <= se - 6; q++) {
-                if (!memcmp(q, "-pod", 4)) {
-                    u = q + 4;
-                    ul = (size_t)((se - 6) - u);
-                    break;
+        } else {
+            /* systemd: the unit name ends at ".slice", or at ':' in "slice:runtime:id" */
+            const char *ue = memchr(seg, ':', sl);
+            ue = ue ? ue : se;
+            if (ue - seg > 6 + 8 && !memcmp(seg, "kubepods", 8) && !memcmp(ue - 6, ".slice", 6)) {
+                for (const char *q = seg; q + 4 <= ue - 6; q++) {
+                    if (!memcmp(q, "-pod", 4)) {
+                        u = q + 4;
+                        ul = (size_t)((ue - 6) - u);
+                        break;
+                    }
                 }
+                if (u && !is_uidish(u, ul))
+                    u = NULL;
             }
-            if (u && !is_uidish(u, ul))
-                u = NULL;
         }
         if (u && ul < sizeof(out->pod_uid)) {
             for (size_t i = 0; i < ul; i++)
