@@ -11,8 +11,8 @@
  *                 [--max-bytes N] [--segment-bytes N] [--seed S]
  *       appends records with ids derived from a counter and, every K appends, peeks and acks
  *       the oldest; prints "D <id>" once an append returned (durable under "always") and
- *       "A <id>" once an ack returned, each with one write(2), so a kill -9 never leaves a
- *       half line claiming more than happened.
+ *       "K <id>" before acking, "A <id>" once the ack returned, each with one write(2), so a
+ *       kill -9 never leaves a half line claiming more than happened.
  *   spool check --dir DIR
  *       opens the spool read-write (the recovery path), prints "P <id> <len>" for every
  *       pending record, then the stats line "S <pending> <torn> <corrupt>".
@@ -134,6 +134,7 @@ static int torture(spool_params *p, uint64_t count, unsigned ack_every, uint64_t
                 return 1;
             }
             if (got > 0) {
+                say('K', r.id); /* about to ack: the one record a kill may leave acked unreported */
                 if (spool_ack(sp, r.id) != 0) {
                     fprintf(stderr, "spool torture: ack failed\n");
                     return 1;
