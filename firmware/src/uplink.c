@@ -1,0 +1,635 @@
+/* uplink.c - CoAP/DTLS client that drains the spool (see uplink.h for the protocol).
+ *
+ * State: at most one POST in flight. The payload buffer (SPOOL_REC_MAX) is allocated once
+ * at create; libcoap sends the blocks straight out of it (coap_add_data_large_request with
+ * no release callback), so nothing is copied or allocated per snapshot by this file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <coap3/coap.h>
+#include <ini.h>
+
+#include "base.h"
+#include "uplink.h"
+
+struct et_uplink {
+    et_loop *loop;
+    spool *sp;
+    et_uplink_params p;
+    coap_context_t *ctx;
+    coap_session_t *sess;
+    int sess_dead;            /* failed: release at the next safe point (not inside a callback) */
+    coap_address_t server;
+    coap_proto_t proto;
+    int coap_fd;
+    et_timer_id io_timer;     /* follows libcoap's next deadline */
+    et_timer_id retry_timer;  /* backoff, budget wait, or "send next now" */
+    /* the snapshot in flight */
+    int in_flight;
+    spool_rec rec;
+    uint8_t *buf;
+    size_t len;
+    uint8_t token[8];
+    size_t toklen;
+    uint32_t backoff_ms;
+    uint32_t budget_day;
+    uint32_t rng;
+    et_uplink_stats st;
+};
+
+/* ---- parameters and credentials --------------------------------------------------------- */
+
+void et_uplink_params_defaults(et_uplink_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->ack_timeout_ms = 4000;
+    p->ack_random_factor_milli = 1500;
+    p->max_retransmit = 6;
+    p->block_size = 1024;
+    p->backoff_min_ms = 2000;
+    p->backoff_max_ms = 300000;
+    p->use_cid = 1;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+typedef struct cred_ctx {
+    et_uplink_params *p;
+    char err[120];
+} cred_ctx;
+
+static int cred_handler(void *user, const char *section, const char *name, const char *value)
+{
+    cred_ctx *c = user;
+    if (strcmp(section, "credentials"))
+        return 1;
+    if (!strcmp(name, "device_id")) {
+        if (et_strlcpy(c->p->device_id, value, sizeof(c->p->device_id)) || !value[0]) {
+            snprintf(c->err, sizeof(c->err), "device_id empty or too long");
+            return 0;
+        }
+    } else if (!strcmp(name, "psk")) {
+        size_t n = strlen(value);
+        if (n == 0 || n % 2 || n / 2 > ET_UPLINK_PSK_MAX) {
+            snprintf(c->err, sizeof(c->err), "psk must be 2..%d hex digits", 2 * ET_UPLINK_PSK_MAX);
+            return 0;
+        }
+        for (size_t i = 0; i < n; i += 2) {
+            int hi = hexval(value[i]), lo = hexval(value[i + 1]);
+            if (hi < 0 || lo < 0) {
+                snprintf(c->err, sizeof(c->err), "psk is not hex");
+                return 0;
+            }
+            c->p->psk[i / 2] = (uint8_t)(hi << 4 | lo);
+        }
+        c->p->psk_len = n / 2;
+    } else if (!strcmp(name, "collector")) {
+        if (et_strlcpy(c->p->collector, value, sizeof(c->p->collector))) {
+            snprintf(c->err, sizeof(c->err), "collector URL too long");
+            return 0;
+        }
+    }
+    return 1; /* unknown keys: ignored, for forward compatibility */
+}
+
+int et_uplink_load_credentials(const char *path, et_uplink_params *p, char *err, size_t errlen)
+{
+    cred_ctx c = {.p = p};
+    int rc = ini_parse(path, cred_handler, &c);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s: cannot read", path);
+        return -1;
+    }
+    if (rc > 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, rc, c.err[0] ? c.err : "syntax error");
+        return -1;
+    }
+    if (!p->device_id[0] || !p->psk_len) {
+        snprintf(err, errlen, "%s: needs device_id and psk in [credentials]", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static uint32_t rnd(et_uplink *u)
+{
+    /* xorshift32: jitter only needs to differ between devices, seeded from getrandom */
+    uint32_t x = u->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return u->rng = x;
+}
+
+static coap_fixed_point_t fixed_ms(uint32_t ms)
+{
+    coap_fixed_point_t f = {(uint16_t)(ms / 1000), (uint16_t)(ms % 1000)};
+    return f;
+}
+
+static uint32_t utc_day(void)
+{
+    int64_t ms = et_now_wall_ms();
+    return ms > 0 ? (uint32_t)(ms / 86400000) : 0;
+}
+
+/* Overhead per datagram counted against the budget: IPv4 + UDP (28), DTLS record header +
+ * explicit nonce + CCM/GCM tag (13 + 8 + 16), CoAP header, token and options (~20). */
+#define DATAGRAM_OVERHEAD 85
+
+static void budget_load(et_uplink *u)
+{
+    u->budget_day = utc_day();
+    if (!u->p.state_dir[0])
+        return;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/uplink-budget", u->p.state_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    unsigned day = 0;
+    unsigned long long bytes = 0;
+    if (fscanf(f, "%u %llu", &day, &bytes) == 2 && day == u->budget_day)
+        u->st.bytes_today = bytes;
+    fclose(f);
+}
+
+static void budget_add(et_uplink *u, size_t payload)
+{
+    uint32_t day = utc_day();
+    if (day != u->budget_day) {
+        u->budget_day = day;
+        u->st.bytes_today = 0;
+    }
+    size_t blocks = payload / u->p.block_size + 1;
+    u->st.bytes_today += payload + blocks * DATAGRAM_OVERHEAD;
+    if (!u->p.state_dir[0] || !u->p.budget_bytes_per_day)
+        return;
+    /* No fsync: losing the last few counts to a power cut only lets a few more bytes out. */
+    char path[256], tmp[264], line[48];
+    snprintf(path, sizeof(path), "%s/uplink-budget", u->p.state_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int n = snprintf(line, sizeof(line), "%u %llu\n", u->budget_day, (unsigned long long)u->st.bytes_today);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    int ok = write(fd, line, (size_t)n) == n;
+    close(fd);
+    if (ok)
+        rename(tmp, path);
+}
+
+/* May this record go now under the budget? */
+static int budget_allows(et_uplink *u, const spool_rec *r)
+{
+    if (!u->p.budget_bytes_per_day)
+        return 1;
+    uint32_t day = utc_day();
+    if (day != u->budget_day) {
+        u->budget_day = day;
+        u->st.bytes_today = 0;
+    }
+    uint64_t cost = r->len + (r->len / u->p.block_size + 1) * DATAGRAM_OVERHEAD;
+    uint64_t limit = (r->flags & SPOOL_F_FINDING) ? u->p.budget_bytes_per_day : u->p.budget_bytes_per_day / 4 * 3;
+    return u->st.bytes_today + cost <= limit;
+}
+
+static uint32_t ms_to_next_utc_day(void)
+{
+    int64_t ms = et_now_wall_ms();
+    if (ms <= 0)
+        return 3600000;
+    int64_t left = 86400000 - ms % 86400000;
+    return (uint32_t)(left + 1000);
+}
+
+/* ---- libcoap plumbing ------------------------------------------------------------------- */
+
+static void pump(et_uplink *u);
+static void try_send(et_uplink *u);
+
+static void on_io_timer(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    et_uplink *u = ud;
+    u->io_timer = 0;
+    pump(u);
+}
+
+static void on_coap_fd(et_loop *l, int fd, unsigned events, void *ud)
+{
+    (void)l;
+    (void)fd;
+    (void)events;
+    pump(ud);
+}
+
+/* Let libcoap read, retransmit and time out, then follow its next deadline. */
+static void pump(et_uplink *u)
+{
+    coap_io_process(u->ctx, COAP_IO_NO_WAIT);
+    coap_tick_t now;
+    coap_ticks(&now);
+    unsigned ms = coap_io_prepare_epoll(u->ctx, now);
+    /* 0 means "nothing scheduled": a slow safety tick keeps session timeouts honest. */
+    if (ms == 0 || ms > 1000)
+        ms = u->in_flight || u->sess ? 1000 : 5000;
+    if (u->io_timer && et_loop_rearm_timer(u->loop, u->io_timer, ms) == 0)
+        return;
+    u->io_timer = et_loop_add_timer(u->loop, ms, 0, on_io_timer, u);
+}
+
+static void on_retry_timer(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    et_uplink *u = ud;
+    u->retry_timer = 0;
+    try_send(u);
+}
+
+static void schedule(et_uplink *u, uint32_t delay_ms)
+{
+    if (u->retry_timer)
+        et_loop_cancel_timer(u->loop, u->retry_timer);
+    u->retry_timer = et_loop_add_timer(u->loop, delay_ms, 0, on_retry_timer, u);
+}
+
+/* A failed attempt: keep the record, wait backoff with jitter ("equal jitter": half fixed,
+ * half random, so devices that lost the collector together do not return in lockstep and
+ * none retries immediately). */
+static void fail(et_uplink *u, const char *why)
+{
+    u->in_flight = 0;
+    u->backoff_ms = u->backoff_ms ? ET_MIN(u->backoff_ms * 2, u->p.backoff_max_ms) : u->p.backoff_min_ms;
+    uint32_t half = u->backoff_ms / 2;
+    uint32_t delay = half + (half ? rnd(u) % (half + 1) : 0);
+    et_warn("uplink: %s; retrying in %u ms", why, delay);
+    schedule(u, delay);
+}
+
+static void succeed(et_uplink *u)
+{
+    u->in_flight = 0;
+    u->backoff_ms = 0;
+    /* next record from the loop, not from inside libcoap's callback */
+    schedule(u, 0);
+}
+
+static int token_is_ours(et_uplink *u, const coap_pdu_t *pdu)
+{
+    if (!pdu || !u->in_flight)
+        return 0;
+    coap_bin_const_t t = coap_pdu_get_token(pdu);
+    return t.length == u->toklen && (t.length == 0 || !memcmp(t.s, u->token, t.length));
+}
+
+static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *sent, const coap_pdu_t *received,
+                                   const coap_mid_t mid)
+{
+    (void)sent;
+    (void)mid;
+    et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
+    if (!token_is_ours(u, received))
+        return COAP_RESPONSE_OK; /* a late answer to an attempt we already gave up on */
+    coap_pdu_code_t code = coap_pdu_get_code(received);
+    unsigned cls = code >> 5, detail = code & 0x1f;
+    size_t dlen = 0;
+    const uint8_t *data = NULL;
+    char diag[96] = "";
+    if (coap_get_data(received, &dlen, &data) && dlen)
+        et_strlcpyn(diag, sizeof(diag), (const char *)data, dlen);
+    if (cls == 2 && (detail == 1 || detail == 4)) {
+        if (spool_ack(u->sp, u->rec.id) < 0)
+            et_warn("uplink: spool_ack failed (the record will be sent again and deduplicated)");
+        if (detail == 1)
+            u->st.acked_new++;
+        else
+            u->st.acked_dup++;
+        u->st.bytes_sent += u->len;
+        budget_add(u, u->len);
+        et_debug("uplink: %u.%02u %s", cls, detail, diag);
+        succeed(u);
+    } else if (cls == 4 && (detail == 0 || detail == 13 || detail == 15)) {
+        /* The collector will never take these bytes: drop them, loudly and counted. */
+        u->st.rejected++;
+        et_error("uplink: collector rejected a snapshot (%u.%02u %s); dropped from the spool", cls, detail, diag);
+        spool_ack(u->sp, u->rec.id);
+        budget_add(u, u->len);
+        succeed(u);
+    } else if (cls == 4 && (detail == 1 || detail == 3)) {
+        u->st.refused++;
+        char why[160];
+        snprintf(why, sizeof(why), "collector refused us (%u.%02u %s): check the credentials", cls, detail, diag);
+        fail(u, why);
+    } else {
+        if (cls == 5)
+            u->st.server_errors++;
+        char why[160];
+        snprintf(why, sizeof(why), "collector answered %u.%02u %s", cls, detail, diag);
+        fail(u, why);
+    }
+    return COAP_RESPONSE_OK;
+}
+
+static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_nack_reason_t reason,
+                    const coap_mid_t mid)
+{
+    (void)mid;
+    et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
+    if (!u->in_flight || (sent && !token_is_ours(u, sent)))
+        return;
+    switch (reason) {
+    case COAP_NACK_TOO_MANY_RETRIES:
+        u->st.timeouts++;
+        /* The path may be gone for good (collector restarted and forgot the DTLS state):
+         * start over with a fresh handshake next time. */
+        u->sess_dead = 1;
+        fail(u, "no answer from the collector");
+        break;
+    case COAP_NACK_TLS_FAILED:
+    case COAP_NACK_TLS_LAYER_FAILED:
+        u->st.dtls_failures++;
+        u->sess_dead = 1;
+        fail(u, "DTLS session failed");
+        break;
+    default:
+        u->sess_dead = 1;
+        fail(u, "request not deliverable");
+        break;
+    }
+}
+
+static int on_event(coap_session_t *session, const coap_event_t event)
+{
+    et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
+    if (!u || session != u->sess)
+        return 0;
+    switch (event) {
+    case COAP_EVENT_DTLS_CONNECTED:
+        u->st.connected = 1;
+        et_info("uplink: DTLS session up");
+        break;
+    case COAP_EVENT_DTLS_CLOSED:
+    case COAP_EVENT_DTLS_ERROR:
+    case COAP_EVENT_SESSION_FAILED:
+    case COAP_EVENT_SESSION_CLOSED:
+        u->st.connected = 0;
+        u->sess_dead = 1;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int resolve(et_uplink *u, char *err, size_t errlen)
+{
+    coap_uri_t uri;
+    const char *url = u->p.collector;
+    if (coap_split_uri((const uint8_t *)url, strlen(url), &uri) < 0 ||
+        (uri.scheme != COAP_URI_SCHEME_COAPS && uri.scheme != COAP_URI_SCHEME_COAP)) {
+        snprintf(err, errlen, "collector '%s' is not a coaps:// or coap:// URL", url);
+        return -1;
+    }
+    u->proto = uri.scheme == COAP_URI_SCHEME_COAPS ? COAP_PROTO_DTLS : COAP_PROTO_UDP;
+    coap_str_const_t host = {uri.host.length, uri.host.s};
+    coap_addr_info_t *ai =
+        coap_resolve_address_info(&host, uri.port, uri.port, uri.port, uri.port, AI_ADDRCONFIG,
+                                  1 << uri.scheme, COAP_RESOLVE_TYPE_REMOTE);
+    if (!ai) {
+        snprintf(err, errlen, "cannot resolve '%.*s'", (int)uri.host.length, (const char *)uri.host.s);
+        return -1;
+    }
+    u->server = ai->addr;
+    coap_free_address_info(ai);
+    return 0;
+}
+
+static int open_session(et_uplink *u)
+{
+    if (u->proto == COAP_PROTO_UDP) {
+        u->sess = coap_new_client_session(u->ctx, NULL, &u->server, COAP_PROTO_UDP);
+    } else if (u->p.pki_cert[0] && u->p.pki_key[0]) {
+        coap_dtls_pki_t pki;
+        memset(&pki, 0, sizeof(pki));
+        pki.version = COAP_DTLS_PKI_SETUP_VERSION;
+        pki.verify_peer_cert = u->p.pki_ca[0] ? 1 : 0;
+        pki.check_common_ca = u->p.pki_ca[0] ? 1 : 0;
+        pki.use_cid = (uint8_t)(u->p.use_cid ? 1 : 0);
+        pki.pki_key.key_type = COAP_PKI_KEY_PEM;
+        pki.pki_key.key.pem.public_cert = u->p.pki_cert;
+        pki.pki_key.key.pem.private_key = u->p.pki_key;
+        pki.pki_key.key.pem.ca_file = u->p.pki_ca[0] ? u->p.pki_ca : NULL;
+        u->sess = coap_new_client_session_pki(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &pki);
+    } else {
+        coap_dtls_cpsk_t cpsk;
+        memset(&cpsk, 0, sizeof(cpsk));
+        cpsk.version = COAP_DTLS_CPSK_SETUP_VERSION;
+        cpsk.use_cid = (uint8_t)(u->p.use_cid ? 1 : 0);
+        cpsk.psk_info.identity.s = (const uint8_t *)u->p.device_id;
+        cpsk.psk_info.identity.length = strlen(u->p.device_id);
+        cpsk.psk_info.key.s = u->p.psk;
+        cpsk.psk_info.key.length = u->p.psk_len;
+        u->sess = coap_new_client_session_psk2(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &cpsk);
+    }
+    if (!u->sess)
+        return -1;
+    u->sess_dead = 0;
+    u->st.sessions++;
+    coap_session_set_ack_timeout(u->sess, fixed_ms(u->p.ack_timeout_ms));
+    coap_session_set_ack_random_factor(u->sess, fixed_ms(u->p.ack_random_factor_milli));
+    coap_session_set_max_retransmit(u->sess, u->p.max_retransmit);
+    return 0;
+}
+
+static void close_session(et_uplink *u)
+{
+    if (u->sess) {
+        coap_session_release(u->sess);
+        u->sess = NULL;
+        u->st.connected = 0;
+    }
+}
+
+static void try_send(et_uplink *u)
+{
+    if (u->in_flight)
+        return;
+    spool_rec r;
+    long n = spool_peek(u->sp, &r, u->buf, SPOOL_REC_MAX);
+    if (n == 0)
+        return; /* idle: et_uplink_kick() wakes us */
+    if (n < 0) {
+        /* -2 cannot happen (the buffer is SPOOL_REC_MAX); -1 is an I/O error on flash */
+        fail(u, "spool read failed");
+        return;
+    }
+    if (!budget_allows(u, &r)) {
+        u->st.budget_deferred++;
+        et_info("uplink: daily budget of %llu bytes reached (%llu used); waiting for the next UTC day",
+                (unsigned long long)u->p.budget_bytes_per_day, (unsigned long long)u->st.bytes_today);
+        schedule(u, ms_to_next_utc_day());
+        return;
+    }
+    if (u->sess_dead)
+        close_session(u);
+    if (!u->sess && open_session(u)) {
+        fail(u, "cannot create a CoAP session");
+        return;
+    }
+    coap_pdu_t *pdu = coap_new_pdu(COAP_MESSAGE_CON, COAP_REQUEST_CODE_POST, u->sess);
+    if (!pdu) {
+        fail(u, "cannot allocate a PDU");
+        return;
+    }
+    coap_session_new_token(u->sess, &u->toklen, u->token);
+    coap_add_token(pdu, u->toklen, u->token);
+    coap_add_option(pdu, COAP_OPTION_URI_PATH, strlen(ET_UPLINK_PATH), (const uint8_t *)ET_UPLINK_PATH);
+    uint8_t cf[4];
+    coap_add_option(pdu, COAP_OPTION_CONTENT_FORMAT, coap_encode_var_safe(cf, sizeof(cf), ET_UPLINK_CONTENT_FORMAT),
+                    cf);
+    if (u->proto == COAP_PROTO_UDP) {
+        /* plain CoAP (tests only): the collector's unauthenticated test port names us by query */
+        char q[80];
+        int ql = snprintf(q, sizeof(q), "d=%s", u->p.device_id);
+        coap_add_option(pdu, COAP_OPTION_URI_QUERY, (size_t)ql, (const uint8_t *)q);
+    }
+    u->rec = r;
+    u->len = (size_t)n;
+    if (!coap_add_data_large_request(u->sess, pdu, u->len, u->buf, NULL, NULL)) {
+        coap_delete_pdu(pdu);
+        fail(u, "cannot attach the payload");
+        return;
+    }
+    u->in_flight = 1;
+    u->st.posts++;
+    if (coap_send(u->sess, pdu) == COAP_INVALID_MID) {
+        u->sess_dead = 1;
+        fail(u, "send failed");
+        return;
+    }
+    pump(u);
+}
+
+/* ---- public API ------------------------------------------------------------------------ */
+
+et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p, char *err, size_t errlen)
+{
+    et_uplink *u = calloc(1, sizeof(*u));
+    if (!u || !(u->buf = malloc(SPOOL_REC_MAX))) {
+        free(u);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    u->loop = loop;
+    u->sp = sp;
+    u->p = *p;
+    if (!u->p.block_size || u->p.block_size > 1024)
+        u->p.block_size = 1024;
+    if (!u->p.backoff_min_ms)
+        u->p.backoff_min_ms = 2000;
+    if (u->p.backoff_max_ms < u->p.backoff_min_ms)
+        u->p.backoff_max_ms = u->p.backoff_min_ms;
+    if (getrandom(&u->rng, sizeof(u->rng), GRND_NONBLOCK) != sizeof(u->rng) || !u->rng)
+        u->rng = (uint32_t)et_now_mono_ms() ^ (uint32_t)getpid() ^ 0x9e3779b9u;
+    budget_load(u);
+
+    coap_startup();
+    coap_set_log_level(et_log_level >= ET_LOG_DEBUG ? COAP_LOG_INFO : COAP_LOG_ERR);
+    coap_dtls_set_log_level(et_log_level >= ET_LOG_DEBUG ? COAP_LOG_INFO : COAP_LOG_CRIT);
+    if (resolve(u, err, errlen))
+        goto fail;
+    if (u->proto == COAP_PROTO_DTLS && !coap_dtls_is_supported()) {
+        snprintf(err, errlen, "libcoap built without DTLS");
+        goto fail;
+    }
+    if (u->proto == COAP_PROTO_DTLS && !u->p.psk_len && !(u->p.pki_cert[0] && u->p.pki_key[0])) {
+        snprintf(err, errlen, "no PSK and no certificate: provision the device first");
+        goto fail;
+    }
+    u->ctx = coap_new_context(NULL);
+    if (!u->ctx) {
+        snprintf(err, errlen, "cannot create a CoAP context");
+        goto fail;
+    }
+    coap_context_set_app_data(u->ctx, u);
+    coap_context_set_block_mode(u->ctx, COAP_BLOCK_USE_LIBCOAP | COAP_BLOCK_SINGLE_BODY);
+    coap_context_set_max_block_size(u->ctx, u->p.block_size);
+    /* Keep the DTLS session across quiet periods between snapshots (with CID it also
+     * survives NAT rebinding); a CoAP ping keeps NAT bindings warm enough to get the answer. */
+    coap_context_set_keepalive(u->ctx, 0);
+    coap_register_response_handler(u->ctx, on_response);
+    coap_register_nack_handler(u->ctx, on_nack);
+    coap_register_event_handler(u->ctx, on_event);
+    u->coap_fd = coap_context_get_coap_fd(u->ctx);
+    if (u->coap_fd < 0 || et_loop_watch(loop, u->coap_fd, ET_EV_READ, on_coap_fd, u)) {
+        snprintf(err, errlen, "cannot watch libcoap's fd");
+        goto fail;
+    }
+    return u;
+fail:
+    if (u->ctx)
+        coap_free_context(u->ctx);
+    free(u->buf);
+    free(u);
+    return NULL;
+}
+
+void et_uplink_destroy(et_uplink *u)
+{
+    if (!u)
+        return;
+    if (u->io_timer)
+        et_loop_cancel_timer(u->loop, u->io_timer);
+    if (u->retry_timer)
+        et_loop_cancel_timer(u->loop, u->retry_timer);
+    if (u->coap_fd >= 0)
+        et_loop_unwatch(u->loop, u->coap_fd);
+    close_session(u);
+    coap_free_context(u->ctx);
+    free(u->buf);
+    free(u);
+}
+
+void et_uplink_kick(et_uplink *u)
+{
+    if (u->in_flight || u->retry_timer)
+        return; /* busy, or backing off: the timer will look at the spool */
+    try_send(u);
+}
+
+int et_uplink_idle(et_uplink *u)
+{
+    if (u->in_flight)
+        return 0;
+    spool_stats s;
+    spool_get_stats(u->sp, &s);
+    return s.pending_findings + s.pending_routine == 0;
+}
+
+void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st)
+{
+    *st = u->st;
+    st->backoff_ms = u->backoff_ms;
+    st->in_flight = u->in_flight;
+}

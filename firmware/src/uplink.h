@@ -1,0 +1,113 @@
+/* uplink.h - the agent's CoAP/DTLS client: drains the spool to the collector.
+ *
+ *   et_uplink_params p; et_uplink_params_defaults(&p);
+ *   et_uplink_load_credentials("/etc/edgetrace/credentials", &p, err, sizeof err);
+ *   et_uplink *u = et_uplink_create(loop, spool, &p, err, sizeof err);
+ *   ... spool_append(...); et_uplink_kick(u);      // after each new snapshot
+ *   ... et_loop_run(loop) ...
+ *   et_uplink_destroy(u);
+ *
+ * Protocol (the collector side is collector/src/ingest.h):
+ *   POST coaps://COLLECTOR/s, Confirmable, Content-Format 42 (application/octet-stream),
+ *   payload = the wire envelope exactly as spooled. Bodies larger than one block go
+ *   block-wise (RFC 7959 Block1, libcoap COAP_BLOCK_USE_LIBCOAP, block size block_size).
+ *   2.01 Created / 2.04 Changed -> spool_ack (the collector answers only after a durable
+ *   commit; 2.04 means "already stored", i.e. a retry whose first answer was lost).
+ *   4.00 / 4.13 / 4.15 -> the collector can never accept these bytes: dropped from the spool
+ *   and counted (rejected), otherwise one poison record would block the queue forever.
+ *   4.01 / 4.03, 5.xx, timeouts, DTLS failures -> kept, retried after exponential backoff
+ *   with full jitter (backoff_min_ms doubling up to backoff_max_ms).
+ *
+ * One request in flight at a time (NSTART = 1, RFC 7252 congestion control for a device
+ * on a metered cellular link); the next one starts as soon as the previous is acked.
+ *
+ * Security: DTLS 1.2 PSK, identity = device id, key from the credentials file that
+ * `edgetrace-collector provision` writes; certificates instead if pki_cert/pki_key are set.
+ * DTLS Connection ID (RFC 9146) is requested (use_cid), so when a NAT rebinds the source
+ * port the collector keeps the session and no new handshake is needed. libcoap 4.3.5's
+ * mbedTLS backend has no client-side session resumption (tickets or session ids), so after
+ * the session is lost (agent restart, collector restart, idle timeout) it is a full PSK
+ * handshake: with PSK that is 3 round trips and no public-key crypto.
+ *
+ * Bandwidth budget (budget_bytes_per_day > 0): bytes sent per UTC day (payload + an
+ * estimated per-datagram overhead) are counted and persisted in the spool directory
+ * ("uplink-budget"). Routine snapshots are sent while the day's total stays under 3/4 of the
+ * budget; snapshots with findings may use the whole budget. Whatever waits stays in the
+ * spool (which evicts routine before findings when full). The spool already hands out
+ * findings first.
+ *
+ * Everything runs in the agent's single-threaded loop (loop.h): libcoap's epoll fd is
+ * watched for reads and one timer follows coap_io_prepare_epoll()'s next deadline.
+ */
+#ifndef ET_UPLINK_H
+#define ET_UPLINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "spool.h"
+
+#define ET_UPLINK_PSK_MAX 64
+#define ET_UPLINK_PATH "s"
+#define ET_UPLINK_CONTENT_FORMAT 42
+
+typedef struct et_uplink_params {
+    char collector[160];          /* coaps://HOST:PORT (default port 5684); coap:// for tests */
+    char device_id[64];           /* PSK identity */
+    uint8_t psk[ET_UPLINK_PSK_MAX];
+    size_t psk_len;
+    char pki_cert[200], pki_key[200], pki_ca[200]; /* optional: certificates instead of PSK */
+    uint32_t ack_timeout_ms;      /* RFC 7252 ACK_TIMEOUT; default 4000 (cellular RTTs of 1-2 s) */
+    uint32_t ack_random_factor_milli; /* ACK_RANDOM_FACTOR * 1000; default 1500 */
+    uint32_t max_retransmit;      /* MAX_RETRANSMIT; default 6 (~12 min before giving up) */
+    uint32_t block_size;          /* 16..1024; default 1024 */
+    uint32_t backoff_min_ms;      /* first retry delay after a failure; default 2000 */
+    uint32_t backoff_max_ms;      /* cap; default 300000 */
+    uint64_t budget_bytes_per_day; /* 0 = unlimited */
+    int use_cid;                  /* request DTLS Connection ID; default 1 */
+    char state_dir[200];          /* where "uplink-budget" lives ("" = no persistence) */
+} et_uplink_params;
+
+typedef struct et_uplink_stats {
+    uint64_t posts;               /* POSTs started (attempts, including retries) */
+    uint64_t acked_new;           /* 2.01 */
+    uint64_t acked_dup;           /* 2.04: stored earlier, the first answer was lost */
+    uint64_t rejected;            /* 4.00/4.13/4.15: dropped from the spool */
+    uint64_t refused;             /* 4.01/4.03: kept, backing off (credentials problem) */
+    uint64_t server_errors;       /* 5.xx */
+    uint64_t timeouts;            /* no answer after MAX_RETRANSMIT */
+    uint64_t dtls_failures;       /* handshake / session failures */
+    uint64_t sessions;            /* sessions created (each one is a full handshake) */
+    uint64_t budget_deferred;     /* times a routine snapshot waited for the budget */
+    uint64_t bytes_sent;          /* payload bytes of acked snapshots, ever */
+    uint64_t bytes_today;         /* budget accounting, this UTC day */
+    uint32_t backoff_ms;          /* current backoff (0 when healthy) */
+    int in_flight;
+    int connected;                /* a DTLS session is established */
+} et_uplink_stats;
+
+typedef struct et_uplink et_uplink;
+
+void et_uplink_params_defaults(et_uplink_params *p);
+/* Reads the INI credentials file ([credentials] device_id, psk = hex, optional collector).
+ * Fields present override *p. 0, or -1 with a message in err. */
+int et_uplink_load_credentials(const char *path, et_uplink_params *p, char *err, size_t errlen);
+
+/* Creates the CoAP context and registers with the loop. Does not connect until there is
+ * something to send. NULL with a message in err. */
+et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p, char *err, size_t errlen);
+/* Frees the session and context and unregisters from the loop. The in-flight snapshot
+ * stays in the spool (it was never acked). */
+void et_uplink_destroy(et_uplink *u);
+
+/* Something was appended to the spool: start sending now unless busy or backing off. */
+void et_uplink_kick(et_uplink *u);
+/* 1 when nothing is in flight and the spool has nothing that may be sent now. */
+int et_uplink_idle(et_uplink *u);
+void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st);
+
+/* `edgetrace-agent push|upload ...` (uplink_cmd.c): one-shot uploads for tests and demos. */
+int uplink_cmd_main(int argc, char **argv);
+
+#endif
