@@ -345,7 +345,7 @@ static void parse_kube_path(const char *path, size_t n, et_cgroup_info *out)
         if (colon && !*rt && colon > seg) {
             /* "slice:cri-containerd:<id>": runtime name sits between the colons */
             const char *c0 = memrchr(seg, ':', (size_t)(colon - seg));
-            if (c0 && (size_t)(colon - c0 - 1) < 15 && !memcmp(c0 + 1, "cri-containerd", 14))
+            if (c0 && (size_t)(colon - c0 - 1) == 14 && !memcmp(c0 + 1, "cri-containerd", 14))
                 rt = "containerd";
         }
         if (cl == 64 && is_hexstr(c, cl)) {
