@@ -271,6 +271,32 @@ static void put_val(et_pparser *p, void *ctx, uint64_t v)
         c->s->nv++;
 }
 
+/* Label{key(1), str(2), num(3), num_unit(4)}: string labels are what pprof.Do sets. */
+static int parse_label(et_pparser *p, et_pp_sample *s, const uint8_t *b, size_t n)
+{
+    const uint8_t *q = b, *end = b + n, *d;
+    uint32_t f, w;
+    uint64_t v = 0, key = 0, str = 0;
+    size_t dl;
+    int r;
+    while ((r = pb_next(&q, end, &f, &w, &v, &d, &dl)) > 0) {
+        if (w == 0 && f == 1)
+            key = v;
+        else if (w == 0 && f == 2)
+            str = v;
+    }
+    if (r < 0)
+        return -1;
+    if (key > 0 && str > 0 && key <= UINT32_MAX && str <= UINT32_MAX && s->nlab < 2) {
+        s->lab_k[s->nlab] = (uint32_t)key;
+        s->lab_v[s->nlab] = (uint32_t)str;
+        s->nlab++;
+        mark_needed(p, key);
+        mark_needed(p, str);
+    }
+    return 0;
+}
+
 static void parse_sample(et_pparser *p, const uint8_t *b, size_t n)
 {
     if (p->nsamples >= ET_PP_MAX_SAMPLES) {
@@ -291,6 +317,8 @@ static void parse_sample(et_pparser *p, const uint8_t *b, size_t n)
             r = repeated_varint(p, w, v, d, dl, put_loc, &c);
         else if (f == 2)
             r = repeated_varint(p, w, v, d, dl, put_val, &c);
+        else if (f == 3 && w == 2)
+            r = parse_label(p, s, d, dl);
         if (r < 0)
             break;
     }
@@ -696,6 +724,32 @@ static void fill_trunc(et_pparser *p, et_trunc *t)
     t->malformed += p->malformed;
 }
 
+/* Labels as debug=1 prints them: {"k":"v","k2":"v2"} (cut to fit). */
+static void format_labels(const et_pparser *p, const et_pp_sample *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = 0;
+    if (cap < 3)
+        return;
+    out[n++] = '{';
+    for (uint8_t i = 0; i < s->nlab; i++) {
+        size_t kl, vl;
+        const char *k = get_str(p, s->lab_k[i], 0, &kl);
+        const char *v = get_str(p, s->lab_v[i], 0, &vl);
+        const char *parts[5] = {i ? "," : "", "\"", k, "\":\"", v};
+        size_t lens[5] = {i ? 1u : 0u, 1, kl, 3, vl};
+        for (int j = 0; j < 5; j++) {
+            size_t m = lens[j] < cap - 2 - n ? lens[j] : cap - 2 - n;
+            memcpy(out + n, parts[j], m);
+            n += m;
+        }
+        if (n < cap - 2)
+            out[n++] = '"';
+    }
+    out[n++] = '}';
+    out[n] = 0;
+}
+
 static void resolve_goroutines(et_pparser *p, int leak)
 {
     et_gprofile *g = p->gout;
@@ -731,6 +785,8 @@ static void resolve_goroutines(et_pparser *p, int leak)
         int64_t c = s->nv > 0 ? s->v[0] : 0;
         if (c <= 0)
             continue;
+        if (s->nlab)
+            format_labels(p, s, a->labels, sizeof(a->labels));
         uint32_t count = c > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)c;
         if (leak)
             a->leaked = 1;
@@ -786,6 +842,8 @@ static void resolve_heap(et_pparser *p)
             int64_t x = (ix[k] >= 0 && ix[k] < s->nv) ? s->v[ix[k]] : 0;
             v[k] = x > 0 ? (uint64_t)x : 0;
         }
+        if ((v[0] | v[1] | v[2] | v[3]) == 0)
+            continue; /* an empty bucket says nothing and would take a site */
         et_hprofile_add(h, &p->hindex, pick.rank ? &pick.f : NULL, v[2], v[3], v[0], v[1]);
         h->total_alloc_objects += v[0];
         h->total_alloc_bytes += v[1];

@@ -59,6 +59,8 @@ typedef struct et_pp_sample {
     uint32_t loc_off, nloc;
     int64_t v[ET_PP_MAX_VALUES];
     uint8_t nv;
+    uint8_t nlab;                 /* pprof labels kept (string indices), at most 2 */
+    uint32_t lab_k[2], lab_v[2];
 } et_pp_sample;
 
 typedef struct et_pparser {

@@ -164,8 +164,11 @@ static void test_merge_and_pick(void **state)
         "2: 200 [2: 200] @ 0x1\n"
         "#\t0x2\tedgetrace/svc/internal/cache.(*C).Put+0x2\t/src/cache.go:40\n"
         "\n"
-        "0: 0 [0: 0] @ 0x4\n"
+        "0: 0 [1: 64] @ 0x4\n"
         "#\t0x4\tencoding/json.Marshal+0x4\t/go/src/encoding/json/encode.go:100\n"
+        "\n"
+        "0: 0 [0: 0] @ 0x5\n" /* empty bucket: no site */
+        "#\t0x5\tmain.nothing+0x4\t/src/n.go:1\n"
         "\n";
     assert_int_equal(parse_buf(&prof, txt, strlen(txt), 0, err), 0);
     assert_int_equal(prof.nsites, 2);
@@ -175,6 +178,8 @@ static void test_merge_and_pick(void **state)
     assert_int_equal(s->inuse_bytes, 300);
     s = find_site(&prof, "encoding/json.Marshal", 100); /* stdlib only: innermost non-runtime */
     assert_non_null(s);
+    assert_int_equal(s->alloc_bytes, 64);
+    assert_null(find_site(&prof, "main.nothing", 1));
     assert_false(prof.ms.present);
     assert_int_equal(prof.sample_rate, 1);
 }

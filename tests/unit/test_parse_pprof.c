@@ -296,6 +296,9 @@ static void test_caps(void **state)
     pb_msg(&v, 1, &sub);
     pb_uint(&sub, 1, 1);
     pb_uint(&sub, 2, 1);
+    pb_uint(&sub2, 1, 1); /* label goroutine=count (any strings do) */
+    pb_uint(&sub2, 2, 2);
+    pb_msg(&sub, 3, &sub2);
     pb_msg(&v, 2, &sub);
     pb_uint(&sub, 1, 1);
     pb_uint(&sub2, 1, 1);
@@ -316,6 +319,7 @@ static void test_caps(void **state)
     assert_int_equal(strlen(gprof.sites[0].user.file), ET_FILE_MAX - 1);
     assert_non_null(strstr(gprof.sites[0].user.file, "/tail.go"));
     assert_int_equal(gprof.sites[0].user.line, 77);
+    assert_string_equal(gprof.sites[0].labels, "{\"goroutine\":\"count\"}");
     assert_true(gprof.trunc.strings > 0);
     free(v.b);
 }
