@@ -724,6 +724,8 @@ static uint32_t resolve_stack(et_trace_parser *p, uint32_t id)
     for (uint32_t f = 0; f < k->n; f++) {
         const struct tfr *fr = &p->fr[k->off + f];
         uint32_t fl = 0, ffl = 0;
+        if (fr->func == 0) /* pc=0 func=0: the runtime could not symbolize it */
+            continue;
         const char *fn = str_get(p, fr->func, &fl);
         const char *file = str_get(p, fr->file, &ffl);
         if (!fn) {
@@ -760,10 +762,8 @@ static uint32_t resolve_stack(et_trace_parser *p, uint32_t id)
         if (have_top && have_user && c.hint)
             break;
     }
-    if (!first) {
-        p->trunc.stacks++;
+    if (!first) /* only unsymbolized frames */
         return 0;
-    }
     if (!have_top) { /* all runtime: the runtime's own goroutines */
         copy_str(c.top, sizeof c.top, first, first_len);
         copy_str(c.user.func, sizeof c.user.func, first, first_len);
