@@ -44,6 +44,9 @@ def driver(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("spooldrv")
     if AGENT.exists() and agent_supports_spool([str(AGENT), "spool"], tmp):
         return [str(AGENT), "spool"]
+    built = BUILD / "host" / "spool-crashtest"  # `make host-tools`
+    if built.exists() and agent_supports_spool([str(built)], tmp):
+        return [str(built)]
     exe = tmp / "spool-crashtest"
     inc = [f"-I{HOST_DEPS}/include"] if HOST_DEPS else []
     lib = [f"-L{HOST_DEPS}/lib"] if HOST_DEPS else []

@@ -26,7 +26,7 @@ static void rm_rf(const char *d)
     if (!dd)
         return;
     struct dirent *de;
-    char p[300];
+    char p[512];
     while ((de = readdir(dd)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
