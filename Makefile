@@ -59,7 +59,7 @@ DEP_LIBS := -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -li
 AGENT_LDFLAGS := -static -Wl,--gc-sections -L$(DEPS)/lib
 AGENT_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(AGENT_SRCS) $(WIRE_SRCS))
 
-.PHONY: all agent boards all-boards collector size test unit demo bench setup deps host-deps clean fuzz testsvc lossy-link
+.PHONY: host-tools all agent boards all-boards collector size test unit demo bench setup deps host-deps clean fuzz testsvc lossy-link
 .DEFAULT_GOAL := agent
 all: agent
 
@@ -113,7 +113,9 @@ size-line:
 H := build/host
 HOST_CC := gcc
 HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -Icollector/src \
-	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"'
+	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' \
+	-DET_BOARD_CPU='"host"' -DET_DEFAULT_SPOOL_DIR='"/var/lib/edgetrace/spool"' -DET_DEFAULT_SPOOL_MAX=16777216 \
+	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
 HOST_LIBS := -L$(HOST_DEPS)/lib -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih \
 	$(HOST_DEPS)/lib/libsqlite3.a -lpthread -lm -ldl
 COLL_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(COLL_SRCS) $(WIRE_SRCS))
@@ -126,6 +128,16 @@ collector: $(H)/edgetrace-collector
 $(H)/edgetrace-collector: $(COLL_OBJS)
 	@if [ -z "$(COLL_SRCS)" ]; then echo "collector: no sources yet"; exit 1; fi
 	$(HOST_CC) $(HOST_CFLAGS) $^ $(HOST_LIBS) -o $@
+
+# Host tools and benchmarks (tools/*.c, tools/bench/*.c) link the agent's stages, built for
+# this machine without sanitizers.
+H_AGENT_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
+HOST_TOOLS := $(patsubst tools/%.c,$(H)/%,$(wildcard tools/*.c)) $(patsubst tools/bench/%.c,$(H)/%,$(wildcard tools/bench/*.c))
+$(H)/%: tools/%.c $(H_AGENT_OBJS)
+	$(HOST_CC) $(HOST_CFLAGS) -Itools/bench $^ $(HOST_LIBS) -o $@
+$(H)/%: tools/bench/%.c $(H_AGENT_OBJS)
+	$(HOST_CC) $(HOST_CFLAGS) -Itools/bench $^ $(HOST_LIBS) -o $@
+host-tools: $(HOST_TOOLS)
 
 lossy-link: $(H)/lossy-link
 $(H)/lossy-link: tools/lossy-link/lossy-link.c
@@ -197,7 +209,7 @@ PYTEST := /usr/bin/python3 -m pytest
 test: setup
 	@$(MAKE) --no-print-directory host-deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all-boards
-	@$(MAKE) --no-print-directory -j$(JOBS) collector lossy-link unit-host fuzz
+	@$(MAKE) --no-print-directory -j$(JOBS) collector lossy-link host-tools unit-host fuzz
 	@for b in $(TEST_BOARDS_QEMU); do $(MAKE) --no-print-directory -j$(JOBS) BOARD=$$b unit-cross || exit 1; done
 	@$(MAKE) --no-print-directory testsvc
 	@$(MAKE) --no-print-directory -s size

@@ -1,20 +1,33 @@
-/* main.c - edgetrace-agent command line: dispatches to one subcommand per job.
+/* main.c - edgetrace-agent command line: one subcommand per job.
  *
- *   edgetrace-agent --version
- *   edgetrace-agent sample URL [--samples N] [--interval D] [--json]
+ *   edgetrace-agent --version                      version, board, CPU, linked libraries
+ *   edgetrace-agent run [--config FILE]            the daemon (agent.c)
+ *   edgetrace-agent sample URL [...]               one-shot sampling for an engineer (sample_cmd.c)
+ *   edgetrace-agent discover [--json] [...]        what discovery finds, and why (discover_cmd.c)
+ *   edgetrace-agent trace FILE|URL [--json]        execution-trace lifecycle summary (trace_cmd.c)
+ *   edgetrace-agent spool [stats|ls] [--dir DIR]   the flash spool (spool_cmd.c)
+ *   edgetrace-agent push FILE... [...]             one-shot uploads to a collector (uplink_cmd.c)
  *
- * Reading order for a newcomer following one snapshot: main.c -> discover.c -> sample.c ->
- * parse_*.c -> analyze.c -> snapshot (wire/) -> spool.c -> uplink.c. */
+ * Reading order for a newcomer following one snapshot: main.c -> agent.c -> discover.c ->
+ * sample.c -> parse_*.c -> analyze.c -> wire/snapshot.c -> spool.c -> uplink.c. */
 #include <stdio.h>
 #include <string.h>
 
 #include <coap3/coap.h>
 #include <mbedtls/version.h>
+#include <tinycbor/cbor.h>
 #include <zlib.h>
 #include <zstd.h>
-#include <tinycbor/cbor.h>
 
 #include "base.h"
+#include "discover.h"
+#include "sample.h"
+#include "spool.h"
+#include "trace.h"
+#include "uplink.h"
+
+int agent_run_main(int argc, char **argv);
+int trace_cmd_main(int argc, char **argv);
 
 static int print_version(void)
 {
@@ -31,8 +44,22 @@ static int print_version(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: edgetrace-agent --version\n"
-               "       edgetrace-agent sample URL [--samples N] [--interval D] [--json]\n");
+               "       edgetrace-agent run [--config FILE] [-v]\n"
+               "       edgetrace-agent sample URL [--samples N] [--interval D] [--json] [--all]\n"
+               "       edgetrace-agent discover [--json] [--proc-root DIR] [--config FILE] [--no-confirm]\n"
+               "       edgetrace-agent trace FILE|URL [--json]\n"
+               "       edgetrace-agent spool [stats|ls] [--dir DIR] [--json]\n"
+               "       edgetrace-agent push FILE... --collector URL --credentials FILE\n");
 }
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+} commands[] = {
+    {"run", agent_run_main},        {"sample", sample_cmd_main}, {"discover", discover_cmd_main},
+    {"trace", trace_cmd_main},      {"spool", spool_cmd_main},   {"push", uplink_cmd_main},
+    {"upload", uplink_cmd_main},
+};
 
 int main(int argc, char **argv)
 {
@@ -43,10 +70,13 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version"))
         return print_version();
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
     }
+    for (size_t i = 0; i < ET_ARRAY_LEN(commands); i++)
+        if (!strcmp(cmd, commands[i].name))
+            return commands[i].fn(argc, argv);
     fprintf(stderr, "edgetrace-agent: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -132,8 +132,9 @@ void et_gacc_func(et_gacc *a, const char *func, size_t len)
     if (i < ET_STACK_MAX)
         a->cut_strings |= (uint8_t)copy_func(a->stack[i], func, len);
     if (!a->has_user) {
-        et_ginfer_frame(&a->inf, func, len);
-        if (!et_func_is_stdlib_n(func, len)) {
+        int is_std = et_func_is_stdlib_n(func, len);
+        et_ginfer_frame_cls(&a->inf, func, len, is_std);
+        if (!is_std) {
             a->has_user = 1;
             a->cut_strings |= (uint8_t)copy_func(a->user.func, func, len);
             a->user.file[0] = 0;
@@ -250,10 +251,14 @@ void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t coun
     } else {
         h = et_fnv1a_str(h, "");
     }
-    h = et_fnv1a_str(h, a->created_by);
+    /* created_by is deliberately not part of the key: only debug=2 prints it, and a site
+     * must keep one key whether this cycle fetched debug=1, debug=2 or the proto profile,
+     * or the analyzer would see it vanish and reappear on every deep cycle. */
 
     int created;
     et_gsite *s = et_gprofile_site(out, index, h, &created);
+    if (!s->overflow && !created && !s->created_by[0] && a->created_by[0])
+        memcpy(s->created_by, a->created_by, sizeof(s->created_by));
     if (s->overflow) {
         out->trunc.sites += count;
     } else if (created) {

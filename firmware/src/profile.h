@@ -77,7 +77,7 @@ typedef struct et_trunc {
 /* ---- goroutine profiles (goroutine and goroutineleak; debug=1, debug=2, proto) ---- */
 enum et_gprofile_kind { ET_GP_GOROUTINE = 0, ET_GP_GOROUTINELEAK = 1 };
 
-/* One "site": goroutines grouped by (normalised state, user frame, created-by function).
+/* One "site": goroutines grouped by (normalised state, user frame).
  * The user frame is the innermost frame that belongs to the service: not runtime.*,
  * internal/..., and not the standard library (a frame whose package's first path element
  * is a Go standard-library top-level name, e.g. "sync", "net/http", "time"; see
@@ -86,7 +86,8 @@ enum et_gprofile_kind { ET_GP_GOROUTINE = 0, ET_GP_GOROUTINELEAK = 1 };
  * goroutines, an idle http conn.serve) the user frame is the innermost non-runtime frame
  * and `stdlib_only` is set. */
 typedef struct et_gsite {
-    uint64_t key;          /* et_fnv1a over state + user.func + user.file + user.line + created_by */
+    uint64_t key;          /* et_fnv1a over state + user.func + user.file + user.line (not created_by:
+                            * only debug=2 prints it, and the key must not depend on the format) */
     uint8_t state;         /* enum et_gstate */
     uint8_t stdlib_only;   /* no frame outside runtime/stdlib */
     uint8_t nstack;        /* frames in stack[] */

@@ -1,0 +1,394 @@
+/* agent.c - `edgetrace-agent run`: the daemon. Wires every stage onto one event loop:
+ *
+ *   discover (every 60 s) -> sample/parse/analyze (per target timers, sample.c)
+ *     -> snapshot (wire/) -> spool (flash) -> uplink (CoAP/DTLS) -> collector
+ *
+ * One thread. The loop owns the sockets of the local fetches, libcoap's epoll fd, the
+ * timers and a signalfd for SIGTERM/SIGINT/SIGHUP. A snapshot is in the spool before the
+ * uplink ever sees it, and leaves the spool only on the collector's acknowledgement. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "config.h"
+#include "discover.h"
+#include "finding.h"
+#include "httpc.h"
+#include "loop.h"
+#include "sample.h"
+#include "snapshot.h"
+#include "spool.h"
+#include "uplink.h"
+
+#define DISCOVER_PERIOD_MS 60000u
+#define SPOOL_TICK_MS 1000u
+
+typedef struct agent {
+    et_config conf;
+    et_loop *loop;
+    et_httpc *http;
+    et_sched *sched;
+    spool *sp;
+    et_uplink *up;
+    et_wire_enc *enc;
+    uint8_t boot_id[16];
+    uint64_t seq;
+    int sigfd;
+    int stopping;
+    /* discovery */
+    et_target_set found;
+    et_confirm_job confirm;
+    int confirming;
+    et_discover_opts dopts;
+    /* per-sampler site memos for the steady-state site references */
+    struct {
+        const et_sampler *sp;
+        et_site_memo memo;
+    } memos[ET_SAMPLE_MAX_TARGETS];
+    et_snapshot snap; /* one snapshot buffer, reused: ~200 KB is too much for the stack */
+    uint8_t wire[ET_WIRE_MAX];
+    uint64_t snapshots, spool_errors;
+} agent;
+
+static et_site_memo *memo_for(agent *a, const et_sampler *sp)
+{
+    for (int i = 0; i < ET_SAMPLE_MAX_TARGETS; i++)
+        if (a->memos[i].sp == sp)
+            return &a->memos[i].memo;
+    for (int i = 0; i < ET_SAMPLE_MAX_TARGETS; i++)
+        if (!a->memos[i].sp) {
+            a->memos[i].sp = sp;
+            memset(&a->memos[i].memo, 0, sizeof a->memos[i].memo);
+            return &a->memos[i].memo;
+        }
+    return NULL;
+}
+
+/* ---- snapshot: one per target per cycle ---------------------------------------------- */
+static void on_cycle(void *ud, const et_cycle *c)
+{
+    agent *a = ud;
+    et_snapshot *s = &a->snap;
+    const et_sample_target *t = c->target;
+    et_snapshot_init(s);
+    et_snapshot_new_id(s->id, a->boot_id, a->seq);
+    et_strlcpy(s->device_id, a->conf.device_id, sizeof s->device_id);
+    et_strlcpy(s->board, ET_BOARD, sizeof s->board);
+    et_strlcpy(s->agent_version, ET_VERSION, sizeof s->agent_version);
+    s->seq = a->seq++;
+    memcpy(s->boot_id, a->boot_id, sizeof s->boot_id);
+    s->mono_ms = c->t_ms;
+    s->wall_ms = et_now_wall_ms();
+    if (et_wall_clock_untrusted(s->wall_ms))
+        s->flags |= ET_SNAP_F_WALL_UNTRUSTED;
+    if (c->deep)
+        s->flags |= ET_SNAP_F_DEEP;
+    if (c->target_down)
+        s->flags |= ET_SNAP_F_TARGET_DOWN;
+    et_strlcpy(s->service, t->service, sizeof s->service);
+    et_strlcpy(s->pod_namespace, t->pod_namespace, sizeof s->pod_namespace);
+    et_strlcpy(s->pod_name, t->pod_name, sizeof s->pod_name);
+    et_strlcpy(s->container, t->container, sizeof s->container);
+    s->pid = (uint32_t)(t->pid > 0 ? t->pid : 0);
+    s->start_ticks = t->start_ticks;
+    et_strlcpy(s->go_version, t->go_version, sizeof s->go_version);
+    et_strlcpy(s->url, t->url, sizeof s->url);
+    if (c->goroutine) {
+        et_snapshot_set_sites(s, c->goroutine, 0);
+        et_site_memo *m = memo_for(a, c->sampler);
+        if (m)
+            et_snapshot_apply_memo(s, m, 0);
+    }
+    if (c->heap && c->heap->ms.present)
+        et_snapshot_set_memstats(s, &c->heap->ms);
+    if (c->proc)
+        et_snapshot_set_proc(s, c->proc);
+    /* Findings the agent would alert on; the suspected ones stay on the device until
+     * they firm up (a metered link should not carry every passing doubt). */
+    et_findings keep = *c->findings;
+    et_findings_keep(&keep, ET_C_LIKELY);
+    for (uint32_t i = 0; i < keep.n; i++)
+        et_snapshot_add_finding(s, &keep.f[i]);
+    s->findings_dropped = c->findings->dropped;
+    spool_stats st;
+    spool_get_stats(a->sp, &st);
+    s->spool_routine_dropped = st.routine_dropped;
+    s->spool_findings_dropped = st.findings_dropped;
+    s->spool_corrupt_dropped = st.corrupt_dropped;
+    s->spool_bytes_today = st.bytes_written_today;
+    s->cost_bytes = c->cost.bytes;
+    s->cost_ms = c->cost.ms;
+
+    char err[160];
+    size_t n = 0;
+    if (et_wire_encode(a->enc, s, a->wire, sizeof a->wire, &n, err, sizeof err) != 0) {
+        et_error("snapshot for %s: %s", t->service, err);
+        return;
+    }
+    if (spool_append(a->sp, s->nfindings ? SPOOL_F_FINDING : 0, s->id, a->wire, n) != 0) {
+        a->spool_errors++;
+        et_error("spool append failed for %s (%zu bytes)", t->service, n);
+        return;
+    }
+    a->snapshots++;
+    et_info("%s: %llu goroutines, %u findings, %zu bytes spooled%s%s", t->service,
+            (unsigned long long)s->goroutines, s->nfindings, n, c->error[0] ? "; " : "", c->error);
+    if (a->up)
+        et_uplink_kick(a->up);
+}
+
+/* ---- discovery ---------------------------------------------------------------------- */
+static void to_sample_target(const et_target *d, const char *proc_root, et_sample_target *t)
+{
+    memset(t, 0, sizeof *t);
+    et_strlcpy(t->service, d->name, sizeof t->service);
+    et_strlcpy(t->pod_namespace, d->k8s_namespace, sizeof t->pod_namespace);
+    et_strlcpy(t->pod_name, d->k8s_pod, sizeof t->pod_name);
+    et_strlcpy(t->container, d->k8s_container, sizeof t->container);
+    t->identity_hash = d->identity_hash;
+    char url[ET_URL_MAX + ET_PPROF_PREFIX_MAX];
+    snprintf(url, sizeof url, "%s%s", d->base_url, d->pprof_prefix[0] ? d->pprof_prefix : "/debug/pprof/");
+    size_t l = strlen(url);
+    while (l > 0 && url[l - 1] == '/')
+        url[--l] = 0;
+    et_strlcpy(t->url, url, sizeof t->url);
+    t->pid = d->pid;
+    t->start_ticks = d->start_ticks;
+    et_strlcpy(t->go_version, d->go_version, sizeof t->go_version);
+    int fd = et_target_open_netns(d, proc_root);
+    t->netns_fd = fd >= 0 ? fd : -1;
+    t->interval_ms = d->interval_ms;
+    t->profiles = d->profiles;
+}
+
+static void apply_targets(agent *a)
+{
+    unsigned added = 0;
+    for (unsigned i = 0; i < a->found.n; i++) {
+        const et_target *d = &a->found.t[i];
+        if (d->confirmed == ET_CONFIRM_FAILED && d->source != ET_SRC_CONFIG)
+            continue;
+        et_sample_target t;
+        to_sample_target(d, a->conf.proc_root, &t);
+        et_sampler *sp = et_sched_find(a->sched, &t);
+        if (sp) {
+            const et_sample_target *cur = et_sampler_target(sp);
+            if (t.pid && (cur->pid != t.pid || cur->start_ticks != t.start_ticks)) {
+                et_info("%s: new incarnation (pid %d)", t.service, t.pid);
+                et_sampler_new_incarnation(sp, t.pid, t.start_ticks);
+            }
+            if (t.netns_fd >= 0)
+                close(t.netns_fd);
+            continue;
+        }
+        /* Spread first cycles so that many targets do not all fetch in the same second. */
+        if (et_sched_add(a->sched, &t, 200u + added * 700u)) {
+            added++;
+            et_info("target %s at %s (%s)", t.service, t.url, et_target_source_name(d->source));
+        } else if (t.netns_fd >= 0) {
+            close(t.netns_fd);
+        }
+    }
+}
+
+static void on_confirmed(void *ud)
+{
+    agent *a = ud;
+    a->confirming = 0;
+    et_target_set_compact(&a->found);
+    apply_targets(a);
+}
+
+static void discover_now(agent *a)
+{
+    if (a->confirming)
+        return;
+    if (et_discover_scan(&a->conf, &a->dopts, &a->found) < 0) {
+        et_warn("discovery: cannot read %s", a->conf.proc_root);
+        return;
+    }
+    if (!a->conf.discover) {
+        apply_targets(a);
+        return;
+    }
+    a->confirming = 1;
+    if (et_discover_confirm_start(&a->confirm, a->http, &a->found, a->conf.proc_root, 2000, on_confirmed, a) < 0) {
+        a->confirming = 0;
+        apply_targets(a);
+    }
+}
+
+static void on_discover_timer(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    discover_now(ud);
+}
+
+static void on_spool_tick(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    agent *a = ud;
+    spool_tick(a->sp);
+}
+
+static void on_signal(et_loop *l, int fd, unsigned ev, void *ud)
+{
+    (void)ev;
+    agent *a = ud;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+            discover_now(a);
+            continue;
+        }
+        et_info("signal %u: stopping", si.ssi_signo);
+        a->stopping = 1;
+        et_loop_stop(l);
+    }
+}
+
+/* /etc/machine-id is unique per installation; its first 12 hex digits make a readable id. */
+static void default_device_id(char *out, size_t cap)
+{
+    FILE *f = fopen("/etc/machine-id", "r");
+    char buf[64] = "";
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = 0;
+        fclose(f);
+    }
+    buf[strcspn(buf, "\r\n")] = 0;
+    if (strlen(buf) >= 12) {
+        buf[12] = 0;
+        snprintf(out, cap, "gw-%.12s", buf);
+    } else {
+        char host[64] = "gateway";
+        gethostname(host, sizeof host - 1);
+        et_strlcpy(out, host, cap);
+    }
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: edgetrace-agent run [--config FILE] [-v]\n");
+}
+
+int agent_run_main(int argc, char **argv)
+{
+    const char *conf_path = "/etc/edgetrace/agent.conf";
+    int verbose = 0;
+    for (int i = 2; i < argc; i++) {
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
+            conf_path = argv[++i];
+        else if (!strcmp(argv[i], "-v"))
+            verbose++;
+        else {
+            usage();
+            return 2;
+        }
+    }
+    static agent A; /* large (snapshot + wire buffers): static storage, not stack */
+    agent *a = &A;
+    a->sigfd = -1;
+    char err[256];
+    et_config_defaults(&a->conf);
+    if (et_config_load(&a->conf, conf_path, 1, err, sizeof err) != 0) {
+        fprintf(stderr, "edgetrace-agent: %s\n", err);
+        return 2;
+    }
+    et_log_level = a->conf.log_level + verbose;
+    if (!a->conf.device_id[0])
+        default_device_id(a->conf.device_id, sizeof a->conf.device_id);
+    if (et_read_boot_id(NULL, a->boot_id) != 0)
+        memset(a->boot_id, 0, sizeof a->boot_id);
+
+    spool_params spp = {
+        .dir = a->conf.spool_dir,
+        .max_bytes = a->conf.spool_max_bytes,
+        .fsync_policy = a->conf.fsync_policy,
+    };
+    a->sp = spool_open(&spp, err, sizeof err);
+    if (!a->sp) {
+        fprintf(stderr, "edgetrace-agent: spool %s: %s\n", a->conf.spool_dir, err);
+        return 1;
+    }
+    et_wire_params wp = {.level = 3}; /* dfast: the device zstd carries no slower strategy */
+    a->enc = et_wire_enc_create(&wp, err, sizeof err);
+    a->loop = et_loop_create(128, 256);
+    a->http = a->loop ? et_httpc_create(a->loop, 4) : NULL;
+    et_sched_conf sc;
+    et_sched_conf_from_config(&sc, &a->conf);
+    a->sched = a->http ? et_sched_create(a->loop, a->http, &sc, on_cycle, a) : NULL;
+    if (!a->enc || !a->sched) {
+        fprintf(stderr, "edgetrace-agent: out of memory at start\n");
+        return 1;
+    }
+
+    if (a->conf.collector[0]) {
+        et_uplink_params up;
+        et_uplink_params_defaults(&up);
+        et_strlcpy(up.collector, a->conf.collector, sizeof up.collector);
+        up.ack_timeout_ms = a->conf.ack_timeout_ms;
+        up.max_retransmit = a->conf.max_retransmit;
+        up.budget_bytes_per_day = a->conf.budget_bytes_per_day;
+        et_strlcpy(up.state_dir, a->conf.spool_dir, sizeof up.state_dir);
+        if (et_uplink_load_credentials(a->conf.credentials, &up, err, sizeof err) != 0) {
+            fprintf(stderr, "edgetrace-agent: credentials %s: %s\n", a->conf.credentials, err);
+            return 2;
+        }
+        if (!up.device_id[0])
+            et_strlcpy(up.device_id, a->conf.device_id, sizeof up.device_id);
+        /* The DTLS identity is what the collector believes; keep the snapshot's device id
+         * the same so that the two never disagree. */
+        et_strlcpy(a->conf.device_id, up.device_id, sizeof a->conf.device_id);
+        a->up = et_uplink_create(a->loop, a->sp, &up, err, sizeof err);
+        if (!a->up) {
+            fprintf(stderr, "edgetrace-agent: uplink: %s\n", err);
+            return 1;
+        }
+    } else {
+        et_warn("no [uplink] collector configured: snapshots stay in the spool");
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    a->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (a->sigfd >= 0)
+        et_loop_watch(a->loop, a->sigfd, ET_EV_READ, on_signal, a);
+
+    et_discover_opts_default(&a->dopts);
+    a->dopts.proc_root = a->conf.proc_root;
+    a->dopts.scan_proc = a->conf.discover;
+    discover_now(a);
+    et_loop_add_timer(a->loop, DISCOVER_PERIOD_MS, DISCOVER_PERIOD_MS, on_discover_timer, a);
+    et_loop_add_timer(a->loop, SPOOL_TICK_MS, SPOOL_TICK_MS, on_spool_tick, a);
+    if (a->up)
+        et_uplink_kick(a->up); /* whatever an earlier run left in the spool */
+    et_info("device %s: running", a->conf.device_id);
+
+    int rc = et_loop_run(a->loop) == 0 ? 0 : 1;
+
+    et_sched_destroy(a->sched);
+    if (a->up)
+        et_uplink_destroy(a->up);
+    spool_close(a->sp); /* persists acks and counters */
+    et_httpc_destroy(a->http);
+    if (a->sigfd >= 0)
+        close(a->sigfd);
+    et_loop_destroy(a->loop);
+    et_wire_enc_free(a->enc);
+    et_info("stopped after %llu snapshots", (unsigned long long)a->snapshots);
+    return rc;
+}
