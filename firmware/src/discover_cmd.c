@@ -123,9 +123,10 @@ int discover_cmd_main(int argc, char **argv)
     int json = 0, confirm = 1;
     const char *proc_root = NULL, *run_root = "", *config = NULL;
     uint32_t timeout_ms = 2000;
-    int i = 0;
-    if (argc > 0 && !strcmp(argv[0], "discover"))
-        i = 1;
+    /* Called as main's argv ("edgetrace-agent discover ...") or with the subcommand first. */
+    int i = 1;
+    if (argc > 1 && !strcmp(argv[1], "discover"))
+        i = 2;
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) {
