@@ -65,9 +65,11 @@
  * The `sample` command prints likely and confirmed findings ("report only what you would
  * alert on"); suspected ones still travel in snapshots so the collector can show them.
  *
- * FINGERPRINTS hash names only: kind, a coarse state class (so that Go releases that name a
- * wait differently agree), the site's function without generic type arguments, and the
- * creating function. Never PCs, offsets, files or line numbers.
+ * FINGERPRINTS hash names only: kind, a coarse state class (so that Go releases and sampling
+ * modes that name a wait differently agree), and the site's function without generic type
+ * arguments. Not the creating function: only debug=2 prints it, and the fingerprint must not
+ * change when the sampler switches between debug=1 and debug=2. Never PCs, offsets, files or
+ * line numbers.
  */
 #include "analyze.h"
 #include "base.h"
@@ -513,9 +515,65 @@ static double keep_score(const et_analyzer *a, const et_an_site *s, uint32_t slo
     return now + bonus;
 }
 
+/* The analyzer's identity of a site: user function, file and line only. The parser's key
+ * also hashes the state and the creator, and neither is stable across sampling modes: debug=1
+ * hides the runtime frames a channel wait shows (state unknown there, "chan send" in debug=2)
+ * and prints no "created by". One site must stay one series whatever was fetched. */
+static uint64_t site_akey(const et_gsite *g)
+{
+    uint64_t h = et_fnv1a_str(ET_FNV_INIT, g->user.func);
+    h = et_fnv1a(h, "", 1);
+    h = et_fnv1a_str(h, g->user.file);
+    h = et_fnv1a(h, &g->user.line, sizeof g->user.line);
+    return h ? h : 1;
+}
+
+/* States in which goroutines can pile up for ever at one site. UNKNOWN is what debug=1
+ * gives for channel and select waits (their runtime frames are not printed), and running
+ * code cannot accumulate at a site, so it counts as parked here. */
+static int parked_like(unsigned st)
+{
+    return st == ET_G_UNKNOWN || et_gstate_is_sync_blocked((enum et_gstate)st);
+}
+
+/* Folds one profile site into a tracked site for this sample (several profile sites can
+ * share the analyzer's identity). */
+static void site_observe(et_analyzer *a, et_an_site *s, const et_gsite *g, uint32_t slot, int debug2)
+{
+    int first = s->touched != a->seq + 1;
+    if (first || s->cnt[slot] == ET_AN_NOCOUNT)
+        s->cnt[slot] = g->count;
+    else
+        s->cnt[slot] += g->count;
+    s->touched = a->seq + 1;
+    if (g->state != ET_G_UNKNOWN)
+        s->state = g->state; /* a precise state (debug=2) sticks; debug=1 may not know it */
+    if (g->created_by[0]) {
+        memcpy(s->created_by, g->created_by, ET_FUNC_MAX);
+        s->created_by[ET_FUNC_MAX - 1] = 0;
+    }
+    if (debug2) {
+        if (first || s->wait_seq != a->seq + 1) {
+            s->max_wait_min = 0;
+            s->waiting_count = 0;
+        }
+        s->wait_seq = a->seq + 1; /* 1-based so 0 means never */
+        if (g->max_wait_min > s->max_wait_min)
+            s->max_wait_min = g->max_wait_min;
+        s->waiting_count += g->waiting_count;
+        if (g->nstack) { /* debug=2 prints every frame: the better sample stack */
+            s->nstack = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
+            for (int i = 0; i < s->nstack; i++) {
+                memcpy(s->stack[i], g->stack[i], ET_FUNC_MAX);
+                s->stack[i][ET_FUNC_MAX - 1] = 0;
+            }
+        }
+    }
+}
+
 static void copy_site_meta(et_an_site *d, const et_gsite *g, const et_analyze_conf *c)
 {
-    d->key = g->key;
+    d->key = site_akey(g);
     d->state = g->state;
     d->stdlib_only = g->stdlib_only;
     d->nstack = g->nstack < ET_STACK_MAX ? g->nstack : ET_STACK_MAX;
@@ -581,10 +639,16 @@ static void sort_sites_desc(uint16_t *idx, uint32_t n, const et_gsite *sites)
 
 /* Starts following a site not in the table, replacing the least valuable one if the
  * newcomer is worth more. Returns its slot index or -1. */
-static int track_site(et_analyzer *a, const et_gsite *g, uint32_t slot)
+static int track_site(et_analyzer *a, const et_gsite *g, uint32_t slot, int debug2)
 {
+    uint64_t akey = site_akey(g);
+    int have = find_site(a, akey);
+    if (have >= 0) { /* a twin of a site inserted earlier in this sample */
+        site_observe(a, &a->sites[have], g, slot, debug2);
+        return have;
+    }
     /* A newcomer: its priority is its count plus a bonus if it grew while untracked. */
-    et_an_probe *p = probe_find(a, g->key, 1);
+    et_an_probe *p = probe_find(a, akey, 1);
     double prio = g->count;
     if (p) {
         if (p->seq && p->seq <= a->seq && a->seq + 1 - p->seq <= 4 && g->count > p->count)
@@ -618,7 +682,7 @@ static int track_site(et_analyzer *a, const et_gsite *g, uint32_t slot)
     clear_site(s);
     copy_site_meta(s, g, &a->conf);
     s->tracked_seq = a->seq;
-    s->cnt[slot] = g->count;
+    site_observe(a, s, g, slot, debug2);
     if (a->n > 0) {
         uint32_t prev = (a->seq - 1) % ET_AN_WINDOW;
         if (a->rec[prev].flags & ET_AN_ALL_TRACKED)
@@ -656,31 +720,20 @@ static void ingest_goroutine(et_analyzer *a, const et_gprofile *gp, uint32_t slo
     uint32_t nfresh = 0;
     for (uint32_t i = 0; i < ns; i++) {
         const et_gsite *g = &gp->sites[i];
-        if (g->overflow || g->state == ET_G_RUNTIME || g->key == 0)
+        if (g->overflow || g->state == ET_G_RUNTIME)
             continue;
-        int k = find_site(a, g->key);
+        int k = find_site(a, site_akey(g));
         if (k < 0) {
             fresh[nfresh++] = (uint16_t)i;
             continue;
         }
-        a->sites[k].cnt[slot] = g->count;
-        if (gp->debug == 2) {
-            a->sites[k].wait_seq = a->seq + 1; /* 1-based so 0 means never */
-            a->sites[k].max_wait_min = g->max_wait_min;
-            a->sites[k].waiting_count = g->waiting_count;
-        }
+        site_observe(a, &a->sites[k], g, slot, gp->debug == 2);
     }
     /* Pass 2: newcomers, largest first, compete for slots. */
     sort_sites_desc(fresh, nfresh, gp->sites);
     uint32_t untracked_before = a->untracked;
     for (uint32_t f = 0; f < nfresh; f++) {
-        const et_gsite *g = &gp->sites[fresh[f]];
-        int k = track_site(a, g, slot);
-        if (k >= 0 && gp->debug == 2) {
-            a->sites[k].wait_seq = a->seq + 1;
-            a->sites[k].max_wait_min = g->max_wait_min;
-            a->sites[k].waiting_count = g->waiting_count;
-        }
+        track_site(a, &gp->sites[fresh[f]], slot, gp->debug == 2);
     }
     /* Every site of this profile found a slot: a site that first appears next time was
      * absent now, i.e. had zero goroutines (lets growth from nothing count one step earlier). */
@@ -700,9 +753,11 @@ static void ingest_goroutine(et_analyzer *a, const et_gprofile *gp, uint32_t slo
         }
         if (g->state == ET_G_RUNTIME || g->stdlib_only || is_profiler(g))
             continue;
-        if (et_gstate_is_sync_blocked((enum et_gstate)g->state)) {
+        if (parked_like(g->state)) {
+            /* UNKNOWN in debug=1 is a channel/select wait (or running code): it counts as
+             * blocked but never as proof, like a chan receive */
             blocked += g->count;
-            sig += mix64(g->key ^ ((uint64_t)g->count * 0x9e3779b97f4a7c15ULL));
+            sig += mix64(site_akey(g) ^ ((uint64_t)g->count * 0x9e3779b97f4a7c15ULL));
             if (is_hard_state(g->state) && !is_main_goroutine(g) && !is_allowed(&a->conf, g->user.func)) {
                 hard += g->count;
                 if (!best || g->count > hard_best ||
@@ -743,15 +798,16 @@ static void ingest_goroutine(et_analyzer *a, const et_gprofile *gp, uint32_t slo
         if (g->leaked_count == 0 || g->overflow)
             continue;
         int k = -1;
+        uint64_t akey = site_akey(g);
         for (uint32_t j = 0; j < a->ngcproof; j++)
-            if (a->gcproof[j].key == g->key)
+            if (a->gcproof[j].key == akey)
                 k = (int)j;
         if (k < 0 && a->ngcproof < ET_AN_GCPROOF)
             k = (int)a->ngcproof++;
         if (k < 0)
             continue;
         et_an_gcproof *e = &a->gcproof[k];
-        e->key = g->key;
+        e->key = akey;
         e->state = g->state;
         e->count = g->leaked_count;
         e->seen_ms = r->t_ms;
@@ -791,7 +847,7 @@ static void ingest_leak(et_analyzer *a, const et_gprofile *lp, uint64_t t)
         }
         et_an_gcproof *e = &a->gcproof[k];
         memset(e, 0, sizeof *e);
-        e->key = g->key;
+        e->key = site_akey(g);
         e->state = g->state;
         e->count = g->count;
         e->seen_ms = t;
@@ -983,7 +1039,7 @@ static void evaluate(et_analyzer *a)
         uint32_t ev = 0;
         int conf1 = 0;
         uint32_t cnow = site_now(a, st);
-        int sync = et_gstate_is_sync_blocked((enum et_gstate)st->state);
+        int sync = parked_like(st->state);
         double wait_ms = (double)st->max_wait_min * 60000.0;
         int waited = wait_recent(a, st) && st->max_wait_min >= 1 && wait_ms >= 2.0 * ival;
         if (grows) {
@@ -1026,7 +1082,8 @@ static void evaluate(et_analyzer *a)
                 st->grew = 0;
             }
         }
-        if (!conf1 && sync && !st->allowed && st->state != ET_G_SELECT && st->state != ET_G_SELECT_NO_CASES &&
+        if (!conf1 && et_gstate_is_sync_blocked((enum et_gstate)st->state) && !st->allowed &&
+            st->state != ET_G_SELECT && st->state != ET_G_SELECT_NO_CASES &&
             a->conf.large_site && cnow >= a->conf.large_site) {
             ev = ET_E_CLUSTER | (waited ? ET_E_WAIT : 0);
             conf1 = 1 + ET_C_SUSPECTED;
@@ -1212,18 +1269,13 @@ void et_analyzer_add(et_analyzer *a, const et_sample_in *in)
 
 /* ---- findings ---- */
 
+/* Coarse state class for fingerprints, chosen so that every sampling mode agrees: debug=1
+ * cannot tell a channel send from a receive, a select or running code (the runtime frames
+ * that would say are not printed), so those are one class; sync primitives, IO, sleeps and
+ * syscalls show as library frames in every mode. */
 static const char *state_class(unsigned st)
 {
     switch (st) {
-    case ET_G_CHAN_SEND:
-    case ET_G_CHAN_SEND_NIL:
-        return "chan-send";
-    case ET_G_CHAN_RECV:
-    case ET_G_CHAN_RECV_NIL:
-        return "chan-recv";
-    case ET_G_SELECT:
-    case ET_G_SELECT_NO_CASES:
-        return "select";
     case ET_G_MUTEX:
     case ET_G_RWMUTEX_R:
     case ET_G_RWMUTEX_W:
@@ -1238,11 +1290,10 @@ static const char *state_class(unsigned st)
         return "sleep";
     case ET_G_SYSCALL:
         return "syscall";
-    case ET_G_RUNNING:
-    case ET_G_RUNNABLE:
-        return "run";
+    case ET_G_RUNTIME:
+        return "runtime";
     default:
-        return "other";
+        return "chan";
     }
 }
 
@@ -1266,14 +1317,17 @@ static uint64_t hash_func(uint64_t h, const char *f)
     return et_fnv1a(h, "", 1);
 }
 
-static void fingerprint(et_finding *f, const char *state_cls, const char *func, const char *created_by)
+/* kind + coarse state class + the site's function, generic arguments stripped. Not the
+ * creating function: debug=1 and proto profiles do not carry it, and a fingerprint must not
+ * change with the sampling mode (the finding still reports created_by when known). Never
+ * files, lines, PCs or offsets. */
+static void fingerprint(et_finding *f, const char *state_cls, const char *func)
 {
     uint64_t h = et_fnv1a_str(ET_FNV_INIT, et_finding_kind_name((enum et_finding_kind)f->kind));
     h = et_fnv1a(h, "", 1);
     h = et_fnv1a_str(h, state_cls);
     h = et_fnv1a(h, "", 1);
     h = hash_func(h, func);
-    h = hash_func(h, created_by);
     et_hex64(h, f->fingerprint);
 }
 
@@ -1308,7 +1362,8 @@ static void fill_from_site(et_finding *f, const et_an_site *s)
 
 static int same_site_names(const et_an_site *s, const et_an_gcproof *g)
 {
-    return strcmp(s->user.func, g->user.func) == 0 && strcmp(s->created_by, g->created_by) == 0;
+    return strcmp(s->user.func, g->user.func) == 0 &&
+           (!s->created_by[0] || !g->created_by[0] || strcmp(s->created_by, g->created_by) == 0);
 }
 
 void et_analyzer_findings(const et_analyzer *a, et_findings *out)
@@ -1361,7 +1416,7 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
             if (wait_recent(a, s))
                 f.oldest_wait_s = s->max_wait_min * 60.0;
         }
-        fingerprint(&f, state_class(f.state), f.site.func, f.created_by);
+        fingerprint(&f, state_class(f.state), f.site.func);
         push(out, &f);
     }
 
@@ -1381,7 +1436,7 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
             f.oldest_wait_s = s->max_wait_min * 60.0;
         f.first_seen_ms = s->first_seen_ms;
         f.last_seen_ms = now;
-        fingerprint(&f, state_class(f.state), f.site.func, f.created_by);
+        fingerprint(&f, state_class(f.state), f.site.func);
         push(out, &f);
         if (s->evidence & ET_E_TREND)
             explained = 1;
@@ -1418,7 +1473,7 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
         f.growth_per_min = a->v_total.slope_per_min;
         f.first_seen_ms = a->v_total.first_seen_ms;
         f.last_seen_ms = now;
-        fingerprint(&f, bi >= 0 ? state_class(f.state) : "total", f.site.func, f.created_by);
+        fingerprint(&f, "total", ""); /* the named site is a hint that may change */
         push(out, &f);
     }
 
@@ -1440,7 +1495,7 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
             f.oldest_wait_s = s->max_wait_min * 60.0;
         f.first_seen_ms = a->dl_first_ms;
         f.last_seen_ms = now;
-        fingerprint(&f, state_class(f.state), f.site.func, f.created_by);
+        fingerprint(&f, state_class(f.state), f.site.func);
         push(out, &f);
     }
 
@@ -1458,7 +1513,7 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
         f.value = a->v_heap.value;
         f.first_seen_ms = a->v_heap.first_seen_ms;
         f.last_seen_ms = now;
-        fingerprint(&f, "heap", "", "");
+        fingerprint(&f, "heap", "");
         push(out, &f);
     }
     if (a->v_rss.confidence1) {
@@ -1470,7 +1525,7 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
         f.value = a->v_rss.value;
         f.first_seen_ms = a->v_rss.first_seen_ms;
         f.last_seen_ms = now;
-        fingerprint(&f, "rss", "", "");
+        fingerprint(&f, "rss", "");
         push(out, &f);
     }
     if (a->v_threads.confidence1) {
@@ -1489,7 +1544,7 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
         f.value = a->v_threads.value;
         f.first_seen_ms = a->v_threads.first_seen_ms;
         f.last_seen_ms = now;
-        fingerprint(&f, "threads", "", "");
+        fingerprint(&f, "threads", "");
         push(out, &f);
     }
 

@@ -97,13 +97,14 @@ typedef struct et_an_rec {
 #define ET_AN_NOCOUNT UINT32_MAX /* site not tracked (or no profile) at that sample */
 
 typedef struct et_an_site {
-    uint64_t key;            /* et_gsite.key; 0 = free slot */
+    uint64_t key;            /* hash of user func+file+line (not et_gsite.key: see site_akey); 0 = free */
     uint8_t state, stdlib_only, nstack, allowed;
     uint8_t verdict;         /* 0 none, else 1 + enum et_confidence of its goroutine-leak finding */
     uint8_t grew;            /* once raised at likely+: kept through a plateau while debug=2 shows the goroutines never woke */
     uint16_t k_up;           /* increasing steps in the growth window of the last evaluation */
     uint32_t evidence;
     uint32_t tracked_seq;    /* sample sequence number when tracking started */
+    uint32_t touched;        /* seq+1 of the last sample that counted it */
     uint32_t wait_seq;       /* sample of the latest debug=2 observation */
     uint32_t max_wait_min, waiting_count;
     double slope_per_min;
@@ -124,7 +125,7 @@ typedef struct et_an_hsite {
 } et_an_hsite;
 
 typedef struct et_an_gcproof {
-    uint64_t key;
+    uint64_t key;            /* same identity as et_an_site.key */
     uint8_t state, nstack;
     uint32_t count;
     uint64_t seen_ms;

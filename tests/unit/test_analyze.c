@@ -830,11 +830,17 @@ static void test_fingerprint_stability(void **state)
     one_finding("main.(*Resolver).Lookup.func1", "/build/a/resolver.go", 41, "main.(*Resolver).Lookup", ET_G_CHAN_SEND, a);
     one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 57, "main.(*Resolver).Lookup", ET_G_CHAN_SEND, b);
     assert_string_equal(a, b);
-    /* another creator is another leak */
-    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 41, "main.(*Resolver).Refresh", ET_G_CHAN_SEND, c);
+    /* the creator is not hashed: debug=1 does not print it, and the fingerprint must not
+     * change when the sampler switches to debug=2 */
+    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 41, "", ET_G_CHAN_SEND, c);
+    assert_string_equal(a, c);
+    /* debug=1 cannot tell a channel send from a receive or a select: one class */
+    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 41, "main.(*Resolver).Lookup", ET_G_UNKNOWN, c);
+    assert_string_equal(a, c);
+    /* another function, or another state class, is another leak */
+    one_finding("main.(*Resolver).Refresh", "resolver.go", 41, "main.(*Resolver).Lookup", ET_G_CHAN_SEND, c);
     assert_string_not_equal(a, c);
-    /* another state class is another leak */
-    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 41, "main.(*Resolver).Lookup", ET_G_CHAN_RECV, d);
+    one_finding("main.(*Resolver).Lookup.func1", "resolver.go", 41, "main.(*Resolver).Lookup", ET_G_MUTEX, d);
     assert_string_not_equal(a, d);
     /* generic instantiations print differently across builds and releases */
     one_finding("main.Cache[...].fill", "cache.go", 10, "main.New[...]", ET_G_MUTEX, d);
@@ -842,6 +848,51 @@ static void test_fingerprint_stability(void **state)
     assert_string_equal(d, e);
     for (int i = 0; i < 16; i++)
         assert_true((a[i] >= '0' && a[i] <= '9') || (a[i] >= 'a' && a[i] <= 'f'));
+}
+
+/* The sampler mixes debug=1 (channel waits show no state, no creator) and debug=2 dumps:
+ * one site, one series, one fingerprint. */
+static void test_mixed_sampling_modes(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    char fp[17] = "";
+    for (int i = 0; i < 8; i++) {
+        int d2 = i % 2;
+        gp_reset(gp, ET_GP_GOROUTINE, d2 ? 2 : 1);
+        gp_background(gp);
+        if (d2) {
+            gp_add(gp, LEAK_FN, "resolver.go", 41, ET_G_CHAN_SEND, 3u * i, "main.(*Resolver).Lookup");
+        } else {
+            /* debug=1 may split one site into several stacks with the same user frame */
+            gp_add(gp, LEAK_FN, "resolver.go", 41, ET_G_UNKNOWN, 2u * i, "");
+            gp_add_x(gp, LEAK_FN, "resolver.go", 41, ET_G_UNKNOWN, 1u * i, "", "main.helper");
+        }
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, LEAK_FN);
+        if (i >= 3) {
+            assert_non_null(f);
+            assert_int_equal(f->confidence, ET_C_LIKELY);
+            assert_int_equal(f->count, 3u * i);
+            assert_int_equal(f->state, ET_G_CHAN_SEND); /* learned from debug=2, kept */
+            assert_string_equal(f->created_by, "main.(*Resolver).Lookup");
+            if (fp[0])
+                assert_string_equal(fp, f->fingerprint);
+            memcpy(fp, f->fingerprint, sizeof fp);
+        }
+    }
+    /* the deadlock picture in debug=1: the channel sender shows no state */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 3; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        gp_add(gp, "main.(*Ledger).apply", "ledger.go", 45, ET_G_MUTEX, 2, "");
+        gp_add(gp, "main.(*Ledger).Submit", "ledger.go", 58, ET_G_UNKNOWN, 1, "");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+    }
+    const et_finding *f = find_kind(ET_F_DEADLOCK, NULL);
+    assert_non_null(f);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
 }
 
 /* ---- ring and bounded memory ---- */
@@ -1051,6 +1102,7 @@ int main(void)
         cmocka_unit_test(test_rss_outside_heap),
         cmocka_unit_test(test_thread_growth),
         cmocka_unit_test(test_fingerprint_stability),
+        cmocka_unit_test(test_mixed_sampling_modes),
         cmocka_unit_test(test_ring_wraparound),
         cmocka_unit_test(test_bounded_site_churn),
         cmocka_unit_test(test_restart_resets_history),
