@@ -444,18 +444,10 @@ static int settle(spool *sp)
                 s->cursor.off = 0;
                 continue;
             }
-            /* the record at the cursor: done out of order? */
-            uint32_t k;
-            for (k = 0; k < s->nooo; k++)
-                if (s->ooo[k].segno == s->cursor.segno && s->ooo[k].off == s->cursor.off)
-                    break;
-            if (k == s->nooo)
-                break;
-            s->ooo[k] = s->ooo[--s->nooo];
-            int fd = -1;
+            /* the record at the cursor (past any corrupt bytes): done out of order? */
             char path[DIR_MAX + 32];
             seg_name(path, sizeof path, sp, c, g->segno);
-            fd = open(path, O_RDONLY | O_CLOEXEC);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
             if (fd < 0)
                 return -1;
             rec_hdr h;
@@ -465,7 +457,23 @@ static int settle(spool *sp)
             close(fd);
             if (r < 0)
                 return -1;
-            s->cursor.off = r == 1 ? at + SPOOL_HDR_LEN + h.len : g->size;
+            if (r == 0) {
+                s->cursor.off = g->size; /* only garbage left in this segment */
+                sp->state_dirty = 1;
+                continue;
+            }
+            if (at != s->cursor.off) {
+                s->cursor.off = at;
+                sp->state_dirty = 1;
+            }
+            uint32_t k;
+            for (k = 0; k < s->nooo; k++)
+                if (s->ooo[k].segno == s->cursor.segno && s->ooo[k].off == s->cursor.off)
+                    break;
+            if (k == s->nooo)
+                break;
+            s->ooo[k] = s->ooo[--s->nooo];
+            s->cursor.off = at + SPOOL_HDR_LEN + h.len;
             sp->state_dirty = 1;
         }
         /* out-of-order entries the cursor has passed are no longer needed */
@@ -670,6 +678,25 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
     }
     if (sp->next_segno == 0)
         sp->next_segno = 1;
+    /* With fsync batch/never, the state can be newer than the data: a cursor (or an
+     * out-of-order ack) past the end of what survived would hide records appended later. */
+    for (unsigned c = 0; c < NSTREAMS; c++) {
+        stream *s = &sp->st[c];
+        seg *g = find_seg(sp, s->cursor.segno);
+        if (g && g->cls == c && s->cursor.off > g->size) {
+            s->cursor.off = g->size;
+            sp->state_dirty = 1;
+        }
+        for (uint32_t k = 0; k < s->nooo;) {
+            seg *og = find_seg(sp, s->ooo[k].segno);
+            if (!og || og->cls != c || s->ooo[k].off >= og->size) {
+                s->ooo[k] = s->ooo[--s->nooo];
+                sp->state_dirty = 1;
+            } else {
+                k++;
+            }
+        }
+    }
     if (!p->read_only) {
         if (settle(sp) != 0 || ((sp->state_dirty || sp->dir_dirty) && state_save(sp) != 0)) {
             seterr(err, errlen, "spool: writing state in %s: %s", sp->dir, strerror(errno));

@@ -363,6 +363,58 @@ static void test_corruption_in_middle(void **state)
     spool_close(sp);
 }
 
+/* Corrupt bytes right at the ack cursor must not make every later ack "out of order" (the
+ * set of those is bounded): the cursor steps over them. */
+static void test_acks_past_corruption(void **state)
+{
+    (void)state;
+    spool *sp = open_sp(1 << 20, 1 << 17);
+    append_n(sp, 0, 100, 0);
+    spool_close(sp);
+    char seg[512];
+    assert_true(find_seg_file(seg, sizeof seg, 'r'));
+    size_t len;
+    uint8_t *b = slurp(seg, &len);
+    b[0] ^= 0xff; /* magic of record 0 */
+    spit(seg, b, len);
+    free(b);
+    sp = open_sp(1 << 20, 1 << 17);
+    for (uint32_t k = 1; k < 100; k++)
+        assert_int_equal(peek_ack(sp), k);
+    spool_rec r;
+    assert_int_equal(spool_peek(sp, &r, NULL, 0), 0);
+    spool_close(sp);
+}
+
+/* With fsync "never" the state can reach flash while the data it describes does not: the
+ * cursor then points past the end of the segment, and must not swallow new records. */
+static void test_state_newer_than_data(void **state)
+{
+    (void)state;
+    spool *sp = open_sp(1 << 20, 1 << 17);
+    append_n(sp, 0, 5, 0);
+    for (int k = 0; k < 5; k++)
+        peek_ack(sp);
+    spool_close(sp);
+    char seg[512];
+    assert_true(find_seg_file(seg, sizeof seg, 'r'));
+    size_t len;
+    uint8_t *b = slurp(seg, &len);
+    spit(seg, b, 2 * SPOOL_HDR_LEN + plen(0) + plen(1)); /* records 2..4 never reached flash */
+    free(b);
+    sp = open_sp(1 << 20, 1 << 17);
+    append_n(sp, 7, 2, 0);
+    collect c;
+    pending(sp, &c);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.ids[0], 7);
+    spool_close(sp);
+    sp = open_sp(1 << 20, 1 << 17);
+    assert_int_equal(peek_ack(sp), 7);
+    assert_int_equal(peek_ack(sp), 8);
+    spool_close(sp);
+}
+
 static void test_eviction_order_and_counters(void **state)
 {
     (void)state;
@@ -477,6 +529,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_without_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corruption_in_middle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acks_past_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_newer_than_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_order_and_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_order_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_policies, setup, teardown),
