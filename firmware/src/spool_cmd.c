@@ -150,7 +150,8 @@ static int torture(spool_params *p, uint64_t count, unsigned ack_every, uint64_t
 
 int spool_cmd_main(int argc, char **argv)
 {
-    /* argv[0] is "spool" (main.c passes argc - 1, argv + 1) or the program name */
+    /* main.c passes its whole argv ("edgetrace-agent spool ls ..."); tools/spool-crashtest
+     * passes its own ("spool-crashtest torture ..."). */
     const char *cmd = "stats";
     int json = 0, all = 0;
     uint64_t count = 0, seed = 1;
@@ -160,6 +161,8 @@ int spool_cmd_main(int argc, char **argv)
     p.dir = ET_DEFAULT_SPOOL_DIR;
     p.fsync_policy = SPOOL_FSYNC_ALWAYS;
     int i = 1;
+    if (i < argc && !strcmp(argv[i], "spool"))
+        i++;
     if (i < argc && argv[i][0] != '-')
         cmd = argv[i++];
     for (; i < argc; i++) {
