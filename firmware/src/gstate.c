@@ -158,59 +158,61 @@ enum { STR_NONE = 0, STR_WEAK = 1, STR_FINAL = 2 };
 
 struct frame_rule {
     const char *func;
+    uint8_t len;
     uint8_t state;
     uint8_t strength;
 };
+#define RULE(f, st, str) {f, sizeof(f) - 1, st, str}
 
 /* Frames that say what a goroutine waits on. "Weak" ones are refined by a later (outer)
  * frame: RWMutex.Lock first takes its inner Mutex, so Mutex frames appear inside it, and every
  * semaphore wait goes through runtime.semacquire1. */
 static const struct frame_rule frame_rules[] = {
-    {"runtime.chansend1", ET_G_CHAN_SEND, STR_FINAL},
-    {"runtime.chansend", ET_G_CHAN_SEND, STR_FINAL},
-    {"runtime.chanrecv1", ET_G_CHAN_RECV, STR_FINAL},
-    {"runtime.chanrecv2", ET_G_CHAN_RECV, STR_FINAL},
-    {"runtime.chanrecv", ET_G_CHAN_RECV, STR_FINAL},
-    {"runtime.selectgo", ET_G_SELECT, STR_FINAL},
-    {"runtime.reflect_rselect", ET_G_SELECT, STR_FINAL},
-    {"reflect.rselect", ET_G_SELECT, STR_FINAL},
-    {"runtime.block", ET_G_SELECT_NO_CASES, STR_FINAL},
-    {"runtime.netpollblock", ET_G_IO_WAIT, STR_FINAL},
-    {"internal/poll.runtime_pollWait", ET_G_IO_WAIT, STR_FINAL},
-    {"internal/poll.(*pollDesc).wait", ET_G_IO_WAIT, STR_FINAL},
-    {"time.Sleep", ET_G_SLEEP, STR_FINAL},
-    {"runtime.timeSleep", ET_G_SLEEP, STR_FINAL},
-    {"sync.runtime_notifyListWait", ET_G_COND_WAIT, STR_FINAL},
-    {"runtime.notifyListWait", ET_G_COND_WAIT, STR_FINAL},
-    {"sync.(*Cond).Wait", ET_G_COND_WAIT, STR_FINAL},
-    {"sync.runtime_SemacquireWaitGroup", ET_G_WAITGROUP, STR_FINAL},
-    {"sync.(*WaitGroup).Wait", ET_G_WAITGROUP, STR_FINAL},
-    {"sync.runtime_SemacquireRWMutexR", ET_G_RWMUTEX_R, STR_FINAL},
-    {"sync.(*RWMutex).RLock", ET_G_RWMUTEX_R, STR_FINAL},
-    {"sync.runtime_SemacquireRWMutex", ET_G_RWMUTEX_W, STR_FINAL},
-    {"sync.(*RWMutex).Lock", ET_G_RWMUTEX_W, STR_FINAL},
-    {"sync.runtime_SemacquireMutex", ET_G_MUTEX, STR_WEAK},
-    {"internal/sync.runtime_SemacquireMutex", ET_G_MUTEX, STR_WEAK},
-    {"sync.(*Mutex).lockSlow", ET_G_MUTEX, STR_WEAK},
-    {"sync.(*Mutex).Lock", ET_G_MUTEX, STR_WEAK},
-    {"internal/sync.(*Mutex).lockSlow", ET_G_MUTEX, STR_WEAK},
-    {"internal/sync.(*Mutex).Lock", ET_G_MUTEX, STR_WEAK},
-    {"sync.runtime_Semacquire", ET_G_SEMACQUIRE, STR_WEAK},
-    {"runtime.semacquire1", ET_G_SEMACQUIRE, STR_WEAK},
-    {"runtime.semacquire", ET_G_SEMACQUIRE, STR_WEAK},
-    {"syscall.Syscall", ET_G_SYSCALL, STR_FINAL},
-    {"syscall.Syscall6", ET_G_SYSCALL, STR_FINAL},
-    {"syscall.RawSyscall", ET_G_SYSCALL, STR_FINAL},
-    {"syscall.RawSyscall6", ET_G_SYSCALL, STR_FINAL},
-    {"syscall.syscall", ET_G_SYSCALL, STR_FINAL},
-    {"syscall.rawsyscall", ET_G_SYSCALL, STR_FINAL},
-    {"internal/runtime/syscall.Syscall6", ET_G_SYSCALL, STR_FINAL},
-    {"internal/runtime/syscall/linux.Syscall6", ET_G_SYSCALL, STR_FINAL},
-    {"runtime.cgocall", ET_G_SYSCALL, STR_FINAL},
-    {"runtime.notetsleepg", ET_G_SYSCALL, STR_FINAL},
-    {"os/signal.signal_recv", ET_G_SYSCALL, STR_FINAL},
-    {"unique.runtime_registerUniqueMapCleanup.func1", ET_G_RUNTIME, STR_FINAL},
-    {"unique.runtime_registerUniqueMapCleanup.func2", ET_G_RUNTIME, STR_FINAL},
+    RULE("runtime.chansend1", ET_G_CHAN_SEND, STR_FINAL),
+    RULE("runtime.chansend", ET_G_CHAN_SEND, STR_FINAL),
+    RULE("runtime.chanrecv1", ET_G_CHAN_RECV, STR_FINAL),
+    RULE("runtime.chanrecv2", ET_G_CHAN_RECV, STR_FINAL),
+    RULE("runtime.chanrecv", ET_G_CHAN_RECV, STR_FINAL),
+    RULE("runtime.selectgo", ET_G_SELECT, STR_FINAL),
+    RULE("runtime.reflect_rselect", ET_G_SELECT, STR_FINAL),
+    RULE("reflect.rselect", ET_G_SELECT, STR_FINAL),
+    RULE("runtime.block", ET_G_SELECT_NO_CASES, STR_FINAL),
+    RULE("runtime.netpollblock", ET_G_IO_WAIT, STR_FINAL),
+    RULE("internal/poll.runtime_pollWait", ET_G_IO_WAIT, STR_FINAL),
+    RULE("internal/poll.(*pollDesc).wait", ET_G_IO_WAIT, STR_FINAL),
+    RULE("time.Sleep", ET_G_SLEEP, STR_FINAL),
+    RULE("runtime.timeSleep", ET_G_SLEEP, STR_FINAL),
+    RULE("sync.runtime_notifyListWait", ET_G_COND_WAIT, STR_FINAL),
+    RULE("runtime.notifyListWait", ET_G_COND_WAIT, STR_FINAL),
+    RULE("sync.(*Cond).Wait", ET_G_COND_WAIT, STR_FINAL),
+    RULE("sync.runtime_SemacquireWaitGroup", ET_G_WAITGROUP, STR_FINAL),
+    RULE("sync.(*WaitGroup).Wait", ET_G_WAITGROUP, STR_FINAL),
+    RULE("sync.runtime_SemacquireRWMutexR", ET_G_RWMUTEX_R, STR_FINAL),
+    RULE("sync.(*RWMutex).RLock", ET_G_RWMUTEX_R, STR_FINAL),
+    RULE("sync.runtime_SemacquireRWMutex", ET_G_RWMUTEX_W, STR_FINAL),
+    RULE("sync.(*RWMutex).Lock", ET_G_RWMUTEX_W, STR_FINAL),
+    RULE("sync.runtime_SemacquireMutex", ET_G_MUTEX, STR_WEAK),
+    RULE("internal/sync.runtime_SemacquireMutex", ET_G_MUTEX, STR_WEAK),
+    RULE("sync.(*Mutex).lockSlow", ET_G_MUTEX, STR_WEAK),
+    RULE("sync.(*Mutex).Lock", ET_G_MUTEX, STR_WEAK),
+    RULE("internal/sync.(*Mutex).lockSlow", ET_G_MUTEX, STR_WEAK),
+    RULE("internal/sync.(*Mutex).Lock", ET_G_MUTEX, STR_WEAK),
+    RULE("sync.runtime_Semacquire", ET_G_SEMACQUIRE, STR_WEAK),
+    RULE("runtime.semacquire1", ET_G_SEMACQUIRE, STR_WEAK),
+    RULE("runtime.semacquire", ET_G_SEMACQUIRE, STR_WEAK),
+    RULE("syscall.Syscall", ET_G_SYSCALL, STR_FINAL),
+    RULE("syscall.Syscall6", ET_G_SYSCALL, STR_FINAL),
+    RULE("syscall.RawSyscall", ET_G_SYSCALL, STR_FINAL),
+    RULE("syscall.RawSyscall6", ET_G_SYSCALL, STR_FINAL),
+    RULE("syscall.syscall", ET_G_SYSCALL, STR_FINAL),
+    RULE("syscall.rawsyscall", ET_G_SYSCALL, STR_FINAL),
+    RULE("internal/runtime/syscall.Syscall6", ET_G_SYSCALL, STR_FINAL),
+    RULE("internal/runtime/syscall/linux.Syscall6", ET_G_SYSCALL, STR_FINAL),
+    RULE("runtime.cgocall", ET_G_SYSCALL, STR_FINAL),
+    RULE("runtime.notetsleepg", ET_G_SYSCALL, STR_FINAL),
+    RULE("os/signal.signal_recv", ET_G_SYSCALL, STR_FINAL),
+    RULE("unique.runtime_registerUniqueMapCleanup.func1", ET_G_RUNTIME, STR_FINAL),
+    RULE("unique.runtime_registerUniqueMapCleanup.func2", ET_G_RUNTIME, STR_FINAL),
 };
 
 /* The profiler's own goroutine (the one writing the dump we are reading) is running. */
@@ -253,9 +255,14 @@ void et_ginfer_hidden_runtime(et_ginfer *g)
 
 void et_ginfer_frame(et_ginfer *g, const char *func, size_t len)
 {
+    et_ginfer_frame_cls(g, func, len, et_func_is_stdlib_n(func, len));
+}
+
+void et_ginfer_frame_cls(et_ginfer *g, const char *func, size_t len, int is_stdlib)
+{
     if (g->done)
         return;
-    if (!et_func_is_stdlib_n(func, len)) {
+    if (!is_stdlib) {
         /* First service frame: what it called is what it waits on; frames above it are not. */
         g->all_runtime = 0;
         g->done = 1;
@@ -289,7 +296,7 @@ void et_ginfer_frame(et_ginfer *g, const char *func, size_t len)
         return;
     for (size_t i = 0; i < ET_ARRAY_LEN(frame_rules); i++) {
         const struct frame_rule *r = &frame_rules[i];
-        if (r->func[0] != c0 || !streq_n(func, len, r->func))
+        if (r->len != len || r->func[0] != c0 || memcmp(r->func, func, len) != 0)
             continue;
         if (r->strength > g->strength ||
             (r->strength == STR_WEAK && g->state == ET_G_SEMACQUIRE && r->state == ET_G_MUTEX)) {
@@ -344,24 +351,34 @@ enum et_gstate et_gstate_refine(enum et_gstate printed, enum et_gstate inferred)
 /* ---- frame classes ---- */
 
 /* Top-level directories of GOROOT/src in Go 1.27 that are packages (plus "cmd", whose
- * binaries are Go's own). Sorted for bsearch. */
-static const char *const stdlib_top[] = {
-    "archive", "arena", "bufio", "builtin", "bytes", "cmd", "cmp", "compress", "container",
-    "context", "crypto", "database", "debug", "embed", "encoding", "errors", "expvar", "flag",
-    "fmt", "go", "hash", "html", "image", "index", "internal", "io", "iter", "log", "maps",
-    "math", "mime", "net", "os", "path", "plugin", "reflect", "regexp", "runtime", "simd",
-    "slices", "sort", "strconv", "strings", "structs", "sync", "syscall", "testing", "text",
-    "time", "unicode", "unique", "unsafe", "uuid", "vendor", "weak",
+ * binaries are Go's own). Sorted for the binary search; lengths precomputed. */
+struct std_name {
+    const char *name;
+    uint8_t len;
 };
+#define STD(n) {n, sizeof(n) - 1}
+static const struct std_name stdlib_top[] = {
+    STD("archive"), STD("arena"), STD("bufio"), STD("builtin"), STD("bytes"), STD("cmd"),
+    STD("cmp"), STD("compress"), STD("container"), STD("context"), STD("crypto"),
+    STD("database"), STD("debug"), STD("embed"), STD("encoding"), STD("errors"), STD("expvar"),
+    STD("flag"), STD("fmt"), STD("go"), STD("hash"), STD("html"), STD("image"), STD("index"),
+    STD("internal"), STD("io"), STD("iter"), STD("log"), STD("maps"), STD("math"), STD("mime"),
+    STD("net"), STD("os"), STD("path"), STD("plugin"), STD("reflect"), STD("regexp"),
+    STD("runtime"), STD("simd"), STD("slices"), STD("sort"), STD("strconv"), STD("strings"),
+    STD("structs"), STD("sync"), STD("syscall"), STD("testing"), STD("text"), STD("time"),
+    STD("unicode"), STD("unique"), STD("unsafe"), STD("uuid"), STD("vendor"), STD("weak")
+};
+#define STDLIB_TOP_MAXLEN 9 /* "container" */
 
 static int top_is_stdlib(const char *s, size_t n)
 {
+    if (n > STDLIB_TOP_MAXLEN)
+        return 0;
     size_t lo = 0, hi = ET_ARRAY_LEN(stdlib_top);
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        const char *t = stdlib_top[mid];
-        size_t tl = strlen(t);
-        int c = memcmp(s, t, n < tl ? n : tl);
+        size_t tl = stdlib_top[mid].len;
+        int c = memcmp(s, stdlib_top[mid].name, n < tl ? n : tl);
         if (c == 0)
             c = (n > tl) - (n < tl);
         if (c == 0)

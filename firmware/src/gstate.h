@@ -36,6 +36,8 @@ typedef struct et_ginfer {
 
 void et_ginfer_init(et_ginfer *g);
 void et_ginfer_frame(et_ginfer *g, const char *func, size_t len);
+/* Same, when the caller already knows et_func_is_stdlib_n(func, len). */
+void et_ginfer_frame_cls(et_ginfer *g, const char *func, size_t len, int is_stdlib);
 /* debug=1 hides the runtime.* frames at the top of a stack (runtime/pprof printStackRecord):
  * tell the inference that such frames existed, so a user frame first does not mean
  * "runnable in user code" but "parked somewhere in the runtime" (state unknown). */

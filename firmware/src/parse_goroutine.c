@@ -224,6 +224,12 @@ et_gsite *et_gprofile_site(et_gprofile *out, uint16_t *index, uint64_t key, int 
     return o;
 }
 
+/* Counters saturate: a hostile "4294967295 @ ..." record must not wrap a site's count. */
+static void sat_add(uint32_t *a, uint32_t b)
+{
+    *a = *a > UINT32_MAX - b ? UINT32_MAX : *a + b;
+}
+
 void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t count)
 {
     enum et_gstate inferred = et_ginfer_result(&a->inf);
@@ -260,7 +266,7 @@ void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t coun
     if (!s->overflow && !created && !s->created_by[0] && a->created_by[0])
         memcpy(s->created_by, a->created_by, sizeof(s->created_by));
     if (s->overflow) {
-        out->trunc.sites += count;
+        sat_add(&out->trunc.sites, count);
     } else if (created) {
         s->state = sb;
         s->stdlib_only = (uint8_t)stdlib_only;
@@ -282,21 +288,21 @@ void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t coun
         if (a->cut_strings)
             out->trunc.strings++;
     }
-    s->count += count;
+    sat_add(&s->count, count);
     if (a->has_wait) {
-        s->waiting_count += count;
+        sat_add(&s->waiting_count, count);
         if (a->wait_min > s->max_wait_min)
             s->max_wait_min = a->wait_min;
     }
     if (a->leaked)
-        s->leaked_count += count;
+        sat_add(&s->leaked_count, count);
     out->goroutines += count;
-    out->by_state[st] += count;
+    sat_add(&out->by_state[st], count);
     if (!stdlib_only) {
         if (et_gstate_is_sync_blocked(st))
-            out->user_sync_blocked += count;
+            sat_add(&out->user_sync_blocked, count);
         else
-            out->user_other += count;
+            sat_add(&out->user_other, count);
     }
 }
 
