@@ -8,7 +8,9 @@ After every kill the spool is reopened (the agent's recovery path) and:
   - every payload length matches what the driver wrote (CRC-checked by the spool).
 
 The driver is `edgetrace-agent spool torture` when the agent dispatches `spool`, else
-tools/spool-crashtest.c (the same spool_cmd.c) built here against the host deps."""
+tools/spool-crashtest.c (the same spool_cmd.c) built here against the host deps. The same
+test runs the 32-bit armv7 agent (BeagleBone build) under qemu-user when it is built."""
+import shlex
 import os
 import random
 import shutil
@@ -58,6 +60,18 @@ def driver(tmp_path_factory):
     return [str(exe)]
 
 
+@pytest.fixture(scope="module")
+def arm_driver(tmp_path_factory):
+    agent = os.environ.get("ET_AGENT_BBB", str(BUILD / "bbb" / "edgetrace-agent"))
+    qemu = shlex.split(os.environ.get("ET_QEMU_BBB", "qemu-arm-static -cpu cortex-a8"))
+    if not Path(agent).exists():
+        pytest.skip(f"no armv7 agent at {agent} (make BOARD=bbb)")
+    cmd = qemu + [agent, "spool"]
+    if not agent_supports_spool(cmd, tmp_path_factory.mktemp("armprobe")):
+        pytest.skip("the armv7 agent does not dispatch `spool` yet")
+    return cmd
+
+
 def run_check(driver, d):
     r = subprocess.run(driver + ["check", "--dir", str(d)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, f"spool check failed: {r.stderr}"
@@ -75,17 +89,26 @@ def run_check(driver, d):
 
 
 def test_kill9_during_spooling_loses_nothing(driver, tmp_path):
+    kill9_trials(driver, tmp_path, TRIALS, 0.02, 0.35)
+
+
+def test_kill9_during_spooling_armv7_qemu(arm_driver, tmp_path):
+    # qemu-user starts slower: longer windows, fewer trials, same checks
+    kill9_trials(arm_driver, tmp_path, max(10, TRIALS // 3), 0.3, 1.0)
+
+
+def kill9_trials(driver, tmp_path, trials, tmin, tmax):
     rng = random.Random(int(os.environ.get("ET_SEED", "20261123")))
     d = tmp_path / "spool"
     durable, acked = set(), set()
     started = time.monotonic()
     kills_mid_write = 0
-    for trial in range(TRIALS):
+    for trial in range(trials):
         cmd = driver + ["torture", "--dir", str(d), "--policy", "always", "--seed", str(trial + 1),
                         "--ack-every", str(rng.choice([2, 3, 5])), "--max-bytes", str(64 << 20),
                         "--segment-bytes", str(rng.choice([8192, 16384, 65536]))]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.02, 0.35))
+        time.sleep(rng.uniform(tmin, tmax))
         p.send_signal(signal.SIGKILL)
         out, errout = p.communicate(timeout=30)
         assert p.returncode == -signal.SIGKILL, f"driver exited on its own: {errout.decode()[-2000:]}"
@@ -126,7 +149,7 @@ def test_kill9_during_spooling_loses_nothing(driver, tmp_path):
             kills_mid_write += 1
         durable |= unreported
     elapsed = time.monotonic() - started
-    print(f"{TRIALS} kills, {len(durable)} records appended, {len(acked)} acked, "
+    print(f"{trials} kills, {len(durable)} records appended, {len(acked)} acked, "
           f"{kills_mid_write} kills between write and report, {elapsed:.1f}s")
-    assert len(durable) > TRIALS, "the driver hardly appended anything"
+    assert len(durable) > trials, "the driver hardly appended anything"
     assert elapsed < 90
