@@ -736,15 +736,32 @@ int et_elf_go_version(et_read_at_fn rd, void *ud, uint64_t file_size, char *ver,
         uint64_t strsz = get_uint(sh + (e.is64 ? 32 : 20), e.is64 ? 8 : 4, e.be);
         if (shnum > 4096)
             shnum = 4096;
+        /* Section names and headers are read in blocks: a /proc sweep opens every executable,
+         * and one pread per section would cost dozens of syscalls per binary. */
+        char names[4096];
+        size_t nnames = 0;
+        if (strsz <= sizeof(names) && rd_exact(&e, stroff, names, (size_t)strsz) == 0)
+            nnames = (size_t)strsz;
+        uint8_t block[64 * 64];
+        unsigned per_block = (unsigned)(sizeof(block) / shentsize), base = 0, have = 0;
+        if (per_block == 0)
+            return 0;
         for (unsigned i = 0; i < shnum; i++) {
-            if (rd_exact(&e, shoff + (uint64_t)i * shentsize, sh, want_sh) < 0)
-                return 0;
+            if (i >= base + have) {
+                base = i;
+                have = ET_MIN(per_block, shnum - i);
+                if (rd_exact(&e, shoff + (uint64_t)i * shentsize, block, (size_t)have * shentsize) < 0)
+                    return 0;
+            }
+            memcpy(sh, block + (size_t)(i - base) * shentsize, want_sh);
             uint64_t name = get_uint(sh, 4, e.be);
             uint32_t type = (uint32_t)get_uint(sh + 4, 4, e.be);
             if (type == 8 /* SHT_NOBITS */ || name + 14 > strsz)
                 continue;
             char nm[14];
-            if (rd_exact(&e, stroff + name, nm, sizeof(nm)) < 0)
+            if (nnames)
+                memcpy(nm, names + name, sizeof(nm));
+            else if (rd_exact(&e, stroff + name, nm, sizeof(nm)) < 0)
                 continue;
             if (memcmp(nm, ".go.buildinfo", 14) != 0) /* includes the NUL */
                 continue;
@@ -808,6 +825,18 @@ static int fd_read(void *ud, uint64_t off, void *buf, size_t n)
     return (int)got;
 }
 
+/* Periodic rescans see the same executables again and again: remember verdicts by file
+ * identity (device, inode, size, mtime), so a rescan costs an open+fstat per process. A
+ * rebuilt binary changes size or mtime and is read afresh. */
+#define EXE_CACHE 64
+static struct exe_verdict {
+    uint64_t dev, ino, size;
+    int64_t mtime_s, mtime_ns;
+    int rc;
+    char ver[ET_GOVER_MAX];
+} exe_cache[EXE_CACHE];
+static unsigned exe_cache_n, exe_cache_next;
+
 int et_elf_go_version_path(const char *path, char *ver, size_t vsz)
 {
     if (vsz)
@@ -817,8 +846,33 @@ int et_elf_go_version_path(const char *path, char *ver, size_t vsz)
         return -1;
     struct stat st;
     int rc = -1;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-        rc = et_elf_go_version(fd_read, &fd, (uint64_t)st.st_size, ver, vsz);
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        for (unsigned i = 0; i < exe_cache_n; i++) {
+            struct exe_verdict *c = &exe_cache[i];
+            if (c->dev == (uint64_t)st.st_dev && c->ino == (uint64_t)st.st_ino && c->size == (uint64_t)st.st_size &&
+                c->mtime_s == (int64_t)st.st_mtim.tv_sec && c->mtime_ns == (int64_t)st.st_mtim.tv_nsec) {
+                close(fd);
+                if (vsz)
+                    et_strlcpy(ver, c->ver, vsz);
+                return c->rc;
+            }
+        }
+        char v[ET_GOVER_MAX];
+        rc = et_elf_go_version(fd_read, &fd, (uint64_t)st.st_size, v, sizeof(v));
+        struct exe_verdict *c = &exe_cache[exe_cache_next];
+        exe_cache_next = (exe_cache_next + 1) % EXE_CACHE;
+        if (exe_cache_n < EXE_CACHE)
+            exe_cache_n++;
+        c->dev = (uint64_t)st.st_dev;
+        c->ino = (uint64_t)st.st_ino;
+        c->size = (uint64_t)st.st_size;
+        c->mtime_s = (int64_t)st.st_mtim.tv_sec;
+        c->mtime_ns = (int64_t)st.st_mtim.tv_nsec;
+        c->rc = rc;
+        et_strlcpy(c->ver, v, sizeof(c->ver));
+        if (vsz)
+            et_strlcpy(ver, v, vsz);
+    }
     close(fd);
     return rc;
 }
