@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -138,6 +139,8 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
  * async, so every triggered one fires). The batch table holds at most MAX_PENDING: when
  * it is full the batch commits early, so memory does not grow with load. */
 #define MAX_PENDING 1024
+/* longest a staged snapshot waits for its batch to fill before the COMMIT */
+#define BATCH_MAX_MS 20
 typedef struct pending {
     int code;
     int done;          /* commit finished: code is final */
@@ -583,20 +586,26 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     printf("ready %s\n", listen);
     fflush(stdout);
 
+    int coap_fd = coap_context_get_coap_fd(ctx);
     time_t next_stats = p->stats_interval_s ? time(NULL) + p->stats_interval_s : 0;
     char line[512];
     while (!g_stop) {
         coap_io_process(ctx, 1000);
-        /* Gather a batch: keep reading while datagrams are there (each NO_WAIT round reads
-         * at most one datagram from the shared server socket), bounded so a flood cannot
+        /* Gather a batch: keep reading while datagrams are waiting (each NO_WAIT round reads
+         * at most one datagram from the shared server socket; libcoap's epoll fd polls
+         * readable while anything is pending), bounded in count and time so a flood cannot
          * delay the commit of what is staged. */
         if (S.npend) {
-            unsigned idle = 0;
-            for (unsigned round = 0; round < 4 * MAX_PENDING && S.npend < MAX_PENDING && idle < 2 && !g_stop;
-                 round++) {
-                uint64_t before = S.handler_calls;
+            struct pollfd pfd = {.fd = coap_fd, .events = POLLIN};
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (unsigned round = 0; round < 8 * MAX_PENDING && S.npend < MAX_PENDING && !g_stop; round++) {
+                if (poll(&pfd, 1, 0) <= 0)
+                    break;
                 coap_io_process(ctx, COAP_IO_NO_WAIT);
-                idle = S.handler_calls == before ? idle + 1 : 0;
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= BATCH_MAX_MS)
+                    break;
             }
         }
         if (S.npend || store_in_txn(S.st))
