@@ -1039,7 +1039,8 @@ typedef struct pod_info {
     uint16_t annot_port;
     char annot_path[ET_PPROF_PREFIX_MAX];
     uint32_t annot_profiles;
-    int annot_any_scrape;
+    int annot_any_scrape;            /* some <type>.scrape = "true" */
+    int annot_scrape_seen;           /* some <type>.scrape key at all */
 } pod_info;
 
 static void on_annotation(void *ud, const char *k, const char *v)
@@ -1066,6 +1067,7 @@ static void on_annotation(void *ud, const char *k, const char *v)
         else if (tl == 6 && !memcmp(type, "memory", 6))
             bit = ET_P_HEAP;
         if (!strcmp(attr, "scrape")) {
+            pi->annot_scrape_seen = 1;
             if (!strcmp(v, "true")) {
                 pi->annot_any_scrape = 1;
                 pi->annot_profiles |= bit;
@@ -1136,6 +1138,7 @@ static void pod_lookup(const char *proc_root, const char *run_root, int pid, pod
             pi->annot_port = sb.annot_port;
             pi->annot_profiles = sb.annot_profiles;
             pi->annot_any_scrape = sb.annot_any_scrape;
+            pi->annot_scrape_seen = sb.annot_scrape_seen;
             memcpy(pi->annot_path, sb.annot_path, sizeof(pi->annot_path));
         }
     }
@@ -1266,6 +1269,11 @@ static void scan_process(et_target_set *out, const et_discover_opts *o, uint64_t
 
     pod_info pi;
     pod_lookup(root, o->run_root, pid, &pi);
+    if (pi.annotated && pi.annot_scrape_seen && !pi.annot_any_scrape) {
+        /* Every profiles.grafana.com/<type>.scrape says "false": the pod opted out. */
+        et_debug("discover: PID %d: pod %s/%s opted out of profiling by annotation", pid, pi.ns, pi.pod);
+        return;
+    }
 
     for (unsigned i = 0; i < nls; i++) {
         if (!ls[i].owned)
@@ -1349,8 +1357,7 @@ static void scan_process(et_target_set *out, const et_discover_opts *o, uint64_t
             off += snprintf(t->reason + off, sizeof(t->reason) - (size_t)off, "; via its network namespace net:[%" PRIu64 "]",
                             ns);
         if (off > 0 && (size_t)off < sizeof(t->reason) && pi.annotated)
-            snprintf(t->reason + off, sizeof(t->reason) - (size_t)off, "; profiles.grafana.com annotations%s",
-                     pi.annot_any_scrape ? "" : " (no .scrape=true)");
+            snprintf(t->reason + off, sizeof(t->reason) - (size_t)off, "; profiles.grafana.com annotations");
     }
 }
 

@@ -7,7 +7,9 @@
  *   pod     the same, for a process in a Kubernetes pod (K3s/containerd): it is reached by
  *           entering the pod's network namespace, labelled with namespace/pod/container from
  *           its cgroup path and containerd's state, and Pyroscope-style annotations are
- *           honoured where the runtime exposes them.
+ *           honoured where the runtime exposes them: <type>.port picks the pprof port,
+ *           goroutine/memory .path the prefix, .scrape=true types the profiles, and a pod
+ *           whose every .scrape is "false" is skipped.
  *
  * Identity vs incarnation: `identity` names the service and survives restarts and rebuilds
  * (config name; k8s namespace/pod/container + port; executable path + port). The incarnation

@@ -401,6 +401,7 @@ static const char *tcp6(int sl, const char *ip, unsigned port, unsigned st, unsi
 static const char *CID_A = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 static const char *SBX_A = "5555555555555555555555555555555555555555555555555555555555555555";
 static const char *CID_B = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+static const char *CID_C = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 
 static void write_stat(int pid, const char *comm, unsigned long start)
 {
@@ -491,6 +492,18 @@ static void build_fixture(void)
     wtext(rel, "{\"annotations\":{\"io.kubernetes.cri.container-name\":\"edge-agent\","
                "\"io.kubernetes.cri.sandbox-name\":\"edge-0\",\"io.kubernetes.cri.sandbox-namespace\":\"iot\"}}");
 
+    /* PID 900: a Go pod that opted out: every profiles.grafana.com .scrape is "false". */
+    snprintf(abs, sizeof(abs), "%s/bin/billing", root);
+    wlink("proc/900/exe", abs);
+    write_stat(900, "optout", 100);
+    wlink("proc/900/ns/net", "net:[4026533222]");
+    wtext("proc/900/cgroup", "0::/kubepods/pod11111111-2222-3333-4444-555555555555/%s\n", CID_C);
+    wtext("proc/900/net/tcp", TCP_HDR "%s", tcp4(0, "127.0.0.1", 6063, 0x0A, 9001));
+    wlink("proc/900/fd/3", "socket:[9001]");
+    snprintf(rel, sizeof(rel), "run/run/containerd/io.containerd.runtime.v2.task/k8s.io/%s/config.json", CID_C);
+    wtext(rel, "{\"annotations\":{\"io.kubernetes.cri.sandbox-namespace\":\"ops\",\"io.kubernetes.cri.sandbox-name\":\"x\","
+               "\"profiles.grafana.com/cpu.scrape\":\"false\",\"profiles.grafana.com/goroutine.scrape\":\"false\"}}");
+
     /* PID 300: a C server (no Go build info) with a listener: ignored. */
     snprintf(abs, sizeof(abs), "%s/bin/nginx", root);
     wlink("proc/300/exe", abs);
@@ -548,8 +561,9 @@ static void test_fixture_scan(void **state)
     (void)state;
     build_fixture();
     scan(&set, NULL);
-    assert_int_equal(set.go_procs, 4); /* 100, 200, 600, 800 */
-    assert_int_equal(set.n, 4);        /* 6060, 8080, 6061 (annotated), 6062 */
+    assert_int_equal(set.go_procs, 5); /* 100, 200, 600, 800, 900 */
+    assert_int_equal(set.n, 4);        /* 6060, 8080, 6061 (annotated), 6062; 900 opted out */
+    assert_null(by_port(&set, 6063));
 
     const et_target *a = by_port(&set, 6060);
     assert_non_null(a);

@@ -421,6 +421,7 @@ typedef struct route {
     size_t len;
 } route;
 
+static char last_req[2048]; /* the most recent complete request, for header checks */
 static route routes[16];
 static unsigned nroutes;
 static char *route_bufs[16];
@@ -460,6 +461,7 @@ static void srv_conn_io(et_loop *l, int fd, unsigned ev, void *ud)
         if (!strstr(c->req, "\r\n\r\n"))
             return;
         char path[256] = "";
+        et_strlcpy(last_req, c->req, sizeof(last_req));
         sscanf(c->req, "GET %255s", path);
         c->out = "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\n404 page not found\n";
         c->outlen = strlen(c->out);
@@ -511,25 +513,47 @@ static void srv_accept(et_loop *l, int fd, unsigned ev, void *ud)
     close(cfd);
 }
 
-static void server_start(server *s, et_loop *l, int silent)
+/* Returns 0, or -1 if the family is unavailable (IPv6 disabled in a container). */
+static int server_start_family(server *s, et_loop *l, int silent, int family)
 {
     memset(s, 0, sizeof(*s));
     for (unsigned i = 0; i < ET_ARRAY_LEN(s->conns); i++)
         s->conns[i].fd = -1;
     s->l = l;
     s->silent = silent;
-    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    s->lfd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->lfd < 0 && family == AF_INET6)
+        return -1;
     assert_true(s->lfd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t al = sizeof(a);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &al), 0);
-    s->port = ntohs(a.sin_port);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t al;
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        al = sizeof(*a);
+    } else {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_addr = in6addr_loopback;
+        al = sizeof(*a6);
+    }
+    if (bind(s->lfd, (struct sockaddr *)&ss, al) != 0) {
+        assert_int_equal(family, AF_INET6);
+        close(s->lfd);
+        return -1;
+    }
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&ss, &al), 0);
+    s->port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port);
     assert_int_equal(listen(s->lfd, 16), 0);
     assert_int_equal(et_loop_watch(l, s->lfd, ET_EV_READ, srv_accept, s), 0);
+    return 0;
+}
+
+static void server_start(server *s, et_loop *l, int silent)
+{
+    server_start_family(s, l, silent, AF_INET);
 }
 
 static void server_stop(server *s)
@@ -746,6 +770,43 @@ static void test_silent_server_does_not_stall_others(void **state)
     et_loop_destroy(l);
 }
 
+static void test_ipv6_literal(void **state)
+{
+    (void)state;
+    setup_routes();
+    et_loop *l = et_loop_create(8, 8);
+    server srv;
+    if (server_start_family(&srv, l, 0, AF_INET6) < 0) {
+        et_loop_destroy(l);
+        skip();
+        return;
+    }
+    et_httpc *h = et_httpc_create(l, 2);
+    char url[64];
+    snprintf(url, sizeof(url), "http://[::1]:%u/chunked-gzip", (unsigned)srv.port);
+    call c;
+    int pending = 1;
+    memset(&c, 0, sizeof(c));
+    c.s = sink_new();
+    c.pending = &pending;
+    c.l = l;
+    assert_true(et_http_get(h, url, NULL, call_body, call_done, &c) > 0);
+    assert_int_equal(et_loop_run(l), 0);
+    assert_int_equal(c.r.err, 0);
+    assert_int_equal(c.s->len, TEXT_N);
+    assert_memory_equal(c.s->buf, text, TEXT_N);
+    char host[64];
+    snprintf(host, sizeof(host), "\r\nHost: [::1]:%u\r\n", (unsigned)srv.port);
+    assert_non_null(strstr(last_req, host));
+    assert_non_null(strstr(last_req, "GET /chunked-gzip HTTP/1.1\r\n"));
+    assert_non_null(strstr(last_req, "Accept-Encoding: gzip\r\n"));
+    assert_non_null(strstr(last_req, "Connection: close\r\n\r\n"));
+    sink_free(c.s);
+    et_httpc_destroy(h);
+    server_stop(&srv);
+    et_loop_destroy(l);
+}
+
 static void test_refused_and_sync(void **state)
 {
     (void)state;
@@ -888,6 +949,7 @@ int main(void)
         cmocka_unit_test(test_parser_interim_and_empty),
         cmocka_unit_test(test_sockets_all_kinds),
         cmocka_unit_test(test_silent_server_does_not_stall_others),
+        cmocka_unit_test(test_ipv6_literal),
         cmocka_unit_test(test_refused_and_sync),
         cmocka_unit_test(test_netns_self),
         cmocka_unit_test(test_python_http_server),
