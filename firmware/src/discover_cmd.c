@@ -155,7 +155,7 @@ int discover_cmd_main(int argc, char **argv)
             return 2;
         }
     }
-    static et_config cfg; /* large; static keeps it off the small default stack of musl threads */
+    static et_config cfg; /* ~10 KB: kept off the stack */
     et_config_defaults(&cfg);
     char err[256];
     if (et_config_load(&cfg, config ? config : "/etc/edgetrace/agent.conf", config != NULL, err, sizeof(err)) < 0) {

@@ -69,7 +69,9 @@ int et_loop_rearm_timer(et_loop *l, et_timer_id id, uint32_t delay_ms);
 /* One round: wait at most max_wait_ms (<0: until an fd or timer is due; 0: poll), dispatch
  * ready fds, then due timers. Returns the number of callbacks run, -1 on epoll failure. */
 int et_loop_run_once(et_loop *l, int max_wait_ms);
-/* Runs rounds until et_loop_stop(). Returns 0, or -1 on epoll failure. */
+/* Runs rounds until et_loop_stop(), or until nothing is watched and no timer is pending
+ * (nothing could ever wake it). Returns 0, or -1 on epoll failure. A stop requested while
+ * the loop was not running is forgotten: run() clears it on entry. */
 int et_loop_run(et_loop *l);
 void et_loop_stop(et_loop *l);
 

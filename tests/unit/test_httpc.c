@@ -404,13 +404,15 @@ typedef struct srv_conn {
     const char *out;
     size_t outlen, outoff;
     int hold; /* keep open after sending (for a truncated response that then hangs) */
+    et_timer_id trickle;  /* sends a few bytes per tick instead of all at once */
+    void *srv;
 } srv_conn;
 
 typedef struct server {
     et_loop *l;
     int lfd;
     uint16_t port;
-    int silent;          /* accept, never read, never answer */
+    int silent;          /* 1: accept, never read, never answer; 2: accept and close at once */
     srv_conn conns[8];
     int accepted;
 } server;
@@ -436,9 +438,25 @@ static void add_route(const char *path, const char *data, size_t len)
 
 static void conn_close(server *s, srv_conn *c)
 {
+    if (c->trickle)
+        et_loop_cancel_timer(s->l, c->trickle);
+    c->trickle = 0;
     et_loop_unwatch(s->l, c->fd);
     close(c->fd);
     c->fd = -1;
+}
+
+static void trickle_tick(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    srv_conn *c = ud;
+    size_t k = ET_MIN(c->outlen - c->outoff, (size_t)4);
+    ssize_t n = send(c->fd, c->out + c->outoff, k, MSG_NOSIGNAL);
+    if (n > 0)
+        c->outoff += (size_t)n;
+    if (n < 0 || c->outoff == c->outlen)
+        conn_close(c->srv, c);
 }
 
 static void srv_conn_io(et_loop *l, int fd, unsigned ev, void *ud)
@@ -471,6 +489,14 @@ static void srv_conn_io(et_loop *l, int fd, unsigned ev, void *ud)
                 c->outlen = routes[i].len;
             }
         c->hold = !strcmp(path, "/dies-hangs");
+        if (!strcmp(path, "/trickle")) {
+            c->out = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nslow but ok";
+            c->outlen = strlen(c->out);
+            c->srv = s;
+            et_loop_set_events(l, fd, 0);
+            c->trickle = et_loop_add_timer(l, 60, 60, trickle_tick, c);
+            return;
+        }
         et_loop_set_events(l, fd, ET_EV_WRITE);
         return;
     }
@@ -501,6 +527,10 @@ static void srv_accept(et_loop *l, int fd, unsigned ev, void *ud)
     if (cfd < 0)
         return;
     s->accepted++;
+    if (s->silent == 2) {
+        close(cfd);
+        return;
+    }
     for (unsigned i = 0; i < ET_ARRAY_LEN(s->conns); i++) {
         if (s->conns[i].fd < 0) {
             memset(&s->conns[i], 0, sizeof(s->conns[i]));
@@ -770,6 +800,39 @@ static void test_silent_server_does_not_stall_others(void **state)
     et_loop_destroy(l);
 }
 
+/* A trickling server stays within the idle timeout although the whole response takes much
+ * longer than it; a server that closes at once gets a clear error. */
+static void test_trickle_and_instant_close(void **state)
+{
+    (void)state;
+    setup_routes();
+    et_loop *l = et_loop_create(16, 16);
+    server good, closer;
+    server_start(&good, l, 0);
+    server_start(&closer, l, 2);
+    et_httpc *h = et_httpc_create(l, 4);
+    et_http_opts o;
+    et_http_opts_default(&o);
+    o.idle_timeout_ms = 250;
+    int pending = 0;
+    call tr, cl;
+    start(h, l, &tr, &pending, good.port, "/trickle", &o);
+    start(h, l, &cl, &pending, closer.port, "/debug/pprof/", &o);
+    assert_int_equal(et_loop_run(l), 0);
+    assert_int_equal(tr.r.err, 0);
+    assert_int_equal(tr.s->len, 11);
+    assert_memory_equal(tr.s->buf, "slow but ok", 11);
+    assert_true(tr.r.elapsed_ms >= 500); /* twice the idle timeout, yet no timeout */
+    assert_true(cl.r.err == ET_HTTP_ETRUNCATED || cl.r.err == ET_HTTP_ECONNREFUSED || cl.r.err == ET_HTTP_EIO);
+    assert_int_equal(cl.r.status, 0);
+    sink_free(tr.s);
+    sink_free(cl.s);
+    et_httpc_destroy(h);
+    server_stop(&good);
+    server_stop(&closer);
+    et_loop_destroy(l);
+}
+
 static void test_ipv6_literal(void **state)
 {
     (void)state;
@@ -949,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_parser_interim_and_empty),
         cmocka_unit_test(test_sockets_all_kinds),
         cmocka_unit_test(test_silent_server_does_not_stall_others),
+        cmocka_unit_test(test_trickle_and_instant_close),
         cmocka_unit_test(test_ipv6_literal),
         cmocka_unit_test(test_refused_and_sync),
         cmocka_unit_test(test_netns_self),
