@@ -11,7 +11,7 @@ import (
 
 func main() {
 	n := flag.Int("n", 600, "devices connecting in the startup burst")
-	burst := flag.Duration("burst", 3*time.Second, "duration of the reconnect storm")
+	burst := flag.Duration("burst", 2*time.Second, "duration of the reconnect storm")
 	svc := harness.Start()
 	r := &Registry{}
 	go r.ReconnectStorm(*n, *burst)
