@@ -1,8 +1,11 @@
 /* snapshot_bench.c - wire bytes of a steady-state snapshot against the raw profiles.
  *
  *   snapshot_bench [--goroutines N] [--sites N] [--top N] [--level L] [--dict FILE]
- *                  [--goroutine-profile FILE] [--heap-profile FILE] [--json]
+ *                  [--goroutine-profile FILE] [--heap-profile FILE] [--wire FILE] [--json]
  *
+ * --wire FILE measures a real snapshot (envelope + zstd as the agent spooled or sent it, e.g.
+ * from the agent's spool of the same moment as the profiles) instead of the synthetic one; it
+ * is decoded first, so a broken file is reported, not measured.
  * Builds the realistic snapshot of tools/bench/snapshot_sample.h (default: 2,000 goroutines in
  * 50 sites), encodes it as the agent does (CBOR + zstd level 3, window 2^17) and prints the
  * CBOR and wire sizes. Given the raw goroutine and heap profiles of the same moment (the text
@@ -75,7 +78,7 @@ int main(int argc, char **argv)
 {
     unsigned total = 2000, nsites = 50, top = 0;
     int level = 3, json = 0;
-    const char *dict_path = NULL, *gprof = NULL, *hprof = NULL;
+    const char *dict_path = NULL, *gprof = NULL, *hprof = NULL, *wire_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -85,7 +88,7 @@ int main(int argc, char **argv)
         }
         if (!v) {
             fprintf(stderr, "usage: snapshot_bench [--goroutines N] [--sites N] [--top N] [--level L] [--dict FILE]\n"
-                            "                      [--goroutine-profile FILE] [--heap-profile FILE] [--json]\n");
+                            "                      [--goroutine-profile FILE] [--heap-profile FILE] [--wire FILE] [--json]\n");
             return 2;
         }
         if (!strcmp(a, "--goroutines"))
@@ -102,6 +105,8 @@ int main(int argc, char **argv)
             gprof = v;
         else if (!strcmp(a, "--heap-profile"))
             hprof = v;
+        else if (!strcmp(a, "--wire"))
+            wire_path = v;
         else {
             fprintf(stderr, "snapshot_bench: unknown option %s\n", a);
             return 2;
@@ -146,6 +151,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "snapshot_bench: %s\n", err);
         return 1;
     }
+    if (wire_path) {
+        size_t n;
+        unsigned char *b = slurp(wire_path, &n);
+        if (!b) {
+            fprintf(stderr, "snapshot_bench: cannot read %s\n", wire_path);
+            return 1;
+        }
+        et_wire_dec *dec = et_wire_dec_create(err, sizeof err);
+        if (dict && dec)
+            et_wire_dec_add_dict(dec, dict, dlen, err, sizeof err);
+        int r = dec ? et_wire_decode(dec, b, n, &s, err, sizeof err) : ET_WIRE_ENOMEM;
+        et_wire_dec_free(dec);
+        free(b);
+        if (r != ET_WIRE_OK) {
+            fprintf(stderr, "snapshot_bench: %s: %s: %s\n", wire_path, et_wire_status_name(r), err);
+            return 1;
+        }
+        wlen = full_wlen = n;
+        clen = 0;
+    }
     long graw = -1, ggz = -1, hraw = -1, hgz = -1;
     if (gprof) {
         size_t n;
@@ -178,7 +203,7 @@ int main(int argc, char **argv)
                (unsigned long long)s.goroutines, s.nsites_total, s.nsites, level, et_wire_enc_dict_id(enc), clen,
                wlen, full_wlen, graw, ggz, hraw, hgz, ratio);
     } else {
-        printf("snapshot: %llu goroutines in %u sites, top %u carried, zstd level %d%s\n",
+        printf("snapshot%s: %llu goroutines in %u sites, top %u carried, zstd level %d%s\n", wire_path ? " (file)" : "",
                (unsigned long long)s.goroutines, s.nsites_total, s.nsites, level, dict ? " + dictionary" : "");
         printf("  wire bytes, first snapshot (all names)  %zu\n", full_wlen);
         printf("  cbor bytes, steady state                %zu\n", clen);
