@@ -893,8 +893,20 @@ int et_http_get(et_httpc *c, const char *url, const et_http_opts *o, et_http_bod
         r->o = *o;
     else
         et_http_opts_default(&r->o);
+    /* Zero means "default" for every limit, so a partly filled struct cannot make a request
+     * time out at once or refuse every body. */
+    et_http_opts def;
+    et_http_opts_default(&def);
     if (r->o.max_header == 0)
-        r->o.max_header = 16 * 1024;
+        r->o.max_header = def.max_header;
+    if (r->o.max_body == 0)
+        r->o.max_body = def.max_body;
+    if (r->o.connect_timeout_ms == 0)
+        r->o.connect_timeout_ms = def.connect_timeout_ms;
+    if (r->o.idle_timeout_ms == 0)
+        r->o.idle_timeout_ms = def.idle_timeout_ms;
+    if (r->o.total_timeout_ms == 0)
+        r->o.total_timeout_ms = def.total_timeout_ms;
     r->on_body = on_body;
     r->on_done = on_done;
     r->ud = ud;

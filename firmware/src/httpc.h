@@ -68,6 +68,8 @@ typedef struct et_url {
 int et_url_parse(const char *url, et_url *out);
 
 /* ---- options / results ---- */
+/* Start from et_http_opts_default(): a zero limit means its default, but netns_fd 0 would
+ * mean fd 0. */
 typedef struct et_http_opts {
     uint32_t connect_timeout_ms;   /* default 2000 */
     uint32_t idle_timeout_ms;      /* max silence once connected; default 5000 */

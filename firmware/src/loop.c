@@ -240,11 +240,14 @@ int et_loop_watch(et_loop *l, int fd, unsigned events, et_fd_cb cb, void *ud)
         fd_slot *f = &l->fds[s];
         f->cb = cb;
         f->ud = ud;
-        if (f->events != events) {
-            f->events = events;
-            return epoll_update(l, EPOLL_CTL_MOD, (unsigned)s);
-        }
-        return 0;
+        f->events = events;
+        if (epoll_update(l, EPOLL_CTL_MOD, (unsigned)s) == 0)
+            return 0;
+        /* The caller closed the fd without unwatching and the number came back from a new
+         * open(): epoll dropped the old one, so register it afresh. */
+        if (errno != ENOENT)
+            return -1;
+        return epoll_update(l, EPOLL_CTL_ADD, (unsigned)s);
     }
     s = find_fd(l, -1);
     if (s < 0) {

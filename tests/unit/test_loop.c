@@ -197,6 +197,40 @@ static void noop_fd(et_loop *l, int fd, unsigned ev, void *ud)
     (void)ud;
 }
 
+/* An fd closed without unwatch whose number is reused: watching it again must work. */
+static int reused_hits;
+static void on_reused(et_loop *l, int fd, unsigned ev, void *ud)
+{
+    (void)l;
+    (void)ud;
+    char c;
+    if ((ev & ET_EV_READ) && read(fd, &c, 1) == 1)
+        reused_hits++;
+}
+
+static void test_fd_number_reuse(void **state)
+{
+    (void)state;
+    et_loop *l = et_loop_create(4, 1);
+    int p1[2], p2[2];
+    assert_int_equal(pipe(p1), 0);
+    assert_int_equal(et_loop_watch(l, p1[0], ET_EV_READ, on_reused, NULL), 0);
+    int num = p1[0];
+    close(p1[0]); /* forgot to unwatch */
+    close(p1[1]);
+    assert_int_equal(pipe(p2), 0);
+    assert_int_equal(p2[0], num); /* lowest free number comes back */
+    assert_int_equal(et_loop_watch(l, p2[0], ET_EV_READ, on_reused, NULL), 0);
+    assert_int_equal(write(p2[1], "z", 1), 1);
+    reused_hits = 0;
+    et_loop_run_once(l, 200);
+    assert_int_equal(reused_hits, 1);
+    et_loop_unwatch(l, p2[0]);
+    close(p2[0]);
+    close(p2[1]);
+    et_loop_destroy(l);
+}
+
 static void test_fd_capacity(void **state)
 {
     (void)state;
@@ -252,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_heap_many),
         cmocka_unit_test(test_fd_events_and_stale),
         cmocka_unit_test(test_fd_capacity),
+        cmocka_unit_test(test_fd_number_reuse),
         cmocka_unit_test(test_zero_delay_respawn_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
