@@ -124,18 +124,21 @@ struct tm {
     uint8_t used;
 };
 
+/* String and stack slots are valid only when their gen equals the open generation's index,
+ * so closing a generation resets both tables without touching them. */
 struct tstr {
     uint64_t id;
     uint32_t off;
     uint16_t len;
-    uint8_t used;
+    uint32_t gen;
 };
 
 struct tstk {
     uint64_t id;
     uint32_t off;   /* into frames */
     uint16_t n;
-    uint8_t state;  /* 0 empty slot, 1 wanted, 2 loaded */
+    uint8_t state;  /* 1 wanted, 2 loaded (slot empty unless gen matches) */
+    uint32_t gen;
     uint32_t site;  /* resolved site + 1, 0 if not yet */
 };
 
@@ -185,6 +188,7 @@ struct et_trace_parser {
     struct tg *g;
     uint32_t *gidx; uint32_t gmask;
     uint32_t g_free, g_live;
+    uint32_t g_hw;        /* records [0, g_hw) have ever been used: bounds the table scans */
 
     /* threads */
     struct tm *m; uint32_t mmask, m_count;
@@ -301,10 +305,9 @@ et_trace_parser *et_trace_parser_new(const et_trace_limits *limits)
         et_trace_parser_free(p);
         return NULL;
     }
-    /* Free list of goroutine records, threaded through aseq. */
-    for (uint32_t i = 0; i < p->lim.max_goroutines; i++)
-        p->g[i].aseq = i + 1;
-    p->g_free = 0;
+    /* Records are handed out from g_hw upwards, then from the free list of retired ones
+     * (threaded through aseq), so untouched records are never written. */
+    p->g_free = UINT32_MAX;
     /* Site 0: none; site 1: overflow. Reason 0: "". */
     p->nsites = 2;
     et_strlcpy(p->site[1].top, "(sites overflow)", ET_FUNC_MAX);
@@ -415,16 +418,22 @@ static struct tg *g_get(et_trace_parser *p, uint64_t goid)
         g->flags &= (uint16_t)~GF_FRESH;
         return g;
     }
-    if (p->g_free >= p->lim.max_goroutines) {
+    uint32_t idx;
+    if (p->g_free != UINT32_MAX) {
+        idx = p->g_free;
+        p->g_free = (uint32_t)p->g[idx].aseq;
+    } else if (p->g_hw < p->lim.max_goroutines) {
+        idx = p->g_hw;
+    } else {
         p->trunc.goroutines++;
         return NULL;
     }
-    uint32_t idx = p->g_free;
     g = &p->g[idx];
-    p->g_free = (uint32_t)g->aseq;
     memset(g, 0, sizeof *g);
     g->goid = goid;
     g->flags = GF_USED | GF_FRESH;
+    if (idx >= p->g_hw)
+        p->g_hw = idx + 1;
     p->gidx[slot] = idx + 1;
     p->g_live++;
     return g;
@@ -567,14 +576,14 @@ static void str_put(et_trace_parser *p, uint64_t id, const uint8_t *b, uint32_t 
         return;
     }
     uint32_t i = hash64(id) & p->smask;
-    while (p->s[i].used) {
+    while (p->s[i].gen == p->gen_idx) {
         if (p->s[i].id == id) { /* duplicate ID: Go rejects the trace; keep the first */
             p->trunc.malformed++;
             return;
         }
         i = (i + 1) & p->smask;
     }
-    p->s[i].used = 1;
+    p->s[i].gen = p->gen_idx;
     p->s[i].id = id;
     p->s[i].off = p->s_used;
     p->s[i].len = (uint16_t)len;
@@ -587,7 +596,7 @@ static void str_put(et_trace_parser *p, uint64_t id, const uint8_t *b, uint32_t 
 static const char *str_get(et_trace_parser *p, uint64_t id, uint32_t *len)
 {
     uint32_t i = hash64(id) & p->smask;
-    while (p->s[i].used) {
+    while (p->s[i].gen == p->gen_idx) {
         if (p->s[i].id == id) {
             *len = p->s[i].len;
             return p->sbytes + p->s[i].off;
@@ -601,7 +610,7 @@ static const char *str_get(et_trace_parser *p, uint64_t id, uint32_t *len)
 static struct tstk *stk_slot(et_trace_parser *p, uint64_t id, int insert)
 {
     uint32_t i = hash64(id) & p->kmask;
-    while (p->k[i].state) {
+    while (p->k[i].gen == p->gen_idx) {
         if (p->k[i].id == id)
             return &p->k[i];
         i = (i + 1) & p->kmask;
@@ -612,6 +621,7 @@ static struct tstk *stk_slot(et_trace_parser *p, uint64_t id, int insert)
         p->trunc.stacks++;
         return NULL;
     }
+    p->k[i].gen = p->gen_idx;
     p->k[i].state = 1;
     p->k[i].id = id;
     p->k[i].site = 0;
@@ -621,7 +631,7 @@ static struct tstk *stk_slot(et_trace_parser *p, uint64_t id, int insert)
 
 static void want_stacks(et_trace_parser *p)
 {
-    for (uint32_t i = 0; i < p->lim.max_goroutines; i++) {
+    for (uint32_t i = 0; i < p->g_hw; i++) {
         struct tg *g = &p->g[i];
         if (!(g->flags & GF_USED))
             continue;
@@ -854,7 +864,7 @@ static void gen_end(et_trace_parser *p)
     }
     if (!p->stk_scanned) /* no (further) stack batch came: still resolve what was loaded */
         p->stk_scanned = 1;
-    for (uint32_t i = 0; i < p->lim.max_goroutines; i++) {
+    for (uint32_t i = 0; i < p->g_hw; i++) {
         struct tg *g = &p->g[i];
         if (!(g->flags & GF_USED))
             continue;
@@ -877,10 +887,7 @@ static void gen_end(et_trace_parser *p)
         if (g->state == ET_TG_NOTEXIST && g->agen)
             retire(p, g);
     }
-    /* Reset the generation's tables. Only touched slots matter, but the tables are small
-     * relative to a generation's data and this runs once a second of trace. */
-    memset(p->s, 0, ((size_t)p->smask + 1) * sizeof *p->s);
-    memset(p->k, 0, ((size_t)p->kmask + 1) * sizeof *p->k);
+    /* The string and stack slots of this generation become invalid with the next gen_idx. */
     p->s_count = p->s_used = p->k_count = p->fr_used = 0;
     p->gen_open = 0;
     p->generations++;
@@ -1407,7 +1414,7 @@ int et_trace_parser_finish(et_trace_parser *p, et_trace_summary *out)
     /* Per-goroutine view and the groups. Groups are keyed by indices (sites and reasons are
      * interned by name, so equal indices mean equal names). */
     uint32_t gk[ET_TRACE_MAX_GROUPS][5];
-    for (uint32_t i = 0; i < p->lim.max_goroutines; i++) {
+    for (uint32_t i = 0; i < p->g_hw; i++) {
         struct tg *g = &p->g[i];
         if (!(g->flags & GF_USED))
             continue;
@@ -1500,7 +1507,7 @@ int et_trace_parser_finish(et_trace_parser *p, et_trace_summary *out)
     out->go_minor = (uint8_t)p->ver;
     et_strlcpy(out->error, p->error, sizeof out->error);
     out->generations = p->generations;
-    out->bytes = p->bytes + p->pend_len;
+    out->bytes = p->dead ? p->bytes : p->bytes + p->pend_len; /* staged bytes of a cut batch count */
     out->batches = p->batches;
     out->events = p->events;
     memcpy(out->event_counts, p->evcount, sizeof out->event_counts);
