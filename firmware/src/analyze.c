@@ -44,16 +44,22 @@
  * STACK_GROWTH).
  * GC proof: every site of the latest goroutineleak profile (and every debug=2 site printed
  * "(leaked)") is a confirmed goroutine-leak, merged with the heuristic finding at that site.
- * Deadlock: every goroutine with a user frame is sync-blocked, none can make progress, and at
- * least one waits on something no timer can wake (mutex, cond, waitgroup, chan send, nil chan,
- * ...; not the main goroutine's final wg.Wait/select{}), with the same blocked sites and counts
- * in consecutive samples. Two samples: suspected; three, or two plus debug=2 waits >= 1 min
- * for all of them: likely. IO wait counts as progress except a listener's accept loop (a
- * server's accept loop keeps the runtime from noticing a deadlock; it is not work).
+ * Deadlock: every goroutine with a user frame is blocked (sync states, or the unknown state
+ * debug=1 gives channel waits), none can make progress, and at least one waits on a lock (or
+ * a nil channel): idle programs park in chan receive, select, Cond.Wait or WaitGroup.Wait,
+ * never for long in Mutex.Lock. The same blocked sites and counts must be seen in consecutive
+ * samples. Two samples: likely (a lock wait frozen across two sampling periods with nothing
+ * able to run is not contention); the suspected level is reserved for nil-channel-only
+ * pictures at two samples (likely at three). IO wait counts as progress except a listener's
+ * accept loop (a server's accept loop keeps the runtime from noticing a deadlock; it is not
+ * work). The main goroutine parked at the end of main is never the proof.
  * Heap growth: needs >= 3 GC epochs in the window (NumGC advanced twice: the collector had its
  * chance), uses per-epoch minima of HeapInuse (the post-GC floor, immune to the sawtooth), and
  * the goroutine total must not be growing (then it is a goroutine leak). likely when the floor
- * rose across 3 epochs and NextGC or a heap site confirms; suspected otherwise. Heap sites come
+ * rose across 2 epochs with >= 70% of the bytes allocated meanwhile still live, or across 4
+ * epochs, and NextGC or a heap site confirms; suspected otherwise. (In its first seconds a
+ * process warming up grows exactly like a leak; what tells them apart early is that the
+ * warm-up frees most of what it allocates.) Heap sites come
  * from the heap profile, whose inuse figures are as of the last GC: a site whose inuse_bytes
  * grows across GC cycles is HEAP_SITE evidence and names the allocation site.
  * RSS growth: RSS minus what the Go runtime holds (Sys - HeapReleased) grows; RSS merely above
@@ -441,13 +447,16 @@ static int is_main_goroutine(const et_gsite *g)
     return 0;
 }
 
-/* Blocked on something only another goroutine can release, never a timer: the states that
- * make an all-blocked picture a deadlock rather than an idle, timer-driven program
- * (a ticker loop sits in chan receive or select). */
+/* Waits that an idle but healthy program never shows for long: a mutex is held for a short
+ * critical section, and a nil channel blocks for ever by construction. Every other wait can
+ * be an idle program's normal state: a ticker loop sits in chan receive or select, a
+ * producer in chan send to a consumer that waits on a timer, a sync.Cond pool in Cond.Wait
+ * for work, a supervisor in WaitGroup.Wait on long-lived workers. An all-blocked picture
+ * is a deadlock only if some goroutine waits on a lock (or a nil channel). */
 static int is_hard_state(unsigned st)
 {
-    return et_gstate_is_sync_blocked((enum et_gstate)st) && st != ET_G_CHAN_RECV && st != ET_G_SELECT &&
-           st != ET_G_SELECT_NO_CASES;
+    return st == ET_G_MUTEX || st == ET_G_RWMUTEX_R || st == ET_G_RWMUTEX_W || st == ET_G_CHAN_SEND_NIL ||
+           st == ET_G_CHAN_RECV_NIL;
 }
 
 /* ---- init ---- */
@@ -964,6 +973,25 @@ static int heap_epochs(const et_analyzer *a, series *floor_s, series *goal_s)
 
 /* ---- evaluation ---- */
 
+/* rise / bytes allocated (TotalAlloc) from the window start t0 to the newest sample. */
+static double heap_retention(const et_analyzer *a, double t0, double rise)
+{
+    uint32_t m = win(a);
+    const et_an_rec *first = NULL, *last = NULL;
+    for (uint32_t i = 0; i < m; i++) {
+        const et_an_rec *r = &a->rec[slot_of(a, m, i)];
+        if (!(r->flags & ET_AN_HAS_MS) || (double)r->t_ms < t0)
+            continue;
+        if (!first)
+            first = r;
+        last = r;
+    }
+    if (!first || last == first || last->total_alloc <= first->total_alloc)
+        return 0;
+    double ret = rise / (double)(last->total_alloc - first->total_alloc);
+    return ret > 1 ? 1 : ret;
+}
+
 static void set_series_verdict(et_an_series_verdict *v, int conf1, const gresult *g, uint64_t value, uint64_t now)
 {
     if (!conf1) {
@@ -1144,7 +1172,13 @@ static void evaluate(et_analyzer *a)
             p.tol = goal.x[0] * 0.005;
             int goal_grows = growth_eval(&goal, &p, &gg, scratch);
             int site = a->v_heap_site >= 0;
-            int likely = (gh.k_up >= 3 && (goal_grows || site)) || (gh.k_up >= 2 && goal_grows && site);
+            /* Retention: how much of what was allocated over the growth window stayed live.
+             * A leak keeps (nearly) everything it allocates there; a heap that is merely
+             * warming up or sawing (a catalog rebuilt, request garbage) frees most of it.
+             * With high retention a few GC cycles are enough; otherwise the floor must have
+             * risen across at least 4 GC cycles. */
+            double retention = heap_retention(a, gh.t0, gh.rise);
+            int likely = (goal_grows || site) && ((gh.k_up >= 2 && retention >= 0.7) || gh.k_up >= 4);
             heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
         }
     }
@@ -1251,6 +1285,7 @@ void et_analyzer_add(et_analyzer *a, const et_sample_in *in)
             r->next_gc = ms->next_gc;
             r->sys = ms->sys;
             r->num_gc = ms->num_gc;
+            r->total_alloc = ms->total_alloc;
         }
         r->flags |= ET_AN_HAS_HEAP;
         ingest_heap(a, in->heap, slot);
@@ -1487,7 +1522,8 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out)
                      s->waiting_count >= s->cnt[0];
         if (waited)
             f.evidence |= ET_E_WAIT;
-        f.confidence = (a->dl_run >= 3 || waited) ? ET_C_LIKELY : ET_C_SUSPECTED;
+        int lock = s->state == ET_G_MUTEX || s->state == ET_G_RWMUTEX_R || s->state == ET_G_RWMUTEX_W;
+        f.confidence = (a->dl_run >= 3 || waited || lock) ? ET_C_LIKELY : ET_C_SUSPECTED;
         fill_from_site(&f, s);
         f.count = s->cnt[0];
         f.value = a->dl_count;

@@ -145,6 +145,8 @@ static void hp_reset(et_hprofile *h)
     memset(h, 0, sizeof *h);
 }
 
+static uint64_t ms_total_alloc; /* TotalAlloc for the next hp_ms */
+
 static void hp_ms(et_hprofile *h, uint64_t heap_inuse, uint64_t heap_sys, uint64_t released, uint64_t next_gc,
                   uint32_t num_gc, uint64_t stack_inuse)
 {
@@ -158,6 +160,7 @@ static void hp_ms(et_hprofile *h, uint64_t heap_inuse, uint64_t heap_sys, uint64
     h->ms.stack_inuse = stack_inuse;
     h->ms.stack_sys = stack_inuse;
     h->ms.sys = heap_sys + stack_inuse + (8u << 20);
+    h->ms.total_alloc = ms_total_alloc;
 }
 
 static void hp_site(et_hprofile *h, const char *func, const char *file, int line, uint64_t inuse)
@@ -580,9 +583,10 @@ static void test_deadlock(void **state)
     assert_null(find_kind(ET_F_DEADLOCK, NULL)); /* one sample proves nothing */
     ledger_deadlock(gp);
     feed(T0 + IV, gp, NULL, NULL, NULL);
+    /* lock waits frozen across two sampling periods with nothing able to run */
     const et_finding *f = find_kind(ET_F_DEADLOCK, NULL);
     assert_non_null(f);
-    assert_int_equal(f->confidence, ET_C_SUSPECTED);
+    assert_int_equal(f->confidence, ET_C_LIKELY);
     ledger_deadlock(gp);
     feed(T0 + 2 * IV, gp, NULL, NULL, NULL);
     f = find_kind(ET_F_DEADLOCK, NULL);
@@ -638,6 +642,19 @@ static void test_idle_is_not_deadlock(void **state)
         feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
         assert_int_equal(fs->n, 0);
     }
+    /* (e) an idle sync.Cond work queue, a producer blocked sending to a consumer that waits on
+     * a ticker, a supervisor waiting for its workers: all parked, nothing on a lock */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 5; i++) {
+        gp_reset(gp, ET_GP_GOROUTINE, 2);
+        gp_background(gp);
+        gp_add(gp, "main.(*Queue).worker", "queue.go", 40, ET_G_COND_WAIT, 8, "main.NewQueue");
+        gp_add(gp, "main.(*Audit).emit", "audit.go", 22, ET_G_CHAN_SEND, 1, "main.(*Audit).Start");
+        gp_add(gp, "main.(*Audit).flushLoop", "audit.go", 30, ET_G_SELECT, 1, "main.(*Audit).Start");
+        gp_add(gp, "main.(*Supervisor).run", "sup.go", 12, ET_G_WAITGROUP, 1, "main.start");
+        feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+        assert_int_equal(fs->n, 0);
+    }
     /* (d) a contended mutex whose holder sleeps: progress */
     et_analyzer_init(an, NULL);
     for (int i = 0; i < 5; i++) {
@@ -674,14 +691,17 @@ static void test_heap_sawtooth(void **state)
         assert_int_equal(fs->n, 0);
     }
     /* a leak under the same sawtooth: the post-GC floor and NextGC climb 2 MiB per GC, and the
-     * allocation site's in-use bytes climb with them */
+     * allocation site's in-use bytes climb with them; the program also makes 3 MiB of garbage
+     * per sample, so only a fraction of what it allocates stays: four GC cycles are needed */
     et_analyzer_init(an, NULL);
     gc = 100;
     int likely_at = -1;
+    ms_total_alloc = 1u << 30;
     for (int i = 0; i < 24; i++) {
         int phase = i % 3;
         if (phase == 0)
             gc++;
+        ms_total_alloc += (3u << 20) + (2u << 20) / 3;
         uint64_t floor = (10u << 20) + (uint64_t)(gc - 100) * (2u << 20);
         uint64_t inuse = floor + (uint64_t)phase * (3u << 20);
         hp_reset(hp);
@@ -695,7 +715,7 @@ static void test_heap_sawtooth(void **state)
         if (f && f->confidence >= ET_C_LIKELY && likely_at < 0)
             likely_at = i;
     }
-    assert_true(likely_at > 0 && likely_at <= 12); /* four GC epochs */
+    assert_int_equal(likely_at, 12); /* the fifth epoch: the floor rose across four GCs */
     const et_finding *f = find_kind(ET_F_HEAP_GROWTH, NULL);
     assert_non_null(f);
     assert_true(f->evidence & ET_E_HEAP_SITE);
@@ -705,6 +725,42 @@ static void test_heap_sawtooth(void **state)
     assert_true(f->growth_per_min > 0);
     assert_null(find_kind(ET_F_GOROUTINE_LEAK, NULL));
     assert_null(find_kind(ET_F_RSS_GROWTH, NULL));
+
+    /* a leak that keeps everything it allocates: two GC cycles of growth are enough */
+    et_analyzer_init(an, NULL);
+    gc = 10;
+    likely_at = -1;
+    ms_total_alloc = 0;
+    for (int i = 0; i < 12; i++) {
+        if (i % 2 == 0)
+            gc++;
+        uint64_t inuse = (4u << 20) + (uint64_t)i * (1u << 20);
+        ms_total_alloc = (8u << 20) + (uint64_t)i * (1u << 20) + (uint64_t)i * (64u << 10);
+        hp_reset(hp);
+        hp_ms(hp, inuse, inuse * 2, 0, inuse * 2, gc, 512 << 10);
+        hp_site(hp, "main.(*SessionStore).Open", "sessions.go", 31, (uint64_t)i * (1u << 20));
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, NULL);
+        const et_finding *g = find_kind(ET_F_HEAP_GROWTH, NULL);
+        if (g && g->confidence >= ET_C_LIKELY && likely_at < 0)
+            likely_at = i;
+    }
+    assert_int_equal(likely_at, 4); /* epochs at 0, 2, 4: two rises */
+
+    /* a process warming up: the floor triples over three GC cycles, but it allocates five
+     * times more than it keeps (a catalog rebuilt while the old one is still referenced),
+     * then levels off: never an alert, and it clears */
+    et_analyzer_init(an, NULL);
+    ms_total_alloc = 0;
+    const uint64_t warm[] = {20, 20, 40, 40, 44, 44, 60, 60, 60, 61, 59, 60, 60, 61, 59, 60};
+    for (int i = 0; i < 16; i++) {
+        ms_total_alloc += 25u << 20;
+        hp_reset(hp);
+        hp_ms(hp, warm[i] << 20, (warm[i] << 20) * 2, 0, (warm[i] << 20) * 2, 1u + (uint32_t)i / 2, 512 << 10);
+        hp_site(hp, "main.(*Catalog).Rebuild", "catalog.go", 24, (warm[i] << 20) / 2);
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, NULL);
+        assert_int_equal(count_at_least(ET_C_LIKELY), 0);
+    }
+    assert_int_equal(fs->n, 0);
 
     /* heap growing without a single GC in the window proves nothing yet */
     et_analyzer_init(an, NULL);
