@@ -10,6 +10,11 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <coap3/coap.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "base.h"
 #include "loop.h"
 
@@ -277,6 +282,147 @@ static void test_zero_delay_respawn_bounded(void **state)
     et_loop_destroy(l);
 }
 
+/* ---- The uplink's pattern (loop.h): libcoap's own epoll fd nested in our loop ----
+ * A real libcoap client context sends a CON GET to a plain UDP socket that this loop also
+ * serves; the reply wakes libcoap's epoll fd inside our epoll set, the callback runs
+ * coap_io_process(ctx, COAP_IO_NO_WAIT) and libcoap delivers the response. No thread, no
+ * blocking call. */
+struct coap_case {
+    coap_context_t *ctx;
+    int udp;
+    int got_request, got_response, ticks;
+    char payload[16];
+};
+static struct coap_case *cc_now;
+
+static coap_response_t on_coap_response(coap_session_t *s, const coap_pdu_t *sent, const coap_pdu_t *rcvd,
+                                        const coap_mid_t mid)
+{
+    (void)s;
+    (void)sent;
+    (void)mid;
+    size_t len;
+    const uint8_t *data;
+    if (coap_get_data(rcvd, &len, &data) && len < sizeof(cc_now->payload)) {
+        memcpy(cc_now->payload, data, len);
+        cc_now->payload[len] = 0;
+    }
+    cc_now->got_response = (coap_pdu_get_code(rcvd) == COAP_RESPONSE_CODE(205));
+    return COAP_RESPONSE_OK;
+}
+
+static void on_coap_fd(et_loop *l, int fd, unsigned ev, void *ud)
+{
+    (void)fd;
+    (void)ev;
+    struct coap_case *c = ud;
+    coap_io_process(c->ctx, COAP_IO_NO_WAIT);
+    if (c->got_response)
+        et_loop_stop(l);
+}
+
+static void on_coap_tick(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    struct coap_case *c = ud;
+    c->ticks++;
+    coap_io_process(c->ctx, COAP_IO_NO_WAIT); /* retransmits and timeouts live here */
+}
+
+/* The "collector": answers a CON request with a piggybacked 2.05 ACK, built by hand. */
+static void on_udp(et_loop *l, int fd, unsigned ev, void *ud)
+{
+    (void)l;
+    (void)ev;
+    struct coap_case *c = ud;
+    uint8_t in[512], out[64];
+    struct sockaddr_in from;
+    socklen_t fl = sizeof(from);
+    ssize_t n = recvfrom(fd, in, sizeof(in), 0, (struct sockaddr *)&from, &fl);
+    if (n < 4 || (in[0] >> 6) != 1)
+        return;
+    unsigned tkl = in[0] & 0x0f;
+    if ((size_t)n < 4 + tkl || tkl > 8)
+        return;
+    c->got_request++;
+    size_t o = 0;
+    out[o++] = (uint8_t)(0x40 | (2 << 4) | tkl); /* ver 1, ACK */
+    out[o++] = 0x45;                               /* 2.05 Content */
+    out[o++] = in[2];                              /* same message id */
+    out[o++] = in[3];
+    memcpy(out + o, in + 4, tkl);                  /* same token */
+    o += tkl;
+    out[o++] = 0xff;
+    memcpy(out + o, "pong", 4);
+    o += 4;
+    sendto(fd, out, o, 0, (struct sockaddr *)&from, fl);
+}
+
+static void test_libcoap_epoll_fd_nested(void **state)
+{
+    (void)state;
+    struct coap_case c;
+    memset(&c, 0, sizeof(c));
+    cc_now = &c;
+    coap_startup();
+    coap_set_log_level(COAP_LOG_WARN);
+    c.ctx = coap_new_context(NULL);
+    assert_non_null(c.ctx);
+    int cfd = coap_context_get_coap_fd(c.ctx);
+    if (cfd < 0) {
+        coap_free_context(c.ctx);
+        coap_cleanup();
+        skip(); /* libcoap built without epoll */
+        return;
+    }
+    c.udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(c.udp, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t al = sizeof(a);
+    getsockname(c.udp, (struct sockaddr *)&a, &al);
+
+    et_loop *l = et_loop_create(4, 4);
+    assert_int_equal(et_loop_watch(l, cfd, ET_EV_READ, on_coap_fd, &c), 0);
+    assert_int_equal(et_loop_watch(l, c.udp, ET_EV_READ, on_udp, &c), 0);
+    assert_true(et_loop_add_timer(l, 50, 50, on_coap_tick, &c) != 0);
+
+    coap_address_t dst;
+    coap_address_init(&dst);
+    dst.size = sizeof(struct sockaddr_in);
+    dst.addr.sin = a;
+    coap_session_t *sess = coap_new_client_session(c.ctx, NULL, &dst, COAP_PROTO_UDP);
+    assert_non_null(sess);
+    coap_register_response_handler(c.ctx, on_coap_response);
+    coap_pdu_t *pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET, coap_new_message_id(sess),
+                                    coap_session_max_pdu_size(sess));
+    assert_non_null(pdu);
+    uint8_t tok[8];
+    size_t tl;
+    coap_session_new_token(sess, &tl, tok);
+    coap_add_token(pdu, tl, tok);
+    coap_add_option(pdu, COAP_OPTION_URI_PATH, 4, (const uint8_t *)"ping");
+    assert_true(coap_send(sess, pdu) != COAP_INVALID_MID);
+
+    uint64_t t0 = et_now_mono_ms();
+    while (!c.got_response && et_now_mono_ms() - t0 < 5000)
+        et_loop_run_once(l, 100);
+    assert_int_equal(c.got_request, 1);
+    assert_int_equal(c.got_response, 1);
+    assert_string_equal(c.payload, "pong");
+
+    et_loop_unwatch(l, cfd);
+    et_loop_unwatch(l, c.udp);
+    close(c.udp);
+    coap_session_release(sess);
+    coap_free_context(c.ctx);
+    coap_cleanup();
+    et_loop_destroy(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_fd_capacity),
         cmocka_unit_test(test_fd_number_reuse),
         cmocka_unit_test(test_zero_delay_respawn_bounded),
+        cmocka_unit_test(test_libcoap_epoll_fd_nested),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
