@@ -1,7 +1,10 @@
 /* spool_cmd.c - `edgetrace-agent spool ...`: look into the spool on a device.
  *
- *   edgetrace-agent spool [stats] [--dir DIR] [--json]   counters, sizes, pending records
- *   edgetrace-agent spool ls [--dir DIR] [--all]         pending records (--all: acked too)
+ *   edgetrace-agent spool [stats] [-c CONF] [--dir DIR] [--json]  counters, sizes, pending records
+ *   edgetrace-agent spool ls [-c CONF] [--dir DIR] [--all]        pending records (--all: acked too)
+ *
+ * The spool directory and size come from the agent's config file (-c, default
+ * /etc/edgetrace/agent.conf if it exists, else the board defaults); --dir overrides.
  *
  * Both open the spool read-only: nothing is cut, deleted or rewritten, so they are safe next
  * to a running agent (they may see a record being written as torn; the agent will not).
@@ -19,6 +22,7 @@
  */
 #include "spool.h"
 #include "base.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -42,8 +46,8 @@ static void id_hex(const uint8_t *id, char out[33])
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: edgetrace-agent spool [stats] [--dir DIR] [--json]\n"
-                    "       edgetrace-agent spool ls [--dir DIR] [--all]\n");
+    fprintf(stderr, "usage: edgetrace-agent spool [stats] [-c CONF] [--dir DIR] [--json]\n"
+                    "       edgetrace-agent spool ls [-c CONF] [--dir DIR] [--all]\n");
     return 2;
 }
 
@@ -158,8 +162,10 @@ int spool_cmd_main(int argc, char **argv)
     unsigned ack_every = 3;
     spool_params p;
     memset(&p, 0, sizeof p);
-    p.dir = ET_DEFAULT_SPOOL_DIR;
+    p.dir = NULL;
     p.fsync_policy = SPOOL_FSYNC_ALWAYS;
+    const char *conf_path = NULL;
+    int max_set = 0, policy_set = 0;
     int i = 1;
     if (i < argc && !strcmp(argv[i], "spool"))
         i++;
@@ -174,8 +180,11 @@ int spool_cmd_main(int argc, char **argv)
             all = 1;
         } else if (v && !strcmp(a, "--dir")) {
             p.dir = v, i++;
+        } else if (v && (!strcmp(a, "-c") || !strcmp(a, "--config"))) {
+            conf_path = v, i++;
         } else if (v && !strcmp(a, "--policy")) {
             p.fsync_policy = spool_fsync_parse(v), i++;
+            policy_set = 1;
             if (p.fsync_policy < 0)
                 return usage();
         } else if (v && !strcmp(a, "--count")) {
@@ -184,6 +193,7 @@ int spool_cmd_main(int argc, char **argv)
             ack_every = (unsigned)strtoul(v, NULL, 10), i++;
         } else if (v && !strcmp(a, "--max-bytes")) {
             p.max_bytes = strtoull(v, NULL, 10), i++;
+            max_set = 1;
         } else if (v && !strcmp(a, "--segment-bytes")) {
             p.segment_bytes = (uint32_t)strtoul(v, NULL, 10), i++;
         } else if (v && !strcmp(a, "--seed")) {
@@ -193,10 +203,23 @@ int spool_cmd_main(int argc, char **argv)
             return usage();
         }
     }
+    char err[256];
+    static et_config conf;
+    et_config_defaults(&conf);
+    if (et_config_load(&conf, conf_path ? conf_path : "/etc/edgetrace/agent.conf", conf_path != NULL, err,
+                       (int)sizeof err) != 0) {
+        fprintf(stderr, "edgetrace-agent spool: %s\n", err);
+        return 1;
+    }
+    if (!p.dir)
+        p.dir = conf.spool_dir[0] ? conf.spool_dir : ET_DEFAULT_SPOOL_DIR;
+    if (!max_set)
+        p.max_bytes = conf.spool_max_bytes;
+    if (!policy_set && strcmp(cmd, "torture"))
+        p.fsync_policy = conf.fsync_policy;
     if (!strcmp(cmd, "torture"))
         return torture(&p, count, ack_every, seed);
 
-    char err[256];
     int check = !strcmp(cmd, "check");
     if (!check && strcmp(cmd, "stats") && strcmp(cmd, "ls")) {
         fprintf(stderr, "edgetrace-agent spool: unknown subcommand '%s'\n", cmd);
