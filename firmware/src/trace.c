@@ -564,6 +564,18 @@ static inline struct tg *g_own(et_trace_parser *p, struct tm *ms, int *latest)
         }
         ms->cur_idx = (uint32_t)(g - p->g);
     }
+    if (ms->run_gen != p->gen_idx) {
+        /* The binding is from an earlier generation: a goroutine that sat in a syscall on
+         * this M across the boundary, whose status in this generation another M emitted (at
+         * a ProcSteal, or traceAdvance's status sweep). That status is this generation's
+         * base (sequence 0) and this M's events follow it, whichever batch we read first. */
+        if (g->agen != p->gen_idx) {
+            g->agen = p->gen_idx;
+            g->aseq = 0;
+        }
+        ms->run_gen = p->gen_idx;
+        ms->run_seq = 0;
+    }
     *latest = g->agen == ms->run_gen && g->aseq == ms->run_seq;
     return g;
 }
@@ -1127,10 +1139,15 @@ static void do_events(et_trace_parser *p, uint64_t mid, uint64_t ts, const uint8
             if (st == ET_TG_RUNNING) {
                 m_bind(p, ms, g, 0);
             } else if (st == ET_TG_SYSCALL) {
-                if (ms && a[2] == ms->mid)
+                if (ms && a[2] == ms->mid) {
                     m_bind(p, ms, g, 0);
-                else
-                    m_bind(p, m_get(p, a[2]), g, 0);
+                } else {
+                    /* Another M reports a goroutine sitting in a syscall on M a[2]. If that M's
+                     * own batch of this generation was already read, its binding is current. */
+                    struct tm *om = m_get(p, a[2]);
+                    if (om && om->run_gen != p->gen_idx)
+                        m_bind(p, om, g, 0);
+                }
             }
             break;
         }

@@ -467,6 +467,43 @@ static void test_goswitch(void **state)
     free(w.b);
 }
 
+/* A goroutine in a syscall across a generation boundary, whose status in the new generation
+ * is written by the M that steals the P; the syscalling M's own batch (GoSyscallEndBlocked)
+ * comes first in the file. Go orders the status first; so must we: final state Runnable. */
+static void test_syscall_across_generations(void **state)
+{
+    (void)state;
+    for (int order = 0; order < 2; order++) {
+        buf w = {0}, d = {0}, e = {0};
+        header(&w, 25);
+        sync_batch(&w, 1, 25, 1000000000);
+        ev(&d, 25, 4, (uint64_t)1, (uint64_t)7, (uint64_t)5, (uint64_t)GOSTATUS_RUNNING);
+        ev(&d, 22, 3, (uint64_t)1, (uint64_t)1, (uint64_t)0); /* GoSyscallBegin */
+        batch(&w, 1, 5, 10, &d);
+        sync_batch(&w, 2, 25, 1000000000);
+        d.n = 0;
+        ev(&d, 24, 1, (uint64_t)50); /* M5: GoSyscallEndBlocked */
+        ev(&e, 25, 4, (uint64_t)1, (uint64_t)7, (uint64_t)5, (uint64_t)GOSTATUS_SYSCALL); /* M9 reports G7 */
+        ev(&e, 12, 4, (uint64_t)1, (uint64_t)0, (uint64_t)1, (uint64_t)5);                  /* ProcSteal */
+        if (order == 0) {
+            batch(&w, 2, 5, 1000, &d);
+            batch(&w, 2, 9, 1000, &e);
+        } else {
+            batch(&w, 2, 9, 1000, &e);
+            batch(&w, 2, 5, 1000, &d);
+        }
+        et_trace_summary *s = summ(&w, NULL);
+        assert_int_equal(s->status, ET_TRACE_OK);
+        assert_int_equal(s->goroutines.runnable, 1);
+        assert_int_equal(s->goroutines.syscall, 0);
+        assert_int_equal(s->transitions, 4);
+        free(s);
+        free(d.b);
+        free(e.b);
+        free(w.b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -477,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_goswitch),
+        cmocka_unit_test(test_syscall_across_generations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
