@@ -1426,9 +1426,16 @@ static int confirm_body(void *ud, const char *buf, size_t n)
     memcpy(joint + c->ntail, buf, head);
     if (memmem(joint, c->ntail + head, "goroutine", 9) || memmem(buf, n, "goroutine", 9))
         c->seen = 1;
-    size_t keep = ET_MIN(n, (size_t)8);
-    memcpy(c->tail, buf + n - keep, keep);
-    c->ntail = keep;
+    /* the tail is the last 8 bytes of the stream so far, however small the pieces */
+    if (n >= 8) {
+        memcpy(c->tail, buf + n - 8, 8);
+        c->ntail = 8;
+    } else {
+        size_t total = c->ntail + n, drop = total > 8 ? total - 8 : 0;
+        memmove(c->tail, c->tail + drop, c->ntail - drop);
+        memcpy(c->tail + c->ntail - drop, buf, n);
+        c->ntail = total - drop;
+    }
     return 0;
 }
 

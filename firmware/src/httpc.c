@@ -299,7 +299,8 @@ static int finish(et_http_parser *p)
         if (emit(p, (const char *)p->sniff, p->nsniff) < 0)
             return -1;
     }
-    if (is_2xx(p) && p->gzip && !p->z_end)
+    /* An empty body labelled gzip is common for empty responses; it is not corrupt. */
+    if (is_2xx(p) && p->gzip && !p->z_end && p->body_wire > 0)
         return fail(p, ET_HTTP_EGZIP, "gzip stream ends early");
     p->state = ET_HP_DONE;
     if (p->status == 404) {

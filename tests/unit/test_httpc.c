@@ -353,6 +353,10 @@ static void test_parser_interim_and_empty(void **state)
     assert_int_equal(o.err, 0);
     assert_int_equal(o.status, 200);
     assert_int_equal(s->len, 2);
+    const char *egz = "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 0\r\n\r\n";
+    o = feed(egz, strlen(egz), 0, 1 << 20, 0, s);
+    assert_int_equal(o.rc, 1);
+    assert_int_equal(o.err, 0);
     const char *nc = "HTTP/1.1 204 No Content\r\n\r\n";
     o = feed(nc, strlen(nc), 0, 1 << 20, 0, s);
     assert_int_equal(o.rc, 1);
