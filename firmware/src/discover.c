@@ -1414,6 +1414,15 @@ void et_target_set_compact(et_target_set *set)
 
 static void confirm_launch(et_confirm_job *job);
 
+static void confirm_retry(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    et_confirm_job *job = ud;
+    job->retry = 0;
+    confirm_launch(job);
+}
+
 static int confirm_body(void *ud, const char *buf, size_t n)
 {
     et_confirm_ctx *c = ud;
@@ -1503,7 +1512,11 @@ static void confirm_launch(et_confirm_job *job)
             if (c->netns_fd >= 0)
                 close(c->netns_fd);
             c->netns_fd = -1;
-            break; /* pool full: the next completion launches more */
+            /* Pool full. Our own completions launch more; if none of ours is in flight (the
+             * samplers hold every slot), nothing would, so come back on a timer. */
+            if (job->in_flight == 0 && !job->retry)
+                job->retry = et_loop_add_timer(et_httpc_loop(job->http), 100, 0, confirm_retry, job);
+            break;
         }
         job->next++;
         if (id < 0) {

@@ -117,6 +117,7 @@ typedef struct et_confirm_job {
     uint32_t timeout_ms;
     unsigned next, in_flight;
     int finished;
+    et_timer_id retry;               /* client pool busy with other work: try again later */
     et_confirm_ctx ctx[ET_MAX_TARGETS];
     void (*done)(void *ud);
     void *ud;

@@ -673,6 +673,11 @@ unsigned et_httpc_in_flight(const et_httpc *c)
     return n;
 }
 
+et_loop *et_httpc_loop(const et_httpc *c)
+{
+    return c->loop;
+}
+
 static uint32_t ms_since(uint64_t now, uint64_t t)
 {
     uint64_t d = now > t ? now - t : 0;

@@ -159,6 +159,7 @@ int et_http_get(et_httpc *c, const char *url, const et_http_opts *o, et_http_bod
 /* Ends a request early; its on_done runs (ET_HTTP_ECANCELED) before this returns. */
 void et_http_cancel(et_httpc *c, int id);
 unsigned et_httpc_in_flight(const et_httpc *c);
+et_loop *et_httpc_loop(const et_httpc *c);
 
 /* Blocking convenience for one-shot commands (discover, sample): runs a private loop until
  * the request ends. Returns res->err (0 on a 2xx response). */

@@ -707,6 +707,65 @@ static void test_config_targets_merge(void **state)
     assert_true(set.t[0].confirm_msg[0] != 0);
 }
 
+/* The agent shares one client between samplers and confirmation: when other work holds every
+ * slot, confirmation must wait and then finish, not stall forever. */
+static int confirm_finished;
+static void on_job_done(void *ud)
+{
+    confirm_finished = 1;
+    et_loop_stop((et_loop *)ud);
+}
+static void hog_done(void *ud, const et_http_result *r)
+{
+    (void)ud;
+    (void)r;
+}
+
+static void test_confirm_waits_for_busy_pool(void **state)
+{
+    (void)state;
+    /* a listener that accepts (kernel backlog) and never answers: the hog's request sits there */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t al = sizeof(a);
+    getsockname(lfd, (struct sockaddr *)&a, &al);
+    assert_int_equal(listen(lfd, 4), 0);
+    et_loop *l = et_loop_create(8, 8);
+    et_httpc *h = et_httpc_create(l, 1);
+    et_http_opts o;
+    et_http_opts_default(&o);
+    o.idle_timeout_ms = 300;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/", (unsigned)ntohs(a.sin_port));
+    assert_true(et_http_get(h, url, &o, NULL, hog_done, NULL) > 0); /* holds the only slot */
+
+    static et_config cfg;
+    et_config_defaults(&cfg);
+    et_strlcpy(cfg.targets[0].name, "x", sizeof(cfg.targets[0].name));
+    snprintf(cfg.targets[0].url, sizeof(cfg.targets[0].url), "http://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+    cfg.ntargets = 1;
+    et_discover_opts d;
+    et_discover_opts_default(&d);
+    d.scan_proc = 0;
+    assert_int_equal(et_discover_scan(&cfg, &d, &set), 1);
+    static et_confirm_job job;
+    confirm_finished = 0;
+    et_discover_confirm_start(&job, h, &set, "/proc", 200, on_job_done, l);
+    assert_int_equal(confirm_finished, 0);
+    uint64_t t0 = et_now_mono_ms();
+    while (!confirm_finished && et_now_mono_ms() - t0 < 5000)
+        et_loop_run_once(l, 100);
+    assert_int_equal(confirm_finished, 1);
+    assert_int_equal(set.t[0].confirmed, ET_CONFIRM_FAILED); /* silent peer: idle timeout */
+    et_httpc_destroy(h);
+    et_loop_destroy(l);
+    close(lfd);
+}
+
 static void test_missing_proc_root(void **state)
 {
     (void)state;
@@ -738,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_fixture_scan),
         cmocka_unit_test(test_restart_changes_incarnation_only),
         cmocka_unit_test(test_config_targets_merge),
+        cmocka_unit_test(test_confirm_waits_for_busy_pool),
         cmocka_unit_test(test_missing_proc_root),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
