@@ -875,6 +875,24 @@ static void ingest_leak(et_analyzer *a, const et_gprofile *lp, uint64_t t)
 
 /* ---- heap sites ---- */
 
+/* debug=1 heap profiles print sampled counts; estimate the real in-use bytes the way pprof
+ * does (runtime/pprof/protomem.go scaleHeapSample, Go 1.21..1.27): with a sampling rate R and
+ * an average object size s, each sample stands for 1/(1-exp(-s/R)) objects. The header's
+ * "heap/N" is 2*MemProfileRate. Sites merge records of different sizes; their average size
+ * is a fair approximation for a trend. */
+static uint64_t scaled_inuse(const et_hprofile *hp, const et_hsite *h)
+{
+    if (hp->sample_rate < 2 || h->inuse_objects == 0 || h->inuse_bytes == 0)
+        return h->inuse_bytes;
+    double rate = (double)hp->sample_rate / 2.0;
+    double avg = (double)h->inuse_bytes / (double)h->inuse_objects;
+    double p = 1.0 - exp(-avg / rate);
+    if (!(p > 0))
+        return h->inuse_bytes;
+    double v = (double)h->inuse_bytes / p;
+    return v >= 1.8e19 ? UINT64_MAX - 1 : (uint64_t)v;
+}
+
 static void ingest_heap(et_analyzer *a, const et_hprofile *hp, uint32_t slot)
 {
     for (int i = 0; i < ET_AN_HSITES; i++)
@@ -908,7 +926,7 @@ static void ingest_heap(et_analyzer *a, const et_hprofile *hp, uint32_t slot)
             }
         }
         if (k < 0) {
-            if (victim < 0 || (a->hsites[victim].key && h->inuse_bytes <= vlast))
+            if (victim < 0 || (a->hsites[victim].key && scaled_inuse(hp, h) <= vlast))
                 continue;
             clear_hsite(&a->hsites[victim]);
             a->hsites[victim].key = h->key;
@@ -917,7 +935,7 @@ static void ingest_heap(et_analyzer *a, const et_hprofile *hp, uint32_t slot)
             a->hsites[victim].user.file[ET_FILE_MAX - 1] = 0;
             k = victim;
         }
-        a->hsites[k].inuse[slot] = h->inuse_bytes;
+        a->hsites[k].inuse[slot] = scaled_inuse(hp, h);
     }
 }
 

@@ -762,6 +762,18 @@ static void test_heap_sawtooth(void **state)
     }
     assert_int_equal(fs->n, 0);
 
+    /* debug=1 prints sampled counts: sites are scaled back up like pprof does */
+    et_analyzer_init(an, NULL);
+    hp_reset(hp);
+    hp->sample_rate = 1048576; /* "heap/1048576": MemProfileRate 512 KiB */
+    hp_ms(hp, 10u << 20, 20u << 20, 0, 20u << 20, 3, 512 << 10);
+    hp_site(hp, "main.(*SessionStore).Open", "sessions.go", 31, 131072);
+    hp->sites[0].inuse_objects = 8; /* 8 sampled 16 KiB objects */
+    feed(T0, NULL, NULL, hp, NULL);
+    double want = 131072.0 / (1.0 - exp(-16384.0 / 524288.0));
+    assert_true(fabs((double)an->hsites[0].inuse[0] - want) < 2.0);
+    assert_true(an->hsites[0].inuse[0] > 4000000);
+
     /* heap growing without a single GC in the window proves nothing yet */
     et_analyzer_init(an, NULL);
     for (int i = 0; i < 10; i++) {
