@@ -17,11 +17,12 @@
  *   5.00 Internal    the database failed; the agent retries
  * Every rejection increments a counter (ingest_counters) and logs one line.
  *
- * Group commit: a request whose snapshot was staged in the open transaction is answered
- * with an empty ACK and registered as a libcoap async request; after the event-loop
- * iteration the transaction commits once and every staged request gets its separate
- * response. With group_commit = 0 each request commits before its piggy-backed response
- * (simpler, one fsync per snapshot).
+ * Group commit: under load (other requests staged or datagrams waiting) a request whose
+ * snapshot was staged in the open transaction is answered with an empty ACK and registered
+ * as a libcoap async request; once the batch is gathered the transaction commits once and
+ * every staged request gets its separate response. When nothing else is queued the request
+ * commits at once and the answer is piggy-backed on the ACK (fewer datagrams for a device on
+ * a lossy link). With group_commit = 0 every request commits alone (one fsync each).
  */
 #ifndef COLL_INGEST_H
 #define COLL_INGEST_H
