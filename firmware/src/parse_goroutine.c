@@ -230,6 +230,8 @@ static void sat_add(uint32_t *a, uint32_t b)
     *a = *a > UINT32_MAX - b ? UINT32_MAX : *a + b;
 }
 
+static const et_frame no_frames = {"(no frames)", "", 0};
+
 void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t count)
 {
     enum et_gstate inferred = et_ginfer_result(&a->inf);
@@ -243,20 +245,16 @@ void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t coun
     else if (a->has_last)
         site_frame = &a->last;
     else
-        site_frame = NULL;
+        site_frame = &no_frames; /* a goroutine caught with an empty stack (being created) */
 
     uint64_t h = ET_FNV_INIT;
     uint8_t sb = (uint8_t)st;
     h = et_fnv1a(h, &sb, 1);
-    if (site_frame) {
-        h = et_fnv1a_str(h, site_frame->func);
-        h = et_fnv1a_str(h, site_frame->file);
-        uint8_t lb[4] = {(uint8_t)site_frame->line, (uint8_t)(site_frame->line >> 8),
-                         (uint8_t)(site_frame->line >> 16), (uint8_t)(site_frame->line >> 24)};
-        h = et_fnv1a(h, lb, 4);
-    } else {
-        h = et_fnv1a_str(h, "");
-    }
+    h = et_fnv1a_str(h, site_frame->func);
+    h = et_fnv1a_str(h, site_frame->file);
+    uint8_t lb[4] = {(uint8_t)site_frame->line, (uint8_t)(site_frame->line >> 8),
+                     (uint8_t)(site_frame->line >> 16), (uint8_t)(site_frame->line >> 24)};
+    h = et_fnv1a(h, lb, 4);
     /* created_by is deliberately not part of the key: only debug=2 prints it, and a site
      * must keep one key whether this cycle fetched debug=1, debug=2 or the proto profile,
      * or the analyzer would see it vanish and reappear on every deep cycle. */
@@ -270,8 +268,7 @@ void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t coun
     } else if (created) {
         s->state = sb;
         s->stdlib_only = (uint8_t)stdlib_only;
-        if (site_frame)
-            s->user = *site_frame;
+        s->user = *site_frame;
         memcpy(s->block_func, a->block_func, sizeof(s->block_func));
         memcpy(s->created_by, a->created_by, sizeof(s->created_by));
         memcpy(s->labels, a->labels, sizeof(s->labels));

@@ -85,6 +85,7 @@ static const char *const fixtures[] = {
     "go1.21-goroutine.debug1.txt", "go1.21-goroutine.debug2.txt", "go1.23-goroutine.debug1.txt",
     "go1.23-goroutine.debug2.txt", "go1.27-goroutine.debug1.txt", "go1.27-goroutine.debug2.txt",
     "go1.27-goroutineleak.debug1.txt", "go1.27-goroutineleak.debug2.txt", "go1.27-traceback-system.debug2.txt",
+    "go1.23-keepalive-idle-goroutine.debug1.txt", "go1.23-keepalive-idle-goroutine.debug2.txt",
 };
 
 /* The same profile whatever the chunking: whole, byte by byte, random 1..N. */
@@ -270,6 +271,42 @@ static void test_traceback_system(void **state)
     assert_int_equal(prof.by_state[ET_G_RUNTIME], 4);
     assert_int_equal(prof.user_sync_blocked, 1);
     free(buf);
+}
+
+/* A real net/http service (tools/testsvc keepalive-idle, Go 1.23): idle keep-alive
+ * connections are stdlib-only IO waits whose stack keeps the entry function (conn.serve) for
+ * the analyzer's allow-list. */
+static void test_keepalive_service(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"go1.23-keepalive-idle-goroutine.debug2.txt", "go1.23-keepalive-idle-goroutine.debug1.txt"};
+    for (size_t f = 0; f < ET_ARRAY_LEN(names); f++) {
+        size_t len;
+        char *buf = fixture_load(names[f], &len);
+        assert_non_null(buf);
+        char err[128];
+        assert_int_equal(parse_buf(&prof, buf, len, 0, ET_GP_GOROUTINE, err, sizeof err), 0);
+        assert_int_equal(prof.goroutines, 36);
+        const et_gsite *s = find_site(&prof, "net.(*netFD).Read", ET_G_IO_WAIT);
+        assert_non_null(s);
+        assert_int_equal(s->count, 20);
+        assert_true(s->stdlib_only);
+        assert_int_equal(s->nstack, ET_STACK_MAX);
+        assert_string_equal(s->stack[0], "internal/poll.runtime_pollWait");
+        assert_string_equal(s->stack[ET_STACK_MAX - 1], "net/http.(*conn).serve");
+        s = find_site(&prof, "net/http.(*persistConn).writeLoop", f == 0 ? ET_G_SELECT : ET_G_UNKNOWN);
+        assert_non_null(s);
+        assert_int_equal(s->count, 10);
+        assert_true(s->stdlib_only);
+        if (f == 0) {
+            assert_string_equal(find_site(&prof, "net.(*netFD).Read", ET_G_IO_WAIT)->created_by, "net/http.(*Server).Serve");
+            assert_string_equal(s->created_by, "net/http.(*Transport).dialConn");
+        }
+        /* the harness' ticker loop is the service's own code */
+        assert_int_equal(count_at(&prof, "edgetrace/testsvc/internal/harness.(*Service).EveryRate.func1"), 2);
+        assert_int_equal(prof.user_sync_blocked, f == 0 ? 2 : 0);
+        free(buf);
+    }
 }
 
 static void test_synthetic_debug2(void **state)
@@ -497,6 +534,10 @@ static void test_bad_input(void **state)
     assert_int_equal(prof.nsites, 1);
     assert_true(prof.sites[0].count == UINT32_MAX);
     assert_true(prof.goroutines == 3ull * UINT32_MAX);
+    /* a record with no frames at all */
+    assert_int_equal(parse_str("goroutine profile: total 1\n1 @ 0x1\n\n", err), 0);
+    assert_string_equal(prof.sites[0].user.func, "(no frames)");
+    assert_true(prof.sites[0].stdlib_only);
     /* err may be NULL */
     et_gparse_init(&parser, &prof, ET_GP_GOROUTINE, 0);
     assert_int_equal(et_gparse_finish(&parser, NULL, 0), -1);
@@ -507,7 +548,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunking),       cmocka_unit_test(test_debug2_states),
         cmocka_unit_test(test_debug1),         cmocka_unit_test(test_goroutineleak),
-        cmocka_unit_test(test_traceback_system), cmocka_unit_test(test_synthetic_debug2),
+        cmocka_unit_test(test_traceback_system), cmocka_unit_test(test_keepalive_service),
+        cmocka_unit_test(test_synthetic_debug2),
         cmocka_unit_test(test_deep_stack),     cmocka_unit_test(test_site_overflow),
         cmocka_unit_test(test_huge_lines),     cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_bad_input),

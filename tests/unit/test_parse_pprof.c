@@ -206,6 +206,31 @@ static void test_fixtures_goroutine(void **state)
     free(buf);
 }
 
+static void test_keepalive_service(void **state)
+{
+    (void)state;
+    size_t len;
+    char *buf = fixture_load("go1.23-keepalive-idle-goroutine.pb.gz", &len);
+    assert_non_null(buf);
+    char err[128];
+    assert_int_equal(parse_buf(&gprof, NULL, buf, len, 0, err), ET_PP_GOROUTINE);
+    assert_int_equal(gprof.goroutines, 36);
+    const et_gsite *s = find_gsite(&gprof, "net.(*netFD).Read", ET_G_IO_WAIT);
+    assert_non_null(s);
+    assert_int_equal(s->count, 20);
+    assert_true(s->stdlib_only);
+    assert_string_equal(s->stack[ET_STACK_MAX - 1], "net/http.(*conn).serve");
+    s = find_gsite(&gprof, "net/http.(*persistConn).writeLoop", ET_G_SELECT);
+    assert_non_null(s);
+    assert_int_equal(s->count, 10);
+    s = find_gsite(&gprof, "edgetrace/testsvc/internal/harness.(*Service).EveryRate.func1", ET_G_CHAN_RECV);
+    assert_non_null(s);
+    assert_int_equal(s->count, 2);
+    /* a goroutine captured with an empty stack */
+    assert_non_null(find_gsite(&gprof, "(no frames)", ET_G_UNKNOWN));
+    free(buf);
+}
+
 static void test_fixtures_heap(void **state)
 {
     (void)state;
@@ -387,7 +412,8 @@ static void test_bad_input(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixtures_goroutine), cmocka_unit_test(test_fixtures_heap),
+        cmocka_unit_test(test_fixtures_goroutine), cmocka_unit_test(test_keepalive_service),
+        cmocka_unit_test(test_fixtures_heap),
         cmocka_unit_test(test_handbuilt),          cmocka_unit_test(test_caps),
         cmocka_unit_test(test_bad_input),
     };
