@@ -622,6 +622,7 @@ struct et_wire_enc {
     const ZSTD_CDict *cdict;
     uint32_t dict_id;
     int raw;
+    size_t total;           /* bytes of the block */
     uint8_t *cbor;          /* ET_SNAP_CBOR_MAX scratch inside block */
     void *block;            /* the one allocation */
 };
@@ -637,7 +638,10 @@ et_wire_enc *et_wire_enc_create(const et_wire_params *p, char *err, size_t errle
     if (!p)
         p = &dflt;
     int level = p->level ? p->level : 3;
-    int wlog = p->window_log ? p->window_log : ET_WIRE_MAX_WLOG;
+    /* 2^15: every routine snapshot (0.5-5 KB) fits the window many times over; only the rare
+     * snapshot with many findings and attachments (up to 80 KB) would gain from more, and the
+     * workspace grows with the window (2^15: ~190 KB, 2^17: ~550 KB). */
+    int wlog = p->window_log ? p->window_log : 15;
     if (wlog > ET_WIRE_MAX_WLOG)
         wlog = ET_WIRE_MAX_WLOG;
     if (wlog < ZSTD_WINDOWLOG_MIN)
@@ -651,10 +655,11 @@ et_wire_enc *et_wire_enc_create(const et_wire_params *p, char *err, size_t errle
      * from them covers every smaller input. */
     ZSTD_compressionParameters cp = ZSTD_getCParams(level, ET_SNAP_CBOR_MAX, p->dict ? p->dict_len : 0);
     cp.windowLog = (unsigned)wlog;
-    if (cp.chainLog > (unsigned)wlog + 1)
-        cp.chainLog = (unsigned)wlog + 1;
-    if (cp.hashLog > (unsigned)wlog + 1)
-        cp.hashLog = (unsigned)wlog + 1;
+    /* Match-finder tables of 2^13 entries: inputs are a few KB, bigger tables only cost RAM. */
+    if (cp.chainLog > 13)
+        cp.chainLog = 13;
+    if (cp.hashLog > 13)
+        cp.hashLog = 13;
     cp = ZSTD_adjustCParams(cp, ET_SNAP_CBOR_MAX, p->dict ? p->dict_len : 0);
 
     ZSTD_CCtx_params *cpp = ZSTD_createCCtxParams();
@@ -690,6 +695,7 @@ et_wire_enc *et_wire_enc_create(const et_wire_params *p, char *err, size_t errle
     et_wire_enc *e = (et_wire_enc *)(void *)block;
     memset(e, 0, sizeof *e);
     e->block = block;
+    e->total = total;
     e->raw = p->raw;
     size_t off = align16(sizeof(et_wire_enc));
     e->cbor = block + off;
@@ -737,6 +743,8 @@ void et_wire_enc_free(et_wire_enc *e)
 }
 
 uint32_t et_wire_enc_dict_id(const et_wire_enc *e) { return e ? e->dict_id : 0; }
+
+size_t et_wire_enc_memory(const et_wire_enc *e) { return e ? e->total : 0; }
 
 int et_wire_encode(et_wire_enc *e, const et_snapshot *s, uint8_t *out, size_t cap, size_t *out_len, char *err,
                    size_t errlen)

@@ -216,7 +216,7 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
 
 typedef struct et_wire_params {
     int level;                 /* zstd level; 0 = 3. Device boards: 3..6 */
-    int window_log;            /* 0 = 17; capped at 17 (the decoder refuses larger) */
+    int window_log;            /* 0 = 15 (32 KiB); capped at 17 (the decoder refuses larger) */
     const void *dict;          /* optional zstd dictionary (kept by reference, must outlive enc) */
     size_t dict_len;
     int raw;                   /* 1: no compression (ET_WIRE_F_ZSTD clear), for debugging */
@@ -233,6 +233,8 @@ int et_wire_encode(et_wire_enc *e, const et_snapshot *s, uint8_t *out, size_t ca
                    size_t errlen);
 /* Dictionary id of the encoder's dictionary (0 = none). */
 uint32_t et_wire_enc_dict_id(const et_wire_enc *e);
+/* The encoder's one allocation (zstd workspace + CBOR scratch), for RSS accounting. */
+size_t et_wire_enc_memory(const et_wire_enc *e);
 
 /* ---- decoding (collector) ------------------------------------------------------------- */
 enum et_wire_status {

@@ -347,6 +347,15 @@ static void test_empty_and_maximal(void **state)
     assert_true(clen <= ET_SNAP_CBOR_MAX);
     n = round_trip(a, &wp, dec);
     assert_true(n <= ET_WIRE_MAX);
+    /* the device's encoder stays small with the default window */
+    et_wire_enc *enc = et_wire_enc_create(&wp, err, sizeof err);
+    assert_non_null(enc);
+    print_message("maximal snapshot: %zu wire bytes; encoder memory %zu bytes\n", n, et_wire_enc_memory(enc));
+    assert_true(et_wire_enc_memory(enc) <= 320u * 1024u);
+    et_wire_enc_free(enc);
+    et_wire_params w17 = {.window_log = 17};
+    n = round_trip(a, &w17, dec);
+    print_message("maximal snapshot with window 2^17: %zu wire bytes\n", n);
     wp.raw = 1;
     round_trip(a, &wp, dec);
     et_wire_dec_free(dec);

@@ -133,7 +133,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "snapshot_bench: %s\n", err);
         return 1;
     }
-    et_wire_params wp = {.level = level, .window_log = 17};
+    et_wire_params wp = {.level = level}; /* the agent's defaults */
     size_t dlen = 0;
     unsigned char *dict = NULL;
     if (dict_path) {
@@ -198,13 +198,14 @@ int main(int argc, char **argv)
     double ratio = profiles_gz > 0 ? (double)wlen / (double)profiles_gz : 0;
     if (json) {
         printf("{\"goroutines\":%llu,\"sites\":%u,\"sites_carried\":%u,\"level\":%d,\"dict_id\":%u,"
-               "\"cbor_bytes\":%zu,\"wire_bytes\":%zu,\"wire_bytes_full\":%zu,\"goroutine_raw\":%ld,\"goroutine_gzip\":%ld,"
+               "\"encoder_memory\":%zu,\"cbor_bytes\":%zu,\"wire_bytes\":%zu,\"wire_bytes_full\":%zu,\"goroutine_raw\":%ld,\"goroutine_gzip\":%ld,"
                "\"heap_raw\":%ld,\"heap_gzip\":%ld,\"wire_over_gzip_profiles\":%.4f}\n",
-               (unsigned long long)s.goroutines, s.nsites_total, s.nsites, level, et_wire_enc_dict_id(enc), clen,
-               wlen, full_wlen, graw, ggz, hraw, hgz, ratio);
+               (unsigned long long)s.goroutines, s.nsites_total, s.nsites, level, et_wire_enc_dict_id(enc), et_wire_enc_memory(enc),
+               clen, wlen, full_wlen, graw, ggz, hraw, hgz, ratio);
     } else {
         printf("snapshot%s: %llu goroutines in %u sites, top %u carried, zstd level %d%s\n", wire_path ? " (file)" : "",
                (unsigned long long)s.goroutines, s.nsites_total, s.nsites, level, dict ? " + dictionary" : "");
+        printf("  encoder memory (one allocation)         %zu\n", et_wire_enc_memory(enc));
         printf("  wire bytes, first snapshot (all names)  %zu\n", full_wlen);
         printf("  cbor bytes, steady state                %zu\n", clen);
         printf("  wire bytes, steady state                %zu   (target <= 1024: %s)\n", wlen,
