@@ -74,9 +74,14 @@ typedef struct et_gparser {
     uint16_t index[ET_GP_HASH_SLOTS]; /* site index + 1, 0 = empty */
 } et_gparser;
 
-/* debug: 1 or 2 if known, 0 to detect from the first line. kind: ET_GP_GOROUTINE or
- * ET_GP_GOROUTINELEAK (a debug=1 header overrides it). For ET_GP_GOROUTINELEAK with debug=2
- * (Go prints every goroutine then), only goroutines marked "(leaked)" are counted. */
+/* debug: a hint only (0, 1 or 2); the format is always detected from the first line, which
+ * cannot be wrong about itself. kind: ET_GP_GOROUTINE or ET_GP_GOROUTINELEAK (a debug=1
+ * header overrides it). For ET_GP_GOROUTINELEAK with debug=2 (Go prints every goroutine
+ * then), only goroutines marked "(leaked)" are counted.
+ *
+ * Site stacks: stack[] holds the innermost frames; when the stack is deeper than
+ * ET_STACK_MAX the last slot holds the outermost frame instead (the goroutine's entry
+ * function: net/http.(*conn).serve, os/signal.loop, ...), so allow-lists can match it. */
 void et_gparse_init(et_gparser *p, et_gprofile *out, int kind, int debug);
 /* Returns 0; -1 once the input is known not to be a goroutine profile (feeding more is
  * harmless and ignored). */

@@ -216,8 +216,6 @@ static void end_record(et_hparser *p)
     if (!p->in_record)
         return;
     p->in_record = 0;
-    for (int i = 0; i < 4; i++)
-        p->sum[i] += p->rec[i];
     if ((p->rec[0] | p->rec[1] | p->rec[2] | p->rec[3]) == 0)
         return; /* "0: 0 [0: 0]": an empty bucket says nothing and would take a site */
     if (p->pick.cut)

@@ -52,7 +52,6 @@ typedef struct et_hparser {
     int in_record;
     int pick_pending;    /* the frame just picked still needs its file:line */
     uint64_t rec[4];     /* inuse_objs, inuse_bytes, alloc_objs, alloc_bytes */
-    uint64_t sum[4];
     uint64_t bytes;
     uint32_t carry_len;
     uint8_t carry_over;

@@ -99,7 +99,8 @@ typedef struct et_gsite {
     char block_func[ET_FUNC_MAX]; /* innermost non-runtime frame, e.g. "sync.(*WaitGroup).Wait" */
     char created_by[ET_FUNC_MAX]; /* "created by F" (without " in goroutine N"); "" for main */
     char labels[ET_LABELS_MAX];   /* debug=1 "# labels: {...}" of the first record, if any */
-    char stack[ET_STACK_MAX][ET_FUNC_MAX]; /* sample stack, innermost first, function names only */
+    char stack[ET_STACK_MAX][ET_FUNC_MAX]; /* sample stack, innermost first, function names only;
+                                            * if cut, the last slot is the outermost frame */
     uint32_t leaked_count; /* debug=2 on Go 1.26+: goroutines here printed "(leaked)" (GC-proved) */
 } et_gsite;
 
