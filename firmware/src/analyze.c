@@ -26,11 +26,13 @@
  *       likely if k_up >= 3 (grew across 3 sampling intervals), or k_up == 2 with WAIT;
  *       suspected otherwise.
  *   - other states (IO wait, syscall, sleep, running) or allow-listed sites (net/http
- *     keep-alive loops, ...): growth there is usually load (more connections), so they need
- *     k_up >= 4, or k_up >= 3 with independent support (WAIT, STACK_GROWTH, or for a syscall
- *     site a growing thread count); and allow-listed sites need twice the rise. They still
- *     alert: an HTTP client that never closes response bodies leaks persistConn loops at a
- *     stdlib-only site, and nothing else would catch it.
+ *     keep-alive loops, ..., and every stdlib-only site): growth there is usually load (more
+ *     connections), so they need k_up >= 4, or k_up >= 3 with independent support (WAIT,
+ *     STACK_GROWTH, or for a syscall site a growing thread count); and allow-listed sites need
+ *     twice the rise. They still alert: an HTTP client that never closes response bodies
+ *     leaks persistConn writeLoops (select) at a stdlib-only site, and nothing else would
+ *     catch it. Stdlib-only sites in IO wait (network reads: server conns, client readLoops,
+ *     all one site) stay suspected: their count follows the number of open connections.
  *   - TREND is added when the process total grows too and this site explains >= 25% of it;
  *     STACK_GROWTH when StackInuse grows over the same history; WAIT when the latest debug=2
  *     dump (<= 3 samples old) shows goroutines here parked >= 1 minute and >= 2 intervals.
@@ -62,8 +64,8 @@
  * warm-up frees most of what it allocates.) Heap sites come
  * from the heap profile, whose inuse figures are as of the last GC: a site whose inuse_bytes
  * grows across GC cycles is HEAP_SITE evidence and names the allocation site.
- * RSS growth: RSS minus what the Go runtime holds (Sys - HeapReleased) grows; RSS merely above
- * the heap is never a finding. likely at k_up >= 3.
+ * RSS growth: RSS minus what the Go runtime holds (Sys - HeapReleased) grows, with a flat
+ * goroutine count; RSS merely above the heap is never a finding. likely at k_up >= 3.
  * Thread leak: the /proc Threads count grows (Go never frees an M, so a count that creeps up
  * and levels off is normal: the levelling-off check matters). likely at k_up >= 3; the site is
  * the syscall (else any) site growing with the threads.
@@ -595,7 +597,9 @@ static void copy_site_meta(et_an_site *d, const et_gsite *g, const et_analyze_co
         memcpy(d->stack[i], g->stack[i], ET_FUNC_MAX);
         d->stack[i][ET_FUNC_MAX - 1] = 0;
     }
-    d->allowed = (uint8_t)is_allowed(c, d->user.func);
+    /* A site with no frame of the service's own is infrastructure (connections, signal
+     * loops): treated like the allow-list, whatever its function. */
+    d->allowed = (uint8_t)(g->stdlib_only || is_allowed(c, d->user.func));
 }
 
 /* Entries are stamped with seq+1 (0 = empty); an entry written during this sample is never
@@ -1103,6 +1107,9 @@ static void evaluate(et_analyzer *a)
             int likely;
             if (sync && !st->allowed)
                 likely = g.k_up >= 3 || (g.k_up >= 2 && (ev & ET_E_WAIT));
+            else if (st->stdlib_only && st->state == ET_G_IO_WAIT)
+                likely = 0; /* open connections waiting for their peer: follows load; a leak
+                             * of them also shows at a user site or at the writeLoop select */
             else
                 likely = g.k_up >= 4 || (g.k_up >= 3 && support);
             conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
@@ -1206,7 +1213,8 @@ static void evaluate(et_analyzer *a)
     rec_series(a, F_RSS_OUTSIDE, &s);
     int rss_conf1 = 0;
     gresult gr;
-    if (s.n >= 3) {
+    /* growing goroutines bring stacks and runtime metadata: that is the goroutine finding */
+    if (s.n >= 3 && !total_grows) {
         const et_an_rec *r0 = NULL;
         uint32_t m = win(a);
         for (uint32_t i = 0; i < m && !r0; i++) {
