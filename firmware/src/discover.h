@@ -166,9 +166,8 @@ int et_parse_stat_starttime(const char *text, size_t n, uint64_t *start_ticks);
 typedef int (*et_read_at_fn)(void *ud, uint64_t off, void *buf, size_t n); /* bytes read, <0 error */
 int et_elf_go_version(et_read_at_fn rd, void *ud, uint64_t file_size, char *ver, size_t vsz);
 int et_elf_go_version_mem(const uint8_t *img, size_t n, char *ver, size_t vsz);
+/* Verdicts are cached by (device, inode, size, mtime) so periodic rescans stay cheap. */
 int et_elf_go_version_path(const char *path, char *ver, size_t vsz);
-/* The build-info blob itself (starting at the magic), inline (1.18+) format or, given rd
- * and the ELF's PT_LOADs via the reader, the older pointer format. Used by the above. */
 
 /* OCI config.json: calls cb for each string pair in the first "annotations" object.
  * Returns the number of pairs, -1 on malformed JSON before/inside it. Keys and values longer
