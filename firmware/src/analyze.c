@@ -64,8 +64,9 @@
  * warm-up frees most of what it allocates.) Heap sites come
  * from the heap profile, whose inuse figures are as of the last GC: a site whose inuse_bytes
  * grows across GC cycles is HEAP_SITE evidence and names the allocation site.
- * RSS growth: RSS minus what the Go runtime holds (Sys - HeapReleased) grows, with a flat
- * goroutine count; RSS merely above the heap is never a finding. likely at k_up >= 3.
+ * RSS growth: anonymous RSS beyond all the Go runtime holds (Sys - HeapReleased) grows, with a
+ * flat goroutine count; RSS merely above the heap is never a finding, nor RSS catching up with
+ * pages Go mapped earlier, nor the binary's file pages. likely at k_up >= 3.
  * Thread leak: the /proc Threads count grows (Go never frees an M, so a count that creeps up
  * and levels off is normal: the levelling-off check matters). likely at k_up >= 3; the site is
  * the syscall (else any) site growing with the threads.
@@ -387,8 +388,14 @@ static void rec_series(const et_analyzer *a, enum rec_field f, series *s)
         case F_RSS_OUTSIDE:
             if ((r->flags & (ET_AN_HAS_PROC | ET_AN_HAS_MS)) != (ET_AN_HAS_PROC | ET_AN_HAS_MS) || r->rss_kb == 0)
                 continue;
-            /* KiB the process has resident beyond what the Go runtime holds from the OS */
-            v = (double)r->rss_kb - ((double)r->sys - (double)r->heap_released) / 1024.0;
+            /* KiB of anonymous memory resident beyond everything the Go runtime holds from the
+             * OS (an upper bound of what Go can have resident). Below zero it is only Go's own
+             * mapped pages being touched for the first time: clamped, so that a process
+             * warming up does not look like memory growing outside the heap. */
+            v = (double)(r->rss_anon_kb ? r->rss_anon_kb : r->rss_kb) -
+                ((double)r->sys - (double)r->heap_released) / 1024.0;
+            if (v < 0)
+                v = 0;
             break;
         default:
             continue;
@@ -1319,6 +1326,7 @@ void et_analyzer_add(et_analyzer *a, const et_sample_in *in)
     if (in->proc && in->proc->present) {
         r->flags |= ET_AN_HAS_PROC;
         r->rss_kb = in->proc->vm_rss_kb;
+        r->rss_anon_kb = in->proc->rss_anon_kb; /* file-backed pages (the binary paging in) are not a leak */
         r->threads = in->proc->threads;
     }
     a->seq++;

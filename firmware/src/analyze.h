@@ -87,7 +87,7 @@ enum {
 typedef struct et_an_rec {
     uint64_t t_ms;
     uint64_t heap_inuse, heap_sys, heap_released, stack_inuse, next_gc, sys, total_alloc;
-    uint64_t rss_kb;
+    uint64_t rss_kb, rss_anon_kb;
     uint32_t flags;
     uint32_t goroutines;   /* header total */
     uint32_t num_gc;

@@ -816,6 +816,19 @@ static void test_rss_outside_heap(void **state)
         feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, &ps);
     }
     assert_null(find_kind(ET_F_RSS_GROWTH, NULL));
+    /* (d) RSS climbs toward what Go already mapped (pages touched for the first time) */
+    et_analyzer_init(an, NULL);
+    for (int i = 0; i < 10; i++) {
+        memset(&ps, 0, sizeof ps);
+        ps.present = 1;
+        ps.vm_rss_kb = 12 * 1024 + (uint64_t)i * 3072;
+        ps.rss_anon_kb = 8 * 1024 + (uint64_t)i * 3072;
+        ps.start_time_ticks = 4242;
+        hp_reset(hp);
+        hp_ms(hp, 20u << 20, 64u << 20, 0, 30u << 20, 50u + (uint32_t)i, 256 << 10);
+        feed(T0 + (uint64_t)i * IV, NULL, NULL, hp, &ps);
+    }
+    assert_null(find_kind(ET_F_RSS_GROWTH, NULL));
     /* (c) RSS grows 3 MiB per sample while Sys - HeapReleased is flat: outside the Go heap */
     et_analyzer_init(an, NULL);
     for (int i = 0; i < 6; i++) {
