@@ -440,6 +440,19 @@ static int settle(spool *sp)
                 uint32_t gi = (uint32_t)(g - sp->segs);
                 if (is_newest(sp, gi))
                     break;
+                /* Everything in the segment is behind the cursor now. Records still counted
+                 * pending went bad on flash after open (the cursor stepped over them). */
+                if (g->npending) {
+                    uint32_t still = 0;
+                    for (uint32_t k = 0; k < s->nooo; k++)
+                        still += s->ooo[k].segno == g->segno;
+                    if (g->npending > still) {
+                        sp->corrupt_dropped += g->npending - still;
+                        et_warn("spool: %u records of segment %u unreadable, dropped",
+                                (unsigned)(g->npending - still), (unsigned)g->segno);
+                    }
+                    g->npending = 0;
+                }
                 s->cursor.segno = g->segno + 1;
                 s->cursor.off = 0;
                 continue;

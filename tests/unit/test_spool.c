@@ -386,6 +386,35 @@ static void test_acks_past_corruption(void **state)
     spool_close(sp);
 }
 
+/* A record that goes bad on flash while the spool is open is skipped by peek, and its
+ * segment is still deleted once everything else in it is delivered. */
+static void test_corruption_while_open(void **state)
+{
+    (void)state;
+    spool *sp = open_sp(1 << 20, 4096);
+    append_n(sp, 0, 40, 0); /* several 4 KiB segments */
+    char seg[512];
+    /* the oldest segment: r-00000001.seg */
+    snprintf(seg, sizeof seg, "%s/r-%08u.seg", dir, 1u);
+    size_t len;
+    uint8_t *b = slurp(seg, &len);
+    size_t off1 = SPOOL_HDR_LEN + plen(0);
+    b[off1 + SPOOL_HDR_LEN + 1] ^= 1; /* payload of record 1 */
+    spit(seg, b, len);
+    free(b);
+    assert_int_equal(peek_ack(sp), 0);
+    assert_int_equal(peek_ack(sp), 2); /* 1 is unreadable */
+    for (uint32_t k = 3; k < 40; k++)
+        assert_int_equal(peek_ack(sp), k);
+    spool_stats st;
+    spool_get_stats(sp, &st);
+    assert_int_equal(st.pending_routine, 0);
+    assert_int_equal(st.segments_routine, 1);
+    assert_int_equal(st.corrupt_dropped, 1);
+    assert_true(access(seg, F_OK) != 0);
+    spool_close(sp);
+}
+
 /* With fsync "never" the state can reach flash while the data it describes does not: the
  * cursor then points past the end of the segment, and must not swallow new records. */
 static void test_state_newer_than_data(void **state)
@@ -531,6 +560,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corruption_in_middle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_past_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_newer_than_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corruption_while_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_order_and_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_order_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_policies, setup, teardown),
