@@ -24,7 +24,8 @@
  * Exit status: 0 complete, 3 partial (printed, marked partial), 1 unreadable / not a trace /
  * unsupported version, 2 usage.
  *
- * argv[0] is the subcommand name ("trace"); options start at argv[1]. */
+ * Called as main.c does for every subcommand: argv[0] the program, argv[1] "trace", options
+ * from argv[2]. (Also accepts argv[0] == "trace" with options from argv[1].) */
 #include "trace.h"
 #include "base.h"
 #include "gstate.h"
@@ -261,7 +262,8 @@ int trace_cmd_main(int argc, char **argv)
     size_t chunk = 0;
     et_trace_limits lim;
     memset(&lim, 0, sizeof lim); /* zero = default */
-    for (int i = 1; i < argc; i++) {
+    int first = argc > 1 && !strcmp(argv[1], "trace") ? 2 : 1;
+    for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         uint32_t *cap = NULL;
         if (!strcmp(a, "--json"))
