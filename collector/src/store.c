@@ -9,9 +9,22 @@
 
 #include "store.h"
 
+/* Target ids by (device, service, pod), direct-mapped: the upsert + lookup per snapshot was a
+ * third of the store's cost. last_seen of a cached target is written once per transaction
+ * (dirty), at commit. The cache is dropped on rollback, since rows it names may be gone. */
+#define TCACHE 128
+typedef struct tcache_ent {
+    int64_t id;
+    int64_t last_seen;
+    int dirty;
+    char device[COLL_ID_MAX], service[COLL_ID_MAX], pod[COLL_ID_MAX], incarnation[COLL_ID_MAX];
+} tcache_ent;
+
 struct coll_store {
     sqlite3 *db;
     int in_txn;
+    tcache_ent tc[TCACHE];
+    sqlite3_stmt *target_seen;
     sqlite3_stmt *psk_get;
     sqlite3_stmt *snap_ins;
     sqlite3_stmt *target_upsert;
@@ -89,6 +102,7 @@ coll_store *store_open(const char *path, char *err, size_t errlen)
              " ON CONFLICT(device,service,pod) DO UPDATE SET incarnation=excluded.incarnation,"
              " last_seen=max(last_seen, excluded.last_seen)") ||
         prep(s, &s->target_get, "SELECT id FROM targets WHERE device=?1 AND service=?2 AND pod=?3") ||
+        prep(s, &s->target_seen, "UPDATE targets SET last_seen=max(last_seen, ?2) WHERE id=?1") ||
         prep(s, &s->finding_upsert,
              "INSERT INTO findings(device,target,fingerprint,kind,confidence,state,evidence,function,file,line,"
              "created_by,count,max_count,growth_per_min,oldest_wait_s,value,first_seen,last_seen,snapshots,"
@@ -133,6 +147,7 @@ void store_close(coll_store *s)
     sqlite3_finalize(s->snap_ins);
     sqlite3_finalize(s->target_upsert);
     sqlite3_finalize(s->target_get);
+    sqlite3_finalize(s->target_seen);
     sqlite3_finalize(s->finding_upsert);
     sqlite3_finalize(s->device_seen);
     sqlite3_close(s->db);
@@ -160,11 +175,29 @@ int store_begin(coll_store *s)
     return 0;
 }
 
+static int tcache_flush(coll_store *s)
+{
+    for (int i = 0; i < TCACHE; i++) {
+        tcache_ent *e = &s->tc[i];
+        if (!e->dirty)
+            continue;
+        sqlite3_reset(s->target_seen);
+        sqlite3_bind_int64(s->target_seen, 1, e->id);
+        sqlite3_bind_int64(s->target_seen, 2, e->last_seen);
+        int rc = sqlite3_step(s->target_seen);
+        sqlite3_reset(s->target_seen);
+        if (rc != SQLITE_DONE)
+            return -1;
+        e->dirty = 0;
+    }
+    return 0;
+}
+
 int store_commit(coll_store *s)
 {
     if (!s->in_txn)
         return 0;
-    if (exec1(s, "COMMIT")) {
+    if (tcache_flush(s) || exec1(s, "COMMIT")) {
         store_rollback(s);
         return -1;
     }
@@ -174,6 +207,7 @@ int store_commit(coll_store *s)
 
 void store_rollback(coll_store *s)
 {
+    memset(s->tc, 0, sizeof(s->tc));
     if (s->in_txn || !sqlite3_get_autocommit(s->db))
         exec1(s, "ROLLBACK");
     s->in_txn = 0;
@@ -229,6 +263,24 @@ int store_device_psk(coll_store *s, const char *id, uint8_t *psk, size_t cap, si
 
 static int64_t target_id(coll_store *s, const char *device, const coll_snap *snap, int64_t seen)
 {
+    uint32_t h = 2166136261u;
+    for (const char *p = device; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    for (const char *p = snap->service; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    for (const char *p = snap->pod; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    tcache_ent *e = &s->tc[h % TCACHE];
+    if (e->id > 0 && !strcmp(e->device, device) && !strcmp(e->service, snap->service) &&
+        !strcmp(e->pod, snap->pod) && !strcmp(e->incarnation, snap->incarnation)) {
+        if (seen > e->last_seen) {
+            e->last_seen = seen;
+            e->dirty = 1;
+        }
+        return e->id;
+    }
+    if (e->dirty && tcache_flush(s))
+        return -1;
     sqlite3_stmt *st = s->target_upsert;
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
@@ -250,6 +302,15 @@ static int64_t target_id(coll_store *s, const char *device, const coll_snap *sna
     if (sqlite3_step(st) == SQLITE_ROW)
         id = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
+    if (id > 0) {
+        e->id = id;
+        e->last_seen = seen;
+        e->dirty = 0;
+        snprintf(e->device, sizeof(e->device), "%s", device);
+        snprintf(e->service, sizeof(e->service), "%s", snap->service);
+        snprintf(e->pod, sizeof(e->pod), "%s", snap->pod);
+        snprintf(e->incarnation, sizeof(e->incarnation), "%s", snap->incarnation);
+    }
     return id;
 }
 

@@ -133,11 +133,25 @@ static void test_rollback_loses_only_uncommitted(void **state)
     assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
     store_rollback(s);
     assert_int_equal(store_count(s, "snapshots"), 1);
+    /* a target first seen in the rolled-back transaction is gone: the next put must not
+     * reuse a cached id for it */
+    mksnap(&snap, "bb03", 1700000000000LL, 1, 1);
+    snprintf(snap.service, sizeof(snap.service), "fresh");
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
+    store_rollback(s);
+    mksnap(&snap, "bb04", 1700000000000LL, 1, 1);
+    snprintf(snap.service, sizeof(snap.service), "fresh");
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
+    assert_int_equal(store_commit(s), 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM snapshots s JOIN targets t ON t.id=s.target WHERE t.service='fresh'"), 1);
+    mksnap(&snap, "bb02", 1700000000000LL, 1, 0);
     /* put outside a transaction is refused, so nothing can be acked uncommitted */
     assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), -1);
     store_close(s);
     s = open_db();
-    assert_int_equal(store_count(s, "snapshots"), 1);
+    assert_int_equal(store_count(s, "snapshots"), 2);
     store_close(s);
 }
 
