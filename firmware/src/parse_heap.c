@@ -17,6 +17,7 @@
 #include "base.h"
 #include "gstate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,11 +212,45 @@ static void set_bad(et_hparser *p, const char *why, const char *line, size_t len
     p->bad_reason[n] = 0;
 }
 
+/* Go's scaleHeapSample (runtime/pprof/protomem.go, 1.21 .. 1.27): a sampled bucket of
+ * `count` objects of `size` bytes each stands for count / (1 - e^(-size/rate)) objects. The
+ * proto profile is written scaled, debug=1 raw; scaling here makes both formats agree. */
+static uint64_t to_u64(double d)
+{
+    if (!(d > 0.0))
+        return 0;
+    if (d >= 18446744073709549568.0)
+        return UINT64_MAX;
+    return (uint64_t)d;
+}
+
+static void scale_sample(uint64_t *count, uint64_t *bytes, uint64_t rate)
+{
+    if (*count == 0 || *bytes == 0) {
+        *count = *bytes = 0;
+        return;
+    }
+    if (rate <= 1)
+        return;
+    uint64_t n = *count, avg = *bytes / n; /* one bucket = one object size: exact */
+    if (avg == 0)
+        return;
+    double scale = 1.0 / (1.0 - exp(-(double)avg / (double)rate));
+    *count = to_u64((double)n * scale);
+    *bytes = to_u64((double)n * (double)avg * scale);
+}
+
 static void end_record(et_hparser *p)
 {
     if (!p->in_record)
         return;
     p->in_record = 0;
+    scale_sample(&p->rec[0], &p->rec[1], p->out->sample_rate);
+    scale_sample(&p->rec[2], &p->rec[3], p->out->sample_rate);
+    p->out->total_inuse_objects += p->rec[0];
+    p->out->total_inuse_bytes += p->rec[1];
+    p->out->total_alloc_objects += p->rec[2];
+    p->out->total_alloc_bytes += p->rec[3];
     if ((p->rec[0] | p->rec[1] | p->rec[2] | p->rec[3]) == 0)
         return; /* "0: 0 [0: 0]": an empty bucket says nothing and would take a site */
     if (p->pick.cut)
@@ -394,14 +429,16 @@ static void do_line(et_hparser *p, const char *s, size_t len, int cut)
                 return;
             }
             p->saw_header = 1;
-            p->out->total_inuse_objects = v[0];
-            p->out->total_inuse_bytes = v[1];
-            p->out->total_alloc_objects = v[2];
-            p->out->total_alloc_bytes = v[3];
+            /* Totals are summed from the (scaled) records instead: the header's are raw and
+             * its alloc bytes may carry a +1 Go adds for old pprof versions. */
             const char *r = memmem(s, len, "@ heap/", 7);
             if (r) {
+                /* Go prints 2*MemProfileRate here for compatibility with the C++ heap
+                 * profiler (runtime/pprof/pprof.go writeHeapInternal). */
                 size_t off = (size_t)(r - s) + 7;
-                parse_u64(s + off, len - off, &p->out->sample_rate);
+                uint64_t rate2;
+                parse_u64(s + off, len - off, &rate2);
+                p->out->sample_rate = rate2 / 2;
             }
             p->state = 1;
         } else if (looks_like_html(s, len)) {

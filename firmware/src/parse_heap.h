@@ -6,8 +6,9 @@
  *     while (chunks) et_hparse_feed(&p, buf, n);       // any chunking
  *     if (et_hparse_finish(&p, err, sizeof err) < 0)   // not a heap profile, with reason
  *
- * Values are as Go prints them in debug=1: the sampled counts, not scaled by the sampling
- * rate (the proto profile carries scaled values; compare like with like).
+ * Values are scaled the way Go scales the proto profile (runtime/pprof scaleHeapSample,
+ * rate = MemProfileRate = half the header's "heap/N"), so debug=1 and proto agree; the totals
+ * are the sums of the scaled records (the header's raw totals are not used).
  * Records are merged by allocation site (the innermost frame outside runtime/stdlib). When
  * more than ET_MAX_HSITES sites exist, the largest by inuse_bytes are kept and the others
  * folded into one overflow site (trunc.sites counts folded records). */

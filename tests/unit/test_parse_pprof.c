@@ -262,6 +262,44 @@ static void test_fixtures_heap(void **state)
     }
 }
 
+/* debug=1 text is scaled like Go scales the proto: both formats give the same site values. */
+static void test_heap_text_matches_proto(void **state)
+{
+    (void)state;
+    static const char *const v[] = {"go1.21", "go1.23", "go1.27"};
+    static et_hparser hp;
+    for (size_t i = 0; i < ET_ARRAY_LEN(v); i++) {
+        char name[64], err[128];
+        size_t len;
+        snprintf(name, sizeof name, "%s-heap.pb.gz", v[i]);
+        char *buf = fixture_load(name, &len);
+        assert_non_null(buf);
+        assert_int_equal(parse_buf(NULL, &hprof, buf, len, 0, err), ET_PP_HEAP);
+        free(buf);
+        snprintf(name, sizeof name, "%s-heap.debug1.txt", v[i]);
+        buf = fixture_load(name, &len);
+        assert_non_null(buf);
+        et_hparse_init(&hp, &hprof2);
+        et_hparse_feed(&hp, buf, len);
+        assert_int_equal(et_hparse_finish(&hp, err, sizeof err), 0);
+        free(buf);
+        assert_int_equal(hprof.sample_rate, hprof2.sample_rate);
+        const et_hsite *a = NULL, *b = NULL;
+        for (uint32_t k = 0; k < hprof.nsites; k++)
+            if (strcmp(hprof.sites[k].user.func, "main.allocate") == 0)
+                a = &hprof.sites[k];
+        for (uint32_t k = 0; k < hprof2.nsites; k++)
+            if (strcmp(hprof2.sites[k].user.func, "main.allocate") == 0)
+                b = &hprof2.sites[k];
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(a->inuse_objects, b->inuse_objects);
+        assert_int_equal(a->inuse_bytes, b->inuse_bytes);
+        assert_int_equal(a->alloc_objects, b->alloc_objects);
+        assert_int_equal(a->alloc_bytes, b->alloc_bytes);
+    }
+}
+
 /* Unpacked repeated fields, string table first, ids out of order, raw (non-gzip) and gzip. */
 static void test_handbuilt(void **state)
 {
@@ -413,7 +451,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixtures_goroutine), cmocka_unit_test(test_keepalive_service),
-        cmocka_unit_test(test_fixtures_heap),
+        cmocka_unit_test(test_fixtures_heap),      cmocka_unit_test(test_heap_text_matches_proto),
         cmocka_unit_test(test_handbuilt),          cmocka_unit_test(test_caps),
         cmocka_unit_test(test_bad_input),
     };
