@@ -31,6 +31,7 @@ struct et_uplink {
     int coap_fd;
     et_timer_id io_timer;     /* follows libcoap's next deadline */
     et_timer_id retry_timer;  /* backoff, budget wait, or "send next now" */
+    et_timer_id answer_timer; /* watchdog of the request in flight */
     /* the snapshot in flight */
     int in_flight;
     spool_rec rec;
@@ -277,9 +278,17 @@ static void schedule(et_uplink *u, uint32_t delay_ms)
 /* A failed attempt: keep the record, wait backoff with jitter ("equal jitter": half fixed,
  * half random, so devices that lost the collector together do not return in lockstep and
  * none retries immediately). */
+static void stop_watchdog(et_uplink *u)
+{
+    if (u->answer_timer)
+        et_loop_cancel_timer(u->loop, u->answer_timer);
+    u->answer_timer = 0;
+}
+
 static void fail(et_uplink *u, const char *why)
 {
     u->in_flight = 0;
+    stop_watchdog(u);
     u->backoff_ms = u->backoff_ms ? ET_MIN(u->backoff_ms * 2, u->p.backoff_max_ms) : u->p.backoff_min_ms;
     uint32_t half = u->backoff_ms / 2;
     uint32_t delay = half + (half ? rnd(u) % (half + 1) : 0);
@@ -290,6 +299,7 @@ static void fail(et_uplink *u, const char *why)
 static void succeed(et_uplink *u)
 {
     u->in_flight = 0;
+    stop_watchdog(u);
     u->backoff_ms = 0;
     /* next record from the loop, not from inside libcoap's callback */
     schedule(u, 0);
@@ -462,6 +472,30 @@ static int open_session(et_uplink *u)
     return 0;
 }
 
+/* RFC 7252 MAX_TRANSMIT_SPAN for our parameters, plus what the collector's own separate
+ * response retransmissions can take (libcoap defaults: 2 s, 4 retransmits: ~45 s). */
+static uint32_t answer_timeout(const et_uplink *u)
+{
+    if (u->p.answer_timeout_ms)
+        return u->p.answer_timeout_ms;
+    uint64_t span = (uint64_t)u->p.ack_timeout_ms * ((1ull << ET_MIN(u->p.max_retransmit, 20u)) - 1) *
+                    u->p.ack_random_factor_milli / 1000;
+    return (uint32_t)ET_MIN(span + 50000, (uint64_t)UINT32_MAX / 2);
+}
+
+static void on_answer_timeout(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    et_uplink *u = ud;
+    u->answer_timer = 0;
+    if (!u->in_flight)
+        return;
+    u->st.timeouts++;
+    u->sess_dead = 1; /* forget the exchange with the session; the retry is deduplicated */
+    fail(u, "no final answer from the collector");
+}
+
 static void close_session(et_uplink *u)
 {
     if (u->sess) {
@@ -523,6 +557,8 @@ static void try_send(et_uplink *u)
     }
     u->in_flight = 1;
     u->st.posts++;
+    stop_watchdog(u);
+    u->answer_timer = et_loop_add_timer(u->loop, answer_timeout(u), 0, on_answer_timeout, u);
     if (coap_send(u->sess, pdu) == COAP_INVALID_MID) {
         u->sess_dead = 1;
         fail(u, "send failed");
@@ -603,6 +639,7 @@ void et_uplink_destroy(et_uplink *u)
         et_loop_cancel_timer(u->loop, u->io_timer);
     if (u->retry_timer)
         et_loop_cancel_timer(u->loop, u->retry_timer);
+    stop_watchdog(u);
     if (u->coap_fd >= 0)
         et_loop_unwatch(u->loop, u->coap_fd);
     close_session(u);

@@ -64,6 +64,10 @@ typedef struct et_uplink_params {
     uint32_t block_size;          /* 16..1024; default 1024 */
     uint32_t backoff_min_ms;      /* first retry delay after a failure; default 2000 */
     uint32_t backoff_max_ms;      /* cap; default 300000 */
+    uint32_t answer_timeout_ms;   /* give up on a request with no final answer after this long,
+                                     even if its CON was ACKed (the collector may have died
+                                     between its empty ACK and the separate response);
+                                     0 = auto: MAX_TRANSMIT_SPAN + 50 s */
     uint64_t budget_bytes_per_day; /* 0 = unlimited */
     int use_cid;                  /* request DTLS Connection ID; default 1 */
     char state_dir[200];          /* where "uplink-budget" lives ("" = no persistence) */

@@ -6,7 +6,8 @@
  *                        [--synthetic N] [--interval-ms MS] [--findings-every K] [--pad BYTES]
  *                        [--ids-out FILE] [--gen-out DIR]
  *                        [--ack-timeout-ms MS] [--max-retransmit N] [--block-size N]
- *                        [--backoff-min-ms MS] [--backoff-max-ms MS] [--budget BYTES] [--no-cid]
+ *                        [--backoff-min-ms MS] [--backoff-max-ms MS] [--answer-timeout-ms MS]
+ *                        [--budget BYTES] [--no-cid]
  *                        [--timeout S] [--json]
  *
  * FILEs are wire envelopes (as `--gen-out` writes them); each is spooled and sent.
@@ -210,7 +211,8 @@ static void usage(void)
             "         [--spool DIR] [--fsync always|batch|never] [--synthetic N] [--interval-ms MS]\n"
             "         [--findings-every K] [--pad BYTES] [--ids-out FILE] [--gen-out DIR]\n"
             "         [--ack-timeout-ms MS] [--max-retransmit N] [--block-size N] [--backoff-min-ms MS]\n"
-            "         [--backoff-max-ms MS] [--budget BYTES] [--no-cid] [--timeout S] [--json]\n");
+            "         [--backoff-max-ms MS] [--answer-timeout-ms MS] [--budget BYTES] [--no-cid] [--timeout S]\n"
+            "         [--json]\n");
 }
 
 int uplink_cmd_main(int argc, char **argv)
@@ -265,6 +267,8 @@ int uplink_cmd_main(int argc, char **argv)
             up.backoff_min_ms = (uint32_t)strtoul(v, NULL, 10);
         else if (ARG("--backoff-max-ms"))
             up.backoff_max_ms = (uint32_t)strtoul(v, NULL, 10);
+        else if (ARG("--answer-timeout-ms"))
+            up.answer_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
         else if (ARG("--budget"))
             up.budget_bytes_per_day = strtoull(v, NULL, 10);
         else if (ARG("--timeout"))

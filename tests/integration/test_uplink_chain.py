@@ -211,3 +211,50 @@ def test_budget_holds_routine_and_lets_findings_through(coll, tmp_path):
     assert stats["acked_new"] == 1, stats
     stored = {x[0] for x in coll.rows("SELECT snapshot_id FROM snapshots")}
     assert set(ids_of(tmp_path / "ids2")) <= stored
+
+
+def test_request_acked_but_never_answered_is_retried(tmp_path):
+    """A collector that ACKs a request (empty ACK: "separate response follows") and then dies must
+    not leave the agent waiting forever: the answer watchdog gives up and the snapshot is resent.
+    Plain CoAP against a scripted UDP peer, so the test controls every datagram."""
+    import socket
+    import threading
+
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(0.2)
+    seen = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                data, peer = srv.recvfrom(4096)
+            except socket.timeout:
+                continue
+            if len(data) < 4 or data[1] != 0x02:  # only POSTs
+                continue
+            tkl = data[0] & 0x0F
+            mid, token = data[2:4], data[4:4 + tkl]
+            seen.append(time.monotonic())
+            if len(seen) == 1:
+                srv.sendto(bytes([0x60, 0x00]) + mid, peer)  # empty ACK, then silence
+            else:
+                srv.sendto(bytes([0x60 | tkl, 0x41]) + mid + token + b"\xffnew", peer)  # ACK + 2.01
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    creds = tmp_path / "creds"
+    creds.write_text("[credentials]\ndevice_id = gw-1\npsk = 00112233\n")
+    try:
+        r, stats = run_push(PUSH + ["--credentials", str(creds), "--collector", "coap://127.0.0.1:%d" % srv.getsockname()[1],
+                                    "--spool", str(tmp_path / "spool"), "--synthetic", "1", "--ack-timeout-ms", "300",
+                                    "--max-retransmit", "2", "--answer-timeout-ms", "1500", "--backoff-min-ms", "100",
+                                    "--timeout", "30", "--json"], timeout=60)
+    finally:
+        stop.set()
+        t.join()
+        srv.close()
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert stats["timeouts"] == 1 and stats["acked_new"] == 1 and stats["posts"] == 2, stats
+    assert len(seen) == 2 and seen[1] - seen[0] >= 1.4
