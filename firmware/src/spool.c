@@ -37,6 +37,7 @@
 #define CHUNK 4096u
 #define NRECENT 8
 #define DIR_MAX 200
+#define SEGNO_MAX 99999999u /* names carry 8 digits: 3 centuries at one segment a minute */
 
 enum { ST_ROUTINE = 0, ST_FINDING = 1, NSTREAMS = 2 };
 static const char stream_prefix[NSTREAMS] = {'r', 'f'};
@@ -358,16 +359,32 @@ static int state_load(spool *sp)
                       &sp->corrupt_dropped, &sp->torn_tails, &sp->bytes_today, &sp->bytes_total};
     for (int i = 0; i < 8; i++)
         *c[i] = get64(q), q += 8;
+    int sane = sp->next_segno <= SEGNO_MAX;
     for (int s = 0; s < NSTREAMS; s++) {
         sp->st[s].cursor.segno = get32(q), q += 4;
         sp->st[s].cursor.off = get32(q), q += 4;
         sp->st[s].nooo = get32(q), q += 4;
         if (sp->st[s].nooo > ET_SPOOL_OOO_ACKS)
-            sp->st[s].nooo = 0;
+            sane = 0;
+        if (sp->st[s].cursor.segno > sp->next_segno)
+            sane = 0;
         for (int i = 0; i < ET_SPOOL_OOO_ACKS; i++) {
             sp->st[s].ooo[i].segno = get32(q), q += 4;
             sp->st[s].ooo[i].off = get32(q), q += 4;
+            if (i < (int)sp->st[s].nooo && sp->st[s].ooo[i].segno > sp->next_segno)
+                sane = 0;
         }
+    }
+    /* The CRC matched, so this is a bug's output, not flash decay: distrust all of it except
+     * the counters, and resend from the oldest record (the collector dedups). */
+    if (!sane) {
+        et_warn("spool: %s holds impossible cursors; starting from the oldest record", fin);
+        sp->next_segno = 0;
+        for (int s = 0; s < NSTREAMS; s++) {
+            memset(&sp->st[s].cursor, 0, sizeof sp->st[s].cursor);
+            sp->st[s].nooo = 0;
+        }
+        return 1;
     }
     return 0;
 }
@@ -653,7 +670,7 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
             continue;
         }
         if (sscanf(de->d_name, "%c-%8u.%3s", &c, &segno, tail) != 3 || strcmp(tail, "seg") ||
-            strlen(de->d_name) != 14 || (c != 'r' && c != 'f'))
+            strlen(de->d_name) != 14 || (c != 'r' && c != 'f') || segno > SEGNO_MAX)
             continue;
         if (sp->nsegs >= ET_SPOOL_MAX_SEGS) {
             closedir(d);
@@ -843,6 +860,10 @@ static int open_new_segment(spool *sp, unsigned cls)
     while (sp->nsegs >= ET_SPOOL_MAX_SEGS)
         if (evict_one(sp) != 0)
             return -1;
+    if (sp->next_segno > SEGNO_MAX) {
+        errno = ENOSPC;
+        return -1;
+    }
     uint32_t segno = sp->next_segno++;
     char path[DIR_MAX + 32];
     seg_name(path, sizeof path, sp, cls, segno);
