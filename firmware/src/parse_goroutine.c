@@ -684,7 +684,10 @@ int et_gparse_feed(et_gparser *p, const char *buf, size_t len)
 int et_gparse_finish(et_gparser *p, char *err, size_t errlen)
 {
     if (!p->bad && (p->carry_len > 0 || p->carry_over)) {
-        do_line(p, p->carry, p->carry_len); /* last line without a newline (or cut dump) */
+        /* Go ends every line with '\n'; a last line without one means the body was cut
+         * (debug=2 stops at 64 MiB, runtime/pprof writeGoroutineStacks) */
+        p->out->input_cut = 1;
+        do_line(p, p->carry, p->carry_len);
         p->carry_len = 0;
         p->carry_over = 0;
     }

@@ -114,6 +114,7 @@ typedef struct et_gprofile {
     uint32_t user_sync_blocked;  /* user goroutines in et_gstate_is_sync_blocked states */
     uint32_t user_other;         /* user goroutines running, runnable, in syscall, IO wait, sleep */
     char go_version[24];     /* from debug=2 header labels or build info if the format carries it; else "" */
+    uint8_t input_cut;       /* text body ended mid-line: Go's 64 MiB debug=2 cap or a dying service */
     uint32_t nsites;
     et_trunc trunc;
     et_gsite sites[ET_MAX_GSITES];

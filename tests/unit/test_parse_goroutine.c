@@ -477,11 +477,15 @@ static void test_truncated(void **state)
     for (size_t cut = 1; cut < len; cut += 37) {
         char err[128];
         int rc = parse_buf(&prof, buf, cut, 0, ET_GP_GOROUTINE, err, sizeof err);
-        if (rc == 0)
+        if (rc == 0) {
             assert_true(prof.goroutines <= 19);
-        else
+            assert_int_equal(prof.input_cut, buf[cut - 1] != '\n');
+        } else {
             assert_true(err[0] != 0);
+        }
     }
+    assert_int_equal(parse_buf(&prof, buf, len, 0, ET_GP_GOROUTINE, NULL, 0), 0);
+    assert_false(prof.input_cut);
     free(buf);
 }
 

@@ -89,9 +89,10 @@ int main(int argc, char **argv)
     }
     fclose(f);
     long rss = vm_hwm_kb();
-    printf("file=%s bytes=%ld debug=%d goroutines=%llu sites=%u trunc_sites=%u trunc_lines=%u malformed=%u\n",
+    printf("file=%s bytes=%ld debug=%d goroutines=%llu sites=%u trunc_sites=%u trunc_lines=%u malformed=%u "
+           "input_cut=%d\n",
            argv[1], size, prof.debug, (unsigned long long)prof.goroutines, prof.nsites, prof.trunc.sites,
-           prof.trunc.lines, prof.trunc.malformed);
+           prof.trunc.lines, prof.trunc.malformed, prof.input_cut);
     printf("parse_MBps=%.1f parse_cpu_MBps=%.1f best_ms=%.2f best_cpu_ms=%.2f parser_state_kb=%zu "
            "profile_kb=%zu peak_rss_kb=%ld\n",
            (double)size / best / 1e6, (double)size / best_cpu / 1e6, best * 1e3, best_cpu * 1e3,
