@@ -698,6 +698,10 @@ int et_gparse_finish(et_gparser *p, char *err, size_t errlen)
             et_strlcpy(err, p->bad_reason, errlen);
         return -1;
     }
+    /* runtime.Stack fills its buffer line by line, so Go's 64 MiB debug=2 cap can also end on
+     * a newline: an exactly 64 MiB body, or a last frame without its file line, is cut too. */
+    if (p->debug == 2 && (p->bytes == (uint64_t)64 << 20 || (p->in_record && p->acc.pend)))
+        p->out->input_cut = 1;
     end_record(p);
     et_gprofile *out = p->out;
     if (p->debug == 1 && out->goroutines == 0 && out->header_total > 0 && out->trunc.malformed > 0) {

@@ -479,13 +479,21 @@ static void test_truncated(void **state)
         int rc = parse_buf(&prof, buf, cut, 0, ET_GP_GOROUTINE, err, sizeof err);
         if (rc == 0) {
             assert_true(prof.goroutines <= 19);
-            assert_int_equal(prof.input_cut, buf[cut - 1] != '\n');
+            if (buf[cut - 1] != '\n')
+                assert_true(prof.input_cut);
         } else {
             assert_true(err[0] != 0);
         }
     }
     assert_int_equal(parse_buf(&prof, buf, len, 0, ET_GP_GOROUTINE, NULL, 0), 0);
     assert_false(prof.input_cut);
+    /* cut after a function line, on a newline: still seen as cut */
+    const char *d = "goroutine 1 [select]:\nmain.a()\n\t/a.go:1 +0x1\n\ngoroutine 2 [select]:\nmain.b()\n";
+    assert_int_equal(parse_buf(&prof, d, strlen(d), 0, ET_GP_GOROUTINE, NULL, 0), 0);
+    assert_true(prof.input_cut);
+    size_t complete = (size_t)(strstr(d, "\n\ngoroutine 2") - d) + 2;
+    assert_int_equal(parse_buf(&prof, d, complete, 0, ET_GP_GOROUTINE, NULL, 0), 0);
+    assert_false(prof.input_cut); /* ends after a blank line: complete */
     free(buf);
 }
 
