@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Run built test services briefly and check their labels (developer tool).
 
-  verify.py BINDIR [--rate R] [--warmup S] [--duration S] [--jobs N] [--only a,b]
+  verify.py BINDIR [--rate R] [--warmup S] [--duration S] [--jobs N] [--only a,b] [--qemu CMD]
 
 For each program in corpus.json: start BINDIR/<name> -rate R on port 0, wait
 warm-up, sample /debug/pprof/goroutine?debug=1, heap?debug=1 and
@@ -140,7 +140,7 @@ def run_one(binpath, label, args):
         warm = max(warm, 3)
     if label["name"] == "http-dead-peer":
         rate = min(rate, 50)
-    p = subprocess.Popen([binpath, "-rate", str(rate)] + extra, stdout=subprocess.PIPE,
+    p = subprocess.Popen(args.qemu.split() + [binpath, "-rate", str(rate)] + extra, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
     res = {"name": label["name"], "leaks": label["leaks"], "kind": label["kind"], "rate": rate}
     try:
@@ -231,6 +231,7 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--bigdump-n", type=int, default=20000)
     ap.add_argument("--json")
+    ap.add_argument("--qemu", default="", help="command prefix, e.g. qemu-aarch64-static (thread counts then include qemu's)")
     args = ap.parse_args()
     with open(os.path.join(HERE, "corpus.json")) as f:
         corpus = json.load(f)["programs"]

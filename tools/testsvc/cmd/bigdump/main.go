@@ -14,7 +14,7 @@ import (
 
 func main() {
 	n := flag.Int("n", 100000, "goroutines to park")
-	maxDepth := flag.Int("maxdepth", 6, "maximum extra recursion frames per stack")
+	maxDepth := flag.Int("maxdepth", 3, "maximum extra recursion frames per stack")
 	svc := harness.Start()
 	p := newPrimitives(64)
 	sites := len(layers) * numKinds

@@ -112,23 +112,22 @@ func (p *primitives) park(kind int) {
 	}
 }
 
-// descend adds depth frames (with a little stack each) before parking, so
-// stacks are deep-ish and differ between sites.
-func descend(p *primitives, depth, kind int, pad [4]int64) int64 {
+// descend adds depth frames before parking, so stacks are deep-ish and
+// differ between sites.
+func descend(p *primitives, depth, kind int) int {
 	if depth == 0 {
 		p.park(kind)
-		return pad[0]
+		return 0
 	}
-	pad[depth%4] += int64(depth)
-	return descend(p, depth-1, kind, pad) + 1
+	return descend(p, depth-1, kind) + 1
 }
 
 // Five service layers; each calls into every park kind, giving
 // 5*numKinds = 50 distinct blocked stacks.
-func ingest(p *primitives, depth, kind int) { descend(p, depth, kind, [4]int64{}) }
-func route(p *primitives, depth, kind int)  { descend(p, depth, kind, [4]int64{1}) }
-func store(p *primitives, depth, kind int)  { descend(p, depth, kind, [4]int64{2}) }
-func notify(p *primitives, depth, kind int) { descend(p, depth, kind, [4]int64{3}) }
-func audit(p *primitives, depth, kind int)  { descend(p, depth, kind, [4]int64{4}) }
+func ingest(p *primitives, depth, kind int) { descend(p, depth, kind) }
+func route(p *primitives, depth, kind int)  { descend(p, depth, kind) }
+func store(p *primitives, depth, kind int)  { descend(p, depth, kind) }
+func notify(p *primitives, depth, kind int) { descend(p, depth, kind) }
+func audit(p *primitives, depth, kind int)  { descend(p, depth, kind) }
 
 var layers = []func(*primitives, int, int){ingest, route, store, notify, audit}

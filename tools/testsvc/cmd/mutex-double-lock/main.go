@@ -4,16 +4,17 @@ package main
 
 import (
 	"flag"
+	"sync/atomic"
 	"time"
 
 	"edgetrace/testsvc/internal/harness"
 )
 
-var served int64
+var served atomic.Int64
 
 func handleRequest(c *TokenCache, tenant string) {
 	if tok := c.Token(tenant); tok != "" {
-		served++
+		served.Add(1)
 	}
 }
 
