@@ -63,7 +63,9 @@
  * process warming up grows exactly like a leak; what tells them apart early is that the
  * warm-up frees most of what it allocates.) Heap sites come
  * from the heap profile, whose inuse figures are as of the last GC: a site whose inuse_bytes
- * grows across GC cycles is HEAP_SITE evidence and names the allocation site.
+ * grows across GC cycles is HEAP_SITE evidence and names the allocation site. A floor (or a
+ * site) that fell by more than 25% from an earlier high anywhere in the window is memory the
+ * collector does reclaim: not growth.
  * RSS growth: anonymous RSS beyond all the Go runtime holds (Sys - HeapReleased) grows, with a
  * flat goroutine count; RSS merely above the heap is never a finding, nor RSS catching up with
  * pages Go mapped earlier, nor the binary's file pages. likely at k_up >= 3.
@@ -235,6 +237,8 @@ typedef struct gparams {
     double min_rise; /* absolute */
     double rel;      /* fraction of the starting value */
     double tol;      /* steps within +-tol are flat */
+    double drawdown; /* memory series: a fall of more than this fraction from an earlier high
+                      * anywhere in the history means the memory is reclaimed: not growth (0 = off) */
 } gparams;
 
 typedef struct gresult {
@@ -261,6 +265,15 @@ static int growth_eval(const series *s, const gparams *p, gresult *r, float *scr
         R = n;
     if (!(x[n - 1] > x[n - R] + p->tol))
         return 0;
+    if (p->drawdown > 0) {
+        double hi = x[0];
+        for (int i = 1; i < n; i++) {
+            if (x[i] > hi)
+                hi = x[i];
+            else if (hi - x[i] > p->drawdown * hi)
+                return 0;
+        }
+    }
     static const int lens[] = {ET_AN_WINDOW, 32, 16, 8, 4, 3};
     int last_L = 0;
     for (size_t li = 0; li < ET_ARRAY_LEN(lens); li++) {
@@ -1056,6 +1069,7 @@ static void evaluate(et_analyzer *a)
     uint64_t now = nr ? nr->t_ms : 0;
     double ival = median_interval(a);
     gparams p;
+    memset(&p, 0, sizeof p);
 
     /* process-wide goroutine total */
     rec_series(a, F_TOTAL, &s);
@@ -1188,6 +1202,7 @@ static void evaluate(et_analyzer *a)
         p.min_rise = 512.0 * 1024;
         p.rel = 0.10;
         p.tol = 0;
+        p.drawdown = 0.25;
         h->growing = (uint8_t)growth_eval(&s, &p, &g, scratch);
         h->slope_per_min = h->growing ? g.slope : 0;
         if (h->growing && g.rise > best_site_rise) {
@@ -1199,6 +1214,7 @@ static void evaluate(et_analyzer *a)
         p.min_rise = (double)a->conf.min_heap_rise;
         p.rel = a->conf.min_heap_rel;
         p.tol = fl.x[0] * 0.005;
+        p.drawdown = 0.25;
         if (growth_eval(&fl, &p, &gh, scratch)) {
             gresult gg;
             p.tol = goal.x[0] * 0.005;
@@ -1214,6 +1230,7 @@ static void evaluate(et_analyzer *a)
             heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
         }
     }
+    p.drawdown = 0;
     set_series_verdict(&a->v_heap, heap_conf1, &gh, nr ? nr->heap_inuse : 0, now);
 
     /* RSS outside the Go runtime */
