@@ -39,13 +39,14 @@ say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
 rm -rf "$DEMO"; mkdir -p "$DEMO/spool"
 
-start_svc() { # NAME -> prints URL
+svc_url=""
+start_svc() { # NAME RATE -> sets svc_url (not a $(...) subshell: the PID must reach cleanup)
     local name=$1 log="$DEMO/$1.log"
     "$SVC/$name" -listen 127.0.0.1:0 -rate "${2:-40}" >"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
         local addr; addr=$(sed -n 's/^listening //p' "$log" | head -1)
-        [ -n "$addr" ] && { echo "http://$addr"; return; }
+        [ -n "$addr" ] && { svc_url="http://$addr"; return; }
         sleep 0.1
     done
     echo "demo: $name did not start" >&2; exit 1
@@ -61,12 +62,12 @@ pids+=($!)
 
 say "lossy-link 127.0.0.1:$lport -> collector: 10% loss each way, 80±40 ms delay"
 "$LOSSY" --listen "127.0.0.1:$lport" --upstream "127.0.0.1:$cport" --loss-up 10 --loss-down 10 \
-    --delay-ms 80 --jitter-ms 40 --seed 7 >"$DEMO/lossy-link.log" 2>&1 &
+    --delay-ms 80 --jitter-ms 40 --seed 7 --stats-file "$DEMO/lossy-link.json" >"$DEMO/lossy-link.log" 2>&1 &
 pids+=($!)
 
 say "Go services (Go $GO): $LEAKY (leaks) and $HEALTHY (healthy)"
-leaky_url=$(start_svc "$LEAKY" 40)
-healthy_url=$(start_svc "$HEALTHY" 40)
+start_svc "$LEAKY" 40; leaky_url=$svc_url
+start_svc "$HEALTHY" 40; healthy_url=$svc_url
 echo "   $LEAKY at $leaky_url, $HEALTHY at $healthy_url"
 
 cat >"$DEMO/agent.conf" <<EOF
@@ -115,8 +116,8 @@ say "snapshots"
 "$COLLECTOR" snapshots --db "$DEMO/collector.db" | tail -n 8
 say "findings"
 "$COLLECTOR" findings --db "$DEMO/collector.db"
-say "lossy-link"
-kill -USR2 "${pids[2]}" 2>/dev/null || true; sleep 0.3; tail -n 1 "$DEMO/lossy-link.log"
+say "lossy-link counters"
+sleep 1.1; cat "$DEMO/lossy-link.json" 2>/dev/null; echo
 
 if [ $found = 1 ]; then
     say "OK: the leak in $expected_fn reached the collector through the lossy link"
