@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Installs the agent for one board onto a gateway.
+#
+#   tools/flash/flash.sh BOARD ROOTFS_DIR  [--credentials FILE] [--config FILE] [--force]
+#   tools/flash/flash.sh BOARD ssh://[user@]host[:port] [--credentials FILE] [--config FILE]
+#
+# ROOTFS_DIR is a gateway's root file system: an SD card or eMMC image mounted on this
+# machine, or a build tree (Yocto/Buildroot staging). ssh:// installs on a running gateway
+# (needs ssh, scp and systemd there) and restarts the service.
+#
+# What lands on the gateway:
+#   /usr/local/bin/edgetrace-agent                 the stripped static binary for BOARD
+#   /etc/edgetrace/agent.conf                      from --config, else a default (kept if present)
+#   /etc/edgetrace/credentials                     from --credentials (edgetrace-collector provision)
+#   /etc/systemd/system/edgetrace-agent.service    and its multi-user.target.wants link
+#   /var/lib/edgetrace/spool                       the spool directory
+#
+# Before writing, the root file system's own /bin/sh (or busybox) must be of BOARD's
+# architecture: flashing an armv7 agent onto an aarch64 image is refused (--force overrides).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || usage
+board=$1 dest=$2; shift 2
+creds="" conf="" force=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --credentials) creds=$2; shift 2 ;;
+        --config) conf=$2; shift 2 ;;
+        --force) force=1; shift ;;
+        *) usage ;;
+    esac
+done
+[ -f "$repo/boards/$board.mk" ] || { echo "flash: unknown board '$board' (see make boards)" >&2; exit 2; }
+agent="$repo/build/$board/edgetrace-agent"
+[ -x "$agent" ] || { echo "flash: $agent missing: run make BOARD=$board" >&2; exit 1; }
+[ -z "$creds" ] || [ -r "$creds" ] || { echo "flash: cannot read $creds" >&2; exit 1; }
+[ -z "$conf" ] || [ -r "$conf" ] || { echo "flash: cannot read $conf" >&2; exit 1; }
+arch=$(sed -n 's/^BOARD_ARCH *:= *//p' "$repo/boards/$board.mk")
+spool=$(sed -n 's/^BOARD_SPOOL_DIR *:= *//p' "$repo/boards/$board.mk")
+
+# `file` wording for each board architecture.
+case $arch in
+    x86_64) want="x86-64" ;;
+    aarch64) want="ARM aarch64" ;;
+    armv7) want="ARM, EABI5" ;;
+    *) echo "flash: no architecture check for $arch" >&2; exit 1 ;;
+esac
+
+default_conf() {
+    cat <<CONF
+; edgetrace agent configuration (see README.md, Configuration)
+[agent]
+discover = yes
+log_level = warn
+[spool]
+dir = $spool
+[uplink]
+; collector = coaps://collector.example:5684
+credentials = /etc/edgetrace/credentials
+CONF
+}
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+install -D -m 0755 "$agent" "$stage/usr/local/bin/edgetrace-agent"
+install -D -m 0644 "$here/edgetrace-agent.service" "$stage/etc/systemd/system/edgetrace-agent.service"
+mkdir -p "$stage/etc/systemd/system/multi-user.target.wants" "$stage/etc/edgetrace" "$stage$spool"
+ln -s ../edgetrace-agent.service "$stage/etc/systemd/system/multi-user.target.wants/edgetrace-agent.service"
+if [ -n "$conf" ]; then install -D -m 0644 "$conf" "$stage/etc/edgetrace/agent.conf"
+else default_conf > "$stage/etc/edgetrace/agent.conf.default"; fi
+[ -z "$creds" ] || install -D -m 0600 "$creds" "$stage/etc/edgetrace/credentials"
+
+case $dest in
+ssh://*)
+    hostpart=${dest#ssh://}; port=22
+    case $hostpart in *:*) port=${hostpart##*:}; hostpart=${hostpart%:*} ;; esac
+    remote_arch=$(ssh -p "$port" "$hostpart" uname -m)
+    case "$arch:$remote_arch" in
+        x86_64:x86_64|aarch64:aarch64|armv7:armv7*|armv7:armv8*) ;;
+        *) [ $force = 1 ] || { echo "flash: $hostpart is $remote_arch, board $board is $arch" >&2; exit 1; } ;;
+    esac
+    tar -C "$stage" -czf - . | ssh -p "$port" "$hostpart" \
+        'set -e; tar -C / -xzf - --no-same-owner;
+         [ -f /etc/edgetrace/agent.conf ] || mv /etc/edgetrace/agent.conf.default /etc/edgetrace/agent.conf;
+         rm -f /etc/edgetrace/agent.conf.default; systemctl daemon-reload; systemctl restart edgetrace-agent'
+    echo "flashed $board agent to $hostpart"
+    ;;
+*)
+    root=$dest
+    [ -d "$root" ] || { echo "flash: $root is not a directory" >&2; exit 1; }
+    sh=""
+    for c in "$root/bin/busybox" "$root/bin/sh" "$root/usr/bin/sh" "$root/bin/bash"; do
+        [ -e "$c" ] && { sh=$(readlink -f "$c" 2>/dev/null || echo "$c"); break; }
+    done
+    # readlink -f resolves against this machine's root for absolute links: re-anchor.
+    case $sh in "$root"/*) ;; /*) sh="$root$sh" ;; esac
+    if [ -z "$sh" ] || ! file -b "$sh" | grep -q "$want"; then
+        if [ $force = 1 ]; then
+            echo "flash: warning: cannot confirm $root is $arch (--force)" >&2
+        else
+            echo "flash: $root does not look like a $arch root file system (its shell: ${sh:-none}); --force overrides" >&2
+            exit 1
+        fi
+    fi
+    cp -a "$stage/." "$root/"
+    if [ -f "$root/etc/edgetrace/agent.conf.default" ]; then
+        [ -f "$root/etc/edgetrace/agent.conf" ] || mv "$root/etc/edgetrace/agent.conf.default" "$root/etc/edgetrace/agent.conf"
+        rm -f "$root/etc/edgetrace/agent.conf.default"
+    fi
+    echo "flashed $board agent into $root ($(stat -c %s "$root/usr/local/bin/edgetrace-agent") bytes)"
+    ;;
+esac
