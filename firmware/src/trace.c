@@ -183,6 +183,7 @@ struct et_trace_parser {
     uint64_t gen_min_ticks, gen_max_ticks;
     int gen_has_ticks;
     int stk_scanned;
+    int gen_saw_stacks;   /* a stack batch arrived in the open generation */
 
     /* goroutines */
     struct tg *g;
@@ -832,6 +833,7 @@ static void gen_begin(et_trace_parser *p, uint64_t gen)
     p->ns_per_tick = 0;
     p->gen_has_ticks = 0;
     p->stk_scanned = 0;
+    p->gen_saw_stacks = 0;
 }
 
 static inline uint64_t ticks_ns(et_trace_parser *p, uint64_t t)
@@ -874,8 +876,7 @@ static void gen_end(et_trace_parser *p)
             p->end_ns = b;
         p->have_time = 1;
     }
-    if (!p->stk_scanned) /* no (further) stack batch came: still resolve what was loaded */
-        p->stk_scanned = 1;
+    uint64_t unresolved_before = p->trunc.stacks;
     for (uint32_t i = 0; i < p->g_hw; i++) {
         struct tg *g = &p->g[i];
         if (!(g->flags & GF_USED))
@@ -899,6 +900,8 @@ static void gen_end(et_trace_parser *p)
         if (g->state == ET_TG_NOTEXIST && g->agen)
             retire(p, g);
     }
+    if (p->trunc.stacks > unresolved_before && !p->gen_saw_stacks)
+        partial(p, "generation %llu is incomplete: no stack table (trace likely truncated)", (unsigned long long)p->cur_gen);
     /* The string and stack slots of this generation become invalid with the next gen_idx. */
     p->s_count = p->s_used = p->k_count = p->fr_used = 0;
     p->gen_open = 0;
@@ -926,6 +929,7 @@ static void do_stacks(et_trace_parser *p, const uint8_t *d, const uint8_t *end)
 {
     if (!p->stk_scanned)
         want_stacks(p);
+    p->gen_saw_stacks = 1;
     d++; /* EvStacks */
     while (d < end) {
         uint64_t id, nf;

@@ -359,3 +359,16 @@ def test_url_source(agent, tracegen):
     finally:
         p.kill()
         p.wait()
+
+
+def test_peak_rss_within_memory_bound(agent, traces):
+    """The parser's footprint is fixed up front: peak RSS stays under the bound it reports
+    (plus the process's own baseline), whatever the trace."""
+    path = traces[("1.27", "busy")]
+    r = subprocess.run(["/usr/bin/time", "-v", agent, "trace", str(path), "--json"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\):\s*(\d+)", r.stderr).group(1))
+    bound = json.loads(r.stdout)["memory_bound"]
+    baseline_kb = 8 * 1024 if "asan" not in agent else 64 * 1024
+    assert rss_kb * 1024 <= bound + baseline_kb * 1024, (rss_kb, bound)
