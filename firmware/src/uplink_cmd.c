@@ -228,7 +228,9 @@ int uplink_cmd_main(int argc, char **argv)
     unsigned interval_ms = 0, timeout_s = 0;
     int fsync_policy = SPOOL_FSYNC_ALWAYS, json = 0;
     int have_ack = 0, have_rt = 0;
-    for (int i = 1; i < argc; i++) {
+    /* main.c passes the whole argv ("edgetrace-agent push ..."); also accept argv[0] = "push" */
+    int first = argc > 1 && (!strcmp(argv[1], "push") || !strcmp(argv[1], "upload")) ? 2 : 1;
+    for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define ARG(name) (!strcmp(a, name) && v && ++i)

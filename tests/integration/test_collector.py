@@ -308,3 +308,36 @@ def test_kill9_during_ingest_loses_nothing_acknowledged(tmp_path):
     assert len(acked) >= 20
     missing = [a for a in acked if a not in stored]
     assert not missing, f"acknowledged but lost after kill -9: {missing}"
+
+
+def test_serve_from_config_file(tmp_path):
+    """`serve -c collector.conf`: the INI file sets the database, the address and the body cap."""
+    if not COAP_CLIENT.exists():
+        pytest.fail(f"stock coap-client not found at {COAP_CLIENT}")
+    db = tmp_path / "conf.db"
+    port = free_udp_port()
+    creds_path = tmp_path / "gw-9.cred"
+    r = subprocess.run([str(COLLECTOR), "provision", "gw-9", "--db", str(db), "--out", str(creds_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    creds = read_creds(creds_path) | {"path": str(creds_path)}
+    conf = tmp_path / "collector.conf"
+    conf.write_text(f"[collector]\ndb = {db}\nlisten = 127.0.0.1:{port}\nmax_body = 2K\ngroup_commit = yes\n"
+                    "stats_interval = 1\n")
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([str(COLLECTOR), "serve", "-c", str(conf)], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert proc.stdout.readline().startswith("ready 127.0.0.1:%d" % port)
+        small = gen_snapshots(tmp_path, creds, 1)[0]
+        assert "new " in coap_post(port, creds, small, tmp_path)
+        big = gen_snapshots(tmp_path, creds, 1, pad=3000, name="big")[0]
+        assert "4.13" in coap_post(port, creds, big, tmp_path, block=512)
+        # stats_interval = 1: counters appear in the log without a signal
+        assert wait_for(lambda: "stats requests=" in (tmp_path / "serve.log").read_text(), timeout=5)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[collector]\nmax_body = lots\n")
+    r = subprocess.run([str(COLLECTOR), "serve", "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "line 2" in r.stderr
