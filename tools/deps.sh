@@ -36,6 +36,13 @@ LIBCOAP_SHA256=a332b682ceacef4c3130b2fb17851db02020c3f64b8a562c1ffd8d9b8a9320d4
 
 log() { printf '[deps %s] %s\n' "$BOARD" "$*" >&2; }
 
+# Several makes (parallel jobs, a second terminal) may ask for dependencies at once and
+# share the source cache: one builds at a time, the others wait and then find it done.
+mkdir -p "$(dirname "$PREFIX")" "$SRC"
+exec 9>"$CACHE/deps/.lock"
+flock 9
+[ -f "$PREFIX/.ready" ] && exit 0
+
 # ---- fetching ----------------------------------------------------------------------------
 # fetch_deb SRCPKG VERSION -> prints the unpacked source directory
 fetch_deb() {
