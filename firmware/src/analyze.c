@@ -23,8 +23,9 @@
  * Goroutine-leak at a site (evidence CLUSTER): the site grows. Thresholds: min_site_rise (5)
  * and min_site_rel (10%). Confidence:
  *   - sync-blocked state (chan/select/mutex/cond/waitgroup/...), not allow-listed:
- *       likely if k_up >= 3 (grew across 3 sampling intervals), or k_up == 2 with WAIT;
- *       suspected otherwise.
+ *       likely if k_up >= 3 (grew across 3 sampling intervals), or k_up == 2 with WAIT or
+ *       TRACE (a trace window saw new goroutines park there and never wake); suspected
+ *       otherwise.
  *   - other states (IO wait, syscall, sleep, running) or allow-listed sites (net/http
  *     keep-alive loops, ..., and every stdlib-only site): growth there is usually load (more
  *     connections), so they need k_up >= 4, or k_up >= 3 with independent support (WAIT,
@@ -84,6 +85,7 @@
  */
 #include "analyze.h"
 #include "base.h"
+#include "trace.h"
 
 #include <math.h>
 #include <string.h>
@@ -550,13 +552,18 @@ static double keep_score(const et_analyzer *a, const et_an_site *s, uint32_t slo
  * also hashes the state and the creator, and neither is stable across sampling modes: debug=1
  * hides the runtime frames a channel wait shows (state unknown there, "chan send" in debug=2)
  * and prints no "created by". One site must stay one series whatever was fetched. */
+static uint64_t frame_akey(const et_frame *f)
+{
+    uint64_t h = et_fnv1a_str(ET_FNV_INIT, f->func);
+    h = et_fnv1a(h, "", 1);
+    h = et_fnv1a_str(h, f->file);
+    h = et_fnv1a(h, &f->line, sizeof f->line);
+    return h ? h : 1;
+}
+
 static uint64_t site_akey(const et_gsite *g)
 {
-    uint64_t h = et_fnv1a_str(ET_FNV_INIT, g->user.func);
-    h = et_fnv1a(h, "", 1);
-    h = et_fnv1a_str(h, g->user.file);
-    h = et_fnv1a(h, &g->user.line, sizeof g->user.line);
-    return h ? h : 1;
+    return frame_akey(&g->user);
 }
 
 /* States in which goroutines can pile up for ever at one site. UNKNOWN is what debug=1
@@ -897,6 +904,30 @@ static void ingest_leak(et_analyzer *a, const et_gprofile *lp, uint64_t t)
     }
 }
 
+/* An execution trace (a few seconds) shows goroutines created during the window that parked
+ * at a site and neither woke nor ended before it closed: new goroutines piling up there, not
+ * a pool being reused. Evidence (ET_E_TRACE) that supports growth like a debug=2 wait does;
+ * a window of seconds proves nothing on its own. */
+static void ingest_trace(et_analyzer *a, const struct et_trace_summary *ts)
+{
+    if (ts->status != ET_TRACE_OK && ts->status != ET_TRACE_PARTIAL)
+        return;
+    uint32_t ng = ts->ngroups < ET_TRACE_MAX_GROUPS ? ts->ngroups : ET_TRACE_MAX_GROUPS;
+    for (uint32_t i = 0; i < ng; i++) {
+        const et_trace_group *g = &ts->groups[i];
+        if (g->overflow || g->stdlib_only || g->go_state != ET_TG_WAITING || g->created_in_window == 0)
+            continue;
+        int k = find_site(a, frame_akey(&g->block));
+        if (k < 0)
+            continue;
+        et_an_site *s = &a->sites[k];
+        if (s->trace_seq != a->seq + 1)
+            s->trace_created = 0;
+        s->trace_seq = a->seq + 1;
+        s->trace_created += g->created_in_window;
+    }
+}
+
 /* ---- heap sites ---- */
 
 /* debug=1 heap profiles print sampled counts; estimate the real in-use bytes the way pprof
@@ -1113,6 +1144,7 @@ static void evaluate(et_analyzer *a)
         int sync = parked_like(st->state);
         double wait_ms = (double)st->max_wait_min * 60000.0;
         int waited = wait_recent(a, st) && st->max_wait_min >= 1 && wait_ms >= 2.0 * ival;
+        int traced = st->trace_seq && a->seq + 1 - st->trace_seq <= 3 && st->trace_created > 0;
         if (grows) {
             ev |= ET_E_CLUSTER;
             if (total_grows && g.rise >= 0.25 * a->v_total.rise)
@@ -1121,13 +1153,15 @@ static void evaluate(et_analyzer *a)
                 ev |= ET_E_STACK_GROWTH;
             if (waited)
                 ev |= ET_E_WAIT;
-            int support = (ev & (ET_E_WAIT | ET_E_STACK_GROWTH)) ||
+            if (traced)
+                ev |= ET_E_TRACE;
+            int support = (ev & (ET_E_WAIT | ET_E_STACK_GROWTH | ET_E_TRACE)) ||
                           (st->state == ET_G_SYSCALL && threads_grow);
             if (st->state == ET_G_SYSCALL && threads_grow)
                 ev |= ET_E_PROC;
             int likely;
             if (sync && !st->allowed)
-                likely = g.k_up >= 3 || (g.k_up >= 2 && (ev & ET_E_WAIT));
+                likely = g.k_up >= 3 || (g.k_up >= 2 && (ev & (ET_E_WAIT | ET_E_TRACE)));
             else if (st->stdlib_only && st->state == ET_G_IO_WAIT)
                 likely = 0; /* open connections waiting for their peer: follows load; a leak
                              * of them also shows at a user site or at the writeLoop select */
@@ -1324,6 +1358,8 @@ void et_analyzer_add(et_analyzer *a, const et_sample_in *in)
         ingest_goroutine(a, in->goroutine, slot, r);
     if (in->leak && in->leak->kind == ET_GP_GOROUTINELEAK)
         ingest_leak(a, in->leak, t);
+    if (in->trace)
+        ingest_trace(a, in->trace);
     if (in->heap) {
         if (in->heap->ms.present) {
             const et_memstats *ms = &in->heap->ms;

@@ -70,7 +70,7 @@ typedef struct et_sample_in {
     const et_gprofile *leak;       /* /debug/pprof/goroutineleak */
     const et_hprofile *heap;       /* /debug/pprof/heap (debug=1: sites + MemStats) */
     const et_procstat *proc;       /* /proc/PID/status etc. */
-    const struct et_trace_summary *trace; /* reserved for ET_E_TRACE; ignored for now */
+    const struct et_trace_summary *trace; /* execution-trace summary (ET_E_TRACE) */
 } et_sample_in;
 
 /* ---- compact history ---- */
@@ -107,6 +107,8 @@ typedef struct et_an_site {
     uint32_t touched;        /* seq+1 of the last sample that counted it */
     uint32_t wait_seq;       /* sample of the latest debug=2 observation */
     uint32_t max_wait_min, waiting_count;
+    uint32_t trace_seq;      /* sample of the latest trace that saw new goroutines park here */
+    uint32_t trace_created;  /* how many (created in the window, still waiting at its end) */
     double slope_per_min;
     uint64_t onset_ms;       /* start of the growth window when first raised */
     uint64_t first_seen_ms;  /* when the finding first appeared (0 = not raised) */

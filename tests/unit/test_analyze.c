@@ -16,6 +16,7 @@
 #include "base.h"
 #include "finding.h"
 #include "profile.h"
+#include "trace.h"
 
 /* Big structs live on the heap: et_gprofile is ~700 KiB. */
 static et_gprofile *gp;
@@ -477,6 +478,42 @@ static void test_wait_evidence_and_plateau(void **state)
         feed(T0 + i * iv, gp, NULL, NULL, NULL);
     }
     assert_null(find_kind(ET_F_GOROUTINE_LEAK, "main.(*Batcher).Flush"));
+}
+
+/* A trace window saw new goroutines park at the growing site and never wake: with two growth
+ * steps that is enough for likely (a pool reusing its goroutines would not show that). */
+static void test_trace_evidence(void **state)
+{
+    (void)state;
+    et_trace_summary *ts = calloc(1, sizeof *ts);
+    assert_non_null(ts);
+    for (int with_trace = 0; with_trace < 2; with_trace++) {
+        et_analyzer_init(an, NULL);
+        for (int i = 1; i < 4; i++) {
+            gp_reset(gp, ET_GP_GOROUTINE, 1);
+            gp_background(gp);
+            gp_add(gp, "main.(*Uploader).reportProgress", "uploader.go", 40, ET_G_CHAN_RECV, 6u * i, "main.(*Uploader).Upload");
+            memset(ts, 0, sizeof *ts);
+            ts->status = ET_TRACE_OK;
+            ts->ngroups = 1;
+            et_trace_group *g = &ts->groups[0];
+            et_strlcpy(g->block.func, "main.(*Uploader).reportProgress", sizeof g->block.func);
+            et_strlcpy(g->block.file, "uploader.go", sizeof g->block.file);
+            g->block.line = 40;
+            g->go_state = ET_TG_WAITING;
+            g->count = 6;
+            g->created_in_window = 5;
+            et_sample_in in = {.t_ms = T0 + (uint64_t)i * IV, .goroutine = gp, .trace = (with_trace && i == 3) ? ts : NULL};
+            et_analyzer_add(an, &in);
+            et_analyzer_findings(an, fs);
+        }
+        /* first seen at 6 (i=1), no zero before it: two steps by i=3 */
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Uploader).reportProgress");
+        assert_non_null(f);
+        assert_int_equal(f->confidence, with_trace ? ET_C_LIKELY : ET_C_SUSPECTED);
+        assert_int_equal(!!(f->evidence & ET_E_TRACE), with_trace);
+    }
+    free(ts);
 }
 
 /* ---- clearing ---- */
@@ -1194,6 +1231,7 @@ int main(void)
         cmocka_unit_test(test_allowlisted_growth_still_alerts),
         cmocka_unit_test(test_config_allow),
         cmocka_unit_test(test_wait_evidence_and_plateau),
+        cmocka_unit_test(test_trace_evidence),
         cmocka_unit_test(test_finding_clears),
         cmocka_unit_test(test_gc_proof),
         cmocka_unit_test(test_deadlock),
