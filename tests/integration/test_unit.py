@@ -32,13 +32,14 @@ def test_unit_tests_exist():
 
 
 @pytest.mark.parametrize("binary", HOST_TESTS, ids=lambda p: p.name)
-def test_unit_host_asan_ubsan(binary, tmp_path):
-    run_cmocka([str(binary)], tmp_path)
+def test_unit_host_asan_ubsan(binary):
+    # From the repository root: tests read their fixtures from tests/fixtures/.
+    run_cmocka([str(binary)], ROOT)
 
 
 @pytest.mark.parametrize("board,binary", CROSS_TESTS, ids=lambda v: v if isinstance(v, str) else v.name)
-def test_unit_under_qemu(board, binary, tmp_path):
-    run_cmocka(shlex.split(board_var(board, "BOARD_QEMU")) + [str(binary)], tmp_path)
+def test_unit_under_qemu(board, binary):
+    run_cmocka(shlex.split(board_var(board, "BOARD_QEMU")) + [str(binary)], ROOT)
 
 
 @pytest.mark.parametrize("fuzzer", FUZZERS, ids=lambda p: p.name)
