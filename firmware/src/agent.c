@@ -331,18 +331,26 @@ int agent_run_main(int argc, char **argv)
         return 1;
     }
 
-    if (a->conf.collector[0]) {
-        et_uplink_params up;
-        et_uplink_params_defaults(&up);
+    /* The collector address comes from [uplink] collector, or else from the credentials
+     * file that `edgetrace-collector provision --collector URL` wrote. */
+    et_uplink_params up;
+    et_uplink_params_defaults(&up);
+    int have_creds = access(a->conf.credentials, R_OK) == 0;
+    if (have_creds && et_uplink_load_credentials(a->conf.credentials, &up, err, sizeof err) != 0) {
+        fprintf(stderr, "edgetrace-agent: credentials %s: %s\n", a->conf.credentials, err);
+        return 2;
+    }
+    if (a->conf.collector[0])
         et_strlcpy(up.collector, a->conf.collector, sizeof up.collector);
+    if (up.collector[0]) {
+        if (!have_creds && !strncmp(up.collector, "coaps:", 6)) {
+            fprintf(stderr, "edgetrace-agent: credentials %s: %s\n", a->conf.credentials, strerror(errno));
+            return 2;
+        }
         up.ack_timeout_ms = a->conf.ack_timeout_ms;
         up.max_retransmit = a->conf.max_retransmit;
         up.budget_bytes_per_day = a->conf.budget_bytes_per_day;
         et_strlcpy(up.state_dir, a->conf.spool_dir, sizeof up.state_dir);
-        if (et_uplink_load_credentials(a->conf.credentials, &up, err, sizeof err) != 0) {
-            fprintf(stderr, "edgetrace-agent: credentials %s: %s\n", a->conf.credentials, err);
-            return 2;
-        }
         if (!up.device_id[0])
             et_strlcpy(up.device_id, a->conf.device_id, sizeof up.device_id);
         /* The DTLS identity is what the collector believes; keep the snapshot's device id
@@ -354,7 +362,7 @@ int agent_run_main(int argc, char **argv)
             return 1;
         }
     } else {
-        et_warn("no [uplink] collector configured: snapshots stay in the spool");
+        et_warn("no collector configured ([uplink] collector or the credentials file): snapshots stay in the spool");
     }
 
     sigset_t mask;
