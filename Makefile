@@ -60,6 +60,9 @@ AGENT_LDFLAGS := -static -Wl,--gc-sections -L$(DEPS)/lib
 AGENT_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(AGENT_SRCS) $(WIRE_SRCS))
 
 .PHONY: host-tools all agent boards all-boards collector size test unit demo bench setup deps host-deps clean fuzz testsvc lossy-link
+# Object files built by pattern rules are not throwaway intermediates: keep them, so a
+# second build (or the next test binary) does not recompile the whole agent.
+.SECONDARY:
 .DEFAULT_GOAL := agent
 all: agent
 
