@@ -7,7 +7,7 @@
  * post-GC heap floor, RSS outside the Go runtime, the OS thread count. A series "grows" when,
  * over some suffix window of the history (the whole window, or its last 32/16/8/4/3 points,
  * so a leak that starts late is not drowned by a long flat past):
- *   - it is mostly non-decreasing: at most a quarter of the steps go down (leaked goroutines
+ *   - it is mostly non-decreasing: at most a third of the steps go down (leaked goroutines
  *     never leave, so a leaking site only falls when legitimate traffic shares it; a
  *     breathing server falls about half the time);
  *   - the Mann-Kendall statistic S over the window is at least half its maximum (tau >= 0.5)
@@ -290,7 +290,7 @@ static int growth_eval(const series *s, const gparams *p, gresult *r, float *scr
             up += sg > 0;
             down += sg < 0;
         }
-        if (up < 2 || down > (L - 1) / 4)
+        if (up < 2 || down > (L - 1) / 3)
             continue;
         int S = 0;
         for (int i = st; i < n; i++)
