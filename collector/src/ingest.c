@@ -139,6 +139,8 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
  * async, so every triggered one fires). The batch table holds at most MAX_PENDING: when
  * it is full the batch commits early, so memory does not grow with load. */
 #define MAX_PENDING 1024
+/* all Block1 reassembly buffers together */
+#define REASSEMBLY_BUDGET ((size_t)64 << 20)
 /* longest a staged snapshot waits for its batch to fill before the COMMIT */
 #define BATCH_MAX_MS 20
 typedef struct pending {
@@ -153,6 +155,7 @@ typedef struct pending {
 typedef struct blk_state {
     uint8_t *buf;
     size_t len;
+    size_t cap;        /* grows with the body (never beyond max_body) */
     uint32_t next;     /* next expected block number */
     unsigned szx;
 } blk_state;
@@ -168,7 +171,7 @@ static struct server {
     unsigned outstanding;             /* pending structs alive (staged or triggered) */
     uint64_t handler_calls;
     int coap_fd;
-    size_t reassembly_bytes;  /* sum of all sessions' reassembly buffers */
+    size_t reassembly_bytes;  /* sum of all sessions' reassembly buffer capacities */
     uint8_t pskbuf[COLL_PSK_MAX];
     coap_bin_const_t psk;
 } S;
@@ -235,7 +238,7 @@ static void blk_free(blk_state *b)
 {
     if (!b)
         return;
-    S.reassembly_bytes -= b->len;
+    S.reassembly_bytes -= b->cap;
     free(b->buf);
     free(b);
 }
@@ -375,17 +378,9 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
                 }
                 coap_session_set_app_data(session, b);
             }
-            S.reassembly_bytes -= b->len;
             b->len = 0;
             b->next = 0;
             b->szx = blk.szx;
-            if (!b->buf) {
-                b->buf = malloc(S.max_body);
-                if (!b->buf) {
-                    reject(response, 503, NULL, "out of memory");
-                    return;
-                }
-            }
         }
         if (!b || blk.szx != b->szx || blk.num > b->next) {
             reject(response, 408, &S.c.block_incomplete, "Block1 out of order: start again at block 0");
@@ -398,8 +393,26 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
             return;
         }
         if (blk.num == b->next) {
-            memcpy(b->buf + offset, data, len);
-            S.reassembly_bytes += offset + len - b->len;
+            if (offset + len > b->cap) {
+                /* grow in 4 KiB steps, doubling, never beyond max_body; all sessions together
+                 * stay under REASSEMBLY_BUDGET (a flood of half-sent bodies gets 5.03, not RAM) */
+                size_t ncap = b->cap ? 2 * b->cap : 4096;
+                while (ncap < offset + len)
+                    ncap *= 2;
+                ncap = (ncap + 4095) & ~(size_t)4095;
+                if (ncap > S.max_body)
+                    ncap = S.max_body;
+                uint8_t *nb = S.reassembly_bytes - b->cap + ncap <= REASSEMBLY_BUDGET ? realloc(b->buf, ncap) : NULL;
+                if (!nb) {
+                    reject(response, 503, NULL, "collector busy: reassembly memory full, retry later");
+                    return;
+                }
+                S.reassembly_bytes += ncap - b->cap;
+                b->buf = nb;
+                b->cap = ncap;
+            }
+            if (len)
+                memcpy(b->buf + offset, data, len);
             b->len = offset + len;
             b->next = blk.num + 1;
         }
@@ -418,7 +431,6 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     if (!r.staged) {
         logf_("rejected %d.%02d from %s: %s", r.code / 100, r.code % 100, device, r.diag);
         respond(response, r.code, r.diag, has_block1, block1_echo);
-        /* keep the reassembly buffer for the next body (it is capped) but forget its content */
         return;
     }
     /* Group commit only pays when others are queueing: with nothing else staged and no

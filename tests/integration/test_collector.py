@@ -270,6 +270,15 @@ def test_malformed_coap_datagrams(collector, tmp_path):
         s.sendto(coap_header(tkl=1, mid=7) + b"\x33" + b"\xb1s\x11\x2a\xff" + b"ET\x01\x00\xa0", ("127.0.0.1", collector.plain_port))
         reply = s.recv(2048)
         assert reply[1] == (4 << 5 | 1), reply
+        # Block1 (plain port, device named by the test-only query): a body that starts at block 1
+        # is 4.08, a Size1 over the cap is 4.13 before anything is buffered
+        opts = b"\xb1s" + b"\x11\x2a" + b"\x36d=gw-1"
+        s.sendto(coap_header(tkl=1, mid=8) + b"\x34" + opts + b"\xc1\x1a" + b"\xff" + b"x" * 64,
+                 ("127.0.0.1", collector.plain_port))
+        assert s.recv(2048)[1] == (4 << 5 | 8)
+        s.sendto(coap_header(tkl=1, mid=9) + b"\x35" + opts + b"\xc1\x0a" + b"\xd4\x14\x7f\xff\xff\xff" + b"\xff" +
+                 b"x" * 64, ("127.0.0.1", collector.plain_port))
+        assert s.recv(2048)[1] == (4 << 5 | 13)
     assert collector.alive()
     files = gen_snapshots(tmp_path, collector.creds, 1)
     assert "new " in coap_post(collector.port, collector.creds, files[0], tmp_path)
