@@ -7,13 +7,15 @@
  * post-GC heap floor, RSS outside the Go runtime, the OS thread count. A series "grows" when,
  * over some suffix window of the history (the whole window, or its last 32/16/8/4/3 points,
  * so a leak that starts late is not drowned by a long flat past):
- *   - it is mostly non-decreasing: at most a third of the steps go down (leaked goroutines
- *     never leave, so a leaking site only falls when legitimate traffic shares it; a
- *     breathing server falls about half the time);
+ *   - it is mostly non-decreasing: no step down in windows of up to 6 points, at most a third
+ *     of the steps in longer ones (leaked goroutines never leave, so a leaking site only falls
+ *     when legitimate traffic shares it; a breathing server falls about half the time, and
+ *     random in-flight counts rarely rise 5 times in a row);
  *   - the Mann-Kendall statistic S over the window is at least half its maximum (tau >= 0.5)
  *     and the Theil-Sen slope (median of pairwise slopes, immune to a few outliers) is > 0;
  *   - it rose by at least an absolute floor AND a fraction of where it started (a pool of 1000
- *     breathing by 30 is not a leak; a site going 0 -> 2 is noise);
+ *     breathing by 30 is not a leak; a site going 0 -> 2 is noise), and for goroutine counts by
+ *     3*sqrt(level reached) (the spread of in-flight goroutines at a busy site);
  *   - it made a new high: the newest value exceeds everything before the window (a breathing
  *     site climbing back to its previous peak is not growth);
  *   - it has not levelled off: the newest value is above the value R points back
@@ -239,6 +241,7 @@ typedef struct gparams {
     double min_rise; /* absolute */
     double rel;      /* fraction of the starting value */
     double tol;      /* steps within +-tol are flat */
+    int counts;      /* goroutine counts: also rise above Poisson-like noise, 3*sqrt(start) */
     double drawdown; /* memory series: a fall of more than this fraction from an earlier high
                       * anywhere in the history means the memory is reclaimed: not growth (0 = off) */
 } gparams;
@@ -290,7 +293,9 @@ static int growth_eval(const series *s, const gparams *p, gresult *r, float *scr
             up += sg > 0;
             down += sg < 0;
         }
-        if (up < 2 || down > (L - 1) / 3)
+        /* Short windows must not go down at all: among 6 values in random order, one in
+         * eight has at most one descent, but only one in 720 has none. */
+        if (up < 2 || down > (L <= 6 ? 0 : (L - 1) / 3))
             continue;
         int S = 0;
         for (int i = st; i < n; i++)
@@ -310,6 +315,11 @@ static int growth_eval(const series *s, const gparams *p, gresult *r, float *scr
         double need = p->min_rise;
         if (p->rel * fabs(base) > need)
             need = p->rel * fabs(base);
+        /* In-flight goroutines at a busy site come and go with a spread of about the square
+         * root of the level; the level reached (not the start, which may be a low outlier)
+         * sets the noise a rise must clear. */
+        if (p->counts && x[n - 1] > 0 && 3.0 * sqrt(x[n - 1]) > need)
+            need = 3.0 * sqrt(x[n - 1]);
         if (rise < need)
             continue;
         if (st > 0) {
@@ -1107,11 +1117,13 @@ static void evaluate(et_analyzer *a)
     p.min_rise = a->conf.min_total_rise;
     p.rel = a->conf.min_total_rel;
     p.tol = 0;
+    p.counts = 1;
     int total_grows = growth_eval(&s, &p, &g, scratch);
     set_series_verdict(&a->v_total, total_grows ? 1 + ET_C_SUSPECTED : 0, &g, s.n ? (uint64_t)s.x[s.n - 1] : 0, now);
 
     /* stack in use: supports a goroutine leak */
     rec_series(a, F_STACK, &s);
+    p.counts = 0;
     p.min_rise = 16 * 1024;
     p.rel = 0.05;
     p.tol = 0;
@@ -1137,6 +1149,7 @@ static void evaluate(et_analyzer *a)
         p.min_rise = a->conf.min_site_rise * (st->allowed ? 2.0 : 1.0);
         p.rel = a->conf.min_site_rel;
         p.tol = 0;
+        p.counts = 1;
         int grows = growth_eval(&s, &p, &g, scratch);
         uint32_t ev = 0;
         int conf1 = 0;
@@ -1205,6 +1218,8 @@ static void evaluate(et_analyzer *a)
         st->verdict = (uint8_t)conf1;
         st->evidence = ev;
     }
+
+    p.counts = 0;
 
     /* GC-proved entries whose goroutines are gone (restart, or a false entry): drop. */
     for (uint32_t j = 0; j < a->ngcproof;) {

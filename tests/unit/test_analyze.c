@@ -249,14 +249,15 @@ static void test_linear_leak(void **state)
         if (i < 2) {
             assert_null(f); /* two points are not a trend */
         } else if (i == 2) {
-            assert_non_null(f);
-            assert_int_equal(f->confidence, ET_C_SUSPECTED); /* grew across 2 intervals only */
+            /* 10 -> 20 over 2 intervals: not above the spread of a busy site (3*sqrt(20)) */
+            assert_true(f == NULL || f->confidence == ET_C_SUSPECTED);
         } else {
             /* grew across >= 3 sampling intervals: likely, i.e. within 3 intervals */
             assert_non_null(f);
             assert_int_equal(f->confidence, ET_C_LIKELY);
             assert_true(f->evidence & ET_E_CLUSTER);
-            assert_true(f->evidence & ET_E_TREND); /* the total grows with it */
+            if (i >= 5) /* the total must clear the spread of a busy process: 3*sqrt(56) at i=5 */
+                assert_true(f->evidence & ET_E_TREND);
             assert_int_equal(f->count, 10 + 5 * i);
             assert_int_equal(f->state, ET_G_CHAN_SEND);
             assert_string_equal(f->site.file, "resolver.go");
@@ -295,6 +296,36 @@ static void test_noisy_leak(void **state)
     assert_non_null(f);
     assert_int_equal(f->confidence, ET_C_LIKELY);
     assert_true(f->growth_per_min > 15 && f->growth_per_min < 35); /* 24/min underneath */
+}
+
+/* In-flight requests at busy sites: counts drawn at random around a steady mean (sum of 40
+ * coin flips, mean 20, sd ~3). Runs of rises happen by chance; none may alert, across many
+ * short evaluations. */
+static void test_inflight_noise(void **state)
+{
+    (void)state;
+    uint32_t seed = 2024;
+    int alerts = 0;
+    for (int run = 0; run < 40; run++) {
+        et_analyzer_init(an, NULL);
+        for (int i = 0; i < 8; i++) {
+            gp_reset(gp, ET_GP_GOROUTINE, 1);
+            gp_background(gp);
+            for (int site = 0; site < 6; site++) {
+                uint32_t c = 0;
+                for (int k = 0; k < 40; k++) {
+                    seed = seed * 1103515245u + 12345u;
+                    c += (seed >> 16) & 1;
+                }
+                char fn[48];
+                snprintf(fn, sizeof fn, "main.(*API).call%d", site);
+                gp_add(gp, fn, "api.go", 10 + site, ET_G_SELECT, c, "main.(*API).serve");
+            }
+            feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+            alerts += count_at_least(ET_C_LIKELY);
+        }
+    }
+    assert_int_equal(alerts, 0);
 }
 
 /* A server whose handler count breathes (sinusoid plus jitter) at a chan receive. */
@@ -468,7 +499,7 @@ static void test_wait_evidence_and_plateau(void **state)
     for (int i = 0; i < 3; i++) {
         gp_reset(gp, ET_GP_GOROUTINE, 2);
         gp_background(gp);
-        et_gsite *s = gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 10 + 6u * i, "main.main.func1");
+        et_gsite *s = gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 10 + 10u * i, "main.main.func1");
         s->max_wait_min = 10 + (uint32_t)i;
         s->waiting_count = s->count;
         feed(T0 + i * iv, gp, NULL, NULL, NULL);
@@ -485,7 +516,7 @@ static void test_wait_evidence_and_plateau(void **state)
     for (int i = 3; i < 8; i++) {
         gp_reset(gp, ET_GP_GOROUTINE, 2);
         gp_background(gp);
-        et_gsite *s = gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 22, "main.main.func1");
+        et_gsite *s = gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 30, "main.main.func1");
         s->max_wait_min = 10 + (uint32_t)i;
         s->waiting_count = s->count;
         feed(T0 + i * iv, gp, NULL, NULL, NULL);
@@ -498,7 +529,7 @@ static void test_wait_evidence_and_plateau(void **state)
     for (int i = 8; i < 12; i++) {
         gp_reset(gp, ET_GP_GOROUTINE, 1);
         gp_background(gp);
-        gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 22, "main.main.func1");
+        gp_add(gp, "main.(*Batcher).Flush", "batcher.go", 43, ET_G_WAITGROUP, 30, "main.main.func1");
         feed(T0 + i * iv, gp, NULL, NULL, NULL);
     }
     assert_null(find_kind(ET_F_GOROUTINE_LEAK, "main.(*Batcher).Flush"));
@@ -516,7 +547,7 @@ static void test_trace_evidence(void **state)
         for (int i = 1; i < 4; i++) {
             gp_reset(gp, ET_GP_GOROUTINE, 1);
             gp_background(gp);
-            gp_add(gp, "main.(*Uploader).reportProgress", "uploader.go", 40, ET_G_CHAN_RECV, 6u * i, "main.(*Uploader).Upload");
+            gp_add(gp, "main.(*Uploader).reportProgress", "uploader.go", 40, ET_G_CHAN_RECV, 8u * i, "main.(*Uploader).Upload");
             memset(ts, 0, sizeof *ts);
             ts->status = ET_TRACE_OK;
             ts->ngroups = 1;
@@ -1130,12 +1161,13 @@ static void test_bounded_site_churn(void **state)
         if (i < 60)
             assert_int_equal(count_at_least(ET_C_LIKELY), 0);
     }
-    if (found_at < 63 || found_at > 66)
+    if (found_at < 63 || found_at > 70)
         fprintf(stderr, "churn: found at %d, evictions %u untracked %u\n", found_at, an->evictions, an->untracked);
     assert_true(an->evictions > 0);
     assert_true(an->untracked > 0);
-    /* found despite starting smaller than 50 stable sites and 300 newcomers per sample */
-    assert_true(found_at >= 63 && found_at <= 66);
+    /* found despite starting smaller than 50 stable sites and 300 newcomers per sample: it
+     * takes a slot at 62 (6 goroutines, growing) and clears 3*sqrt(20) by 69 */
+    assert_true(found_at >= 63 && found_at <= 70);
     int used = 0;
     for (int k = 0; k < ET_AN_SITES; k++)
         used += an->sites[k].key != 0;
@@ -1249,6 +1281,7 @@ int main(void)
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_linear_leak),
         cmocka_unit_test(test_noisy_leak),
+        cmocka_unit_test(test_inflight_noise),
         cmocka_unit_test(test_breathing_server),
         cmocka_unit_test(test_burst_levels_off),
         cmocka_unit_test(test_worker_pool_and_keepalive),
