@@ -49,13 +49,15 @@ B := build/$(BOARD)
 AGENT_CC := $(BOARD_CROSS)gcc -specs $(BOARD_MUSL_SPECS)
 AGENT_STRIP := $(BOARD_CROSS)strip
 AGENT_OBJCOPY := $(BOARD_CROSS)objcopy
-AGENT_CFLAGS := $(STD) $(WARN) -Os -g $(BOARD_CPU_FLAGS) -ffunction-sections -fdata-sections \
+AGENT_CFLAGS := $(STD) $(WARN) -Os -g $(BOARD_CPU_FLAGS) -ffp-contract=off -ffunction-sections -fdata-sections \
 	-fno-asynchronous-unwind-tables $(INCS) -I$(DEPS)/include \
 	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"$(BOARD)"' \
 	-DET_BOARD_ARCH='"$(BOARD_ARCH)"' -DET_BOARD_CPU='"$(BOARD_CPU)"' \
 	-DET_DEFAULT_SPOOL_DIR='"$(BOARD_SPOOL_DIR)"' -DET_DEFAULT_SPOOL_MAX=$(BOARD_SPOOL_MAX_BYTES) \
 	-DET_DEFAULT_INTERVAL_S=$(BOARD_SAMPLE_INTERVAL_S) -DET_DEFAULT_DEEP_INTERVAL_S=$(BOARD_DEEP_INTERVAL_S)
 DEP_LIBS := -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih
+# -ffp-contract=off: no fused multiply-add on aarch64/armv7, so the analyzer's statistics
+# (slopes, Mann-Kendall) give bit-identical verdicts on every board and on the host.
 AGENT_LDFLAGS := -static -Wl,--gc-sections -L$(DEPS)/lib
 AGENT_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(AGENT_SRCS) $(WIRE_SRCS))
 
