@@ -15,34 +15,15 @@
 
 #include <string.h>
 
-static const char *const gstate_names[ET_G_STATE_COUNT] = {
-    [ET_G_UNKNOWN] = "unknown",
-    [ET_G_RUNNING] = "running",
-    [ET_G_RUNNABLE] = "runnable",
-    [ET_G_SYSCALL] = "syscall",
-    [ET_G_IO_WAIT] = "IO wait",
-    [ET_G_CHAN_SEND] = "chan send",
-    [ET_G_CHAN_RECV] = "chan receive",
-    [ET_G_CHAN_SEND_NIL] = "chan send (nil chan)",
-    [ET_G_CHAN_RECV_NIL] = "chan receive (nil chan)",
-    [ET_G_SELECT] = "select",
-    [ET_G_SELECT_NO_CASES] = "select (no cases)",
-    [ET_G_MUTEX] = "sync.Mutex.Lock",
-    [ET_G_RWMUTEX_R] = "sync.RWMutex.RLock",
-    [ET_G_RWMUTEX_W] = "sync.RWMutex.Lock",
-    [ET_G_COND_WAIT] = "sync.Cond.Wait",
-    [ET_G_WAITGROUP] = "sync.WaitGroup.Wait",
-    [ET_G_SEMACQUIRE] = "semacquire",
-    [ET_G_SLEEP] = "sleep",
-    [ET_G_TIMER_WAIT] = "timer wait",
-    [ET_G_RUNTIME] = "runtime",
-};
+#include "snapshot.h"
 
+/* The names are part of the wire format (the collector prints them too), so they live in
+ * wire/snapshot.c; the agent uses the same table. */
 const char *et_gstate_name(enum et_gstate s)
 {
     if ((unsigned)s >= ET_G_STATE_COUNT)
         return "unknown";
-    return gstate_names[s];
+    return et_snap_state_name((unsigned)s);
 }
 
 int et_gstate_is_sync_blocked(enum et_gstate s)
