@@ -7,15 +7,16 @@
  * post-GC heap floor, RSS outside the Go runtime, the OS thread count. A series "grows" when,
  * over some suffix window of the history (the whole window, or its last 32/16/8/4/3 points,
  * so a leak that starts late is not drowned by a long flat past):
- *   - it is mostly non-decreasing: no step down in windows of up to 6 points, at most a third
- *     of the steps in longer ones (leaked goroutines never leave, so a leaking site only falls
+ *   - it is mostly non-decreasing: no step down in windows of up to 6 points, one in 7-8,
+ *     at most a third of the steps in longer ones (leaked goroutines never leave, so a leaking site only falls
  *     when legitimate traffic shares it; a breathing server falls about half the time, and
  *     random in-flight counts rarely rise 5 times in a row);
  *   - the Mann-Kendall statistic S over the window is at least half its maximum (tau >= 0.5)
  *     and the Theil-Sen slope (median of pairwise slopes, immune to a few outliers) is > 0;
  *   - it rose by at least an absolute floor AND a fraction of where it started (a pool of 1000
  *     breathing by 30 is not a leak; a site going 0 -> 2 is noise), and for goroutine counts by
- *     3*sqrt(level reached) (the spread of in-flight goroutines at a busy site);
+ *     k*sqrt(level reached), the spread of in-flight goroutines at a busy site (k = 3 for up
+ *     to 6 points, 2 up to 16, 1 beyond: over a long window persistence is the evidence);
  *   - it made a new high: the newest value exceeds everything before the window (a breathing
  *     site climbing back to its previous peak is not growth);
  *   - it has not levelled off: the newest value is above the value R points back
@@ -295,7 +296,7 @@ static int growth_eval(const series *s, const gparams *p, gresult *r, float *scr
         }
         /* Short windows must not go down at all: among 6 values in random order, one in
          * eight has at most one descent, but only one in 720 has none. */
-        if (up < 2 || down > (L <= 6 ? 0 : (L - 1) / 3))
+        if (up < 2 || down > (L <= 6 ? 0 : (L <= 8 ? (L - 1) / 4 : (L - 1) / 3)))
             continue;
         int S = 0;
         for (int i = st; i < n; i++)
@@ -312,14 +313,20 @@ static int growth_eval(const series *s, const gparams *p, gresult *r, float *scr
             base = x[st];
             rise = x[n - 1] - base;
         }
+        /* the relative part relaxes over long windows too: a pool of 500 that gained one
+         * goroutine in each of 48 samples is a leak, though it grew by under 10% */
+        double rel = p->rel * (L <= 8 ? 1.0 : (L <= 16 ? 0.5 : 0.25));
         double need = p->min_rise;
-        if (p->rel * fabs(base) > need)
-            need = p->rel * fabs(base);
+        if (rel * fabs(base) > need)
+            need = rel * fabs(base);
         /* In-flight goroutines at a busy site come and go with a spread of about the square
          * root of the level; the level reached (not the start, which may be a low outlier)
          * sets the noise a rise must clear. */
-        if (p->counts && x[n - 1] > 0 && 3.0 * sqrt(x[n - 1]) > need)
-            need = 3.0 * sqrt(x[n - 1]);
+        /* Over a long window persistence itself is the evidence (Mann-Kendall), so the
+         * multiplier shrinks: 3 up to 6 points, 2 up to 16, 1 beyond. */
+        double mult = L <= 6 ? 3.0 : (L <= 16 ? 2.0 : 1.0);
+        if (p->counts && x[n - 1] > 0 && mult * sqrt(x[n - 1]) > need)
+            need = mult * sqrt(x[n - 1]);
         if (rise < need)
             continue;
         if (st > 0) {

@@ -328,6 +328,34 @@ static void test_inflight_noise(void **state)
     assert_int_equal(alerts, 0);
 }
 
+/* A slow leak on top of a big pool: one goroutine per sample at a site of 500. Small against
+ * the level in any short window, unmistakable over the whole ring. A pool of the same size
+ * that only jitters never is. */
+static void test_slow_leak_big_site(void **state)
+{
+    (void)state;
+    for (int leak = 0; leak < 2; leak++) {
+        et_analyzer_init(an, NULL);
+        uint32_t seed = 77;
+        int found_at = -1;
+        for (int i = 0; i < 60; i++) {
+            seed = seed * 1103515245u + 12345u;
+            uint32_t jitter = (seed >> 16) % 7;
+            gp_reset(gp, ET_GP_GOROUTINE, 1);
+            gp_background(gp);
+            gp_add(gp, "main.(*Hub).subscriber", "hub.go", 70, ET_G_CHAN_RECV, 500 + (leak ? (uint32_t)i : jitter),
+                   "main.(*Hub).Subscribe");
+            feed(T0 + (uint64_t)i * IV, gp, NULL, NULL, NULL);
+            if (count_at_least(ET_C_LIKELY) && found_at < 0)
+                found_at = i;
+        }
+        if (leak)
+            assert_true(found_at >= 8 && found_at <= 40);
+        else
+            assert_int_equal(found_at, -1);
+    }
+}
+
 /* A server whose handler count breathes (sinusoid plus jitter) at a chan receive. */
 static void test_breathing_server(void **state)
 {
@@ -1282,6 +1310,7 @@ int main(void)
         cmocka_unit_test(test_linear_leak),
         cmocka_unit_test(test_noisy_leak),
         cmocka_unit_test(test_inflight_noise),
+        cmocka_unit_test(test_slow_leak_big_site),
         cmocka_unit_test(test_breathing_server),
         cmocka_unit_test(test_burst_levels_off),
         cmocka_unit_test(test_worker_pool_and_keepalive),
