@@ -10,9 +10,9 @@
  * only while its evidence does (see analyze.c for the policy and the thresholds, and why).
  *
  * Memory: everything lives inside struct et_analyzer, sized at compile time; nothing is
- * allocated after the caller has the struct. sizeof(et_analyzer) is 115,464 bytes (112.8 KiB)
+ * allocated after the caller has the struct. sizeof(et_analyzer) is 116,624 bytes (113.9 KiB)
  * on x86_64 and on 32-bit armv7 alike (tests/unit/test_analyze.c asserts <= 128 KiB): 48
- * sites x 1672 B, 16 heap sites x 664 B, 8 GC-proved sites x 1440 B, 48 records x 80 B, the
+ * sites x 1680 B, 16 heap sites x 664 B, 8 GC-proved sites x 1440 B, 48 records x 96 B, the
  * rest small. A gateway following 8 services spends under 1 MiB on history. Evaluation uses
  * about 8 KiB of stack (Theil-Sen pair slopes: 1128 floats) and no heap; the caller's
  * et_findings is another 47 KiB (it can be reused across targets).
