@@ -3,6 +3,7 @@
  *
  *   ingest_bench --url coaps://127.0.0.1:5684/s --identity gw-1 --psk HEX
  *                [--sessions S] [--window K] [--count N] [--pad BYTES] [--json]
+ *                [--max-seconds T] [--acked-out FILE]
  *
  * Pre-encodes N real snapshot envelopes (wire/, unique ids, device = identity) so encoding is
  * not measured, opens S DTLS PSK sessions (each a separate UDP socket, like S devices), sends
@@ -10,7 +11,11 @@
  * flight per session (NSTART = K) until N have been answered. Reports answered POSTs per second
  * by code: against edgetrace-collector a 2.01 means "durably committed"; against stock
  * coap-server (-d) the same POSTs are answered from memory, which is the ceiling set by libcoap
- * and DTLS alone on this machine. Single-threaded, one libcoap context. */
+ * and DTLS alone on this machine. Single-threaded, one libcoap context.
+ *
+ * --acked-out writes the hex id of every snapshot that got a 2.01/2.04, for the test that
+ * SIGKILLs the collector under load (tests/integration/test_collector.py): each of those must
+ * be in the database. --max-seconds stops waiting after T seconds (exit 1 if not all answered). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +31,8 @@
 
 static struct bench {
     uint8_t **body;
+    char (*hex)[2 * ET_SNAP_ID_LEN + 1];
+    uint8_t *acked;
     size_t *len;
     unsigned n, next, answered, ok, dup, other, nacks, warm_answered;
     unsigned sessions, window;
@@ -48,10 +55,9 @@ static int send_one(coap_session_t *s)
     coap_pdu_t *pdu = coap_new_pdu(COAP_MESSAGE_CON, COAP_REQUEST_CODE_POST, s);
     if (!pdu)
         return -1;
-    uint8_t tok[8];
-    size_t tl;
-    coap_session_new_token(s, &tl, tok);
-    coap_add_token(pdu, tl, tok);
+    /* the token is the body's index, so an answer names its snapshot */
+    uint8_t tok[4] = {(uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
+    coap_add_token(pdu, sizeof(tok), tok);
     coap_add_option(pdu, COAP_OPTION_URI_PATH, 1, (const uint8_t *)"s");
     uint8_t cf[2];
     coap_add_option(pdu, COAP_OPTION_CONTENT_FORMAT, coap_encode_var_safe(cf, sizeof(cf), 42), cf);
@@ -65,6 +71,12 @@ static coap_response_t on_response(coap_session_t *s, const coap_pdu_t *sent, co
     (void)sent;
     (void)mid;
     coap_pdu_code_t c = coap_pdu_get_code(rcvd);
+    coap_bin_const_t t = coap_pdu_get_token(rcvd);
+    if (t.length == 4 && (c == COAP_RESPONSE_CODE(201) || c == COAP_RESPONSE_CODE(204))) {
+        unsigned i = (unsigned)t.s[0] << 24 | (unsigned)t.s[1] << 16 | (unsigned)t.s[2] << 8 | t.s[3];
+        if (i < B.n)
+            B.acked[i] = 1;
+    }
     if (B.warm) {
         B.warm_answered++;
         return COAP_RESPONSE_OK;
@@ -108,7 +120,8 @@ static int hexbytes(const char *hex, uint8_t *out, size_t cap)
 
 int main(int argc, char **argv)
 {
-    const char *url = NULL, *identity = "gw-1", *pskhex = NULL;
+    const char *url = NULL, *identity = "gw-1", *pskhex = NULL, *acked_out = NULL;
+    double max_seconds = 300;
     unsigned count = 20000, pad = 0;
     int json = 0;
     B.sessions = 8;
@@ -131,6 +144,10 @@ int main(int argc, char **argv)
             pad = (unsigned)atoi(argv[++i]);
         else if (!strcmp(a, "--json"))
             json = 1;
+        else if (!strcmp(a, "--max-seconds") && v)
+            max_seconds = atof(argv[++i]);
+        else if (!strcmp(a, "--acked-out") && v)
+            acked_out = argv[++i];
         else {
             fprintf(stderr, "usage: ingest_bench --url coaps://HOST:PORT/s --identity ID --psk HEX [--sessions S] "
                             "[--window K] [--count N] [--pad BYTES] [--json]\n");
@@ -152,13 +169,15 @@ int main(int argc, char **argv)
     B.n = count + B.sessions;
     B.body = calloc(B.n, sizeof(*B.body));
     B.len = calloc(B.n, sizeof(*B.len));
+    B.hex = calloc(B.n, sizeof(*B.hex));
+    B.acked = calloc(B.n, 1);
     static et_snapshot s;
     static uint8_t junk[ET_SNAP_ATTACH_MAX];
     char err[160];
     et_wire_params wp = {.level = 3};
     et_wire_enc *enc = et_wire_enc_create(&wp, err, sizeof(err));
     uint8_t *wire = malloc(ET_WIRE_MAX);
-    if (!B.body || !B.len || !enc || !wire) {
+    if (!B.body || !B.len || !B.hex || !B.acked || !enc || !wire) {
         fprintf(stderr, "ingest_bench: setup: %s\n", enc ? "out of memory" : err);
         return 1;
     }
@@ -170,6 +189,7 @@ int main(int argc, char **argv)
         memcpy(s.boot_id, boot, 16);
         s.seq = i;
         et_snapshot_new_id(s.id, boot, i);
+        et_snap_id_hex(s.id, B.hex[i]);
         et_strlcpy(s.device_id, identity, sizeof(s.device_id));
         et_strlcpy(s.board, "bench", sizeof(s.board));
         et_strlcpy(s.service, "bench", sizeof(s.service));
@@ -249,7 +269,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < B.sessions; i++)
         for (unsigned k = 0; k < B.window; k++)
             send_one(B.sess[i]);
-    while (B.answered < count && now_s() - start < 300)
+    while (B.answered < count && now_s() - start < max_seconds)
         coap_io_process(ctx, 100);
     double secs = now_s() - start;
     double rate = B.answered / secs;
@@ -263,6 +283,17 @@ int main(int argc, char **argv)
         printf("%-40s %6u sessions x %2u: %7u answered (%u created, %u changed, %u other, %u timeouts) in %.2f s = "
                "%.0f/s\n",
                url, B.sessions, B.window, B.answered, B.ok, B.dup, B.other, B.nacks, secs, rate);
+    if (acked_out) {
+        FILE *f = fopen(acked_out, "w");
+        if (!f) {
+            perror(acked_out);
+            return 1;
+        }
+        for (unsigned i = 0; i < B.n; i++)
+            if (B.acked[i])
+                fprintf(f, "%s\n", B.hex[i]);
+        fclose(f);
+    }
     for (unsigned i = 0; i < B.sessions; i++)
         coap_session_release(B.sess[i]);
     coap_free_context(ctx);

@@ -10,8 +10,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 COUNT=${1:-20000}
-SESSIONS=${2:-32}
-WINDOW=${3:-8}
+SESSIONS=${2:-16}
+WINDOW=${3:-4}
 COLLECTOR=${ET_COLLECTOR:-$ROOT/build/host/edgetrace-collector}
 GEN=${INGEST_BENCH:-$ROOT/build/host/ingest_bench}
 HOST_DEPS=${ET_HOST_DEPS:-$(ls -d /var/cache/edgetrace/deps/host-* | grep -v probe | tail -1)}
