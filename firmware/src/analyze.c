@@ -8,13 +8,14 @@
  * over some suffix window of the history (the whole window, or its last 32/16/8/4/3 points,
  * so a leak that starts late is not drowned by a long flat past):
  *   - it is mostly non-decreasing: no step down in windows of up to 6 points, one in 7-8,
- *     at most a third of the steps in longer ones (leaked goroutines never leave, so a leaking site only falls
- *     when legitimate traffic shares it; a breathing server falls about half the time, and
- *     random in-flight counts rarely rise 5 times in a row);
+ *     at most a third of the steps in longer ones (leaked goroutines never leave, so a
+ *     leaking site only falls when legitimate traffic shares it; a breathing server falls
+ *     about half the time, and random in-flight counts rarely rise 5 times in a row);
  *   - the Mann-Kendall statistic S over the window is at least half its maximum (tau >= 0.5)
  *     and the Theil-Sen slope (median of pairwise slopes, immune to a few outliers) is > 0;
  *   - it rose by at least an absolute floor AND a fraction of where it started (a pool of 1000
- *     breathing by 30 is not a leak; a site going 0 -> 2 is noise), and for goroutine counts by
+ *     breathing by 30 is not a leak; a site going 0 -> 2 is noise; the fraction halves past 8
+ *     points and quarters past 16), and for goroutine counts by
  *     k*sqrt(level reached), the spread of in-flight goroutines at a busy site (k = 3 for up
  *     to 6 points, 2 up to 16, 1 beyond: over a long window persistence is the evidence);
  *   - it made a new high: the newest value exceeds everything before the window (a breathing
