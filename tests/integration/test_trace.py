@@ -144,6 +144,28 @@ def traces(tracegen, tmp_path_factory):
     return res
 
 
+# Events that live in M batches (everything the agent counts in event_counts).
+M_EVENTS = {"ProcsChange", "ProcStart", "ProcStop", "ProcSteal", "ProcStatus", "GoCreate", "GoCreateSyscall",
+            "GoStart", "GoDestroy", "GoDestroySyscall", "GoStop", "GoBlock", "GoUnblock", "GoSyscallBegin",
+            "GoSyscallEnd", "GoSyscallEndBlocked", "GoStatus", "STWBegin", "STWEnd", "GCActive", "GCBegin", "GCEnd",
+            "GCSweepActive", "GCSweepBegin", "GCSweepEnd", "GCMarkAssistActive", "GCMarkAssistBegin",
+            "GCMarkAssistEnd", "HeapAlloc", "HeapGoal", "GoLabel", "UserTaskBegin", "UserTaskEnd", "UserRegionBegin",
+            "UserRegionEnd", "UserLog", "GoSwitch", "GoSwitchDestroy", "GoCreateBlocked", "GoStatusStack"}
+
+
+def go_wire_counts(path):
+    """Per-type counts of the events in M batches, from `go tool trace -d=wire` (Go's raw reader)."""
+    r = subprocess.run([go_bin("1.27"), "tool", "trace", "-d=wire", str(path)], capture_output=True, text=True,
+                       env=go_env("1.27"), timeout=600)
+    assert r.returncode == 0, r.stderr
+    counts = {}
+    for line in r.stdout.splitlines():
+        name = line.split(" ", 1)[0]
+        if name in M_EVENTS:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 @pytest.mark.parametrize("v", GO_VERSIONS)
 @pytest.mark.parametrize("scenario", ["plain", "busy"])
 def test_matches_go_parser(agent, traces, v, scenario):
@@ -151,6 +173,8 @@ def test_matches_go_parser(agent, traces, v, scenario):
     assert d["format"] == f"go 1.{EXPECT_HEADER[v]} trace"
     if scenario == "plain":
         assert d["generations"] >= 2
+    assert d["event_counts"] == go_wire_counts(traces[(v, scenario)])
+    assert d["events"] == sum(d["event_counts"].values())
 
 
 # What tracegen's windowScenario leaks, by entry function: (count, Go reason, go_state).
