@@ -137,11 +137,13 @@ $(H)/edgetrace-collector: $(COLL_OBJS)
 # Host tools and benchmarks (tools/*.c, tools/bench/*.c) link the agent's stages, built for
 # this machine without sanitizers.
 H_AGENT_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
-HOST_TOOLS := $(patsubst tools/%.c,$(H)/%,$(wildcard tools/*.c)) $(patsubst tools/bench/%.c,$(H)/%,$(wildcard tools/bench/*.c))
-$(H)/%: tools/%.c $(H_AGENT_OBJS)
-	$(HOST_CC) $(HOST_CFLAGS) -Itools/bench $^ $(HOST_LIBS) -o $@
-$(H)/%: tools/bench/%.c $(H_AGENT_OBJS)
-	$(HOST_CC) $(HOST_CFLAGS) -Itools/bench $^ $(HOST_LIBS) -o $@
+HOST_TOOL_SRCS := $(wildcard tools/*.c tools/bench/*.c)
+HOST_TOOLS := $(patsubst %.c,$(H)/%,$(notdir $(HOST_TOOL_SRCS)))
+define host_tool_rule
+$(H)/$(basename $(notdir $(1))): $(1) $$(H_AGENT_OBJS)
+	$$(HOST_CC) $$(HOST_CFLAGS) -Itools/bench $$^ $$(HOST_LIBS) -o $$@
+endef
+$(foreach t,$(HOST_TOOL_SRCS),$(eval $(call host_tool_rule,$(t))))
 host-tools: $(HOST_TOOLS)
 
 lossy-link: $(H)/lossy-link
@@ -165,10 +167,13 @@ $(HS)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
 	@mkdir -p $(dir $@)
 	$(HOST_CC) $(HS_CFLAGS) -c $< -o $@
 
-$(HS)/test_collector_%: tests/unit/test_collector_%.c $(HS_COLL_OBJS)
-	$(HOST_CC) $(HS_CFLAGS) $^ $(HS_LIBS) -o $@
-$(HS)/test_%: tests/unit/test_%.c $(HS_AGENT_OBJS)
-	$(HOST_CC) $(HS_CFLAGS) $^ $(HS_LIBS) -o $@
+# Explicit rules per test (not pattern rules): make would silently fall back from the
+# collector pattern to the agent one while the collector's objects do not exist yet.
+define unit_host_rule
+$(HS)/$(1): tests/unit/$(1).c $(if $(filter test_collector_%,$(1)),$$(HS_COLL_OBJS),$$(HS_AGENT_OBJS))
+	$$(HOST_CC) $$(HS_CFLAGS) $$^ $$(HS_LIBS) -o $$@
+endef
+$(foreach t,$(basename $(notdir $(UNIT_TESTS))),$(eval $(call unit_host_rule,$(t))))
 
 unit-host: $(UNIT_BINS)
 
@@ -177,9 +182,12 @@ unit-host: $(UNIT_BINS)
 XT := $(B)/unit
 XT_AGENT_OBJS := $(patsubst %.c,$(B)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
 XT_BINS := $(patsubst tests/unit/%.c,$(XT)/%,$(filter-out tests/unit/test_collector_%,$(UNIT_TESTS)))
-$(XT)/test_%: tests/unit/test_%.c $(XT_AGENT_OBJS)
+define unit_cross_rule
+$(XT)/$(1): tests/unit/$(1).c $$(XT_AGENT_OBJS)
 	@mkdir -p $(XT)
-	$(AGENT_CC) $(AGENT_CFLAGS) -D_UINTPTR_T_DEFINED $(AGENT_LDFLAGS) $^ -lcmocka-static $(DEP_LIBS) -o $@
+	$$(AGENT_CC) $$(AGENT_CFLAGS) -D_UINTPTR_T_DEFINED $$(AGENT_LDFLAGS) $$^ -lcmocka-static $$(DEP_LIBS) -o $$@
+endef
+$(foreach t,$(filter-out test_collector_%,$(basename $(notdir $(UNIT_TESTS)))),$(eval $(call unit_cross_rule,$(t))))
 unit-cross: $(XT_BINS)
 
 # libFuzzer targets (clang), same linking rule as the unit tests.
@@ -195,10 +203,11 @@ FZ_BINS := $(patsubst tests/fuzz/%.c,$(FZ)/%,$(FUZZ_TESTS))
 $(FZ)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
 	@mkdir -p $(dir $@)
 	clang $(FZ_CFLAGS) -c $< -o $@
-$(FZ)/fuzz_collector_%: tests/fuzz/fuzz_collector_%.c $(FZ_COLL_OBJS)
-	clang $(FZ_CFLAGS) -fsanitize=fuzzer $^ $(HOST_LIBS) -o $@
-$(FZ)/fuzz_%: tests/fuzz/fuzz_%.c $(FZ_AGENT_OBJS)
-	clang $(FZ_CFLAGS) -fsanitize=fuzzer $^ $(HOST_LIBS) -o $@
+define fuzz_rule
+$(FZ)/$(1): tests/fuzz/$(1).c $(if $(filter fuzz_collector_%,$(1)),$$(FZ_COLL_OBJS),$$(FZ_AGENT_OBJS))
+	clang $$(FZ_CFLAGS) -fsanitize=fuzzer $$^ $$(HOST_LIBS) -o $$@
+endef
+$(foreach t,$(basename $(notdir $(FUZZ_TESTS))),$(eval $(call fuzz_rule,$(t))))
 fuzz: $(FZ_BINS)
 
 # Go test services, built per Go version into the cache (keyed by their sources).
