@@ -344,6 +344,9 @@ def section_parse():
     m = re.search(r"of (\d+) total", top_file.stdout)
     pprof_total = int(m.group(1)) if m else -1
 
+    # Whole agent, live, one ordinary cycle (goroutine proto, heap, /proc): the every-interval cost.
+    plain = agent_sample(svc.url, "1", "1s", ("--no-trace",), timeout=300)
+    plain_ok = plain.rc == 0 and plain.json.get("samples_ok", 0) >= 1
     # Whole agent, live: one cycle with the deep dump forced.
     live = agent_sample(svc.url, "1", "1s", ("--debug2", "--no-trace"), timeout=600)
     svc.stop()
@@ -371,6 +374,11 @@ def section_parse():
          ">= 200 MB/s", verdict(mbps >= 200)),
         ("parse wall time", f"{parse_ms:.0f} ms", f"{top_file.wall * 1e3:.0f} ms (pprof -top FILE)", "", ""),
         ("parse peak RSS", kb_mb(int(kv["peak_rss_kb"])), f"{kb_mb(top_file.maxrss_kb)} (pprof -top FILE)", "", ""),
+        ("whole agent, live ordinary cycle (proto)",
+         f"{plain.wall:.1f} s, {plain.cpu * 1e3:.0f} ms CPU, {kb_mb(plain.maxrss_kb)}" if plain_ok
+         else f"FAILED: {plain.json.get('error', '')[:60]}",
+         f"{top_url.wall:.1f} s, {top_url.cpu * 1e3:.0f} ms CPU, {kb_mb(top_url.maxrss_kb)} (pprof -top URL)", "",
+         ""),
         ("whole agent, live cycle --debug2",
          (f"{live.wall:.1f} s, {kb_mb(live.maxrss_kb)}" if live_ok else "FAILED (see note)"),
          f"{top_url.wall:.1f} s, {kb_mb(top_url.maxrss_kb)} (pprof -top URL)", "", ""),
