@@ -77,21 +77,12 @@ skip() { status[$1]="skipped: $2"; printf '\n%s\n  SKIPPED: %s\n' "$3" "$2"; }
 echo "edgetrace bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  rev $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# Host tools (parse_bench, snapshot_bench and the other helpers' benches) link the agent's
-# stages. `make bench` builds them; when one is missing (run.sh run by hand) build them here.
-# Not unconditionally: make treats the host objects as intermediates and deletes them after
-# linking, so any touched header rebuilds all of them (minutes on a busy 2-core machine).
-need_tools=0
-for c in tools/*.c tools/bench/*.c; do
-    [ -e "$c" ] || continue
-    [ -x "$ET_BUILD/host/$(basename "$c" .c)" ] || need_tools=1
-done
-if [ $need_tools = 1 ]; then
-    echo "building host tools (make host-tools)"
-    if ! make -s --no-print-directory -j2 host-tools >"$WORK/host-tools.log" 2>&1; then
-        echo "make host-tools failed:"; tail -n 20 "$WORK/host-tools.log"
-        status[host-tools]="FAILED"; failed=1
-    fi
+# Host tools (parse_bench, snapshot_bench, ingest_bench: tools/*.c and tools/bench/*.c) link
+# the agent's stages. Make them current here (a no-op when they are), so a figure never
+# comes from a stale binary even when run.sh is run by hand.
+if ! make -s --no-print-directory -j2 host-tools >"$WORK/host-tools.log" 2>&1; then
+    echo "make host-tools failed:"; tail -n 20 "$WORK/host-tools.log"
+    status[host-tools]="FAILED"; failed=1
 fi
 
 # Another helper's bench, whichever form it has: tools/bench/NAME.sh, NAME.py, or a C
