@@ -20,6 +20,9 @@
 #include <time.h>
 
 #include <coap3/coap.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
 
 #include "ingest.h"
 
@@ -151,8 +154,10 @@ typedef struct pending {
     char diag[80];
 } pending;
 
-/* Block1 reassembly state of one client session. */
+/* Per-session state: Block1 reassembly and, for certificate sessions, the device id taken
+ * from the validated client certificate. */
 typedef struct blk_state {
+    char cert_id[COLL_ID_MAX]; /* CN / SubjectAltName of a validated client certificate */
     uint8_t *buf;
     size_t len;
     size_t cap;        /* grows with the body (never beyond max_body) */
@@ -234,6 +239,38 @@ static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity, coap
     return &S.psk;
 }
 
+/* Certificate sessions: the device id is the CN of the client certificate the handshake
+ * validated against pki_ca (libcoap 4.3.5 only calls its CN callback for certificates with
+ * problems, so the certificate is read from the mbedTLS session instead). The device must be
+ * provisioned. 1 and out filled, or 0. */
+static int cert_device(coap_session_t *session, char *out, size_t cap)
+{
+    coap_tls_library_t lib;
+    mbedtls_ssl_context *ssl = coap_session_get_tls(session, &lib);
+    if (!ssl || lib != COAP_TLS_LIBRARY_MBEDTLS)
+        return 0;
+    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(ssl);
+    if (!crt)
+        return 0;
+    for (const mbedtls_x509_name *n = &crt->subject; n; n = n->next) {
+        if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+            if (!valid_device_id((const char *)n->val.p, n->val.len) || n->val.len >= cap)
+                return 0;
+            memcpy(out, n->val.p, n->val.len);
+            out[n->val.len] = 0;
+            uint8_t psk[COLL_PSK_MAX];
+            size_t len;
+            if (store_device_psk(S.st, out, psk, sizeof(psk), &len) != 1) {
+                S.c.unknown_identity++;
+                logf_("DTLS: client certificate for unknown device '%s'", out);
+                return 0;
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void blk_free(blk_state *b)
 {
     if (!b)
@@ -257,6 +294,21 @@ static int session_device(coap_session_t *session, const coap_string_t *query, c
 {
     if (coap_session_get_proto(session) == COAP_PROTO_DTLS) {
         const coap_bin_const_t *id = coap_session_get_psk_identity(session);
+        if (!id || !id->length) {
+            /* no PSK identity: a certificate session (verified against pki_ca) */
+            blk_state *b = coap_session_get_app_data(session);
+            if (b && b->cert_id[0]) {
+                snprintf(out, cap, "%s", b->cert_id);
+                return 1;
+            }
+            if (!cert_device(session, out, cap))
+                return 0;
+            if (!b && (b = calloc(1, sizeof(*b))) != NULL)
+                coap_session_set_app_data(session, b);
+            if (b)
+                snprintf(b->cert_id, sizeof(b->cert_id), "%s", out);
+            return 1;
+        }
         if (!id || !valid_device_id((const char *)id->s, id->length) || id->length >= cap)
             return 0;
         memcpy(out, id->s, id->length);
@@ -568,6 +620,7 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
         pki.pki_key.key.pem.public_cert = p->pki_cert;
         pki.pki_key.key.pem.private_key = p->pki_key;
         pki.pki_key.key.pem.ca_file = p->pki_ca;
+        pki.allow_self_signed = 0;
         if (!coap_context_set_pki(ctx, &pki)) {
             logf_("cannot set up DTLS certificates");
             coap_free_context(ctx);

@@ -3,6 +3,7 @@
  *   edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]
  *                             [--plain-listen ADDR:PORT] [--max-body BYTES] [--no-group-commit]
  *                             [--no-payload] [--stats-interval S] [--dict FILE]
+ *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector --version
@@ -160,6 +161,12 @@ static int serve_main(int argc, char **argv)
             c.store_payload = 0;
         else if (!strcmp(a, "--stats-interval") && v)
             c.stats_interval = atoi(argv[++i]);
+        else if (!strcmp(a, "--pki-cert") && v)
+            snprintf(c.pki_cert, sizeof(c.pki_cert), "%s", argv[++i]);
+        else if (!strcmp(a, "--pki-key") && v)
+            snprintf(c.pki_key, sizeof(c.pki_key), "%s", argv[++i]);
+        else if (!strcmp(a, "--pki-ca") && v)
+            snprintf(c.pki_ca, sizeof(c.pki_ca), "%s", argv[++i]);
         else if (!strcmp(a, "--dict") && v && c.ndicts < MAX_DICTS)
             snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
         else {
@@ -213,6 +220,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]\n"
                "                                 [--plain-listen ADDR:PORT] [--max-body N] [--no-group-commit]\n"
                "                                 [--no-payload] [--stats-interval S] [--dict FILE]\n"
+               "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector --version\n");

@@ -422,6 +422,8 @@ static int resolve(et_uplink *u, char *err, size_t errlen)
         return -1;
     }
     u->proto = uri.scheme == COAP_URI_SCHEME_COAPS ? COAP_PROTO_DTLS : COAP_PROTO_UDP;
+    if (!u->p.pki_server_name[0])
+        et_strlcpyn(u->p.pki_server_name, sizeof(u->p.pki_server_name), (const char *)uri.host.s, uri.host.length);
     coap_str_const_t host = {uri.host.length, uri.host.s};
     coap_addr_info_t *ai =
         coap_resolve_address_info(&host, uri.port, uri.port, uri.port, uri.port, AI_ADDRCONFIG,
@@ -450,6 +452,8 @@ static int open_session(et_uplink *u)
         pki.pki_key.key.pem.public_cert = u->p.pki_cert;
         pki.pki_key.key.pem.private_key = u->p.pki_key;
         pki.pki_key.key.pem.ca_file = u->p.pki_ca[0] ? u->p.pki_ca : NULL;
+        /* mbedTLS 3.6 refuses to verify a server certificate without an expected name */
+        pki.client_sni = u->p.pki_server_name;
         u->sess = coap_new_client_session_pki(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &pki);
     } else {
         coap_dtls_cpsk_t cpsk;

@@ -58,6 +58,8 @@ typedef struct et_uplink_params {
     uint8_t psk[ET_UPLINK_PSK_MAX];
     size_t psk_len;
     char pki_cert[200], pki_key[200], pki_ca[200]; /* optional: certificates instead of PSK */
+    char pki_server_name[64];     /* name the collector's certificate must carry (mbedTLS checks
+                                     it); "" = the host of the collector URL */
     uint32_t ack_timeout_ms;      /* RFC 7252 ACK_TIMEOUT; default 4000 (cellular RTTs of 1-2 s) */
     uint32_t ack_random_factor_milli; /* ACK_RANDOM_FACTOR * 1000; default 1500 */
     uint32_t max_retransmit;      /* MAX_RETRANSMIT; default 6 (~12 min before giving up) */

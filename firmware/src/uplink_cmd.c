@@ -7,7 +7,8 @@
  *                        [--ids-out FILE] [--gen-out DIR]
  *                        [--ack-timeout-ms MS] [--max-retransmit N] [--block-size N]
  *                        [--backoff-min-ms MS] [--backoff-max-ms MS] [--answer-timeout-ms MS]
- *                        [--budget BYTES] [--no-cid]
+ *                        [--budget BYTES] [--no-cid] [--pki-cert PEM --pki-key PEM [--pki-ca PEM]
+ *                        [--pki-server-name NAME]]
  *                        [--timeout S] [--json]
  *
  * FILEs are wire envelopes (as `--gen-out` writes them); each is spooled and sent.
@@ -271,6 +272,14 @@ int uplink_cmd_main(int argc, char **argv)
             up.backoff_max_ms = (uint32_t)strtoul(v, NULL, 10);
         else if (ARG("--answer-timeout-ms"))
             up.answer_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
+        else if (ARG("--pki-cert"))
+            et_strlcpy(up.pki_cert, v, sizeof(up.pki_cert));
+        else if (ARG("--pki-key"))
+            et_strlcpy(up.pki_key, v, sizeof(up.pki_key));
+        else if (ARG("--pki-ca"))
+            et_strlcpy(up.pki_ca, v, sizeof(up.pki_ca));
+        else if (ARG("--pki-server-name"))
+            et_strlcpy(up.pki_server_name, v, sizeof(up.pki_server_name));
         else if (ARG("--budget"))
             up.budget_bytes_per_day = strtoull(v, NULL, 10);
         else if (ARG("--timeout"))

@@ -17,6 +17,7 @@ are the real wire envelopes. Covered here:
 Run: /usr/bin/python3 -m pytest tests/integration/test_collector.py
 """
 
+import json
 import os
 import random
 import re
@@ -382,3 +383,49 @@ def test_kill9_under_load_loses_nothing_acknowledged(tmp_path):
     missing = [a for a in acked if a not in stored]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged snapshots lost after kill -9"
     assert "group commit" in commits_log
+
+
+def _make_pki(d):
+    """A test CA and EC P-256 certificates for the collector and two devices (openssl CLI)."""
+    def run(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=d)
+    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    run("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=edgetrace-test-ca", "-days", "2", "-out", "ca.pem")
+    for name in ("collector", "gw-1", "gw-unknown"):
+        run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{name}.key")
+        run("req", "-new", "-key", f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-out", f"{name}.pem")
+
+
+@pytest.mark.skipif(subprocess.run(["which", "openssl"], capture_output=True).returncode != 0,
+                    reason="openssl CLI not installed")
+def test_certificates_instead_of_psk(tmp_path):
+    """Optional PKI: the device id is the client certificate's CN (validated against pki_ca, device
+    provisioned); an unprovisioned certificate gets 4.01; PSK devices keep working on the same port."""
+    _make_pki(tmp_path)
+    c = Collector(tmp_path, extra=["--pki-cert", str(tmp_path / "collector.pem"), "--pki-key",
+                                   str(tmp_path / "collector.key"), "--pki-ca", str(tmp_path / "ca.pem")])
+    creds = c.provision("gw-1")
+    c.start()
+    try:
+        def push(cert, spool, n):
+            cmd = PUSH + ["--credentials", creds["path"], "--collector", f"coaps://127.0.0.1:{c.port}", "--spool",
+                          str(tmp_path / spool), "--synthetic", str(n), "--timeout", "8", "--json", "--ack-timeout-ms",
+                          "500", "--max-retransmit", "2"]
+            if cert:
+                cmd += ["--pki-cert", str(tmp_path / f"{cert}.pem"), "--pki-key", str(tmp_path / f"{cert}.key"),
+                        "--pki-ca", str(tmp_path / "ca.pem"), "--pki-server-name", "collector"]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            return r, json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
+
+        r, st = push("gw-1", "s1", 2)
+        assert r.returncode == 0 and st["acked_new"] == 2, (st, r.stderr[-1000:])
+        r, st = push("gw-unknown", "s2", 1)
+        assert r.returncode == 1 and st["refused"] >= 1 and st["acked_new"] == 0, st
+        r, st = push(None, "s3", 1)  # PSK on the same endpoint
+        assert r.returncode == 0 and st["acked_new"] == 1, st
+        assert c.rows("SELECT device, count(*) FROM snapshots GROUP BY device") == [("gw-1", 3)]
+        assert "client certificate for unknown device 'gw-unknown'" in c.log.read_text()
+    finally:
+        c.stop(signal.SIGKILL)
