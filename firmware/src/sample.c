@@ -348,6 +348,10 @@ static void run_step(et_sampler *sp)
             et_pparse_init(&ws->pparse, &ws->g, NULL);
             break;
         case STEP_GOROUTINE2:
+            /* Go stops the world and formats every goroutine before the first byte: a
+             * 100k-goroutine dump can be silent for many seconds on a loaded gateway. */
+            o.idle_timeout_ms = ET_MAX(o.idle_timeout_ms, 45000u);
+            o.total_timeout_ms = ET_MAX(o.total_timeout_ms, 120000u);
             snprintf(url, sizeof url, "%.*s/goroutine?debug=2", (int)bl, base);
             et_gparse_init(&ws->gparse, &ws->g, ET_GP_GOROUTINE, 2);
             break;
@@ -362,6 +366,8 @@ static void run_step(et_sampler *sp)
         case STEP_TRACE: {
             snprintf(url, sizeof url, "%.*s/trace?seconds=%u", (int)bl, base,
                      (unsigned)s->conf.trace_seconds);
+            /* The runtime may hold trace data until a generation ends: allow the window. */
+            o.idle_timeout_ms = ET_MAX(o.idle_timeout_ms, s->conf.trace_seconds * 1000u + 5000u);
             et_trace_parser_free(ws->tparse);
             ws->tparse = et_trace_parser_new(NULL);
             if (!ws->tparse) {
