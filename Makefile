@@ -252,7 +252,8 @@ demo: setup
 
 bench: setup
 	@$(MAKE) --no-print-directory host-deps
-	@$(MAKE) --no-print-directory -j$(JOBS) agent collector lossy-link
+	@$(MAKE) --no-print-directory -j$(JOBS) all-boards
+	@$(MAKE) --no-print-directory -j$(JOBS) collector lossy-link host-tools
 	@$(MAKE) --no-print-directory testsvc GO_VERSIONS="1.21 1.23 1.27"
 	@bash tools/bench/run.sh
 
