@@ -20,6 +20,7 @@
 #include "finding.h"
 #include "httpc.h"
 #include "loop.h"
+#include "parse_proc.h"
 #include "sample.h"
 #include "snapshot.h"
 #include "spool.h"
@@ -159,6 +160,16 @@ static void to_sample_target(const et_target *d, const char *proc_root, et_sampl
     et_strlcpy(t->url, url, sizeof t->url);
     t->pid = d->pid;
     t->start_ticks = d->start_ticks;
+    /* A configured loopback target that discovery did not match (discover = no): find the
+     * process behind the port, so that its RSS and threads are followed too. */
+    et_url u;
+    if (!t->pid && !d->foreign_netns && et_url_parse(d->base_url, &u) == 0 &&
+        (!strcmp(u.host, "127.0.0.1") || !strcmp(u.host, "localhost") || !strcmp(u.host, "::1"))) {
+        t->pid = et_pid_for_local_port(proc_root, u.port);
+        et_procstat ps;
+        if (t->pid && et_proc_read(proc_root, t->pid, &ps) == 0)
+            t->start_ticks = ps.start_time_ticks;
+    }
     et_strlcpy(t->go_version, d->go_version, sizeof t->go_version);
     int fd = et_target_open_netns(d, proc_root);
     t->netns_fd = fd >= 0 ? fd : -1;
