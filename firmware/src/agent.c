@@ -354,13 +354,18 @@ int agent_run_main(int argc, char **argv)
     if (a->conf.collector[0])
         et_strlcpy(up.collector, a->conf.collector, sizeof up.collector);
     if (up.collector[0]) {
-        if (!have_creds && !strncmp(up.collector, "coaps:", 6)) {
+        if (!have_creds && !a->conf.pki_cert[0] && !strncmp(up.collector, "coaps:", 6)) {
             fprintf(stderr, "edgetrace-agent: credentials %s: %s\n", a->conf.credentials, strerror(errno));
             return 2;
         }
         up.ack_timeout_ms = a->conf.ack_timeout_ms;
         up.max_retransmit = a->conf.max_retransmit;
         up.budget_bytes_per_day = a->conf.budget_bytes_per_day;
+        if (a->conf.pki_cert[0]) {
+            et_strlcpy(up.pki_cert, a->conf.pki_cert, sizeof up.pki_cert);
+            et_strlcpy(up.pki_key, a->conf.pki_key, sizeof up.pki_key);
+            et_strlcpy(up.pki_ca, a->conf.pki_ca, sizeof up.pki_ca);
+        }
         et_strlcpy(up.state_dir, a->conf.spool_dir, sizeof up.state_dir);
         if (!up.device_id[0])
             et_strlcpy(up.device_id, a->conf.device_id, sizeof up.device_id);

@@ -238,6 +238,12 @@ static int on_kv(void *ud, const char *sec, const char *k, const char *v)
             c->budget_bytes_per_day = (uint64_t)n;
             return 1;
         }
+        if (!strcmp(k, "pki_cert"))
+            SET_STR(c->pki_cert);
+        if (!strcmp(k, "pki_key"))
+            SET_STR(c->pki_key);
+        if (!strcmp(k, "pki_ca"))
+            SET_STR(c->pki_ca);
         if (!strcmp(k, "ack_timeout"))
             return set_ms(x, k, v, &c->ack_timeout_ms);
         if (!strcmp(k, "max_retransmit")) {

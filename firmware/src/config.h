@@ -21,6 +21,7 @@
  *   credentials = /etc/edgetrace/credentials   ; written by `edgetrace-collector provision`
  *   budget_bytes_per_day = 0       ; 0 = unlimited
  *   ack_timeout = 4s  max_retransmit = 6        ; tuned for high-RTT cellular links
+ *   pki_cert = / pki_key = / pki_ca =           ; optional: certificates instead of the PSK
  *
  *   [target "billing"]             ; zero or more explicit targets
  *   url = http://127.0.0.1:6060
@@ -76,6 +77,7 @@ typedef struct et_config {
     uint64_t budget_bytes_per_day;
     uint32_t ack_timeout_ms;
     uint32_t max_retransmit;
+    char pki_cert[ET_PATH_MAX], pki_key[ET_PATH_MAX], pki_ca[ET_PATH_MAX]; /* optional: DTLS certificates instead of PSK */
     /* [target "..."] */
     et_conf_target targets[ET_MAX_CONF_TARGETS];
     uint32_t ntargets;

@@ -61,6 +61,7 @@ static void test_full_file(void **st)
                   "allow = main.(*pool).worker\nallow = vendor.io/x.loop\nlog_level = debug\n"
                   "[spool]\ndir = /data/spool\nmax_bytes = 4M\nfsync = always\n"
                   "[uplink]\ncollector = coaps://10.0.0.1:5684\nbudget_bytes_per_day = 2M\nmax_retransmit = 8\n"
+                  "pki_cert = /etc/edgetrace/gw.crt\npki_key = /etc/edgetrace/gw.key\n"
                   "[target \"billing\"]\nurl = http://127.0.0.1:6060\ninterval = 10s\nprofiles = goroutine,heap\n"
                   "[target \"edge\"]\nurl = http://[::1]:7070\n",
                   err);
@@ -75,6 +76,8 @@ static void test_full_file(void **st)
     assert_int_equal(c.fsync_policy, ET_FSYNC_ALWAYS);
     assert_int_equal(c.budget_bytes_per_day, 2 << 20);
     assert_int_equal(c.max_retransmit, 8);
+    assert_string_equal(c.pki_cert, "/etc/edgetrace/gw.crt");
+    assert_string_equal(c.pki_key, "/etc/edgetrace/gw.key");
     assert_int_equal(c.ntargets, 2);
     assert_string_equal(c.targets[0].name, "billing");
     assert_int_equal(c.targets[0].profiles, ET_P_GOROUTINE | ET_P_HEAP);
