@@ -66,10 +66,13 @@ TRANS = re.compile(r' StateTransition Time=-?\d+ GoID=(-?\d+) (\w+)->(\w+) Reaso
 def go_parsed(path):
     """Per-goroutine final state, transitions, created flag and last block reason from
     `go tool trace -d=parsed` (Go 1.27)."""
-    r = subprocess.run([go_bin("1.27"), "tool", "trace", "-d=parsed", str(path)], capture_output=True, text=True,
-                       env=go_env("1.27"), timeout=600)
+    # Streamed line by line: a busy trace prints millions of events, far too much to hold.
+    proc = subprocess.Popen([go_bin("1.27"), "tool", "trace", "-d=parsed", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=go_env("1.27"))
     gs = {}
-    for line in r.stdout.splitlines():
+    for line in proc.stdout:
+        if "StateTransition" not in line:
+            continue
         m = TRANS.search(line)
         if not m:
             continue
@@ -83,7 +86,8 @@ def go_parsed(path):
             g["reason"] = reason
         elif to != "Waiting":
             g["reason"] = ""
-    return r.returncode, r.stderr, gs
+    err = proc.stderr.read()
+    return proc.wait(timeout=600), err, gs
 
 
 def go_totals(gs):
@@ -155,14 +159,15 @@ M_EVENTS = {"ProcsChange", "ProcStart", "ProcStop", "ProcSteal", "ProcStatus", "
 
 def go_wire_counts(path):
     """Per-type counts of the events in M batches, from `go tool trace -d=wire` (Go's raw reader)."""
-    r = subprocess.run([go_bin("1.27"), "tool", "trace", "-d=wire", str(path)], capture_output=True, text=True,
-                       env=go_env("1.27"), timeout=600)
-    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen([go_bin("1.27"), "tool", "trace", "-d=wire", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=go_env("1.27"))
     counts = {}
-    for line in r.stdout.splitlines():
+    for line in proc.stdout:
         name = line.split(" ", 1)[0]
         if name in M_EVENTS:
             counts[name] = counts.get(name, 0) + 1
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, err
     return counts
 
 
