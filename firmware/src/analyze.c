@@ -38,6 +38,10 @@
  *     leaks persistConn writeLoops (select) at a stdlib-only site, and nothing else would
  *     catch it. Stdlib-only sites in IO wait (network reads: server conns, client readLoops,
  *     all one site) stay suspected: their count follows the number of open connections.
+ *   - Collateral: a stdlib-only site at likely is demoted to suspected when an alerting
+ *     service site (likely, or GC-proved) gained at least half as many goroutines over the
+ *     stdlib site's growth window: leaked requests hold their connections' loops, and the
+ *     finding must name the service's frame. Unexplained library growth still alerts.
  *   - TREND is added when the process total grows too and this site explains >= 25% of it;
  *     STACK_GROWTH when StackInuse grows over the same history; WAIT when the latest debug=2
  *     dump (<= 3 samples old) shows goroutines here parked >= 1 minute and >= 2 intervals.
@@ -63,10 +67,13 @@
  * Heap growth: needs >= 3 GC epochs in the window (NumGC advanced twice: the collector had its
  * chance), uses per-epoch minima of HeapInuse (the post-GC floor, immune to the sawtooth), and
  * the goroutine total must not be growing (then it is a goroutine leak). likely when the floor
- * rose across 2 epochs with >= 70% of the bytes allocated meanwhile still live, or across 4
- * epochs, and NextGC or a heap site confirms; suspected otherwise. (In its first seconds a
- * process warming up grows exactly like a leak; what tells them apart early is that the
- * warm-up frees most of what it allocates.) Heap sites come
+ * rose across 2 epochs with >= 70% of the bytes allocated meanwhile still live, across 3 with
+ * >= 40%, or across 4 epochs, and NextGC or a heap site confirms, and the rise is steady: until
+ * 6 rises, no single epoch carries more than 2/3 of it (a working set built at once - a
+ * catalog rebuilt while the previous generation is still referenced - jumps by one
+ * generation and looks fully retained until the GC after the swap); suspected otherwise.
+ * (In its first seconds a process warming up grows exactly like a leak; what tells them
+ * apart early is that the warm-up frees most of what it allocates.) Heap sites come
  * from the heap profile, whose inuse figures are as of the last GC: a site whose inuse_bytes
  * grows across GC cycles is HEAP_SITE evidence and names the allocation site. A floor (or a
  * site) that fell by more than 25% from an earlier high anywhere in the window is memory the
@@ -1109,6 +1116,58 @@ static int wait_recent(const et_analyzer *a, const et_an_site *s)
     return s->wait_seq && a->seq + 1 - s->wait_seq <= 3;
 }
 
+/* Goroutines a site gained from the first sample at or after t0 to the newest one. */
+static double site_rise_since(const et_analyzer *a, const et_an_site *st, double t0)
+{
+    series s;
+    site_series(a, st, &s);
+    for (int k = 0; k < s.n; k++)
+        if (s.t[k] >= t0)
+            return s.x[s.n - 1] - s.x[k];
+    return 0;
+}
+
+/* A service site whose goroutine-leak finding alerts: raised at likely by the heuristics, or
+ * listed by the latest goroutineleak profile. */
+static int site_alerts(const et_analyzer *a, const et_an_site *st)
+{
+    if (st->verdict >= 1 + ET_C_LIKELY)
+        return 1;
+    for (uint32_t j = 0; j < a->ngcproof; j++)
+        if (a->gcproof[j].key == st->key)
+            return 1;
+    return 0;
+}
+
+/* Collateral goroutines. A leaked service goroutine often holds library goroutines that
+ * leak with it: a request stuck on a dead peer keeps its connection's persistConn read and
+ * write loops, a leaked stream keeps its HTTP/2 reader. Those sites have no frame of the
+ * service's own, so the finding there names no code anyone can fix, and the service site's
+ * finding already tells the story. A stdlib-only site raised at likely is therefore demoted
+ * to suspected when some alerting service site gained at least half as many goroutines over
+ * the stdlib site's own growth window: its growth is explained. Without such a site (an
+ * HTTP client that never closes response bodies leaks only persistConn loops; the handler
+ * returns) it still alerts. The ratio, not the names, decides: a small service leak beside
+ * a big library-only one does not hide it. */
+static void demote_collateral(et_analyzer *a, const double *grow_t0, const double *grow_rise)
+{
+    for (int i = 0; i < ET_AN_SITES; i++) {
+        et_an_site *st = &a->sites[i];
+        if (!st->key || !st->stdlib_only || st->verdict != 1 + ET_C_LIKELY || grow_rise[i] <= 0)
+            continue;
+        for (int k = 0; k < ET_AN_SITES; k++) {
+            const et_an_site *u = &a->sites[k];
+            if (k == i || !u->key || u->stdlib_only || !site_alerts(a, u))
+                continue;
+            if (site_rise_since(a, u, grow_t0[i]) >= 0.5 * grow_rise[i]) {
+                st->verdict = 1 + ET_C_SUSPECTED;
+                st->grew = 0; /* nor kept at likely through a plateau */
+                break;
+            }
+        }
+    }
+}
+
 static void evaluate(et_analyzer *a)
 {
     float scratch[PAIRS_MAX];
@@ -1149,8 +1208,10 @@ static void evaluate(et_analyzer *a)
                        s.n ? (uint64_t)s.x[s.n - 1] : 0, now);
 
     /* goroutine sites */
+    double grow_t0[ET_AN_SITES], grow_rise[ET_AN_SITES]; /* growth window of this evaluation (0 = none) */
     for (int i = 0; i < ET_AN_SITES; i++) {
         et_an_site *st = &a->sites[i];
+        grow_t0[i] = grow_rise[i] = 0;
         if (!st->key)
             continue;
         site_series(a, st, &s);
@@ -1167,6 +1228,8 @@ static void evaluate(et_analyzer *a)
         int waited = wait_recent(a, st) && st->max_wait_min >= 1 && wait_ms >= 2.0 * ival;
         int traced = st->trace_seq && a->seq + 1 - st->trace_seq <= 3 && st->trace_created > 0;
         if (grows) {
+            grow_t0[i] = g.t0;
+            grow_rise[i] = g.rise;
             ev |= ET_E_CLUSTER;
             if (total_grows && g.rise >= 0.25 * a->v_total.rise)
                 ev |= ET_E_TREND;
@@ -1227,6 +1290,8 @@ static void evaluate(et_analyzer *a)
         st->evidence = ev;
     }
 
+    demote_collateral(a, grow_t0, grow_rise);
+
     p.counts = 0;
 
     /* GC-proved entries whose goroutines are gone (restart, or a false entry): drop. */
@@ -1283,7 +1348,25 @@ static void evaluate(et_analyzer *a)
              * With high retention a few GC cycles are enough; otherwise the floor must have
              * risen across at least 4 GC cycles. */
             double retention = heap_retention(a, gh.t0, gh.rise);
-            int likely = (goal_grows || site) && ((gh.k_up >= 2 && retention >= 0.7) || gh.k_up >= 4);
+            /* Steadiness: a leak accumulates, so no single GC epoch carries most of the
+             * rise. A working set built at once (a cache filled, a catalog rebuilt while the
+             * previous generation is still referenced, a config loaded) moves the floor in
+             * one jump, and that jump looks fully retained until the GC after the swap frees
+             * the old copy. Until the floor has risen across 6 epochs, the largest step may
+             * carry at most 2/3 of the climb. */
+            double step_max = 0, step_sum = 0;
+            for (int q = fl.n - gh.L + 1; q < fl.n; q++) {
+                double d = fl.x[q] - fl.x[q - 1];
+                if (d > 0) {
+                    step_sum += d;
+                    if (d > step_max)
+                        step_max = d;
+                }
+            }
+            int steady = gh.k_up >= 6 || (step_sum > 0 && step_max <= step_sum * (2.0 / 3.0));
+            /* The more of what it allocated the process kept, the fewer epochs are needed. */
+            int likely = (goal_grows || site) && steady &&
+                         ((gh.k_up >= 2 && retention >= 0.7) || (gh.k_up >= 3 && retention >= 0.4) || gh.k_up >= 4);
             heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
         }
     }
