@@ -28,12 +28,14 @@
  * and min_site_rel (10%). Confidence:
  *   - sync-blocked state (chan/select/mutex/cond/waitgroup/...), not allow-listed:
  *       likely if k_up >= 3 (grew across 3 sampling intervals), or k_up == 2 with WAIT or
- *       TRACE (a trace window saw new goroutines park there and never wake); suspected
- *       otherwise.
+ *       TRACE (a trace window saw goroutines created in it park there for at least half the
+ *       window and never wake: short-lived ones created just before it closed do not count);
+ *       suspected otherwise.
  *   - other states (IO wait, syscall, sleep, running) or allow-listed sites (net/http
  *     keep-alive loops, ..., and every stdlib-only site): growth there is usually load (more
  *     connections), so they need k_up >= 4, or k_up >= 3 with independent support (WAIT,
- *     STACK_GROWTH, or for a syscall site a growing thread count); and allow-listed sites need
+ *     TRACE, or for a syscall site a growing thread count; not STACK_GROWTH, which follows
+ *     any rise of the count, in-flight sleepers included); and allow-listed sites need
  *     twice the rise. They still alert: an HTTP client that never closes response bodies
  *     leaks persistConn writeLoops (select) at a stdlib-only site, and nothing else would
  *     catch it. Stdlib-only sites in IO wait (network reads: server conns, client readLoops,
@@ -942,6 +944,12 @@ static void ingest_trace(et_analyzer *a, const struct et_trace_summary *ts)
         const et_trace_group *g = &ts->groups[i];
         if (g->overflow || g->stdlib_only || g->go_state != ET_TG_WAITING || g->created_in_window == 0)
             continue;
+        /* Short-lived goroutines at a busy site (a sleep, a request in flight) created in the
+         * last moments of the window are still waiting when it closes: that is traffic. A
+         * pile-up means one of them parked for at least half the window and never woke. */
+        uint64_t window = ts->window_ns ? ts->window_ns : (ts->end_ns > ts->start_ns ? ts->end_ns - ts->start_ns : 0);
+        if (g->oldest_ns < window / 2)
+            continue;
         int k = find_site(a, frame_akey(&g->block));
         if (k < 0)
             continue;
@@ -1239,8 +1247,10 @@ static void evaluate(et_analyzer *a)
                 ev |= ET_E_WAIT;
             if (traced)
                 ev |= ET_E_TRACE;
-            int support = (ev & (ET_E_WAIT | ET_E_STACK_GROWTH | ET_E_TRACE)) ||
-                          (st->state == ET_G_SYSCALL && threads_grow);
+            /* Independent support only: StackInuse rises whenever goroutines do (in-flight
+             * sleepers ramping up included), so it confirms the count, not that the
+             * goroutines never leave. */
+            int support = (ev & (ET_E_WAIT | ET_E_TRACE)) || (st->state == ET_G_SYSCALL && threads_grow);
             if (st->state == ET_G_SYSCALL && threads_grow)
                 ev |= ET_E_PROC;
             int likely;
