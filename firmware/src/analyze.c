@@ -69,7 +69,8 @@
  * Heap growth: needs >= 3 GC epochs in the window (NumGC advanced twice: the collector had its
  * chance), uses per-epoch minima of HeapInuse (the post-GC floor, immune to the sawtooth), and
  * the goroutine total must not be growing (then it is a goroutine leak). likely when the floor
- * rose across 2 epochs with >= 70% of the bytes allocated meanwhile still live, across 3 with
+ * rose across 2 epochs with >= 70% of the bytes allocated meanwhile (up to the newest epoch's
+ * start: the floor moves only at a GC) still live, across 3 with
  * >= 40%, or across 4 epochs, and NextGC or a heap site confirms, and the rise is steady: until
  * 6 rises, no single epoch carries more than 2/3 of it (a working set built at once - a
  * catalog rebuilt while the previous generation is still referenced - jumps by one
@@ -1079,14 +1080,17 @@ static int heap_epochs(const et_analyzer *a, series *floor_s, series *goal_s)
 
 /* ---- evaluation ---- */
 
-/* rise / bytes allocated (TotalAlloc) from the window start t0 to the newest sample. */
-static double heap_retention(const et_analyzer *a, double t0, double rise)
+/* rise / bytes allocated (TotalAlloc) from the window start t0 to t1, the first sample of
+ * the newest GC epoch. Not to the newest sample: the floor only moves at a GC, so counting
+ * what was allocated since would make the retention decay through every epoch (and a
+ * finding flap between likely and suspected until the next GC). */
+static double heap_retention(const et_analyzer *a, double t0, double t1, double rise)
 {
     uint32_t m = win(a);
     const et_an_rec *first = NULL, *last = NULL;
     for (uint32_t i = 0; i < m; i++) {
         const et_an_rec *r = &a->rec[slot_of(a, m, i)];
-        if (!(r->flags & ET_AN_HAS_MS) || (double)r->t_ms < t0)
+        if (!(r->flags & ET_AN_HAS_MS) || (double)r->t_ms < t0 || (double)r->t_ms > t1)
             continue;
         if (!first)
             first = r;
@@ -1357,7 +1361,7 @@ static void evaluate(et_analyzer *a)
              * warming up or sawing (a catalog rebuilt, request garbage) frees most of it.
              * With high retention a few GC cycles are enough; otherwise the floor must have
              * risen across at least 4 GC cycles. */
-            double retention = heap_retention(a, gh.t0, gh.rise);
+            double retention = heap_retention(a, gh.t0, fl.t[fl.n - 1], gh.rise);
             /* Steadiness: a leak accumulates, so no single GC epoch carries most of the
              * rise. A working set built at once (a cache filled, a catalog rebuilt while the
              * previous generation is still referenced, a config loaded) moves the floor in

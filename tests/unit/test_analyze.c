@@ -1064,6 +1064,28 @@ static void test_heap_generation_swap(void **state)
             likely_at = (int)i;
     }
     assert_int_equal(likely_at, 3); /* the fourth epoch: three steady rises, half retained */
+
+    /* epochs of 3 samples, 45% of the allocations kept: likely at the fourth epoch, and it
+     * stays likely while that epoch lasts (the floor cannot move before the next GC) */
+    et_analyzer_init(an, NULL);
+    likely_at = -1;
+    for (int i = 0; i < 15; i++) {
+        uint32_t gc = 1 + (uint32_t)i / 3;
+        uint64_t floor = (8u << 20) + (uint64_t)(gc - 1) * (2u << 20);
+        ms_total_alloc = (uint64_t)i * (uint64_t)((2.0 / 0.45 / 3.0) * 1048576.0);
+        hp_reset(hp);
+        hp_ms(hp, floor + (uint64_t)(i % 3) * (1u << 20), 64u << 20, 0, floor * 2, gc, 512 << 10);
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        feed(T0 + (uint64_t)i * 2000, gp, NULL, hp, NULL);
+        const et_finding *f = find_kind(ET_F_HEAP_GROWTH, NULL);
+        int likely = f && f->confidence >= ET_C_LIKELY;
+        if (likely && likely_at < 0)
+            likely_at = i;
+        if (likely_at >= 0)
+            assert_true(likely);
+    }
+    assert_int_equal(likely_at, 9);
 }
 
 static void test_rss_outside_heap(void **state)
