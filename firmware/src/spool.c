@@ -629,6 +629,13 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
     }
     if (sp->p.segment_bytes < 4096)
         sp->p.segment_bytes = 4096;
+    /* The byte cap, not the segment table, must decide when the spool is full: with segments
+     * too small for max_bytes the table (ET_SPOOL_MAX_SEGS) would fill first and evict
+     * pending records long before max_bytes is reached. Half the table leaves room for the
+     * two streams' partly filled segments. */
+    uint64_t min_seg = (sp->p.max_bytes + ET_SPOOL_MAX_SEGS / 2 - 1) / (ET_SPOOL_MAX_SEGS / 2);
+    if (sp->p.segment_bytes < min_seg)
+        sp->p.segment_bytes = (uint32_t)ET_MIN(min_seg, (uint64_t)SPOOL_REC_MAX * 64u);
     if (!sp->p.batch_records)
         sp->p.batch_records = 8;
     if (!sp->p.batch_ms)
