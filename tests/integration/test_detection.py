@@ -29,12 +29,24 @@ def samples_for(program):
 
 
 def sample(url, samples):
-    out = subprocess.run([str(AGENT), "sample", url, "--samples", str(samples), "--interval", INTERVAL, "--json"],
+    """One JSON line per sample (--each): an alert raised at any sample counts for a positive
+    (that is when an operator is paged), and a negative must stay quiet at every sample."""
+    out = subprocess.run([str(AGENT), "sample", url, "--samples", str(samples), "--interval", INTERVAL, "--each"],
                          capture_output=True, text=True, timeout=180)
     try:
-        return json.loads(out.stdout)
+        lines = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
     except json.JSONDecodeError:
+        lines = []
+    if len(lines) != samples:
         return {"error": f"rc={out.returncode} stdout={out.stdout[-500:]!r} stderr={out.stderr[-800:]!r}"}
+    findings, seen = [], set()
+    for l in lines:
+        for f in l["findings"]:
+            key = (f["kind"], f["fingerprint"])
+            if key not in seen:
+                seen.add(key)
+                findings.append(dict(f, sample=l["sample"]))
+    return {"findings": findings, "samples_ok": sum(1 for l in lines if l["ok"])}
 
 
 def run_corpus(go):
