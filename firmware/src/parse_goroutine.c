@@ -25,6 +25,7 @@
  * The hot path is memchr line splitting over the caller's buffer; only a line that spans
  * two chunks is copied (into carry[]). Nothing is allocated. */
 #include "parse_goroutine.h"
+#include "textscan.h"
 #include "base.h"
 
 #include <string.h>
@@ -33,25 +34,6 @@ enum { PEND_USER = 1, PEND_NONRT = 2, PEND_LAST = 4 };
 
 /* ---------------------------------------------------------------------------------------
  * small helpers */
-
-static int starts(const char *s, size_t len, const char *lit, size_t litlen)
-{
-    return len >= litlen && memcmp(s, lit, litlen) == 0;
-}
-
-/* Parses a decimal at s; returns digits consumed (0 if none). Saturates instead of wrapping. */
-static size_t parse_u64(const char *s, size_t len, uint64_t *v)
-{
-    uint64_t x = 0;
-    size_t i = 0;
-    while (i < len && s[i] >= '0' && s[i] <= '9') {
-        uint64_t d = (uint64_t)(s[i] - '0');
-        x = x > (UINT64_MAX - d) / 10 ? UINT64_MAX : x * 10 + d;
-        i++;
-    }
-    *v = x;
-    return i;
-}
 
 /* Parses "0x1a2b" (stops at the first non-hex digit); 1 if any digit. */
 static int parse_hex(const char *s, size_t len, uint64_t *v)
@@ -354,26 +336,6 @@ static void end_record(et_gparser *p)
 
 /* "file:line[ +0xoff][ fp=.. sp=.. pc=..]" -> file, line. Paths may contain ':' and spaces,
  * so the separator is the last ':' followed by digits and then a space or the end. */
-static int split_file_line(const char *s, size_t len, size_t *flen, uint32_t *line)
-{
-    size_t end = len;
-    while (end > 0) {
-        const char *c = memrchr(s, ':', end);
-        if (!c)
-            return 0;
-        size_t pos = (size_t)(c - s);
-        uint64_t v;
-        size_t nd = parse_u64(s + pos + 1, len - pos - 1, &v);
-        if (nd > 0 && (pos + 1 + nd == len || s[pos + 1 + nd] == ' ' || s[pos + 1 + nd] == '\t')) {
-            *flen = pos;
-            *line = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
-            return 1;
-        }
-        end = pos;
-    }
-    return 0;
-}
-
 /* debug=2 "goroutine N [reason, M minutes, locked to thread] {labels}:" */
 static void d2_header(et_gparser *p, const char *s, size_t len)
 {
@@ -403,7 +365,7 @@ static void d2_header(et_gparser *p, const char *s, size_t len)
             a->leaked = (uint8_t)leaked;
         } else if (j - i > 8 && memcmp(s + j - 8, " minutes", 8) == 0) {
             uint64_t m;
-            if (parse_u64(s + i, j - i, &m) > 0) {
+            if (et_txt_u64(s + i, j - i, &m) > 0) {
                 a->has_wait = 1;
                 a->wait_min = m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
             }
@@ -451,13 +413,13 @@ static void d2_line(et_gparser *p, const char *s, size_t len)
             return;
         size_t flen;
         uint32_t line;
-        if (split_file_line(s + 1, len - 1, &flen, &line))
+        if (et_txt_file_line(s + 1, len - 1, &flen, &line))
             et_gacc_file(&p->acc, s + 1, flen, line);
         else
             p->acc.pend = 0; /* "goroutine running on other thread; stack unavailable" */
         return;
     }
-    if (c == 'g' && starts(s, len, "goroutine ", 10) && len > 10 && s[10] >= '0' && s[10] <= '9') {
+    if (c == 'g' && et_txt_starts(s, len, "goroutine ", 10) && len > 10 && s[10] >= '0' && s[10] <= '9') {
         d2_header(p, s, len);
         return;
     }
@@ -465,7 +427,7 @@ static void d2_line(et_gparser *p, const char *s, size_t len)
         p->out->trunc.malformed++;
         return;
     }
-    if (c == 'c' && starts(s, len, "created by ", 11)) {
+    if (c == 'c' && et_txt_starts(s, len, "created by ", 11)) {
         size_t l = len - 11;
         const char *in = memmem(s + 11, l, " in goroutine ", 14);
         if (in)
@@ -476,11 +438,11 @@ static void d2_line(et_gparser *p, const char *s, size_t len)
         p->ancestors = 1; /* anything after the creator is ancestry, not this stack */
         return;
     }
-    if (c == '.' && starts(s, len, "...", 3)) {
+    if (c == '.' && et_txt_starts(s, len, "...", 3)) {
         p->acc.pend = 0; /* "...additional frames elided..." / "...N frames elided..." */
         return;
     }
-    if (c == '[' && starts(s, len, "[originating from goroutine", 27)) {
+    if (c == '[' && et_txt_starts(s, len, "[originating from goroutine", 27)) {
         p->ancestors = 1;
         return;
     }
@@ -520,7 +482,7 @@ static void d1_frame(et_gparser *p, const char *s, size_t len)
         i++;
     size_t flen;
     uint32_t line;
-    if (i < len && split_file_line(s + i, len - i, &flen, &line))
+    if (i < len && et_txt_file_line(s + i, len - i, &flen, &line))
         et_gacc_file(&p->acc, s + i, flen, line);
 }
 
@@ -533,21 +495,21 @@ static void d1_line(et_gparser *p, const char *s, size_t len)
     char c = s[0];
     if (c == '#') {
         if (!p->in_record) {
-            if (!starts(s, len, "# ", 2))
+            if (!et_txt_starts(s, len, "# ", 2))
                 p->out->trunc.malformed++;
             return;
         }
         if (len > 1 && s[1] == '\t') {
             d1_frame(p, s, len);
-        } else if (starts(s, len, "# labels: ", 10)) {
+        } else if (et_txt_starts(s, len, "# labels: ", 10)) {
             et_strlcpyn(p->acc.labels, sizeof(p->acc.labels), s + 10, len - 10);
         }
         return;
     }
     if (c >= '0' && c <= '9') {
         uint64_t n;
-        size_t nd = parse_u64(s, len, &n);
-        if (nd < len && s[nd] == ' ' && starts(s + nd, len - nd, " @", 2)) {
+        size_t nd = et_txt_u64(s, len, &n);
+        if (nd < len && s[nd] == ' ' && et_txt_starts(s + nd, len - nd, " @", 2)) {
             end_record(p);
             et_gacc_begin(&p->acc);
             p->in_record = 1;
@@ -561,8 +523,8 @@ static void d1_line(et_gparser *p, const char *s, size_t len)
             return;
         }
     }
-    if (starts(s, len, "goroutine profile: total ", 25) ||
-        starts(s, len, "goroutineleak profile: total ", 29)) {
+    if (et_txt_starts(s, len, "goroutine profile: total ", 25) ||
+        et_txt_starts(s, len, "goroutineleak profile: total ", 29)) {
         /* A second header (concatenated dumps) closes the previous record. */
         end_record(p);
         return;
@@ -570,37 +532,30 @@ static void d1_line(et_gparser *p, const char *s, size_t len)
     p->out->trunc.malformed++;
 }
 
-static int looks_like_html(const char *s, size_t len)
-{
-    while (len && (*s == ' ' || *s == '\t' || *s == '\xef' || *s == '\xbb' || *s == '\xbf'))
-        s++, len--;
-    return len > 0 && s[0] == '<';
-}
-
 /* The first non-empty line decides the format. */
 static void first_line(et_gparser *p, const char *s, size_t len)
 {
     uint64_t total;
     p->saw_any = 1;
-    if (starts(s, len, "goroutine profile: total ", 25)) {
+    if (et_txt_starts(s, len, "goroutine profile: total ", 25)) {
         p->debug = 1;
         p->out->kind = ET_GP_GOROUTINE;
-        parse_u64(s + 25, len - 25, &total);
+        et_txt_u64(s + 25, len - 25, &total);
         p->out->header_total = total;
         p->saw_header = 1;
-    } else if (starts(s, len, "goroutineleak profile: total ", 29)) {
+    } else if (et_txt_starts(s, len, "goroutineleak profile: total ", 29)) {
         p->debug = 1;
         p->out->kind = ET_GP_GOROUTINELEAK;
-        parse_u64(s + 29, len - 29, &total);
+        et_txt_u64(s + 29, len - 29, &total);
         p->out->header_total = total;
         p->saw_header = 1;
-    } else if (starts(s, len, "goroutine ", 10) && len > 10 && s[10] >= '0' && s[10] <= '9' &&
+    } else if (et_txt_starts(s, len, "goroutine ", 10) && len > 10 && s[10] >= '0' && s[10] <= '9' &&
                memchr(s, '[', len)) {
         p->debug = 2;
         d2_header(p, s, len);
-    } else if (looks_like_html(s, len)) {
+    } else if (et_txt_looks_like_html(s, len)) {
         set_bad(p, "HTML page, not a goroutine profile", s, len);
-    } else if (starts(s, len, "heap profile:", 13)) {
+    } else if (et_txt_starts(s, len, "heap profile:", 13)) {
         set_bad(p, "heap profile, not a goroutine profile", NULL, 0);
     } else if (len >= 2 && (unsigned char)s[0] == 0x1f && (unsigned char)s[1] == 0x8b) {
         set_bad(p, "gzip data (a proto profile?), not a text goroutine profile", NULL, 0);

@@ -14,30 +14,13 @@
  *     # MaxRSS = 3772416
  */
 #include "parse_heap.h"
+#include "textscan.h"
 #include "base.h"
 #include "gstate.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int starts(const char *s, size_t len, const char *lit, size_t litlen)
-{
-    return len >= litlen && memcmp(s, lit, litlen) == 0;
-}
-
-static size_t parse_u64(const char *s, size_t len, uint64_t *v)
-{
-    uint64_t x = 0;
-    size_t i = 0;
-    while (i < len && s[i] >= '0' && s[i] <= '9') {
-        uint64_t d = (uint64_t)(s[i] - '0');
-        x = x > (UINT64_MAX - d) / 10 ? UINT64_MAX : x * 10 + d;
-        i++;
-    }
-    *v = x;
-    return i;
-}
 
 static size_t skip_sp(const char *s, size_t len, size_t i)
 {
@@ -263,49 +246,29 @@ static void end_record(et_hparser *p)
 static size_t parse_quad(const char *s, size_t len, uint64_t v[4])
 {
     size_t i = 0, n;
-    if (!(n = parse_u64(s, len, &v[0])))
+    if (!(n = et_txt_u64(s, len, &v[0])))
         return 0;
     i += n;
     if (i >= len || s[i] != ':')
         return 0;
     i = skip_sp(s, len, i + 1);
-    if (!(n = parse_u64(s + i, len - i, &v[1])))
+    if (!(n = et_txt_u64(s + i, len - i, &v[1])))
         return 0;
     i = skip_sp(s, len, i + n);
     if (i >= len || s[i] != '[')
         return 0;
-    if (!(n = parse_u64(s + i + 1, len - i - 1, &v[2])))
+    if (!(n = et_txt_u64(s + i + 1, len - i - 1, &v[2])))
         return 0;
     i += 1 + n;
     if (i >= len || s[i] != ':')
         return 0;
     i = skip_sp(s, len, i + 1);
-    if (!(n = parse_u64(s + i, len - i, &v[3])))
+    if (!(n = et_txt_u64(s + i, len - i, &v[3])))
         return 0;
     i += n;
     if (i >= len || s[i] != ']')
         return 0;
     return i + 1;
-}
-
-static int split_file_line(const char *s, size_t len, size_t *flen, uint32_t *line)
-{
-    size_t end = len;
-    while (end > 0) {
-        const char *c = memrchr(s, ':', end);
-        if (!c)
-            return 0;
-        size_t pos = (size_t)(c - s);
-        uint64_t v;
-        size_t nd = parse_u64(s + pos + 1, len - pos - 1, &v);
-        if (nd > 0 && (pos + 1 + nd == len || s[pos + 1 + nd] == ' ' || s[pos + 1 + nd] == '\t')) {
-            *flen = pos;
-            *line = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
-            return 1;
-        }
-        end = pos;
-    }
-    return 0;
 }
 
 static void frame_line(et_hparser *p, const char *s, size_t len)
@@ -330,7 +293,7 @@ static void frame_line(et_hparser *p, const char *s, size_t len)
         i++;
     size_t flen;
     uint32_t line;
-    if (i < len && split_file_line(s + i, len - i, &flen, &line))
+    if (i < len && et_txt_file_line(s + i, len - i, &flen, &line))
         et_hpick_file(&p->pick, s + i, flen, line);
 }
 
@@ -358,7 +321,7 @@ static const struct ms_key ms_keys[] = {
 static void memstats_line(et_hparser *p, const char *s, size_t len)
 {
     /* "# Key = value" */
-    if (!starts(s, len, "# ", 2))
+    if (!et_txt_starts(s, len, "# ", 2))
         return;
     const char *eq = memmem(s, len, " = ", 3);
     if (!eq)
@@ -371,26 +334,26 @@ static void memstats_line(et_hparser *p, const char *s, size_t len)
     uint64_t x;
     for (size_t i = 0; i < ET_ARRAY_LEN(ms_keys); i++) {
         if (strlen(ms_keys[i].name) == kl && memcmp(ms_keys[i].name, k, kl) == 0) {
-            if (parse_u64(v, vl, &x))
+            if (et_txt_u64(v, vl, &x))
                 memcpy((char *)ms + ms_keys[i].off, &x, sizeof(x));
             return;
         }
     }
     if (kl == 5 && memcmp(k, "Stack", 5) == 0) {
-        size_t n = parse_u64(v, vl, &x);
+        size_t n = et_txt_u64(v, vl, &x);
         if (!n)
             return;
         ms->stack_inuse = x;
         size_t j = n;
         while (j < vl && (v[j] == ' ' || v[j] == '/'))
             j++;
-        if (parse_u64(v + j, vl - j, &x))
+        if (et_txt_u64(v + j, vl - j, &x))
             ms->stack_sys = x;
     } else if (kl == 5 && memcmp(k, "NumGC", 5) == 0) {
-        if (parse_u64(v, vl, &x))
+        if (et_txt_u64(v, vl, &x))
             ms->num_gc = x > UINT32_MAX ? UINT32_MAX : (uint32_t)x;
     } else if (kl == 11 && memcmp(k, "NumForcedGC", 11) == 0) {
-        if (parse_u64(v, vl, &x))
+        if (et_txt_u64(v, vl, &x))
             ms->num_forced_gc = x > UINT32_MAX ? UINT32_MAX : (uint32_t)x;
     } else if (kl == 13 && memcmp(k, "GCCPUFraction", 13) == 0) {
         char tmp[64];
@@ -404,24 +367,17 @@ static void memstats_line(et_hparser *p, const char *s, size_t len)
     }
 }
 
-static int looks_like_html(const char *s, size_t len)
-{
-    while (len && (*s == ' ' || *s == '\t' || *s == '\xef' || *s == '\xbb' || *s == '\xbf'))
-        s++, len--;
-    return len > 0 && s[0] == '<';
-}
-
 static void do_line(et_hparser *p, const char *s, size_t len, int cut)
 {
     if (len && s[len - 1] == '\r')
         len--;
-    if (cut && !starts(s, len, "# Pause", 7)) /* PauseNs/PauseEnd are long and unused */
+    if (cut && !et_txt_starts(s, len, "# Pause", 7)) /* PauseNs/PauseEnd are long and unused */
         p->out->trunc.lines++;
     if (!p->saw_any) {
         if (len == 0)
             return;
         p->saw_any = 1;
-        if (starts(s, len, "heap profile: ", 14)) {
+        if (et_txt_starts(s, len, "heap profile: ", 14)) {
             uint64_t v[4];
             size_t n = parse_quad(s + 14, len - 14, v);
             if (!n) {
@@ -437,11 +393,11 @@ static void do_line(et_hparser *p, const char *s, size_t len, int cut)
                  * profiler (runtime/pprof/pprof.go writeHeapInternal). */
                 size_t off = (size_t)(r - s) + 7;
                 uint64_t rate2;
-                parse_u64(s + off, len - off, &rate2);
+                et_txt_u64(s + off, len - off, &rate2);
                 p->out->sample_rate = rate2 / 2;
             }
             p->state = 1;
-        } else if (looks_like_html(s, len)) {
+        } else if (et_txt_looks_like_html(s, len)) {
             set_bad(p, "HTML page, not a heap profile", s, len);
         } else if (len >= 2 && (unsigned char)s[0] == 0x1f && (unsigned char)s[1] == 0x8b) {
             set_bad(p, "gzip data (a proto profile?), not a text heap profile", NULL, 0);
@@ -466,7 +422,7 @@ static void do_line(et_hparser *p, const char *s, size_t len, int cut)
                 frame_line(p, s, len);
             return;
         }
-        if (starts(s, len, "# runtime.MemStats", 18)) {
+        if (et_txt_starts(s, len, "# runtime.MemStats", 18)) {
             end_record(p);
             p->state = 2;
             p->out->ms.present = 1;
@@ -476,7 +432,7 @@ static void do_line(et_hparser *p, const char *s, size_t len, int cut)
     if (s[0] >= '0' && s[0] <= '9') {
         uint64_t v[4];
         size_t n = parse_quad(s, len, v);
-        if (n && starts(s + n, len - n, " @", 2)) {
+        if (n && et_txt_starts(s + n, len - n, " @", 2)) {
             end_record(p);
             p->in_record = 1;
             memcpy(p->rec, v, sizeof(v));

@@ -1,5 +1,6 @@
 /* parse_proc.c - /proc/PID/{status,stat,fd} (see parse_proc.h; proc(5)). */
 #include "parse_proc.h"
+#include "textscan.h"
 #include "base.h"
 
 #include <dirent.h>
@@ -9,26 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static size_t parse_u64(const char *s, size_t len, uint64_t *v)
-{
-    uint64_t x = 0;
-    size_t i = 0;
-    while (i < len && s[i] >= '0' && s[i] <= '9') {
-        uint64_t d = (uint64_t)(s[i] - '0');
-        x = x > (UINT64_MAX - d) / 10 ? UINT64_MAX : x * 10 + d;
-        i++;
-    }
-    *v = x;
-    return i;
-}
-
 /* "Key:\t  1234 kB" -> 1234 */
 static int kv_number(const char *s, size_t len, uint64_t *v)
 {
     size_t i = 0;
     while (i < len && (s[i] == ' ' || s[i] == '\t'))
         i++;
-    return parse_u64(s + i, len - i, v) > 0;
+    return et_txt_u64(s + i, len - i, v) > 0;
 }
 
 int et_proc_parse_status(const char *buf, size_t len, et_procstat *out)
@@ -95,7 +83,7 @@ int et_proc_parse_stat(const char *buf, size_t len, et_procstat *out)
             j++;
         if (field == 14 || field == 15 || field == 22) {
             uint64_t v;
-            if (parse_u64(buf + i, j - i, &v) != j - i)
+            if (et_txt_u64(buf + i, j - i, &v) != j - i)
                 return -1;
             if (field == 14)
                 utime = v;
