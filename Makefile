@@ -42,6 +42,9 @@ INCS := -Ifirmware/src -Iwire
 deps_key = $(shell cat tools/deps.sh $(if $(filter host,$(1)),,boards/$(1).mk) | sha256sum | cut -c1-12)
 DEPS := $(CACHE)/deps/$(BOARD)-$(call deps_key,$(BOARD))
 HOST_DEPS := $(CACHE)/deps/host-$(call deps_key,host)
+# The collector's host-only libraries (HTTP server, JSON) have their own script and key, so
+# adding one does not rebuild every board's dependencies.
+COLL_DEPS := $(CACHE)/deps/collector-$(shell sha256sum tools/deps_collector.sh | cut -c1-12)
 SETUP_STAMP := $(CACHE)/setup-$(shell sha256sum tools/setup.sh | cut -c1-16).done
 
 # ---- agent for $(BOARD) ----------------------------------------------------------------
@@ -80,7 +83,10 @@ deps: $(DEPS)/.ready
 
 $(HOST_DEPS)/.ready: $(SETUP_STAMP) tools/deps.sh
 	@JOBS=$(JOBS) bash tools/deps.sh host $(HOST_DEPS) && touch $@
-host-deps: $(HOST_DEPS)/.ready
+host-deps: $(HOST_DEPS)/.ready $(COLL_DEPS)/.ready
+
+$(COLL_DEPS)/.ready: $(SETUP_STAMP) tools/deps_collector.sh
+	@JOBS=$(JOBS) bash tools/deps_collector.sh $(COLL_DEPS) && touch $@
 
 $(B)/obj/%.o: %.c $(HEADERS) $(DEPS)/.ready
 	@mkdir -p $(dir $@)
@@ -117,15 +123,15 @@ size-line:
 # ---- host builds: collector, tools, tests -------------------------------------------------
 H := build/host
 HOST_CC := gcc
-HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -Icollector/src \
+HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -Icollector/src \
 	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' \
 	-DET_BOARD_CPU='"host"' -DET_DEFAULT_SPOOL_DIR='"/var/lib/edgetrace/spool"' -DET_DEFAULT_SPOOL_MAX=16777216 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
-HOST_LIBS := -L$(HOST_DEPS)/lib -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih \
+HOST_LIBS := -L$(HOST_DEPS)/lib -L$(COLL_DEPS)/lib -lmicrohttpd -ljansson -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih \
 	$(HOST_DEPS)/lib/libsqlite3.a -lpthread -lm -ldl
 COLL_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(COLL_SRCS) $(WIRE_SRCS))
 
-$(H)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
+$(H)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready $(COLL_DEPS)/.ready
 	@mkdir -p $(dir $@)
 	$(HOST_CC) $(HOST_CFLAGS) -c $< -o $@
 
@@ -154,7 +160,7 @@ $(H)/lossy-link: tools/lossy-link/lossy-link.c
 # Sanitized host build of agent + collector objects for unit tests (ASan + UBSan).
 HS := build/host-asan
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-HS_CFLAGS := $(STD) $(WARN) -O1 -g $(SAN) $(INCS) -Icollector/src -I$(HOST_DEPS)/include -D_UINTPTR_T_DEFINED \
+HS_CFLAGS := $(STD) $(WARN) -O1 -g $(SAN) $(INCS) -Icollector/src -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -D_UINTPTR_T_DEFINED \
 	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' \
 	-DET_BOARD_CPU='"host"' -DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
@@ -163,7 +169,7 @@ HS_COLL_OBJS := $(patsubst %.c,$(HS)/obj/%.o,$(filter-out collector/src/main.c,$
 HS_LIBS := -L$(HOST_DEPS)/lib -lcmocka-static $(HOST_LIBS)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(HS)/%,$(UNIT_TESTS))
 
-$(HS)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
+$(HS)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready $(COLL_DEPS)/.ready
 	@mkdir -p $(dir $@)
 	$(HOST_CC) $(HS_CFLAGS) -c $< -o $@
 
@@ -193,14 +199,14 @@ unit-cross: $(XT_BINS)
 # libFuzzer targets (clang), same linking rule as the unit tests.
 FZ := build/fuzz
 FZ_CFLAGS := $(STD) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
-	$(INCS) -Icollector/src -I$(HOST_DEPS)/include -DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"fuzz"' \
+	$(INCS) -Icollector/src -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"fuzz"' \
 	-DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' -DET_BOARD_CPU='"host"' \
 	-DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
 FZ_AGENT_OBJS := $(patsubst %.c,$(FZ)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
 FZ_COLL_OBJS := $(patsubst %.c,$(FZ)/obj/%.o,$(filter-out collector/src/main.c,$(COLL_SRCS)) $(WIRE_SRCS))
 FZ_BINS := $(patsubst tests/fuzz/%.c,$(FZ)/%,$(FUZZ_TESTS))
-$(FZ)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready
+$(FZ)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready $(COLL_DEPS)/.ready
 	@mkdir -p $(dir $@)
 	clang $(FZ_CFLAGS) -c $< -o $@
 define fuzz_rule
@@ -231,7 +237,7 @@ test: setup
 
 .PHONY: run-tests unit-host unit-cross
 run-tests:
-	ET_ROOT=$(CURDIR) ET_BUILD=$(CURDIR)/build ET_CACHE=$(CACHE) ET_HOST_DEPS=$(HOST_DEPS) \
+	ET_ROOT=$(CURDIR) ET_BUILD=$(CURDIR)/build ET_CACHE=$(CACHE) ET_HOST_DEPS=$(HOST_DEPS) ET_COLL_DEPS=$(COLL_DEPS) \
 	ET_AGENT=$(CURDIR)/build/x86_64/edgetrace-agent \
 	ET_AGENT_RPI4=$(CURDIR)/build/rpi4/edgetrace-agent ET_QEMU_RPI4="$(shell $(MAKE) -s --no-print-directory BOARD=rpi4 print-qemu)" \
 	ET_AGENT_BBB=$(CURDIR)/build/bbb/edgetrace-agent ET_QEMU_BBB="$(shell $(MAKE) -s --no-print-directory BOARD=bbb print-qemu)" \

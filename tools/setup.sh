@@ -6,6 +6,8 @@
 #     (Go 1.21-1.23), all on the mirror this machine already uses;
 #   - foreign architectures arm64 and armhf (musl-dev for the ARM boards);
 #   - cross compilers, qemu-user, cmake, cmocka, pytest, clang (fuzzing), sqlite3 CLI;
+#   - the real peers the tests drive: Chromium + chromedriver (selenium), Alertmanager,
+#     promtool, BusyBox, crun, umoci/skopeo, nginx's stream module, PostgreSQL;
 #   - Go 1.25/1.26/1.27 for the test services, downloaded from trixie-backports through a
 #     private apt configuration (the system's sources stay bookworm-only) and unpacked into
 #     the cache with dpkg-deb -x.
@@ -82,6 +84,10 @@ PKGS=(
   qemu-user-static cmake
   clang llvm libclang-rt-14-dev
   python3 python3-pytest sqlite3 iproute2 procps
+  # the collector's web page, alerts and metrics, tested with the real programs:
+  chromium chromium-driver python3-selenium prometheus-alertmanager prometheus
+  # images, init systems and scale-out, tested with the real programs:
+  busybox-static crun umoci skopeo nginx libnginx-mod-stream postgresql libpq-dev
 )
 for v in $GO_BOOKWORM_VERSIONS; do PKGS+=("golang-$v-go"); done
 apt-get install -y --no-install-recommends "${PKGS[@]}" >/dev/null
