@@ -104,7 +104,10 @@
  * modes that name a wait differently agree), and the site's function without generic type
  * arguments. Not the creating function: only debug=2 prints it, and the fingerprint must not
  * change when the sampler switches between debug=1 and debug=2. Never PCs, offsets, files or
- * line numbers.
+ * line numbers. A heap-growth finding is one per growing allocation site (its function in
+ * the fingerprint), so two heap leaks in one service stay two findings; an episode raised
+ * before any site moved across GCs is site-less, and the first site to appear inherits that
+ * fingerprint. RSS and thread findings are per process (kind only).
  */
 #include "analyze_int.h"
 #include "base.h"

@@ -167,7 +167,20 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
         }
     }
     p.drawdown = 0;
+    int was_raised = a->v_heap.confidence1 != 0;
     an_set_series_verdict(&a->v_heap, heap_conf1, &gh, nr ? nr->heap_inuse : 0, now);
+    /* Fingerprint continuity: an episode raised before any heap site had moved across GCs
+     * carries the site-less fingerprint; the first site that appears later inherits it, so
+     * the collector keeps following one finding instead of seeing it clear and a new one open. */
+    if (!heap_conf1) {
+        a->heap_siteless = 0;
+        a->heap_anchor = 0;
+    } else if (!was_raised) {
+        a->heap_siteless = a->v_heap_site < 0;
+        a->heap_anchor = 0;
+    }
+    if (heap_conf1 && a->heap_siteless && !a->heap_anchor && a->v_heap_site >= 0)
+        a->heap_anchor = a->hsites[a->v_heap_site].key;
 
     /* RSS outside the Go runtime */
     an_rec_series(a, F_RSS_OUTSIDE, &s);
@@ -194,25 +207,40 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
 
 }
 
+/* Heap findings: one per growing allocation site while the process heap grows (two leaks in
+ * one service are two findings, each fingerprinted by its site's function), the site that
+ * grew most first; a single site-less finding while no site has moved across GCs yet (the
+ * heap profile is as of the last GC, so a fresh leak has no site for its first epochs). */
+#define HEAP_SITE_FINDINGS 4
 void an_findings_memory(const et_analyzer *a, et_findings *out, uint64_t now)
 {
     et_finding f;
-    /* one finding per process, fingerprinted by kind only */
     if (a->v_heap.confidence1) {
-        memset(&f, 0, sizeof f);
-        f.kind = ET_F_HEAP_GROWTH;
-        f.confidence = (uint8_t)(a->v_heap.confidence1 - 1);
-        f.evidence = ET_E_MEMSTATS;
-        if (a->v_heap_site >= 0) {
-            f.evidence |= ET_E_HEAP_SITE;
-            f.site = a->hsites[a->v_heap_site].user;
+        int order[HEAP_SITE_FINDINGS], n = 0;
+        if (a->v_heap_site >= 0)
+            order[n++] = a->v_heap_site;
+        for (int i = 0; i < ET_AN_HSITES && n < HEAP_SITE_FINDINGS; i++)
+            if (i != a->v_heap_site && a->hsites[i].key && a->hsites[i].growing)
+                order[n++] = i;
+        for (int k = 0; k < (n ? n : 1); k++) {
+            memset(&f, 0, sizeof f);
+            f.kind = ET_F_HEAP_GROWTH;
+            f.confidence = (uint8_t)(a->v_heap.confidence1 - 1);
+            f.evidence = ET_E_MEMSTATS;
+            f.growth_per_min = a->v_heap.slope_per_min;
+            f.value = a->v_heap.value;
+            f.first_seen_ms = a->v_heap.first_seen_ms;
+            f.last_seen_ms = now;
+            const et_an_hsite *h = n ? &a->hsites[order[k]] : NULL;
+            if (h) {
+                f.evidence |= ET_E_HEAP_SITE;
+                f.site = h->user;
+                if (k > 0)
+                    f.growth_per_min = h->slope_per_min; /* the process figure belongs to the first */
+            }
+            an_fingerprint(&f, "heap", h && h->key != a->heap_anchor ? h->user.func : "");
+            an_push(out, &f);
         }
-        f.growth_per_min = a->v_heap.slope_per_min;
-        f.value = a->v_heap.value;
-        f.first_seen_ms = a->v_heap.first_seen_ms;
-        f.last_seen_ms = now;
-        an_fingerprint(&f, "heap", "");
-        an_push(out, &f);
     }
     if (a->v_rss.confidence1) {
         memset(&f, 0, sizeof f);
