@@ -268,9 +268,45 @@ void et_analyzer_add(et_analyzer *a, const et_sample_in *in)
     evaluate(a);
 }
 
-unsigned et_analyzer_wants_deep(const et_analyzer *a)
+/* Survivor dumps (analyze_survivors.c), each preceded by a forced GC that stamps every parked
+ * goroutine's wait clock: a reference for a quiet site that starts filling up, at most one
+ * per SURV_REF_EVERY samples per target (the stop-the-world budget on healthy services), and
+ * a follow-up once a minute has passed for a site still growing since its reference. Sites
+ * already likely on their count alone need neither. */
+#define SURV_REF_EVERY 10
+#define SURV_REF_STALE 10
+static unsigned survivor_wants(et_analyzer *a)
 {
-    unsigned want = 0;
+    const et_an_rec *nr = an_newest(a);
+    if (!nr)
+        return 0;
+    double ival = an_median_interval(a);
+    int want_ref = 0, want_follow = 0;
+    for (int i = 0; i < ET_AN_SITES; i++) {
+        const et_an_site *st = &a->sites[i];
+        if (!st->key || st->stdlib_only || st->allowed)
+            continue;
+        if (st->verdict == 1 + ET_C_LIKELY && !(st->evidence & ET_E_SURVIVORS))
+            continue;
+        int fresh_ref = st->ref_seq && a->seq + 1 - st->ref_seq <= SURV_REF_STALE;
+        if (fresh_ref && st->ref_n > 0 && an_site_now(a, st) >= st->ref_count + 1 &&
+            (double)(nr->t_ms - st->ref_t_ms) + ival >= 60000.0)
+            want_follow = 1;
+        else if (!fresh_ref && an_survivor_candidate(a, st))
+            want_ref = 1;
+    }
+    if (want_follow)
+        return ET_DEEP_DEBUG2 | ET_DEEP_GC;
+    if (want_ref && (!a->ref_req_seq || a->seq + 1 - a->ref_req_seq >= SURV_REF_EVERY)) {
+        a->ref_req_seq = a->seq + 1;
+        return ET_DEEP_DEBUG2 | ET_DEEP_GC;
+    }
+    return 0;
+}
+
+unsigned et_analyzer_wants_deep(et_analyzer *a)
+{
+    unsigned want = survivor_wants(a);
     int suspected = 0, any = 0;
     for (int i = 0; i < ET_AN_SITES; i++) {
         const et_an_site *s = &a->sites[i];
@@ -283,7 +319,7 @@ unsigned et_analyzer_wants_deep(const et_analyzer *a)
     if (a->dl_run >= 1 || a->v_total.confidence1)
         any = 1;
     if (!any)
-        return 0;
+        return want;
     /* a debug=2 dump at most 2 samples old already answers the wait question */
     int recent_d2 = 0;
     uint32_t m = a->n < 2 ? a->n : 2;

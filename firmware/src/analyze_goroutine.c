@@ -2,6 +2,7 @@
 #include "analyze_int.h"
 #include "base.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Process-wide goroutine total and stack in use: the total alone is a weak trend finding;
@@ -122,6 +123,7 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
         double wait_ms = (double)st->max_wait_min * 60000.0;
         int waited = an_wait_recent(a, st) && st->max_wait_min >= 1 && wait_ms >= 2.0 * ival;
         int traced = st->trace_seq && a->seq + 1 - st->trace_seq <= 3 && st->trace_created > 0;
+        int stayed = an_survivors_fresh(a, st);
         if (grows) {
             grow_t0[i] = g.t0;
             grow_rise[i] = g.rise;
@@ -134,15 +136,24 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
                 ev |= ET_E_WAIT;
             if (traced)
                 ev |= ET_E_TRACE;
+            if (stayed)
+                ev |= ET_E_SURVIVORS;
             /* Independent support only: StackInuse rises whenever goroutines do (in-flight
              * sleepers ramping up included), so it confirms the count, not that the
              * goroutines never leave. */
-            int support = (ev & (ET_E_WAIT | ET_E_TRACE)) || (st->state == ET_G_SYSCALL && threads_grow);
+            int support = (ev & (ET_E_WAIT | ET_E_TRACE | ET_E_SURVIVORS)) || (st->state == ET_G_SYSCALL && threads_grow);
             if (st->state == ET_G_SYSCALL && threads_grow)
                 ev |= ET_E_PROC;
             int likely;
+            /* On its count alone a site is likely only when it rose clear of the in-flight
+             * spread at the strict bar (3*sqrt(level), whatever the window length): over long
+             * windows the count test relaxes its bar to catch slow leaks, and a pool that
+             * grows one worker per interval towards its size passes it too. Below the strict
+             * bar it takes independent evidence that the goroutines never leave: a wait, a
+             * trace, or survivors; a suspected site gets the debug=2 dumps that provide it. */
+            int clear = g.rise >= 3.0 * sqrt((double)cnow);
             if (sync && !st->allowed)
-                likely = g.k_up >= 3 || (g.k_up >= 2 && (ev & (ET_E_WAIT | ET_E_TRACE)));
+                likely = (g.k_up >= 3 && clear) || (g.k_up >= 2 && (ev & (ET_E_WAIT | ET_E_TRACE | ET_E_SURVIVORS)));
             else if (st->stdlib_only && st->state == ET_G_IO_WAIT)
                 likely = 0; /* open connections waiting for their peer: follows load; a leak
                              * of them also shows at a user site or at the writeLoop select */
@@ -155,6 +166,15 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
                 st->grew = 1;
                 st->onset_ms = (uint64_t)g.t0;
             }
+        } else if (stayed && !st->stdlib_only) {
+            /* A slow leak, below the count test's noise bar: two debug=2 dumps show that every
+             * goroutine the earlier one saw here is still parked and never woke, and more
+             * arrived (analyze_survivors.c). Proof at any rate for a sync-blocked service site;
+             * elsewhere (IO wait, sleep, allow-listed) only a hint. */
+            ev = ET_E_CLUSTER | ET_E_SURVIVORS | (waited ? ET_E_WAIT : 0);
+            conf1 = 1 + (sync && !st->allowed ? ET_C_LIKELY : ET_C_SUSPECTED);
+            st->slope_per_min = s.n >= 2 ? et_theil_sen(s.t, s.x, s.n, scratch, PAIRS_MAX) : 0;
+            st->k_up = 0;
         } else if (st->grew) {
             /* Plateau after a likely finding: keep it only while debug=2 proves that the
              * goroutines which piled up since the onset never woke (minute resolution). */
@@ -212,6 +232,17 @@ static int same_site_names(const et_an_site *s, const et_an_gcproof *g)
            (!s->created_by[0] || !g->created_by[0] || strcmp(s->created_by, g->created_by) == 0);
 }
 
+/* The debug=2 id evidence behind a finding: why a slow leak was raised. */
+static void fill_survivors(et_finding *f, const et_an_site *s)
+{
+    if (s->surv_seq) {
+        f->survivors = s->survivors;
+        f->survivors_of = s->surv_of;
+    }
+    f->oldest_id = s->oldest_id;
+    memcpy(f->wait_hist, s->wait_hist, sizeof f->wait_hist);
+}
+
 /* Goroutine-leak findings: GC-proved sites (merged with the heuristic verdict at the same
  * site), heuristic site verdicts, and the process-wide trend that no site explains. */
 void an_findings_goroutine(const et_analyzer *a, et_findings *out, uint64_t now)
@@ -260,6 +291,7 @@ void an_findings_goroutine(const et_analyzer *a, et_findings *out, uint64_t now)
             }
             if (an_wait_recent(a, s))
                 f.oldest_wait_s = s->max_wait_min * 60.0;
+            fill_survivors(&f, s);
         }
         an_fingerprint(&f, an_state_class(f.state), f.site.func);
         an_push(out, &f);
@@ -279,6 +311,7 @@ void an_findings_goroutine(const et_analyzer *a, et_findings *out, uint64_t now)
         f.growth_per_min = s->slope_per_min;
         if (an_wait_recent(a, s))
             f.oldest_wait_s = s->max_wait_min * 60.0;
+        fill_survivors(&f, s);
         f.first_seen_ms = s->first_seen_ms;
         f.last_seen_ms = now;
         an_fingerprint(&f, an_state_class(f.state), f.site.func);

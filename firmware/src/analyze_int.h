@@ -79,6 +79,11 @@ void an_ingest_goroutine(et_analyzer *a, const et_gprofile *gp, uint32_t slot, e
 void an_ingest_leak(et_analyzer *a, const et_gprofile *lp, uint64_t t);
 void an_ingest_trace(et_analyzer *a, const struct et_trace_summary *ts);
 
+/* analyze_survivors.c: which goroutines stayed between debug=2 dumps */
+void an_survivors_observe(et_analyzer *a, const et_gprofile *gp, uint32_t slot, uint64_t t_ms);
+int an_survivor_candidate(const et_analyzer *a, const et_an_site *st);
+int an_survivors_fresh(const et_analyzer *a, const et_an_site *st);
+
 /* the detectors, in evaluation order */
 void an_eval_totals(et_analyzer *a, an_eval *cx);            /* analyze_goroutine.c */
 void an_eval_threads(et_analyzer *a, an_eval *cx);           /* analyze_threads.c */

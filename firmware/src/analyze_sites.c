@@ -255,6 +255,9 @@ void an_ingest_goroutine(et_analyzer *a, const et_gprofile *gp, uint32_t slot, e
     if (!truncated && a->untracked == untracked_before)
         r->flags |= ET_AN_ALL_TRACKED;
 
+    if (gp->debug == 2)
+        an_survivors_observe(a, gp, slot, r->t_ms);
+
     an_deadlock_observe(a, gp, r, truncated);
 
     /* debug=2 on Go 1.26+ marks GC-proved goroutines "(leaked)": as good as goroutineleak. */
