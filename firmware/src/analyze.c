@@ -268,12 +268,13 @@ void et_analyzer_add(et_analyzer *a, const et_sample_in *in)
     evaluate(a);
 }
 
-/* Survivor dumps (analyze_survivors.c), each preceded by a forced GC that stamps every parked
- * goroutine's wait clock: a reference for a quiet site that starts filling up, at most one
- * per SURV_REF_EVERY samples per target (the stop-the-world budget on healthy services), and
- * a follow-up once a minute has passed for a site still growing since its reference. Sites
- * already likely on their count alone need neither. */
-#define SURV_REF_EVERY 10
+/* Survivor dumps (analyze_survivors.c; the sampler forces a GC before every debug=2 dump, so
+ * each one stamps the wait clocks the next comparison reads): a reference for a quiet site
+ * that starts filling up, at most one per SURV_REF_EVERY samples per target (with the
+ * routine deep_interval dump, the stop-the-world budget of a healthy service: <= 0.1 per
+ * interval), and a follow-up once a minute has passed, for a site still filling up (or
+ * already seen to keep its goroutines). Sites likely on their count alone need neither. */
+#define SURV_REF_EVERY 20
 #define SURV_REF_STALE 10
 static unsigned survivor_wants(et_analyzer *a)
 {
@@ -288,18 +289,19 @@ static unsigned survivor_wants(et_analyzer *a)
             continue;
         if (st->verdict == 1 + ET_C_LIKELY && !(st->evidence & ET_E_SURVIVORS))
             continue;
-        int fresh_ref = st->ref_seq && a->seq + 1 - st->ref_seq <= SURV_REF_STALE;
-        if (fresh_ref && st->ref_n > 0 && an_site_now(a, st) >= st->ref_count + 1 &&
+        int cand = an_survivor_candidate(a, st);
+        int have_ref = st->ref_seq && st->ref_n > 0 && a->seq + 1 - st->ref_seq <= SURV_REF_STALE;
+        if (have_ref && (cand || st->stayed) && an_site_now(a, st) >= st->ref_count + 1 &&
             (double)(nr->t_ms - st->ref_t_ms) + ival >= 60000.0)
             want_follow = 1;
-        else if (!fresh_ref && an_survivor_candidate(a, st))
+        else if (!have_ref && cand)
             want_ref = 1;
     }
     if (want_follow)
-        return ET_DEEP_DEBUG2 | ET_DEEP_GC;
+        return ET_DEEP_DEBUG2;
     if (want_ref && (!a->ref_req_seq || a->seq + 1 - a->ref_req_seq >= SURV_REF_EVERY)) {
         a->ref_req_seq = a->seq + 1;
-        return ET_DEEP_DEBUG2 | ET_DEEP_GC;
+        return ET_DEEP_DEBUG2;
     }
     return 0;
 }

@@ -207,13 +207,13 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out);
  *   site grows or a deadlock is suspected and no dump is at most 2 samples old.
  * ET_DEEP_TRACE: an execution trace, when a site is suspected but not yet likely.
  * ET_DEEP_LEAKPROF: a goroutineleak profile, when anything is suspected (if served).
- * ET_DEEP_GC: force a GC just before the debug=2 dump (heap?gc=1 first): the reference dump
- *   of a survivor comparison. A GC stamps every parked goroutine's wait clock (the runtime
- *   sets waitsince at the first GC that sees it parked and clears it whenever it runs), so a
- *   later dump tells goroutines that never woke since (their wait covers the span) from
- *   ones that did.
+ *   Also for survivor comparisons (analyze_survivors.c): a reference dump for a quiet site
+ *   that starts filling up, and a follow-up a minute later. The sampler forces a GC before
+ *   every debug=2 dump: a GC stamps every parked goroutine's wait clock (the runtime sets
+ *   waitsince at the first GC that sees it parked and clears it whenever it runs), so a
+ *   later dump tells goroutines that never woke since from ones that did.
  * Returns the OR of the bits, 0 when nothing is suspicious. */
-enum { ET_DEEP_DEBUG2 = 1u << 0, ET_DEEP_TRACE = 1u << 1, ET_DEEP_LEAKPROF = 1u << 2, ET_DEEP_GC = 1u << 3 };
+enum { ET_DEEP_DEBUG2 = 1u << 0, ET_DEEP_TRACE = 1u << 1, ET_DEEP_LEAKPROF = 1u << 2 };
 unsigned et_analyzer_wants_deep(et_analyzer *a); /* not const: it books the reference-dump budget */
 
 /* Statistics used by the heuristics, exposed for the unit tests. */

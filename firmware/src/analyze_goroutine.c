@@ -145,15 +145,17 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
             if (st->state == ET_G_SYSCALL && threads_grow)
                 ev |= ET_E_PROC;
             int likely;
-            /* On its count alone a site is likely only when it rose clear of the in-flight
-             * spread at the strict bar (3*sqrt(level), whatever the window length): over long
-             * windows the count test relaxes its bar to catch slow leaks, and a pool that
-             * grows one worker per interval towards its size passes it too. Below the strict
-             * bar it takes independent evidence that the goroutines never leave: a wait, a
-             * trace, or survivors; a suspected site gets the debug=2 dumps that provide it. */
+            /* On its count alone a site is likely after 3 rising intervals, unless a debug=2
+             * comparison saw its goroutines turn over (in flight: the oldest ids of an earlier
+             * dump left) and the rise is within the in-flight spread at the strict bar
+             * (3*sqrt(level)); over long windows the count test relaxes its bar to catch slow
+             * leaks, and slow requests piling up pass it too. A leak that loops (a ticker
+             * never stopped wakes its goroutine at every tick) keeps its ids. */
+            int turnover = st->surv_seq && a->seq + 1 - st->surv_seq <= 4 && st->survivors < st->surv_of;
             int clear = g.rise >= 3.0 * sqrt((double)cnow);
             if (sync && !st->allowed)
-                likely = (g.k_up >= 3 && clear) || (g.k_up >= 2 && (ev & (ET_E_WAIT | ET_E_TRACE | ET_E_SURVIVORS)));
+                likely = (g.k_up >= 3 && (clear || !turnover)) ||
+                         (g.k_up >= 2 && (ev & (ET_E_WAIT | ET_E_TRACE | ET_E_SURVIVORS)));
             else if (st->stdlib_only && st->state == ET_G_IO_WAIT)
                 likely = 0; /* open connections waiting for their peer: follows load; a leak
                              * of them also shows at a user site or at the writeLoop select */

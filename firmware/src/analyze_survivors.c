@@ -8,10 +8,10 @@
  *     in-flight goroutines turn over (their ids leave), leaked ones stay;
  *   - the runtime stamps a parked goroutine's wait clock (g.waitsince) at the first GC that
  *     sees it parked and clears it whenever the goroutine runs (execute()), and debug=2
- *     prints the minutes since. A reference dump taken right after a forced GC
- *     (ET_DEEP_GC: heap?gc=1 first) therefore lets a later dump tell a goroutine that never
- *     woke since (its wait covers the span) from a pool worker that took work and parked
- *     again at the same site (its wait restarted).
+ *     prints the minutes since. The sampler forces a GC right before every debug=2 dump
+ *     (heap?gc=1 first), so a later dump tells a goroutine that never woke since (its wait
+ *     covers the span) from a pool worker that took work and parked again at the same site
+ *     (its wait restarted).
  * A site whose reference goroutines are all still there, none woke, and which gained more
  * meanwhile is leaking at any rate. A pool that grows while it is used wakes its workers;
  * slow requests end. Both fail the test.
@@ -19,6 +19,7 @@
  * Memory: the ids live in each tracked site (ET_GSITE_IDS of them); the per-dump merge uses
  * about 5 KiB of stack. */
 #include "analyze_int.h"
+#include "base.h"
 
 #include <string.h>
 
@@ -52,7 +53,7 @@ static void compare(et_analyzer *a, et_an_site *st, const uint64_t *ids, const u
 {
     st->oldest_id = n ? ids[0] : 0;
     st->stayed = 0;
-    if (st->ref_seq) {
+    if (st->ref_seq && st->ref_n > 0) {
         uint64_t elapsed = t_ms > st->ref_t_ms ? t_ms - st->ref_t_ms : 0;
         /* minutes a goroutine parked since the reference's GC must print by now */
         uint32_t need = (uint32_t)(elapsed / 60000u);
@@ -75,6 +76,9 @@ static void compare(et_analyzer *a, et_an_site *st, const uint64_t *ids, const u
         st->surv_seq = a->seq + 1;
         st->stayed = (uint8_t)(st->ref_n > 0 && surv == st->ref_n && woke == 0 && need >= 1 &&
                                count_now >= st->ref_count + 2);
+        et_debug("survivors %s: %u of %u stayed over %llu ms (need %u min, %u woke), count %u -> %u%s", st->user.func,
+                 surv, st->ref_n, (unsigned long long)elapsed, need, woke, st->ref_count, count_now,
+                 st->stayed ? ": stayed" : "");
         if (need < 1)
             return; /* too close to the reference to see a wake: keep comparing against it */
     }

@@ -187,9 +187,12 @@ static void start_cycle(et_sampler *sp, et_workspace *ws)
 
     unsigned deep_want = sp->cycles ? et_analyzer_wants_deep(&sp->an) : 0;
     int deep_due = (sp->cycles > 0 || s->conf.deep_interval_ms <= 1) && now - sp->last_deep_ms >= s->conf.deep_interval_ms;
-    /* A survivor dump (analyze_survivors.c): the forced GC goes first, so that it stamps the
-     * wait clock of every goroutine the dump is about to list. */
-    if ((deep_want & ET_DEEP_GC) && (deep_want & ET_DEEP_DEBUG2) && wants(sp, ET_P_GOROUTINE) && wants(sp, ET_P_HEAP)) {
+    /* Every debug=2 dump is preceded by a forced GC (heap?gc=1 first): it stamps the wait
+     * clock of every parked goroutine the dump is about to list, so that any later dump can
+     * tell the ones that never woke since (analyze_survivors.c). One more GC beside a
+     * stop-the-world dump that is rare by design. */
+    int d2 = wants(sp, ET_P_GOROUTINE) && ((deep_want & ET_DEEP_DEBUG2) || deep_due);
+    if (d2 && wants(sp, ET_P_HEAP)) {
         sp->force_gc = 1;
         sp->steps[sp->nsteps++] = STEP_HEAP;
     }

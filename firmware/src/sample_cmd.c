@@ -95,6 +95,8 @@ int sample_cmd_main(int argc, char **argv)
             all = 1;
         } else if (!strcmp(a, "--each")) {
             each = json = 1;
+        } else if (!strcmp(a, "-v")) {
+            et_log_level = ET_LOG_DEBUG;
         } else if (!strcmp(a, "--debug2")) {
             debug2 = 1;
         } else if (!strcmp(a, "--no-trace")) {

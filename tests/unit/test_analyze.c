@@ -279,8 +279,8 @@ static void test_linear_leak(void **state)
  * A small model of what the runtime prints: each goroutine has an id (never reused), the
  * site it is parked at, and a wait clock (waitsince) that a GC stamps if unset and that
  * running clears; debug=2 prints whole minutes since. The analyzer is driven the way the
- * sampler drives it: each cycle asks et_analyzer_wants_deep(), forces a GC first when told
- * to, and fetches debug=2 instead of the cheap profile when told to. */
+ * sampler drives it: each cycle asks et_analyzer_wants_deep() and, when told to, forces a GC
+ * and fetches debug=2 instead of the cheap profile. */
 #define SIV 30000u /* the gateway default: 30 s */
 enum { SIM_LEAK, SIM_POOL, SIM_REQ, SIM_NSITES };
 typedef struct sim_g {
@@ -393,8 +393,8 @@ static int sim_run(int pat, int samples, int *dumps, uint32_t seed)
                     sim_park(SIM_LEAK, u + 1000u + (seed >> 20) % 9000u); /* short-lived, 1-10 s */
             }
         }
-        if ((want & ET_DEEP_GC) && (want & ET_DEEP_DEBUG2))
-            sim_gc(t);
+        if (want & ET_DEEP_DEBUG2)
+            sim_gc(t); /* the sampler forces a GC before every debug=2 dump */
         int d2 = (want & ET_DEEP_DEBUG2) != 0;
         *dumps += d2;
         sim_profile(t, d2);
@@ -411,6 +411,15 @@ static int sim_run(int pat, int samples, int *dumps, uint32_t seed)
         want = et_analyzer_wants_deep(an);
     }
     return likely_at;
+}
+
+static int an_site_index(const char *func)
+{
+    for (int i = 0; i < ET_AN_SITES; i++)
+        if (an->sites[i].key && strcmp(an->sites[i].user.func, func) == 0)
+            return i;
+    fail_msg("no tracked site %s", func);
+    return 0;
 }
 
 static void test_slow_leak_default_cadence(void **state)
@@ -435,8 +444,13 @@ static void test_slow_growth_healthy_patterns(void **state)
     (void)state;
     int dumps;
     /* a pool growing one worker per interval to its size, its workers taking work: they stay
-     * (same ids), but they wake; never likely */
-    assert_int_equal(sim_run(PAT_POOL_GROWS, 40, &dumps, 1), -1);
+     * (same ids) and they wake, exactly like a leak that loops (a ticker never stopped wakes
+     * its goroutine at every tick). Neither ids nor waits tell them apart while it grows; it
+     * clears once the pool stops growing. Known limit: recall on looping leaks wins. */
+    assert_true(sim_run(PAT_POOL_GROWS, 40, &dumps, 1) >= 5);
+    assert_null(find_kind(ET_F_GOROUTINE_LEAK, NULL));
+    /* ... and the survivor comparisons never call it "stayed": its workers woke */
+    assert_false(an->sites[an_site_index(sim_func[SIM_POOL])].stayed);
     /* slow requests that do finish, each waiting 2 minutes (4 intervals): their ids turn over */
     assert_int_equal(sim_run(PAT_SLOW_REQS, 40, &dumps, 1), -1);
     /* a quiet in-flight site (0-3 short requests at a time) over 200 intervals: no alert, and
