@@ -3,10 +3,15 @@
 #
 #   tools/flash/flash.sh BOARD ROOTFS_DIR  [--credentials FILE] [--config FILE] [--force]
 #   tools/flash/flash.sh BOARD ssh://[user@]host[:port] [--credentials FILE] [--config FILE]
+#                        [--ssh-command CMD]
 #
 # ROOTFS_DIR is a gateway's root file system: an SD card or eMMC image mounted on this
 # machine, or a build tree (Yocto/Buildroot staging). ssh:// installs on a running gateway
-# (needs ssh, scp and systemd there) and restarts the service.
+# (needs ssh, a POSIX sh and tar there, GNU or BusyBox) and restarts the service when systemd
+# runs there. --ssh-command replaces `ssh` (called as: CMD -p PORT HOST REMOTE_COMMAND).
+#
+# Only files are written: directories that already exist on the target (/, /etc, /usr/local/bin
+# ...) keep their owner and mode; missing ones are created 0755 root-owned.
 #
 # What lands on the gateway:
 #   /usr/local/bin/edgetrace-agent                 the stripped static binary for BOARD
@@ -24,12 +29,13 @@ repo=$(cd "$here/../.." && pwd)
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 2 ] || usage
 board=$1 dest=$2; shift 2
-creds="" conf="" force=0
+creds="" conf="" force=0 ssh_cmd=ssh
 while [ $# -gt 0 ]; do
     case $1 in
         --credentials) creds=$2; shift 2 ;;
         --config) conf=$2; shift 2 ;;
         --force) force=1; shift ;;
+        --ssh-command) ssh_cmd=$2; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -67,25 +73,41 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 install -D -m 0755 "$agent" "$stage/usr/local/bin/edgetrace-agent"
 install -D -m 0644 "$here/edgetrace-agent.service" "$stage/etc/systemd/system/edgetrace-agent.service"
-mkdir -p "$stage/etc/systemd/system/multi-user.target.wants" "$stage/etc/edgetrace" "$stage$spool"
+mkdir -p "$stage/etc/systemd/system/multi-user.target.wants"
 ln -s ../edgetrace-agent.service "$stage/etc/systemd/system/multi-user.target.wants/edgetrace-agent.service"
 if [ -n "$conf" ]; then install -D -m 0644 "$conf" "$stage/etc/edgetrace/agent.conf"
-else default_conf > "$stage/etc/edgetrace/agent.conf.default"; fi
+else mkdir -p "$stage/etc/edgetrace"; default_conf > "$stage/etc/edgetrace/agent.conf.default"; fi
 [ -z "$creds" ] || install -D -m 0600 "$creds" "$stage/etc/edgetrace/credentials"
+
+# The payload carries files and symlinks only, never a directory entry: extracting a directory
+# entry (or cp -a of one) stamps the staging directory's mode, 0700 from mktemp, and owner onto
+# the target's existing /, /etc ... which locks every service but root out of the gateway.
+# The directories are made by `mkdir -p` on the target first, which leaves existing ones alone.
+dirs=$(cd "$stage" && find . -mindepth 1 -type d | sed 's|^\.||' | sort | tr '\n' ' ')
+dirs="$dirs $spool"
+payload() { (cd "$stage" && find . ! -type d | sort | tar -cf - --owner=0 --group=0 --numeric-owner -T -); }
+# Runs on the target with R set to its root ("" on a live gateway): plain POSIX sh, BusyBox tar.
+install_script='set -e; umask 022
+for d in '"$dirs"'; do mkdir -p "$R$d"; done
+tar -C "$R/" -xf -
+if [ -f "$R/etc/edgetrace/agent.conf.default" ]; then
+    [ -f "$R/etc/edgetrace/agent.conf" ] || mv "$R/etc/edgetrace/agent.conf.default" "$R/etc/edgetrace/agent.conf"
+    rm -f "$R/etc/edgetrace/agent.conf.default"
+fi'
 
 case $dest in
 ssh://*)
     hostpart=${dest#ssh://}; port=22
     case $hostpart in *:*) port=${hostpart##*:}; hostpart=${hostpart%:*} ;; esac
-    remote_arch=$(ssh -p "$port" "$hostpart" uname -m)
+    remote_arch=$($ssh_cmd -p "$port" "$hostpart" uname -m)
     case "$arch:$remote_arch" in
         x86_64:x86_64|aarch64:aarch64|armv7:armv7*|armv7:armv8*) ;;
         *) [ $force = 1 ] || { echo "flash: $hostpart is $remote_arch, board $board is $arch" >&2; exit 1; } ;;
     esac
-    tar -C "$stage" -czf - . | ssh -p "$port" "$hostpart" \
-        'set -e; tar -C / -xzf - --no-same-owner;
-         [ -f /etc/edgetrace/agent.conf ] || mv /etc/edgetrace/agent.conf.default /etc/edgetrace/agent.conf;
-         rm -f /etc/edgetrace/agent.conf.default; systemctl daemon-reload; systemctl restart edgetrace-agent'
+    # /run/systemd/system exists only while systemd is the running init (sd_booted(3)).
+    payload | $ssh_cmd -p "$port" "$hostpart" "R=; $install_script
+        if [ -d /run/systemd/system ]; then systemctl daemon-reload; systemctl restart edgetrace-agent;
+        else echo 'flash: systemd is not running there: start edgetrace-agent yourself' >&2; fi"
     echo "flashed $board agent to $hostpart"
     ;;
 *)
@@ -105,11 +127,7 @@ ssh://*)
             exit 1
         fi
     fi
-    cp -a "$stage/." "$root/"
-    if [ -f "$root/etc/edgetrace/agent.conf.default" ]; then
-        [ -f "$root/etc/edgetrace/agent.conf" ] || mv "$root/etc/edgetrace/agent.conf.default" "$root/etc/edgetrace/agent.conf"
-        rm -f "$root/etc/edgetrace/agent.conf.default"
-    fi
+    payload | R=$root sh -c "$install_script"
     echo "flashed $board agent into $root ($(stat -c %s "$root/usr/local/bin/edgetrace-agent") bytes)"
     ;;
 esac
