@@ -69,7 +69,11 @@ def file_type(tmp_path, data):
 
 def test_agent_index_and_each_architecture(images, tmp_path):
     out, layout = images
-    top = tagged(layout, f"agent-{VERSION}")
+    # the only two entries, named so that `ctr images import` names the images after them
+    refs = sorted(m["annotations"]["org.opencontainers.image.ref.name"]
+                  for m in json.loads((layout / "index.json").read_text())["manifests"])
+    assert refs == [f"docker.io/edgetrace/agent:{VERSION}", f"docker.io/edgetrace/collector:{VERSION}"]
+    top = tagged(layout, f"docker.io/edgetrace/agent:{VERSION}")
     assert top["mediaType"] == "application/vnd.oci.image.index.v1+json"
     index = json.loads(blob(layout, top["digest"]))
     platforms = {(m["platform"]["architecture"], m["platform"].get("variant")): m for m in index["manifests"]}
@@ -91,8 +95,6 @@ def test_agent_index_and_each_architecture(images, tmp_path):
         assert regular == ["usr/local/bin/edgetrace-agent"], regular   # the agent and nothing else
         kind = file_type(tmp_path, files["usr/local/bin/edgetrace-agent"][1])
         assert elf in kind and "statically linked" in kind, (name, kind)
-        # the per-arch tag points at the same manifest (what skopeo turned into the docker-archive)
-        assert tagged(layout, f"agent-{VERSION}-{name}")["digest"] == desc["digest"]
 
 
 def test_docker_archives_name_the_image(images):
@@ -109,7 +111,7 @@ def test_docker_archives_name_the_image(images):
 
 def test_collector_image_is_libc6_and_non_root(images, tmp_path):
     _, layout = images
-    manifest = json.loads(blob(layout, tagged(layout, f"collector-{VERSION}")["digest"]))
+    manifest = json.loads(blob(layout, tagged(layout, f"docker.io/edgetrace/collector:{VERSION}")["digest"]))
     config = json.loads(blob(layout, manifest["config"]["digest"]))
     assert config["config"]["User"] == "65532:65532"
     assert config["config"]["Labels"]["org.opencontainers.image.base.name"].startswith("debian:libc6=")
@@ -163,8 +165,11 @@ class Container:
         return self.proc.returncode
 
 
-def unpack(layout, tag, bundle):
-    subprocess.run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)], check=True, capture_output=True)
+def unpack(archive, bundle):
+    """A runtime bundle (rootfs + config.json from the image config) from a docker-archive."""
+    oci = bundle.parent / (bundle.name + "-oci")
+    subprocess.run(["skopeo", "copy", "-q", f"docker-archive:{archive}", f"oci:{oci}:img"], check=True)
+    subprocess.run(["umoci", "unpack", "--image", f"{oci}:img", str(bundle)], check=True, capture_output=True)
     return json.loads((bundle / "config.json").read_text())
 
 
@@ -184,14 +189,14 @@ def no_namespace(spec, kind):
 @pytest.fixture
 def collector_container(images, tmp_path):
     """The collector image under crun, on this machine's network (its port on 127.0.0.1)."""
-    _, layout = images
+    out, _ = images
     data = tmp_path / "collector-data"
     data.mkdir()
     os.chown(data, 65532, 65532)
     creds = tmp_path / "creds"
     creds.mkdir()
     bundle = tmp_path / "collector-bundle"
-    spec = unpack(layout, f"collector-{VERSION}", bundle)
+    spec = unpack(out / f"edgetrace-collector-{VERSION}-amd64.docker.tar", bundle)
     no_namespace(spec, "network")
     spec["root"]["readonly"] = True
     spec["process"]["terminal"] = False
@@ -229,7 +234,7 @@ def go_container(tmp_path, name, port):
 
 
 def test_agent_image_under_crun_finds_a_pod_in_its_own_netns(images, collector_container, tmp_path):
-    _, layout = images
+    out, _ = images
     db, cport, creds = collector_container
     svc_name = "imgtest-" + uuid.uuid4().hex[:6]
     svc = go_container(tmp_path, svc_name, 6060)   # same port as anything on the host: own netns
@@ -251,7 +256,7 @@ credentials = /etc/edgetrace/credentials
 ack_timeout = 1s
 """)
     bundle = tmp_path / "agent-bundle"
-    spec = unpack(layout, f"agent-{VERSION}-amd64", bundle)
+    spec = unpack(out / f"edgetrace-agent-{VERSION}-amd64.docker.tar", bundle)
     # As deploy/agent-daemonset.yaml: hostPID, the three capabilities, not privileged, no new
     # privileges, read-only root, spool on a host directory, config and credentials mounted.
     # The host network stands in for the pod network that reaches the collector's Service.
@@ -293,7 +298,7 @@ def test_arm64_image_agent_under_qemu(images, collector_container, go_service, t
     """The arm64 image's binary, under qemu-user, samples a Go service into the collector image."""
     _, layout = images
     db, cport, creds = collector_container
-    index = json.loads(blob(layout, tagged(layout, f"agent-{VERSION}")["digest"]))
+    index = json.loads(blob(layout, tagged(layout, f"docker.io/edgetrace/agent:{VERSION}")["digest"]))
     desc = [m for m in index["manifests"] if m["platform"]["architecture"] == "arm64"][0]
     data = layer_files(layout, json.loads(blob(layout, desc["digest"])))["usr/local/bin/edgetrace-agent"][1]
     binary = tmp_path / "edgetrace-agent-arm64"
@@ -325,3 +330,52 @@ url = {svc.url}
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+
+
+# ---------------------------------------------------------------- containerd (what K3s embeds)
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory):
+    """Debian's containerd on a private root, state and socket (no CRI plugin: ctr only)."""
+    if not shutil.which("containerd"):
+        pytest.skip("containerd not installed (apt-get install containerd)")
+    d = tmp_path_factory.mktemp("containerd")
+    (d / "config.toml").write_text(f"""version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{d}/sock"
+[ttrpc]
+  address = "{d}/sock.ttrpc"
+""")
+    p = subprocess.Popen(["containerd", "-c", str(d / "config.toml")], stdout=subprocess.DEVNULL,
+                         stderr=open(d / "containerd.log", "w"))
+    wait_for(lambda: (d / "sock").exists(), timeout=20)
+
+    def ctr(*args, ns="k8s.io"):
+        return subprocess.run(["ctr", "-a", str(d / "sock"), "-n", ns, *args], capture_output=True, text=True,
+                              timeout=120)
+    yield ctr
+    p.terminate()
+    p.wait(timeout=20)
+
+
+def test_ctr_imports_both_tarballs_and_runs_the_agent(images, containerd, go_service):
+    out, _ = images
+    ref = f"docker.io/edgetrace/agent:{VERSION}"
+    # the OCI layout: the multi-arch index under its full name, every platform imported
+    r = containerd("images", "import", "--all-platforms", str(out / f"edgetrace-{VERSION}.oci.tar"), ns="oci")
+    assert r.returncode == 0, r.stderr
+    ls = containerd("images", "ls", ns="oci").stdout
+    line = [ln for ln in ls.splitlines() if ln.startswith(ref + " ")][0]
+    assert all(p in line for p in ("linux/amd64", "linux/arm64", "linux/arm/v7")), line
+    assert f"docker.io/edgetrace/collector:{VERSION}" in ls
+    # the docker-archive, into the namespace the kubelet uses (what `k3s ctr images import` does)
+    r = containerd("images", "import", str(out / f"edgetrace-agent-{VERSION}-amd64.docker.tar"))
+    assert r.returncode == 0, r.stderr
+    svc = go_service("basic", go="1.23")
+    r = containerd("run", "--rm", "--net-host", ref, f"et-ctr-{uuid.uuid4().hex[:8]}",
+                   "/usr/local/bin/edgetrace-agent", "sample", svc.url, "--samples", "1")
+    assert r.returncode == 0, r.stderr
+    assert f"target      {svc.url}" in r.stdout and "samples     1 (1 ok)" in r.stdout, r.stdout

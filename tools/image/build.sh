@@ -5,10 +5,9 @@
 #
 #   tools/image/build.sh OUTDIR
 #
-# OUTDIR/edgetrace-<version>.oci.tar        OCI image layout (tar), tags:
-#     agent-<version>                       multi-arch index: linux/amd64, linux/arm64, linux/arm/v7
-#     agent-<version>-{amd64,arm64,armv7}   each architecture's manifest
-#     collector-<version>                   linux/amd64
+# OUTDIR/edgetrace-<version>.oci.tar        OCI image layout (tar) holding
+#     docker.io/edgetrace/agent:<version>     multi-arch index: linux/amd64, linux/arm64, linux/arm/v7
+#     docker.io/edgetrace/collector:<version> linux/amd64
 # OUTDIR/edgetrace-agent-<version>-<arch>.docker.tar, OUTDIR/edgetrace-collector-<version>-amd64.docker.tar
 #     docker-archive, one architecture each (the format has no index), for `ctr images import`
 #     and `k3s ctr images import` on air-gapped nodes.
@@ -118,6 +117,8 @@ done
 rm -f "$out/edgetrace-collector-$version-amd64.docker.tar"
 skopeo copy -q "oci:$lay:collector-$version" \
     "docker-archive:$out/edgetrace-collector-$version-amd64.docker.tar:edgetrace/collector:$version"
+python3 "$repo/tools/image/oci_index.py" --refs "$lay" \
+    "agent-$version=docker.io/edgetrace/agent:$version" "collector-$version=docker.io/edgetrace/collector:$version"
 tar -C "$lay" --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
     -cf "$out/edgetrace-$version.oci.tar" .
 ls -l "$out"

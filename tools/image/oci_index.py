@@ -7,6 +7,9 @@ umoci writes single-architecture manifests and knows no platform variant, so thi
   - writes an image index blob listing them and tags it in index.json.
 
   oci_index.py LAYOUT INDEX_TAG MANIFEST_TAG[=VARIANT]...
+  oci_index.py --refs LAYOUT TAG=REFERENCE...
+      keeps only these entries in index.json, named by a full reference (registry/name:tag):
+      `ctr images import` names an image after it (a bare tag gets an "import-DATE" name).
 Image layout format: https://github.com/opencontainers/image-spec/blob/main/image-layout.md"""
 import hashlib
 import json
@@ -54,7 +57,21 @@ def main(layout, index_tag, specs):
     (layout / "index.json").write_text(json.dumps(top, separators=(",", ":")))
 
 
+def refs(layout, renames):
+    layout = Path(layout)
+    top = json.loads((layout / "index.json").read_text())
+    names = dict(r.split("=", 1) for r in renames)
+    keep = [m for m in top["manifests"] if m.get("annotations", {}).get(REF) in names]
+    for m in keep:
+        m["annotations"][REF] = names[m["annotations"][REF]]
+    top["manifests"] = keep
+    (layout / "index.json").write_text(json.dumps(top, separators=(",", ":")))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
+    if len(sys.argv) >= 4 and sys.argv[1] == "--refs":
+        refs(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) >= 4:
+        main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    else:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
