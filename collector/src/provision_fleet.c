@@ -15,7 +15,7 @@
  *
  * Outputs (at least one):
  *   --out-dir DIR     DIR/<device>.credentials, mode 0600, for flash.sh --credentials;
- *   --k8s-secret FILE one Secret (default edgetrace-credentials in namespace edgetrace) with a
+ *   --k8s-secret FILE one Secret (FILE "-": stdout) (default edgetrace-credentials in namespace edgetrace) with a
  *                     key per device holding its credentials file, mounted by
  *                     deploy/agent-daemonset.yaml with subPathExpr $(NODE_NAME): list the
  *                     cluster's node names. Secret keys allow [-._a-zA-Z0-9] only, so a device
@@ -348,7 +348,13 @@ static int write_secret(const fleet_opts *o, const fleet_dev *devs, size_t n)
         }
         used += (size_t)snprintf(doc + used, cap - used, "  \"%s\": %s\n", devs[i].id, (const char *)b64);
     }
-    if (!rc && write_private(o->secret_file, doc, used)) {
+    if (!rc && !strcmp(o->secret_file, "-")) {
+        /* stdout: straight into `kubectl apply -f -`, the key material never in a file */
+        if (fwrite(doc, 1, used, stdout) != used || fflush(stdout)) {
+            fprintf(stderr, "edgetrace-collector provision: stdout: %s\n", strerror(errno));
+            rc = -1;
+        }
+    } else if (!rc && write_private(o->secret_file, doc, used)) {
         fprintf(stderr, "edgetrace-collector provision: %s: %s\n", o->secret_file, strerror(errno));
         rc = -1;
     }

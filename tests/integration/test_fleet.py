@@ -45,6 +45,9 @@ def test_list_to_files_and_secret_idempotent_and_rotate(tmp_path):
     assert (secret["kind"], secret["metadata"]["name"], secret["metadata"]["namespace"]) == \
         ("Secret", "edgetrace-credentials", "edgetrace")
     assert {k: base64.b64decode(v).decode() for k, v in secret["data"].items()} == files
+    # "-": the same Secret on stdout, for `kubectl apply -f -` (keys kept: same bytes)
+    piped = provision(tmp_path, "--from", lst, "--k8s-secret", "-", "--collector", "coaps://collector.example:5684")
+    assert piped.returncode == 0 and piped.stdout == (tmp_path / "s.yaml").read_text()
     devices = json.loads(subprocess.run([str(COLLECTOR), "devices", "--db", str(tmp_path / "db"), "--json"],
                                         capture_output=True, text=True).stdout)
     assert sorted(d["device"] for d in devices) == ["gw-1", "gw-2", "node-a"]
