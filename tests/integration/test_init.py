@@ -162,3 +162,22 @@ def test_init_system_is_detected(tmp_path, marker, init):
 def test_unknown_init_system_is_refused(tmp_path):
     out = flash("x86_64", tmp_path, "--init", "upstart")
     assert out.returncode == 2 and "unknown init system" in out.stderr
+
+
+def test_flash_over_ssh_detects_sysv_and_starts_the_agent(sysv_gateway, tmp_path):
+    """ssh path into a running BusyBox gateway: the init system is detected there, and the
+    installer starts the agent through the installed script."""
+    r, gw = sysv_gateway
+    fake_ssh = tmp_path / "fake-ssh"
+    # Called as: fake-ssh -p PORT HOST REMOTE_COMMAND; runs it inside the booted gateway.
+    fake_ssh.write_text(f'#!/bin/sh\nshift 3\nexec nsenter -t {gw.init} -p -m -r -w /bin/sh -c "$*"\n')
+    fake_ssh.chmod(0o755)
+    out = flash("x86_64", "ssh://root@gw-7", "--ssh-command", fake_ssh)
+    assert out.returncode == 0, out.stderr
+    assert "(sysv)" in out.stdout and "started" in out.stdout, out.stdout
+    pid = wait_for(gw.agent_pid, "the agent")
+    assert "edgetrace-agent" in gw.sh(f"cat /proc/{pid}/cmdline").stdout
+    # flashing again restarts it (a new binary must run)
+    assert flash("x86_64", "ssh://root@gw-7", "--ssh-command", fake_ssh).returncode == 0
+    assert wait_for(lambda: (gw.agent_pid() or pid) != pid and gw.agent_pid(), "the restarted agent")
+    assert gw.sh("/etc/init.d/edgetrace-agent stop").returncode == 0
