@@ -220,7 +220,8 @@ def collector_container(images, tmp_path):
 
 
 def go_container(tmp_path, name, port):
-    """A real Go test service in its own crun container: own PID, network and mount namespaces."""
+    """A real Go test service in its own crun container: own PID, network and mount namespaces,
+    running as an unprivileged user as pods do (so reading its /proc entries takes SYS_PTRACE)."""
     bundle = tmp_path / f"{name}-bundle"
     (bundle / "rootfs").mkdir(parents=True)
     shutil.copy(TESTSVC / "1.23" / "range-unclosed", bundle / "rootfs" / name)
@@ -228,16 +229,17 @@ def go_container(tmp_path, name, port):
     spec = json.loads((bundle / "config.json").read_text())
     spec["process"]["terminal"] = False
     spec["process"]["args"] = [f"/{name}", "-listen", f"127.0.0.1:{port}", "-rate", "40"]
+    spec["process"]["user"] = {"uid": 65534, "gid": 65534}
     spec["root"]["readonly"] = True
     save(bundle, spec)
     return Container(bundle, "svc", tmp_path / "svc.log")
 
 
-def test_agent_image_under_crun_finds_a_pod_in_its_own_netns(images, collector_container, tmp_path):
-    out, _ = images
-    db, cport, creds = collector_container
-    svc_name = "imgtest-" + uuid.uuid4().hex[:6]
-    svc = go_container(tmp_path, svc_name, 6060)   # same port as anything on the host: own netns
+def agent_container(out, tmp_path, cport, creds, caps, extra_conf=""):
+    """The amd64 agent image as deploy/agent-daemonset.yaml runs it: hostPID, only `caps`, not
+    privileged, no new privileges, read-only root, spool on a host directory, config and
+    credentials mounted. The host network stands in for the pod network that reaches the
+    collector's Service."""
     spool = tmp_path / "spool"
     spool.mkdir()
     conf = tmp_path / "agent.conf"
@@ -254,16 +256,13 @@ fsync = always
 collector = coaps://127.0.0.1:{cport}
 credentials = /etc/edgetrace/credentials
 ack_timeout = 1s
-""")
+{extra_conf}""")
     bundle = tmp_path / "agent-bundle"
     spec = unpack(out / f"edgetrace-agent-{VERSION}-amd64.docker.tar", bundle)
-    # As deploy/agent-daemonset.yaml: hostPID, the three capabilities, not privileged, no new
-    # privileges, read-only root, spool on a host directory, config and credentials mounted.
-    # The host network stands in for the pod network that reaches the collector's Service.
     no_namespace(spec, "pid")
     no_namespace(spec, "network")
     spec["process"]["terminal"] = False
-    spec["process"]["capabilities"] = {k: CAPS for k in ("bounding", "effective", "permitted")}
+    spec["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
     spec["process"]["noNewPrivileges"] = True
     spec["root"]["readonly"] = True
     bind(spec, spool, "/var/lib/edgetrace/spool", ro=False)
@@ -271,27 +270,60 @@ ack_timeout = 1s
     bind(spec, creds, "/etc/edgetrace/credentials")
     save(bundle, spec)
     assert spec["process"]["user"]["uid"] == 0 and spec["process"]["args"][0] == "/usr/local/bin/edgetrace-agent"
+    return Container(bundle, "agent", tmp_path / "agent.log")
+
+
+def snapshots_of(db, prefix):
+    return [s for s in query(db, "snapshots") if s["target"].startswith(prefix)]
+
+
+def test_agent_image_under_crun_finds_a_pod_in_its_own_netns(images, collector_container, tmp_path):
+    out, _ = images
+    db, cport, creds = collector_container
+    svc_name = "imgtest-" + uuid.uuid4().hex[:6]
+    svc = go_container(tmp_path, svc_name, 6060)   # same port as anything on the host: own netns
     agent = None
     try:
         wait_for(svc.pid, timeout=10)
-        agent = Container(bundle, "agent", tmp_path / "agent.log")
+        agent = agent_container(out, tmp_path, cport, creds, CAPS)
         agent_pid = wait_for(agent.pid, timeout=10)
         status = open(f"/proc/{agent_pid}/status").read()
         eff = int([ln for ln in status.splitlines() if ln.startswith("CapEff:")][0].split()[1], 16)
         assert eff == (1 << 19) | (1 << 21) | (1 << 2), hex(eff)   # SYS_PTRACE, SYS_ADMIN, DAC_READ_SEARCH
-
-        def mine():
-            return [s for s in query(db, "snapshots") if s["target"].startswith(svc_name)]
-        got = wait_for(lambda: len(mine()) >= 3 and mine(), timeout=60, step=1)
+        got = wait_for(lambda: len(snapshots_of(db, svc_name)) >= 3 and snapshots_of(db, svc_name),
+                       timeout=60, step=1)
         assert got, (tmp_path / "agent.log").read_text()[-3000:]
         assert all(s["device"] == "gw-crun" for s in got)
         assert any(s["goroutines"] > 0 and s["rss_kb"] > 0 for s in got), got[:2]
-        assert os.listdir(spool)   # the spool lives on the host directory
+        assert os.listdir(tmp_path / "spool")   # the spool lives on the host directory
     finally:
-        if agent:
-            rc = agent.stop()
+        rc = agent.stop() if agent else None
         svc.stop()
     assert rc == 0, (tmp_path / "agent.log").read_text()[-2000:]
+
+
+@pytest.mark.parametrize("dropped", ["CAP_SYS_PTRACE", "CAP_SYS_ADMIN"])
+def test_agent_image_without_a_capability_cannot_sample_the_pod(images, collector_container, go_service, tmp_path,
+                                                                dropped):
+    """Why the DaemonSet adds them: without SYS_PTRACE the pod's process (another user) stays
+    invisible; without SYS_ADMIN the agent cannot enter its network namespace. A configured
+    target on the host network is still sampled meanwhile."""
+    out, _ = images
+    db, cport, creds = collector_container
+    svc_name = "imgtest-" + uuid.uuid4().hex[:6]
+    svc = go_container(tmp_path, svc_name, 6060)
+    control = go_service("basic", go="1.23")
+    agent = None
+    try:
+        wait_for(svc.pid, timeout=10)
+        caps = [c for c in CAPS if c != dropped]
+        agent = agent_container(out, tmp_path, cport, creds, caps, f'[target "control"]\nurl = {control.url}\n')
+        assert wait_for(lambda: len(snapshots_of(db, "control")) >= 4, timeout=60, step=1)
+        assert snapshots_of(db, svc_name) == []
+    finally:
+        if agent:
+            agent.stop()
+        svc.stop()
 
 
 def test_arm64_image_agent_under_qemu(images, collector_container, go_service, tmp_path):
