@@ -62,6 +62,8 @@ def test_flash_refuses_wrong_architecture(tmp_path):
 def test_flash_usage_errors(tmp_path):
     assert flash("pdp11", tmp_path).returncode == 2
     assert flash("rpi4", tmp_path / "nope").returncode == 1
+    out = flash("x86_64", "ssh://gw-1", "--ssh-command", "false")   # the gateway cannot be reached
+    assert out.returncode == 1 and "cannot run commands on gw-1" in out.stderr
 
 
 def busybox_rootfs(tmp_path, name="bbroot"):

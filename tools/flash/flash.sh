@@ -156,7 +156,9 @@ case $dest in
 ssh://*)
     hostpart=${dest#ssh://}; port=22
     case $hostpart in *:*) port=${hostpart##*:}; hostpart=${hostpart%:*} ;; esac
-    { read -r remote_arch; read -r found; } < <($ssh_cmd -p "$port" "$hostpart" "uname -m; R=; $detect_script")
+    remote_arch="" found=""
+    { read -r remote_arch; read -r found; } < <($ssh_cmd -p "$port" "$hostpart" "uname -m; R=; $detect_script") || true
+    [ -n "$found" ] || { echo "flash: cannot run commands on $hostpart over ssh" >&2; exit 1; }
     pick_init "$found"
     case "$arch:$remote_arch" in
         x86_64:x86_64|aarch64:aarch64|armv7:armv7*|armv7:armv8*) ;;
