@@ -7,6 +7,7 @@ DaemonSet's settings (host PID namespace, only SYS_PTRACE, SYS_ADMIN, DAC_READ_S
 privileges, read-only root, spool on a host directory) discovers a real Go test service that
 runs in its own crun container with its own network namespace; the collector image, also under
 crun, stores what it sends. The arm64 image's agent runs under qemu-user."""
+import base64
 import gzip
 import io
 import json
@@ -17,6 +18,7 @@ import tarfile
 import uuid
 
 import pytest
+import yaml
 
 from conftest import ROOT, TESTSVC, wait_for
 from test_agent_run import query, udp_port
@@ -201,14 +203,16 @@ def collector_container(images, tmp_path):
     spec["root"]["readonly"] = True
     spec["process"]["terminal"] = False
     bind(spec, data, "/var/lib/edgetrace", ro=False)
-    bind(spec, creds, "/out", ro=False)
-    os.chmod(creds, 0o777)
-    # provision, with the image's own binary and database path
-    spec["process"]["args"] = ["/usr/local/bin/edgetrace-collector", "provision", "gw-crun",
-                               "--db", "/var/lib/edgetrace/collector.db", "--out", "/out/gw-crun"]
+    # provision as README.md's Deploy on K3s does: node names on stdin, the Secret on stdout
+    # (the image has no shell, cat or tar to fetch a file with)
+    spec["process"]["args"] = ["/usr/local/bin/edgetrace-collector", "provision", "--from", "/dev/stdin",
+                               "--db", "/var/lib/edgetrace/collector.db", "--k8s-secret", "-"]
     save(bundle, spec)
-    r = crun("run", "--bundle", str(bundle), f"et-prov-{uuid.uuid4().hex[:8]}")
+    r = crun("run", "--bundle", str(bundle), f"et-prov-{uuid.uuid4().hex[:8]}", input="gw-crun\nnode-b\n")
     assert r.returncode == 0, r.stdout + r.stderr
+    secret = yaml.safe_load(r.stdout)
+    assert sorted(secret["data"]) == ["gw-crun", "node-b"]
+    (creds / "gw-crun").write_bytes(base64.b64decode(secret["data"]["gw-crun"]))
     port = udp_port()
     spec["process"]["args"] = ["/usr/local/bin/edgetrace-collector", "serve", "--db",
                                "/var/lib/edgetrace/collector.db", "--listen", f"127.0.0.1:{port}"]
