@@ -222,6 +222,11 @@ TESTSVC := $(CACHE)/testsvc
 testsvc: $(SETUP_STAMP)
 	@for v in $(GO_VERSIONS); do bash tools/testsvc/build.sh $$v $(TESTSVC)/$$v || exit 1; done
 
+# Container images without a container engine (umoci + skopeo): build/image/ (tools/image/build.sh).
+.PHONY: image
+image: all-boards collector
+	@bash tools/image/build.sh build/image
+
 # ---- the two commands ------------------------------------------------------------------------
 TEST_BOARDS_QEMU := rpi4 bbb
 PYTEST := /usr/bin/python3 -m pytest
