@@ -19,6 +19,10 @@
  *   stats_interval = 60            ; seconds between counter lines (SIGUSR1: now)
  *   dict = /etc/edgetrace/snap.dict ; zstd dictionary (repeatable)
  *   pki_cert = / pki_key = / pki_ca = ; optional DTLS certificates besides PSK
+ *   alertmanager_url = http://127.0.0.1:9093 ; alerts to Alertmanager (alert.h); empty = off
+ *   alert_resend_interval = 1m     ; re-send active alerts this often
+ *   silent_after = 10m             ; a device silent this long alerts; 0 = never
+ *   public_url = http://127.0.0.1:8080 ; base of the links in alerts
  *
  * Reading order for the collector side: main.c -> ingest.c -> decode.c -> store.c -> query.c. */
 #include <stdio.h>
@@ -29,6 +33,7 @@
 #include <ini.h>
 #include <sqlite3.h>
 
+#include "alert.h"
 #include "collector.h"
 #include "decode.h"
 #include "ingest.h"
@@ -47,6 +52,8 @@ typedef struct serve_conf {
     int group_commit;
     int store_payload;
     int stats_interval;
+    char alertmanager_url[512], public_url[512];
+    int64_t alert_resend_ms, silent_after_ms;
 } serve_conf;
 
 static long long parse_size(const char *s)
@@ -93,6 +100,14 @@ static int conf_handler(void *user, const char *section, const char *name, const
         c->store_payload = yes(value);
     else if (!strcmp(name, "stats_interval"))
         c->stats_interval = atoi(value);
+    else if (!strcmp(name, "alertmanager_url"))
+        S(alertmanager_url);
+    else if (!strcmp(name, "public_url"))
+        S(public_url);
+    else if (!strcmp(name, "alert_resend_interval"))
+        return (c->alert_resend_ms = alert_parse_duration_ms(value)) > 0;
+    else if (!strcmp(name, "silent_after"))
+        return (c->silent_after_ms = alert_parse_duration_ms(value)) >= 0;
     else if (!strcmp(name, "dict") && c->ndicts < MAX_DICTS)
         snprintf(c->dicts[c->ndicts++], sizeof(c->dicts[0]), "%s", value);
     else
@@ -127,6 +142,9 @@ static int serve_main(int argc, char **argv)
     c.group_commit = 1;
     c.store_payload = 1;
     c.stats_interval = 60;
+    snprintf(c.public_url, sizeof(c.public_url), "http://127.0.0.1:8080");
+    c.alert_resend_ms = 60000;
+    c.silent_after_ms = 600000;
     /* The config file first, so that command-line options override it. */
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
@@ -209,7 +227,19 @@ static int serve_main(int argc, char **argv)
     p.pki_cert = c.pki_cert[0] ? c.pki_cert : NULL;
     p.pki_key = c.pki_key[0] ? c.pki_key : NULL;
     p.pki_ca = c.pki_ca[0] ? c.pki_ca : NULL;
+    alert_thread *at = NULL;
+    if (c.alertmanager_url[0]) {
+        alert_conf ac = {.db_path = c.db, .alertmanager_url = c.alertmanager_url, .public_url = c.public_url,
+                         .resend_ms = c.alert_resend_ms, .silent_after_ms = c.silent_after_ms};
+        if (!(at = alert_start(&ac, err, sizeof(err)))) {
+            fprintf(stderr, "edgetrace-collector: alerts: %s\n", err);
+            coll_decoder_free(dec);
+            store_close(st);
+            return 1;
+        }
+    }
     int rc = ingest_serve(st, dec, &p);
+    alert_stop(at);
     coll_decoder_free(dec);
     store_close(st);
     return rc;
