@@ -1,7 +1,10 @@
 """Alerts through a REAL Alertmanager (Debian prometheus-alertmanager): the real collector
-receives real wire envelopes (made by the agent's `push --gen-out`) over CoAP/DTLS, its alert
-thread POSTs to Alertmanager's /api/v2/alerts, and Alertmanager's webhook receiver (a small
-HTTP server in this test) must get the notifications:
+receives real wire envelopes over CoAP/DTLS, its alert thread POSTs to Alertmanager's
+/api/v2/alerts, and Alertmanager's webhook receiver (a small HTTP server in this test) must get
+the notifications:
+  - end to end: a leaking Go service sampled by the real agent daemon pages with the leak's
+    site, and the page resolves once a fixed service replaces it;
+and, with snapshots made by the agent's `push --gen-out` (fast, exact timing):
   - a finding at likely fires with the documented labels and annotations, resolves when a
     newer snapshot of the target no longer carries it, and fires again when it reappears;
   - Alertmanager down at first: the alert waits in the durable outbox (surviving a kill -9
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import AGENT, free_port, wait_for
 from test_collector import COAP_CLIENT, PUSH, Collector, coap_post
 
 ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
@@ -265,3 +268,43 @@ def test_black_hole_alertmanager_does_not_slow_ingest(tmp_path):
     finally:
         c.stop(signal.SIGKILL)
         hole.close()
+
+
+def test_leaking_go_service_pages_end_to_end(am, hook, go_service, tmp_path):
+    c = alert_collector(tmp_path, am.url, "gw-real", resend="2s")
+    leaky = go_service("range-unclosed", go="1.23", args=("-rate", "40"))
+    conf = tmp_path / "agent.conf"
+    conf.write_text(f"""[agent]
+interval = 1s
+deep_interval = 4s
+leak_interval = 5s
+discover = no
+[spool]
+dir = {tmp_path / "spool"}
+[uplink]
+collector = coaps://127.0.0.1:{c.port}
+credentials = {c.creds["path"]}
+ack_timeout = 1s
+[target "leaky"]
+url = {leaky.url}
+""")
+    log = open(tmp_path / "agent.log", "w")
+    agent = subprocess.Popen([str(AGENT), "run", "--config", str(conf)], stdout=log, stderr=log)
+    try:
+        pages = hook.wait("firing", timeout=90, device="gw-real", function="main.(*Pipeline).aggregate")
+        a = pages[0]
+        assert a["labels"]["alertname"] == "EdgetraceGoroutineLeak"
+        assert a["labels"]["service"] == "leaky" and a["labels"]["kind"] == "goroutine-leak"
+        assert a["labels"]["confidence"] in ("likely", "confirmed")
+        assert a["annotations"]["location"].endswith(":33")
+        assert int(a["annotations"]["count"]) > 0
+        # The fix is deployed: a healthy service on the same address (a new incarnation).
+        # The agent's snapshots of the target stop carrying the finding: resolved.
+        leaky.stop()
+        go_service("worker-pool", go="1.23", args=("-rate", "40", "-listen", leaky.addr))
+        hook.wait("resolved", timeout=60, device="gw-real", function="main.(*Pipeline).aggregate")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=30)
+        log.close()
+        c.stop(signal.SIGKILL)
