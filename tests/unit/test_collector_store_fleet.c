@@ -520,6 +520,71 @@ static void test_queries(void **state)
     store_close(s);
 }
 
+/* Retention: payloads past payload_days are dropped, series and site counts past full_days
+ * are rolled up into 10-minute min/max/last buckets (the series query still draws them), and
+ * findings with their history stay; every step stays within its batch. */
+static void test_retention(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    int64_t t0 = 1700000400000LL - 1700000400000LL % 600000; /* on a bucket boundary */
+    char id[16];
+    assert_int_equal(store_begin(s), 0);
+    for (int i = 0; i < 2 * 2880; i++) { /* two days of 30 s snapshots */
+        snprintf(id, sizeof(id), "r%d", i);
+        mk(id, "gw-1", "billing", t0 + i * 30000LL, (uint32_t)(i % 20), i < 10, 1);
+        assert_int_equal(store_put_snapshot(s, "gw-1", &snap, snap.w.wall_ms, (const uint8_t *)"payload", 7),
+                         STORE_NEW);
+    }
+    assert_int_equal(store_commit(s), 0);
+    int64_t now = t0 + 2 * 86400000LL; /* day 1 is older than a day, day 2 is not */
+    store_retention r;
+    store_retention_defaults(&r);
+    r.payload_days = 1;
+    r.full_days = 1;
+    r.batch_rows = 300;
+    int n, steps = 0;
+    int64_t before = store_count(s, "series");
+    while ((n = store_prune_step(s, &r, now)) > 0) {
+        assert_true(n <= 300 + 2); /* a batch, plus the rollup deletes of the target */
+        steps++;
+        assert_true(steps < 1000);
+    }
+    assert_int_equal(n, 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM series"), before - 2880);
+    assert_int_equal(q1(s, "SELECT min(t) FROM series"), t0 + 86400000LL);
+    assert_int_equal(q1(s, "SELECT count(*) FROM series_rollup"), 144);
+    assert_int_equal(q1(s, "SELECT sum(n) FROM series_rollup"), 2880);
+    /* bucket 0 holds i = 0..19: goroutines = i % 20 + 5 */
+    char sql[200];
+    snprintf(sql, sizeof(sql), "SELECT goroutines_min*10000+goroutines_max*100+goroutines_last FROM series_rollup"
+             " WHERE t=%lld", (long long)t0);
+    assert_int_equal(q1(s, sql), 5 * 10000 + 24 * 100 + 24);
+    assert_int_equal(q1(s, "SELECT count(*) FROM site_rollup"), 2 * 144);
+    assert_int_equal(q1(s, "SELECT count(*) FROM site_counts"), 2 * 2880);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM snapshots WHERE payload IS NOT NULL AND received < %lld",
+             (long long)(now - 86400000LL - 300 * 30000LL));
+    assert_int_equal(q1(s, sql), 0);
+    assert_true(q1(s, "SELECT count(*) FROM snapshots WHERE payload IS NOT NULL") >= 2880);
+    assert_int_equal(q1(s, "SELECT count(*) FROM finding_counts"), 10);
+    assert_int_equal(q1(s, "SELECT count(*) FROM finding_events"), 2); /* opened, cleared */
+    json_t *o = NULL;
+    assert_int_equal(store_q_series(s, 1, t0, now, 0, &o), 0);
+    json_t *t = json_object_get(o, "t");
+    /* 144 10-minute rollups, then ~500 buckets of 172.8 s over the full-resolution day */
+    if (json_array_size(t) < 640 || json_array_size(t) > 650)
+        fail_msg("%zu points", json_array_size(t));
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(o, "goroutines_max"), 0)), 24);
+    json_decref(o);
+    /* a year later the rollups go too */
+    while ((n = store_prune_step(s, &r, now + 400 * 86400000LL)) > 0)
+        ;
+    assert_int_equal(n, 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM series_rollup"), 0);
+    assert_int_equal(q1(s, "SELECT count(*) FROM findings"), 1);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finding_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
