@@ -23,9 +23,11 @@
 
 struct alert_thread {
     alert_conf c;
-    char db_path[512], am_url[512], public_url[512];
+    char am_url[512], public_url[512];
     alert_url url;
-    alert_db *db;
+    coll_store *st;        /* the thread's own store handle */
+    alert_db *db;          /* on st's connection */
+    int partial_logged;
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -127,9 +129,10 @@ static void evaluate(alert_thread *t, const alert_source_conf *sc)
 {
     int64_t now = wall_ms();
     alert_want *w = NULL;
-    int n = alert_source_collect(alert_db_handle(t->db), sc, now, &w);
+    int complete = 1;
+    int n = alert_source_collect(t->st, sc, now, &w, &complete);
     unsigned fired = 0, resolved = 0;
-    int rc = n < 0 ? -1 : alert_db_apply(t->db, w, (size_t)n, now, &fired, &resolved);
+    int rc = n < 0 ? -1 : alert_db_apply(t->db, w, (size_t)n, now, complete ? NULL : "finding/", &fired, &resolved);
     if (n >= 0)
         alert_wants_free(w, n);
     pthread_mutex_lock(&t->mu);
@@ -139,9 +142,13 @@ static void evaluate(alert_thread *t, const alert_source_conf *sc)
     t->n.resolved += resolved;
     pthread_mutex_unlock(&t->mu);
     if (rc)
-        coll_logf("alert: evaluation failed: %s", alert_db_errmsg(t->db));
+        coll_logf("alert: evaluation failed: %s", n < 0 ? store_errmsg(t->st) : alert_db_errmsg(t->db));
     else if (fired || resolved)
         coll_logf("alert: %u alert(s) fired, %u resolved", fired, resolved);
+    if (!complete && !t->partial_logged)
+        coll_logf("alert: more than %d open findings per confidence: findings beyond are neither fired nor resolved",
+                  ALERT_SOURCE_MAX);
+    t->partial_logged = !complete;
 }
 
 /* Delivers one batch of the outbox: 1 = sent (more may wait), 0 = nothing due, -1 = failed. */
@@ -236,14 +243,15 @@ alert_thread *alert_start(const alert_conf *c, char *err, size_t errlen)
         return NULL;
     }
     t->c = *c;
-    snprintf(t->db_path, sizeof(t->db_path), "%s", c->db_path);
     snprintf(t->am_url, sizeof(t->am_url), "%s", c->alertmanager_url);
     snprintf(t->public_url, sizeof(t->public_url), "%s", c->public_url && *c->public_url ? c->public_url : "");
     for (size_t l = strlen(t->public_url); l && t->public_url[l - 1] == '/';)
         t->public_url[--l] = 0;
     if (t->c.resend_ms <= 0)
         t->c.resend_ms = 60000;
-    if (alert_url_parse(c->alertmanager_url, &t->url, err, errlen) || !(t->db = alert_db_open(c->db_path, err, errlen))) {
+    if (alert_url_parse(c->alertmanager_url, &t->url, err, errlen) ||
+        !(t->st = store_open(c->db_path, err, errlen)) || !(t->db = alert_db_open(t->st, err, errlen))) {
+        store_close(t->st);
         free(t);
         return NULL;
     }
@@ -262,6 +270,7 @@ alert_thread *alert_start(const alert_conf *c, char *err, size_t errlen)
     if (rc) {
         snprintf(err, errlen, "cannot start the alert thread: %s", strerror(rc));
         alert_db_close(t->db);
+        store_close(t->st);
         free(t);
         return NULL;
     }
@@ -280,6 +289,7 @@ void alert_stop(alert_thread *t)
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->th, NULL);
     alert_db_close(t->db);
+    store_close(t->st);
     pthread_cond_destroy(&t->cv);
     pthread_mutex_destroy(&t->mu);
     free(t);

@@ -23,23 +23,22 @@ static const char SCHEMA[] =
     "  url TEXT NOT NULL, starts_ms INTEGER NOT NULL, ends_ms INTEGER, created_ms INTEGER NOT NULL,"
     "  attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL DEFAULT 0);";
 
-alert_db *alert_db_open(const char *path, char *err, size_t errlen)
+alert_db *alert_db_open(coll_store *st, char *err, size_t errlen)
 {
     alert_db *d = calloc(1, sizeof(*d));
     if (!d) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    d->db = store_db(st);
     char *msg = NULL;
-    if (sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-            SQLITE_OK ||
-        sqlite3_busy_timeout(d->db, 5000) != SQLITE_OK ||
-        /* synchronous=FULL: an outbox event is on disk when its transaction returns. */
-        sqlite3_exec(d->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &msg) != SQLITE_OK ||
+    /* synchronous=FULL (the store's setting too): an event is on disk when its
+     * transaction returns. */
+    if (sqlite3_exec(d->db, "PRAGMA synchronous=FULL;", NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(d->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, msg ? msg : d->db ? sqlite3_errmsg(d->db) : "cannot open");
+        snprintf(err, errlen, "alert tables: %s", msg ? msg : sqlite3_errmsg(d->db));
         sqlite3_free(msg);
-        alert_db_close(d);
+        free(d);
         return NULL;
     }
     return d;
@@ -47,13 +46,9 @@ alert_db *alert_db_open(const char *path, char *err, size_t errlen)
 
 void alert_db_close(alert_db *d)
 {
-    if (!d)
-        return;
-    sqlite3_close(d->db);
     free(d);
 }
 
-sqlite3 *alert_db_handle(alert_db *d) { return d->db; }
 const char *alert_db_errmsg(alert_db *d) { return sqlite3_errmsg(d->db); }
 
 static char *dup_col(sqlite3_stmt *st, int i)
@@ -133,8 +128,8 @@ static int txn(alert_db *d, int *in_txn)
     return 0;
 }
 
-int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t now, unsigned *fired,
-                   unsigned *resolved)
+int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t now, const char *keep_prefix,
+                   unsigned *fired, unsigned *resolved)
 {
     *fired = *resolved = 0;
     alert_want *w = NULL;
@@ -203,6 +198,8 @@ int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t no
                 sqlite3_bind_int64(ann, 4, now);
                 err = step_done(ann);
             }
+        } else if (keep_prefix && !strncmp(fk[i], keep_prefix, strlen(keep_prefix))) {
+            continue; /* not in an incomplete answer: unknown, not gone */
         } else if (!(err = txn(d, &in_txn))) {
             sqlite3_bind_text(res, 1, fk[i], -1, SQLITE_STATIC);
             sqlite3_bind_int64(res, 2, now);

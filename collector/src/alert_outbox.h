@@ -1,10 +1,11 @@
 /* alert_outbox.h - the alert thread's durable state in the collector's database: what each
  * alert last was (alert_state) and the state changes not yet delivered (alert_outbox).
  *
- * The alert thread has its OWN SQLite connection to the collector's database file (WAL:
- * its reads never block ingest's writes; its writes are one short transaction per state
- * change). The two tables are created idempotently at open (CREATE TABLE IF NOT EXISTS);
- * they belong in the store's migrations once the store has them.
+ * SQLite-only code kept beside the store (store.h's store_db): it works on the alert
+ * thread's OWN store handle (WAL: its reads never block ingest's writes; its writes are one
+ * short transaction per state change). The two tables are created idempotently at open
+ * (CREATE TABLE IF NOT EXISTS); they belong in the store's migrations once the store has
+ * them, and in its PostgreSQL backend later.
  *
  * Why nothing is lost: an alert is a function of the store's committed state (the
  * findings and the devices' last contact), re-evaluated every second and at start-up.
@@ -19,7 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct sqlite3;
+#include "store.h"
+
 typedef struct alert_db alert_db;
 
 /* An alert as the evaluation wants it to be now. Strings are owned by the caller. */
@@ -42,16 +44,17 @@ typedef struct alert_row {
  * resolved alerts for 15 minutes: Alertmanager may have missed the first resolution. */
 #define ALERT_RESOLVED_KEEP_MS (15 * 60 * 1000)
 
-alert_db *alert_db_open(const char *path, char *err, size_t errlen);
+/* On st's connection (st stays the caller's: close it after alert_db_close). */
+alert_db *alert_db_open(coll_store *st, char *err, size_t errlen);
 void alert_db_close(alert_db *d);
-struct sqlite3 *alert_db_handle(alert_db *d);
 const char *alert_db_errmsg(alert_db *d);
 
 /* Makes alert_state match wants (n entries, keys unique) at time now: fires the new ones
- * (startsAt = now), resolves the firing ones not wanted (endsAt = now), refreshes the
- * annotations of the others; one transaction, only when something changed. */
-int alert_db_apply(alert_db *d, const alert_want *wants, size_t n, int64_t now, unsigned *fired,
-                   unsigned *resolved);
+ * (startsAt = now), resolves the firing ones not wanted (endsAt = now) except those whose
+ * key starts with keep_prefix (non-NULL when the wants are known to be incomplete), and
+ * refreshes the annotations of the others; one transaction, only when something changed. */
+int alert_db_apply(alert_db *d, const alert_want *wants, size_t n, int64_t now, const char *keep_prefix,
+                   unsigned *fired, unsigned *resolved);
 
 /* The oldest undelivered events due at now, in order, at most max and at most one per
  * alert key. Returns the count (0..max) or -1. */

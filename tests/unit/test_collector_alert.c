@@ -26,6 +26,8 @@
 #include "alert_http.h"
 #include "alert_outbox.h"
 #include "alert_source.h"
+#include "finding.h"
+#include "snapshot.h"
 #include "store.h"
 
 static char dbpath[128];
@@ -61,27 +63,34 @@ static int64_t q1(sqlite3 *db, const char *sql)
     return v;
 }
 
-/* One snapshot of gw-1/billing at wall ms `wall`, optionally carrying the finding at conf. */
-static void put(coll_store *s, const char *id, int64_t wall, const char *conf)
+/* One snapshot of gw-1/billing (pod `pod`) at wall ms `wall`, optionally carrying the
+ * goroutine-leak finding at confidence conf (ET_C_*; -1 = no finding). */
+static void put_pod(coll_store *s, const char *id, int64_t wall, int conf, const char *pod)
 {
     static coll_snap snap;
     memset(&snap, 0, sizeof(snap));
     snprintf(snap.snapshot_id, sizeof(snap.snapshot_id), "%s", id);
     snprintf(snap.device_id, sizeof(snap.device_id), "gw-1");
-    snprintf(snap.service, sizeof(snap.service), "billing");
-    snprintf(snap.incarnation, sizeof(snap.incarnation), "100:5");
-    snap.wall_ms = wall;
-    snap.wall_trusted = 1;
-    if (conf) {
-        snap.nfindings = 1;
-        coll_finding *f = &snap.f[0];
+    et_snapshot *w = &snap.w;
+    w->schema = ET_SNAP_SCHEMA_VERSION;
+    snprintf(w->device_id, sizeof(w->device_id), "gw-1");
+    snprintf(w->service, sizeof(w->service), "billing");
+    snprintf(w->pod_name, sizeof(w->pod_name), "%s", pod);
+    snprintf(w->url, sizeof(w->url), "http://127.0.0.1:6060/debug/pprof");
+    w->pid = 100;
+    w->start_ticks = 5;
+    w->wall_ms = wall;
+    if (conf >= 0) {
+        w->nfindings = 1;
+        et_finding *f = &w->findings[0];
         snprintf(f->fingerprint, sizeof(f->fingerprint), "00112233aabbccdd");
-        snprintf(f->kind, sizeof(f->kind), "goroutine-leak");
-        snprintf(f->confidence, sizeof(f->confidence), "%s", conf);
-        snprintf(f->state, sizeof(f->state), "chan receive");
-        snprintf(f->function, sizeof(f->function), "main.(*P).agg");
-        snprintf(f->file, sizeof(f->file), "p/pipeline.go");
-        f->line = 33;
+        f->kind = ET_F_GOROUTINE_LEAK;
+        f->confidence = (uint8_t)conf;
+        f->state = 6; /* chan receive */
+        f->evidence = 3;
+        snprintf(f->site.func, sizeof(f->site.func), "main.(*P).agg");
+        snprintf(f->site.file, sizeof(f->site.file), "p/pipeline.go");
+        f->site.line = 33;
         f->count = 120;
         f->growth_per_min = 2.5;
     }
@@ -90,16 +99,25 @@ static void put(coll_store *s, const char *id, int64_t wall, const char *conf)
     assert_int_equal(store_commit(s), 0);
 }
 
+static void put(coll_store *s, const char *id, int64_t wall, int conf)
+{
+    put_pod(s, id, wall, conf, "");
+}
+
+enum { NONE = -1, SUSPECTED = ET_C_SUSPECTED, LIKELY = ET_C_LIKELY, CONFIRMED = ET_C_CONFIRMED };
+
 static const alert_source_conf SC = {.silent_after_ms = 0, .public_url = "http://fleet.example"};
 
-/* Evaluates at now; returns fired*10 + resolved. */
-static int eval(alert_db *d, const alert_source_conf *sc, int64_t now)
+/* Evaluates at now on the alert thread's own handle; returns fired*10 + resolved. */
+static int eval(coll_store *st, alert_db *d, const alert_source_conf *sc, int64_t now)
 {
     alert_want *w = NULL;
-    int n = alert_source_collect(alert_db_handle(d), sc, now, &w);
+    int complete = 0;
+    int n = alert_source_collect(st, sc, now, &w, &complete);
     assert_true(n >= 0);
+    assert_true(complete);
     unsigned f = 0, r = 0;
-    assert_int_equal(alert_db_apply(d, w, (size_t)n, now, &f, &r), 0);
+    assert_int_equal(alert_db_apply(d, w, (size_t)n, now, NULL, &f, &r), 0);
     alert_wants_free(w, n);
     return (int)(f * 10 + r);
 }
@@ -113,10 +131,10 @@ static coll_store *open_store(void)
     return s;
 }
 
-static alert_db *open_alerts(void)
+static alert_db *open_alerts(coll_store *st)
 {
     char err[256];
-    alert_db *d = alert_db_open(dbpath, err, sizeof(err));
+    alert_db *d = alert_db_open(st, err, sizeof(err));
     if (!d)
         fail_msg("alert_db_open: %s", err);
     return d;
@@ -125,27 +143,30 @@ static alert_db *open_alerts(void)
 static void test_finding_lifecycle_and_outbox(void **state)
 {
     (void)state;
-    coll_store *s = open_store();
-    alert_db *d = open_alerts();
+    coll_store *s = open_store();      /* ingest's handle */
+    coll_store *as = open_store();     /* the alert thread's own */
+    alert_db *d = open_alerts(as);
     const int64_t T = 1800000000000LL;
-    put(s, "a1", T, "suspected");
-    assert_int_equal(eval(d, &SC, T + 10), 0); /* suspected never pages */
-    put(s, "a2", T + 1000, "likely");
-    assert_int_equal(eval(d, &SC, T + 1010), 10);
-    assert_int_equal(eval(d, &SC, T + 1020), 0); /* unchanged: no second event */
-    put(s, "a3", T + 2000, "likely");          /* same finding, new snapshot: still one alert */
-    assert_int_equal(eval(d, &SC, T + 2010), 0);
-    put(s, "a4", T + 3000, NULL);              /* newer snapshot without it: cleared */
-    assert_int_equal(eval(d, &SC, T + 3010), 1);
-    put(s, "a5", T + 4000, "likely");          /* back: fires anew */
-    assert_int_equal(eval(d, &SC, T + 4010), 10);
-    put(s, "a6", T + 5000, "confirmed");       /* confidence label changes: old resolves, new fires */
-    assert_int_equal(eval(d, &SC, T + 5010), 11);
+    put(s, "a1", T, SUSPECTED);
+    assert_int_equal(eval(as, d, &SC, T + 10), 0); /* suspected never pages */
+    put(s, "a2", T + 1000, LIKELY);
+    assert_int_equal(eval(as, d, &SC, T + 1010), 10);
+    assert_int_equal(eval(as, d, &SC, T + 1020), 0); /* unchanged: no second event */
+    put(s, "a3", T + 2000, LIKELY);          /* same finding, new snapshot: still one alert */
+    assert_int_equal(eval(as, d, &SC, T + 2010), 0);
+    put(s, "a4", T + 3000, NONE);              /* newer snapshot without it: cleared */
+    assert_int_equal(eval(as, d, &SC, T + 3010), 1);
+    put(s, "a5", T + 4000, LIKELY);          /* back: fires anew */
+    assert_int_equal(eval(as, d, &SC, T + 4010), 10);
+    put(s, "a6", T + 5000, CONFIRMED);       /* confidence label changes: old resolves, new fires */
+    assert_int_equal(eval(as, d, &SC, T + 5010), 11);
     assert_int_equal(alert_outbox_pending(d), 5);
 
     /* Durable: a fresh connection (a restarted collector) sees the same outbox. */
     alert_db_close(d);
-    d = open_alerts();
+    store_close(as);
+    as = open_store();
+    d = open_alerts(as);
     assert_int_equal(alert_outbox_pending(d), 5);
 
     /* One event per alert per POST, in order: fired(likely) | resolved(likely), ... */
@@ -191,13 +212,14 @@ static void test_finding_lifecycle_and_outbox(void **state)
     alert_rows_free(act, n);
     free(act);
     /* ... and after 15 minutes only the firing one. */
-    assert_int_equal(eval(d, &SC, T + 5010 + ALERT_RESOLVED_KEEP_MS + 1), 0);
+    assert_int_equal(eval(as, d, &SC, T + 5010 + ALERT_RESOLVED_KEEP_MS + 1), 0);
     n = alert_db_active(d, T + 5010 + ALERT_RESOLVED_KEEP_MS + 1, &act);
     assert_int_equal(n, 1);
     assert_string_equal(act[0].key, "finding/1/confirmed");
     alert_rows_free(act, n);
     free(act);
     alert_db_close(d);
+    store_close(as);
     store_close(s);
 }
 
@@ -205,11 +227,12 @@ static void test_labels_annotations_and_body(void **state)
 {
     (void)state;
     coll_store *s = open_store();
-    alert_db *d = open_alerts();
+    alert_db *d = open_alerts(s);
     const int64_t T = 1800000000000LL;
-    put(s, "b1", T, "likely");
+    put(s, "b1", T, LIKELY);
     alert_want *w = NULL;
-    assert_int_equal(alert_source_collect(alert_db_handle(d), &SC, T, &w), 1);
+    int complete = 0;
+    assert_int_equal(alert_source_collect(s, &SC, T, &w, &complete), 1);
     assert_string_equal(w[0].labels, "{\"alertname\":\"EdgetraceGoroutineLeak\",\"confidence\":\"likely\","
                                      "\"device\":\"gw-1\",\"function\":\"main.(*P).agg\",\"kind\":\"goroutine-leak\","
                                      "\"service\":\"billing\"}");
@@ -222,7 +245,7 @@ static void test_labels_annotations_and_body(void **state)
     assert_string_equal(w[0].url, "http://fleet.example/#/findings/1");
     json_decref(ann);
     unsigned f, r;
-    assert_int_equal(alert_db_apply(d, w, 1, T, &f, &r), 0);
+    assert_int_equal(alert_db_apply(d, w, 1, T, NULL, &f, &r), 0);
     alert_wants_free(w, 1);
 
     alert_row rows[2];
@@ -255,13 +278,13 @@ static void test_device_silent(void **state)
     coll_store *s = open_store();
     const uint8_t psk[4] = {1, 2, 3, 4};
     assert_int_equal(store_device_add(s, "gw-1", psk, sizeof(psk), 0), 0);
-    alert_db *d = open_alerts();
+    alert_db *d = open_alerts(s);
     alert_source_conf sc = {.silent_after_ms = 60000, .public_url = "http://fleet.example"};
     const int64_t T = 1800000000000LL;
-    assert_int_equal(eval(d, &sc, T), 0); /* never reported: not "silent", just provisioned */
-    put(s, "c1", T, NULL);               /* devices.last_seen = T (received) */
-    assert_int_equal(eval(d, &sc, T + 60000), 0);
-    assert_int_equal(eval(d, &sc, T + 60001), 10);
+    assert_int_equal(eval(s, d, &sc, T), 0); /* never reported: not "silent", just provisioned */
+    put(s, "c1", T, NONE);               /* devices.last_seen = T (received) */
+    assert_int_equal(eval(s, d, &sc, T + 60000), 0);
+    assert_int_equal(eval(s, d, &sc, T + 60001), 10);
     alert_row rows[1];
     memset(rows, 0, sizeof(rows));
     assert_int_equal(alert_outbox_claim(d, T + 60001, rows, 1), 1);
@@ -269,30 +292,59 @@ static void test_device_silent(void **state)
     assert_string_equal(rows[0].labels, "{\"alertname\":\"EdgetraceDeviceSilent\",\"device\":\"gw-1\"}");
     assert_string_equal(rows[0].url, "http://fleet.example/#/devices/gw-1");
     alert_rows_free(rows, 1);
-    put(s, "c2", T + 70000, NULL);
-    assert_int_equal(eval(d, &sc, T + 70001), 1);
+    put(s, "c2", T + 70000, NONE);
+    assert_int_equal(eval(s, d, &sc, T + 70001), 1);
     sc.silent_after_ms = 0; /* off */
-    assert_int_equal(eval(d, &sc, T + 999999), 0);
+    assert_int_equal(eval(s, d, &sc, T + 999999), 0);
     alert_db_close(d);
     store_close(s);
 }
 
-static void test_store_error_resolves_nothing(void **state)
+static void test_store_error_and_partial_answer_resolve_nothing(void **state)
 {
     (void)state;
     coll_store *s = open_store();
-    alert_db *d = open_alerts();
+    alert_db *d = open_alerts(s);
     const int64_t T = 1800000000000LL;
-    put(s, "d1", T, "likely");
-    assert_int_equal(eval(d, &SC, T), 10);
-    store_close(s);
-    /* The store's tables gone (a broken database): the source must fail, not answer
-     * "nothing alerts", which would resolve every alert. */
-    assert_int_equal(sqlite3_exec(alert_db_handle(d), "DROP TABLE findings", NULL, NULL, NULL), SQLITE_OK);
+    put(s, "d1", T, LIKELY);
+    assert_int_equal(eval(s, d, &SC, T), 10);
+
+    /* An answer cut at the store's limit: a firing finding alert missing from it is kept,
+     * a device alert (always complete) is not. */
+    unsigned f, r;
+    assert_int_equal(alert_db_apply(d, NULL, 0, T + 5, "finding/", &f, &r), 0);
+    assert_int_equal(f + r, 0);
+
+    /* A broken database: the source must fail, not answer "nothing alerts", which would
+     * resolve every alert. */
+    assert_int_equal(sqlite3_exec(store_db(s), "ALTER TABLE findings RENAME TO findings_gone", NULL, NULL, NULL), SQLITE_OK);
     alert_want *w = NULL;
-    assert_int_equal(alert_source_collect(alert_db_handle(d), &SC, T + 10, &w), -1);
-    assert_int_equal(q1(alert_db_handle(d), "SELECT count(*) FROM alert_state WHERE ends_ms IS NULL"), 1);
+    int complete;
+    assert_int_equal(alert_source_collect(s, &SC, T + 10, &w, &complete), -1);
+    assert_int_equal(q1(store_db(s), "SELECT count(*) FROM alert_state WHERE ends_ms IS NULL"), 1);
     alert_db_close(d);
+    store_close(s);
+}
+
+/* Two replicas of one service: two alerts, told apart by the pod label. */
+static void test_replicas_are_two_alerts(void **state)
+{
+    (void)state;
+    coll_store *s = open_store();
+    alert_db *d = open_alerts(s);
+    const uint8_t psk[4] = {1, 2, 3, 4};
+    assert_int_equal(store_device_add(s, "gw-1", psk, sizeof(psk), 0), 0);
+    const int64_t T = 1800000000000LL;
+    put_pod(s, "e1", T, LIKELY, "billing-7d9f-abcde");
+    put_pod(s, "e2", T, LIKELY, "billing-7d9f-fghij");
+    alert_want *w = NULL;
+    int complete = 0;
+    assert_int_equal(alert_source_collect(s, &SC, T, &w, &complete), 2);
+    assert_string_not_equal(w[0].labels, w[1].labels);
+    assert_non_null(strstr(w[0].labels, "\"pod\":\"billing-7d9f-"));
+    alert_wants_free(w, 2);
+    alert_db_close(d);
+    store_close(s);
 }
 
 static void test_parsers(void **state)
@@ -458,7 +510,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finding_lifecycle_and_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_labels_annotations_and_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_silent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_store_error_resolves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_error_and_partial_answer_resolve_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_are_two_alerts, setup, teardown),
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_http_post),
     };
