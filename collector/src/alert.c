@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -32,6 +34,7 @@ struct alert_thread {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
+    int cancel_fd;         /* eventfd: readable once stopping, abandons an HTTP exchange */
     alert_counters n;      /* under mu */
     int failing;           /* logging: one line per outage, not per attempt */
 };
@@ -97,7 +100,8 @@ static int post(alert_thread *t, const alert_row *rows, int n)
     if (!body)
         return -1;
     char err[256] = "";
-    int status = alert_http_post(&t->url, "/api/v2/alerts", body, strlen(body), HTTP_TIMEOUT_MS, err, sizeof(err));
+    int status = alert_http_post(&t->url, "/api/v2/alerts", body, strlen(body), HTTP_TIMEOUT_MS, t->cancel_fd, err,
+                                 sizeof(err));
     free(body);
     int ok = status >= 200 && status < 300 ? 1
              : status >= 400 && status < 500 && status != 408 && status != 429 ? 0
@@ -255,6 +259,13 @@ alert_thread *alert_start(const alert_conf *c, char *err, size_t errlen)
         free(t);
         return NULL;
     }
+    if ((t->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        alert_db_close(t->db);
+        store_close(t->st);
+        free(t);
+        return NULL;
+    }
     pthread_mutex_init(&t->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -269,6 +280,7 @@ alert_thread *alert_start(const alert_conf *c, char *err, size_t errlen)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         snprintf(err, errlen, "cannot start the alert thread: %s", strerror(rc));
+        close(t->cancel_fd);
         alert_db_close(t->db);
         store_close(t->st);
         free(t);
@@ -287,7 +299,10 @@ void alert_stop(alert_thread *t)
     t->stop = 1;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
+    uint64_t one = 1;
+    (void)!write(t->cancel_fd, &one, sizeof(one));
     pthread_join(t->th, NULL);
+    close(t->cancel_fd);
     alert_db_close(t->db);
     store_close(t->st);
     pthread_cond_destroy(&t->cv);

@@ -94,25 +94,34 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits for fd to become ready for events before the deadline: 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, long long deadline)
+/* Waits for fd to become ready for events before the deadline: 1 ready, 0 timeout, -1 error
+ * or cancelled (errno ECANCELED). */
+static int wait_fd(int fd, short events, long long deadline, int cancel_fd)
 {
     for (;;) {
         long long left = deadline - mono_ms();
-        if (left <= 0)
+        if (left <= 0) {
+            errno = ETIMEDOUT;
             return 0;
-        struct pollfd pfd = {.fd = fd, .events = events};
-        int n = poll(&pfd, 1, (int)left);
+        }
+        struct pollfd pfd[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
+        int n = poll(pfd, cancel_fd >= 0 ? 2 : 1, (int)left);
+        if (n > 0 && cancel_fd >= 0 && pfd[1].revents) {
+            errno = ECANCELED;
+            return -1;
+        }
         if (n > 0)
             return 1;
-        if (n == 0)
+        if (n == 0) {
+            errno = ETIMEDOUT;
             return 0;
+        }
         if (errno != EINTR)
             return -1;
     }
 }
 
-static int connect_deadline(const alert_url *u, long long deadline, char *err, size_t errlen)
+static int connect_deadline(const alert_url *u, long long deadline, int cancel_fd, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     /* getaddrinfo has no timeout of its own; a literal address or /etc/hosts name never
@@ -131,11 +140,17 @@ static int connect_deadline(const alert_url *u, long long deadline, char *err, s
         if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
             break;
         if (errno == EINPROGRESS) {
-            int w = wait_fd(fd, POLLOUT, deadline);
-            int soerr = 0;
+            int w = wait_fd(fd, POLLOUT, deadline, cancel_fd);
+            int soerr = w < 0 ? errno : 0;
             socklen_t sl = sizeof(soerr);
             if (w == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
                 break;
+            if (w < 0 && soerr == ECANCELED) {
+                snprintf(err, errlen, "cancelled");
+                close(fd);
+                fd = -1;
+                break;
+            }
             snprintf(err, errlen, "connect %s:%s: %s", u->host, u->port, w == 0 ? "timed out" : strerror(soerr ? soerr : errno));
         } else {
             snprintf(err, errlen, "connect %s:%s: %s", u->host, u->port, strerror(errno));
@@ -147,7 +162,7 @@ static int connect_deadline(const alert_url *u, long long deadline, char *err, s
     return fd;
 }
 
-static int send_all(int fd, const char *p, size_t n, long long deadline)
+static int send_all(int fd, const char *p, size_t n, long long deadline, int cancel_fd)
 {
     while (n) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -155,7 +170,7 @@ static int send_all(int fd, const char *p, size_t n, long long deadline)
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(fd, POLLOUT, deadline) != 1)
+            if (wait_fd(fd, POLLOUT, deadline, cancel_fd) != 1)
                 return -1;
         } else {
             return -1;
@@ -164,11 +179,11 @@ static int send_all(int fd, const char *p, size_t n, long long deadline)
     return 0;
 }
 
-int alert_http_post(const alert_url *u, const char *path, const char *body, size_t len, int timeout_ms, char *err,
-                    size_t errlen)
+int alert_http_post(const alert_url *u, const char *path, const char *body, size_t len, int timeout_ms,
+                    int cancel_fd, char *err, size_t errlen)
 {
     long long deadline = mono_ms() + timeout_ms;
-    int fd = connect_deadline(u, deadline, err, errlen);
+    int fd = connect_deadline(u, deadline, cancel_fd, err, errlen);
     if (fd < 0)
         return -1;
     err[0] = 0;
@@ -181,8 +196,8 @@ int alert_http_post(const alert_url *u, const char *path, const char *body, size
     int status = -1;
     if (hn < 0 || (size_t)hn >= sizeof(head)) {
         snprintf(err, errlen, "request line too long");
-    } else if (send_all(fd, head, (size_t)hn, deadline) || send_all(fd, body, len, deadline)) {
-        snprintf(err, errlen, "send to %s:%s: %s", u->host, u->port, errno ? strerror(errno) : "timed out");
+    } else if (send_all(fd, head, (size_t)hn, deadline, cancel_fd) || send_all(fd, body, len, deadline, cancel_fd)) {
+        snprintf(err, errlen, "send to %s:%s: %s", u->host, u->port, strerror(errno));
     } else {
         /* Only the status line matters; read until it is complete, the peer closes, the
          * cap is reached or the deadline passes. The rest of the body is not read. */
@@ -191,7 +206,7 @@ int alert_http_post(const alert_url *u, const char *path, const char *body, size
         for (;;) {
             if (memchr(resp, '\n', got) || got == sizeof(resp))
                 break;
-            int w = wait_fd(fd, POLLIN, deadline);
+            int w = wait_fd(fd, POLLIN, deadline, cancel_fd);
             if (w != 1) {
                 snprintf(err, errlen, "%s:%s: %s", u->host, u->port, w == 0 ? "no answer (timed out)" : strerror(errno));
                 break;

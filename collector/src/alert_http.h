@@ -31,8 +31,9 @@ int alert_http_status(const char *buf, size_t len);
 
 /* POSTs body (application/json) to u's host at u->path + path. Returns the HTTP status
  * (any code; the caller decides), or -1 with a message in err for a connection error or
- * a timeout (timeout_ms covers the whole exchange). */
-int alert_http_post(const alert_url *u, const char *path, const char *body, size_t len, int timeout_ms, char *err,
-                    size_t errlen);
+ * a timeout (timeout_ms covers the whole exchange). cancel_fd (-1: none) becoming
+ * readable abandons the exchange at once (shutdown must not wait for a dead peer). */
+int alert_http_post(const alert_url *u, const char *path, const char *body, size_t len, int timeout_ms,
+                    int cancel_fd, char *err, size_t errlen);
 
 #endif

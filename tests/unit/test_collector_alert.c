@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -466,7 +467,7 @@ static void test_http_post(void **state)
     peer_start(&p, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/am", p.port);
     assert_int_equal(alert_url_parse(url, &u, err, sizeof(err)), 0);
-    assert_int_equal(alert_http_post(&u, "/api/v2/alerts", "[]", 2, 2000, err, sizeof(err)), 200);
+    assert_int_equal(alert_http_post(&u, "/api/v2/alerts", "[]", 2, 2000, -1, err, sizeof(err)), 200);
     peer_stop(&p);
     assert_non_null(strstr(p.req, "POST /am/api/v2/alerts HTTP/1.1\r\n"));
     assert_non_null(strstr(p.req, "Content-Type: application/json\r\nContent-Length: 2\r\n"));
@@ -475,13 +476,13 @@ static void test_http_post(void **state)
     peer_start(&p, "HTTP/1.1 400 Bad Request\r\n\r\nbad");
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
     assert_int_equal(alert_url_parse(url, &u, err, sizeof(err)), 0);
-    assert_int_equal(alert_http_post(&u, "/api/v2/alerts", "[1]", 3, 2000, err, sizeof(err)), 400);
+    assert_int_equal(alert_http_post(&u, "/api/v2/alerts", "[1]", 3, 2000, -1, err, sizeof(err)), 400);
     peer_stop(&p);
 
     peer_start(&p, "SSH-2.0-OpenSSH\r\n");
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
     assert_int_equal(alert_url_parse(url, &u, err, sizeof(err)), 0);
-    assert_int_equal(alert_http_post(&u, "/x", "[]", 2, 2000, err, sizeof(err)), -1);
+    assert_int_equal(alert_http_post(&u, "/x", "[]", 2, 2000, -1, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "not an HTTP"));
     peer_stop(&p);
 
@@ -490,17 +491,30 @@ static void test_http_post(void **state)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
     assert_int_equal(alert_url_parse(url, &u, err, sizeof(err)), 0);
     long long t0 = now_ms();
-    assert_int_equal(alert_http_post(&u, "/x", "[]", 2, 300, err, sizeof(err)), -1);
+    assert_int_equal(alert_http_post(&u, "/x", "[]", 2, 300, -1, err, sizeof(err)), -1);
     long long took = now_ms() - t0;
     assert_true(took >= 250 && took < 1500);
     assert_non_null(strstr(err, "timed out"));
+    peer_stop(&p);
+
+    /* stopping: the cancel fd abandons the exchange long before its deadline */
+    peer_start(&p, NULL);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", p.port);
+    assert_int_equal(alert_url_parse(url, &u, err, sizeof(err)), 0);
+    int cfd = eventfd(1, EFD_CLOEXEC);
+    assert_true(cfd >= 0);
+    t0 = now_ms();
+    assert_int_equal(alert_http_post(&u, "/x", "[]", 2, 10000, cfd, err, sizeof(err)), -1);
+    assert_true(now_ms() - t0 < 1000);
+    assert_non_null(strstr(err, "cancel"));
+    close(cfd);
     peer_stop(&p);
 
     /* nobody listens: refused at once */
     int port = p.port;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
     assert_int_equal(alert_url_parse(url, &u, err, sizeof(err)), 0);
-    assert_int_equal(alert_http_post(&u, "/x", "[]", 2, 2000, err, sizeof(err)), -1);
+    assert_int_equal(alert_http_post(&u, "/x", "[]", 2, 2000, -1, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "refused"));
 }
 
