@@ -186,6 +186,23 @@ static int collect_findings(coll_store *st, const alert_source_conf *c, wants *w
     return rc;
 }
 
+/* encodeURIComponent, as the web page's own links: a device id may hold any character. */
+static void uri_component(const char *in, char *out, size_t cap)
+{
+    static const char HEX[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap; p++) {
+        if (isalnum(*p) || strchr("-_.!~*'()", *p)) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = HEX[*p >> 4];
+            out[o++] = HEX[*p & 15];
+        }
+    }
+    out[o] = 0;
+}
+
 static int collect_silent(coll_store *st, const alert_source_conf *c, int64_t now, wants *ws)
 {
     if (c->silent_after_ms <= 0)
@@ -202,9 +219,10 @@ static int collect_silent(coll_store *st, const alert_source_conf *c, int64_t no
             now - (int64_t)json_integer_value(ls) <= c->silent_after_ms)
             continue;
         const char *device = str(d, "id");
-        char key[128], url[512], when[32], summary[256];
+        char key[128], url[512], enc[200], when[32], summary[256];
         snprintf(key, sizeof(key), "silent/%s", device);
-        snprintf(url, sizeof(url), "%s/#/devices/%s", c->public_url, device);
+        uri_component(device, enc, sizeof(enc));
+        snprintf(url, sizeof(url), "%s/#/devices/%s", c->public_url, enc);
         alert_rfc3339(json_integer_value(ls), when, sizeof(when));
         snprintf(summary, sizeof(summary), "%s has sent no snapshot since %s", device, when);
         json_t *labels = json_pack("{ssss}", "alertname", "EdgetraceDeviceSilent", "device", device);

@@ -295,6 +295,15 @@ static void test_device_silent(void **state)
     alert_rows_free(rows, 1);
     put(s, "c2", T + 70000, NONE);
     assert_int_equal(eval(s, d, &sc, T + 70001), 1);
+    /* a device id with URL-special characters: its link is encoded as the web page's */
+    assert_int_equal(store_device_add(s, "gw 2/#x", psk, sizeof(psk), 0), 0);
+    assert_int_equal(sqlite3_exec(store_db(s), "UPDATE devices SET last_seen=1 WHERE id='gw 2/#x'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    alert_want *w = NULL;
+    int complete = 0;
+    assert_int_equal(alert_source_collect(s, &sc, T + 70001, &w, &complete), 1);
+    assert_string_equal(w[0].url, "http://fleet.example/#/devices/gw%202%2F%23x");
+    alert_wants_free(w, 1);
     sc.silent_after_ms = 0; /* off */
     assert_int_equal(eval(s, d, &sc, T + 999999), 0);
     alert_db_close(d);
