@@ -9,6 +9,8 @@ and, with snapshots made by the agent's `push --gen-out` (fast, exact timing):
     newer snapshot of the target no longer carries it, and fires again when it reappears;
   - Alertmanager down at first: the alert waits in the durable outbox (surviving a kill -9
     of the collector) and is delivered once Alertmanager starts;
+  - a finding stored while no alert thread ran is alerted at the next start (derived from
+    the store, so a crash between the finding's commit and its evaluation loses nothing);
   - a device silent longer than silent_after fires EdgetraceDeviceSilent, resolved when the
     device reports again;
   - an Alertmanager that accepts and never answers does not slow ingest (own thread).
@@ -235,6 +237,25 @@ def test_alertmanager_down_first_outbox_delivers_after_crash(hook, tmp_path):
         c.stop(signal.SIGKILL)
         if am:
             am.stop()
+
+
+def test_alerts_derive_from_the_store_after_a_crash(am, hook, tmp_path):
+    """The finding committed, then the collector died before its alert thread looked (here: it
+    had none): at the next start the alert is derived from the stored findings and sent."""
+    c = alert_collector(tmp_path, am.url, "gw-derive")
+    try:
+        c.stop(signal.SIGKILL)
+        c.extra = []  # no alerting while the finding arrives
+        c.start()
+        send(c, tmp_path, finding=True)
+        c.stop(signal.SIGKILL)
+        assert not hook.alerts(device="gw-derive")
+        c.extra = ["-c", str(tmp_path / "collector.conf")]
+        c.start()
+        (a,) = hook.wait("firing", device="gw-derive")
+        assert a["labels"]["function"] == "main.(*synthetic).leak"
+    finally:
+        c.stop(signal.SIGKILL)
 
 
 def test_device_silent_fires_and_resolves(am, hook, tmp_path):
