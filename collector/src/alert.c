@@ -92,8 +92,10 @@ char *alert_json_body(const alert_row *rows, int n, int64_t now, int64_t resend_
     return s;
 }
 
-/* 1 = accepted, 0 = refused for good (4xx other than 408/429: a retry would be refused
- * again), -1 = try again later. */
+/* 1 = accepted, 0 = refused for good, -1 = try again later. Only 400 and 422 refuse the
+ * alerts themselves (Alertmanager's validation: a retry would be refused again). Anything
+ * else (5xx, 408, 429, but also 404 or 401 from a wrong URL or a proxy) is a problem of the
+ * path to Alertmanager: the alerts wait until it is fixed. */
 static int post(alert_thread *t, const alert_row *rows, int n)
 {
     char *body = alert_json_body(rows, n, wall_ms(), t->c.resend_ms);
@@ -103,9 +105,7 @@ static int post(alert_thread *t, const alert_row *rows, int n)
     int status = alert_http_post(&t->url, "/api/v2/alerts", body, strlen(body), HTTP_TIMEOUT_MS, t->cancel_fd, err,
                                  sizeof(err));
     free(body);
-    int ok = status >= 200 && status < 300 ? 1
-             : status >= 400 && status < 500 && status != 408 && status != 429 ? 0
-                                                                                 : -1;
+    int ok = status >= 200 && status < 300 ? 1 : status == 400 || status == 422 ? 0 : -1;
     pthread_mutex_lock(&t->mu);
     if (ok > 0) {
         t->n.posts_ok++;
@@ -116,11 +116,10 @@ static int post(alert_thread *t, const alert_row *rows, int n)
             t->n.alerts_rejected += (uint64_t)n;
     }
     pthread_mutex_unlock(&t->mu);
-    if (ok < 0 && !t->failing)
-        coll_logf("alert: Alertmanager %s not reachable (%s); alerts wait in the outbox",
-              t->am_url, status < 0 ? err : status >= 500 ? "server error" : "throttled");
     if (ok < 0 && status > 0)
-        coll_logf("alert: Alertmanager answered %d", status);
+        snprintf(err, sizeof(err), "HTTP %d", status);
+    if (ok < 0 && !t->failing)
+        coll_logf("alert: Alertmanager %s not reachable (%s); alerts wait in the outbox", t->am_url, err);
     if (ok == 0)
         coll_logf("alert: Alertmanager refused %d alert(s) with %d; dropped", n, status);
     if (ok >= 0 && t->failing)

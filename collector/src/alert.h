@@ -25,7 +25,7 @@ typedef struct alert_counters {
     uint64_t fired, resolved;      /* state changes recorded */
     uint64_t posts_ok, posts_failed; /* HTTP exchanges */
     uint64_t alerts_sent;          /* alerts in accepted POSTs (events and re-sends) */
-    uint64_t alerts_rejected;      /* events Alertmanager refused for good (4xx): dropped */
+    uint64_t alerts_rejected;      /* events Alertmanager refused (400/422): dropped */
     uint64_t eval_errors;
     int64_t outbox_pending;        /* events waiting at the last look */
 } alert_counters;

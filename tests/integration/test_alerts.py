@@ -239,6 +239,25 @@ def test_alertmanager_down_first_outbox_delivers_after_crash(hook, tmp_path):
             am.stop()
 
 
+def test_wrong_url_keeps_alerts_until_fixed(am, hook, tmp_path):
+    """A wrong path prefix gets 404 from the real Alertmanager: a problem of the path, not of
+    the alerts, so they wait in the outbox and go out once the URL is fixed."""
+    c = alert_collector(tmp_path, am.url + "/wrong-prefix", "gw-404")
+    try:
+        send(c, tmp_path, finding=True)
+        assert wait_for(lambda: "HTTP 404" in c.log.read_text(), timeout=10), c.log.read_text()
+        time.sleep(1.5)  # retried, still kept
+        assert c.rows("SELECT count(*) FROM alert_outbox")[0][0] == 1
+        c.stop()
+        (tmp_path / "collector.conf").write_text((tmp_path / "collector.conf").read_text()
+                                                 .replace("/wrong-prefix", ""))
+        c.start()
+        hook.wait("firing", device="gw-404")
+        assert wait_for(lambda: c.rows("SELECT count(*) FROM alert_outbox")[0][0] == 0, timeout=10)
+    finally:
+        c.stop(signal.SIGKILL)
+
+
 def test_alerts_derive_from_the_store_after_a_crash(am, hook, tmp_path):
     """The finding committed, then the collector died before its alert thread looked (here: it
     had none): at the next start the alert is derived from the stored findings and sent."""
