@@ -39,6 +39,58 @@ struct alert_thread {
     int failing;           /* logging: one line per outage, not per attempt */
 };
 
+/* The copy /metrics reads (another thread): published by the alert thread, never its live
+ * state. */
+static pthread_mutex_t g_pub_mu = PTHREAD_MUTEX_INITIALIZER;
+static alert_counters g_pub;
+static int g_pub_on;
+
+static void publish(const alert_counters *n, int on)
+{
+    pthread_mutex_lock(&g_pub_mu);
+    g_pub = *n;
+    g_pub_on = on;
+    pthread_mutex_unlock(&g_pub_mu);
+}
+
+int alert_metrics_text(char *buf, size_t cap)
+{
+    pthread_mutex_lock(&g_pub_mu);
+    alert_counters n = g_pub;
+    int on = g_pub_on;
+    pthread_mutex_unlock(&g_pub_mu);
+    if (!on)
+        return 0;
+    int len = snprintf(
+        buf, cap,
+        "# HELP edgetrace_alerts_fired_total Alerts that started firing (findings, silent devices).\n"
+        "# TYPE edgetrace_alerts_fired_total counter\n"
+        "edgetrace_alerts_fired_total %llu\n"
+        "# HELP edgetrace_alerts_resolved_total Firing alerts that resolved.\n"
+        "# TYPE edgetrace_alerts_resolved_total counter\n"
+        "edgetrace_alerts_resolved_total %llu\n"
+        "# HELP edgetrace_alert_posts_total POSTs to Alertmanager by result.\n"
+        "# TYPE edgetrace_alert_posts_total counter\n"
+        "edgetrace_alert_posts_total{result=\"ok\"} %llu\n"
+        "edgetrace_alert_posts_total{result=\"failed\"} %llu\n"
+        "# HELP edgetrace_alerts_sent_total Alerts in POSTs Alertmanager accepted (changes and re-sends).\n"
+        "# TYPE edgetrace_alerts_sent_total counter\n"
+        "edgetrace_alerts_sent_total %llu\n"
+        "# HELP edgetrace_alerts_rejected_total Alert changes Alertmanager refused (400/422), dropped.\n"
+        "# TYPE edgetrace_alerts_rejected_total counter\n"
+        "edgetrace_alerts_rejected_total %llu\n"
+        "# HELP edgetrace_alert_evaluation_errors_total Evaluations that could not read the store.\n"
+        "# TYPE edgetrace_alert_evaluation_errors_total counter\n"
+        "edgetrace_alert_evaluation_errors_total %llu\n"
+        "# HELP edgetrace_alert_outbox_pending Alert changes waiting for Alertmanager.\n"
+        "# TYPE edgetrace_alert_outbox_pending gauge\n"
+        "edgetrace_alert_outbox_pending %lld\n",
+        (unsigned long long)n.fired, (unsigned long long)n.resolved, (unsigned long long)n.posts_ok,
+        (unsigned long long)n.posts_failed, (unsigned long long)n.alerts_sent, (unsigned long long)n.alerts_rejected,
+        (unsigned long long)n.eval_errors, (long long)(n.outbox_pending > 0 ? n.outbox_pending : 0));
+    return len < 0 || (size_t)len >= cap ? -1 : len;
+}
+
 int64_t alert_parse_duration_ms(const char *s)
 {
     char *end;
@@ -221,6 +273,7 @@ static void *run(void *arg)
         int64_t pending = alert_outbox_pending(t->db);
         pthread_mutex_lock(&t->mu);
         t->n.outbox_pending = pending;
+        publish(&t->n, 1);
         int64_t wake = next_eval < next_send ? next_eval : next_send, left = wake - mono_ms();
         if (left > 0 && !t->stop) {
             struct timespec ts;
@@ -301,6 +354,7 @@ void alert_stop(alert_thread *t)
     uint64_t one = 1;
     (void)!write(t->cancel_fd, &one, sizeof(one));
     pthread_join(t->th, NULL);
+    publish(&t->n, 0);
     close(t->cancel_fd);
     alert_db_close(t->db);
     store_close(t->st);

@@ -39,6 +39,12 @@ alert_thread *alert_start(const alert_conf *c, char *err, size_t errlen);
 void alert_stop(alert_thread *t);
 void alert_get_counters(alert_thread *t, alert_counters *out);
 
+/* /metrics: the counters of the running alert thread (published by it once per loop), as
+ * Prometheus text (edgetrace_alert* families) appended at buf[0..cap). Returns the length
+ * written (0 when no alert thread runs: alerting off), or -1 when cap is too small. Safe from
+ * any thread. */
+int alert_metrics_text(char *buf, size_t cap);
+
 /* The JSON array for POST /api/v2/alerts (malloc'ed text, NULL when out of memory). */
 struct alert_row;
 char *alert_json_body(const struct alert_row *rows, int n, int64_t now, int64_t resend_ms);

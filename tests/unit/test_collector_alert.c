@@ -527,6 +527,46 @@ static void test_http_post(void **state)
     assert_non_null(strstr(err, "refused"));
 }
 
+/* The thread itself, against a port nobody listens on: the finding fires, the POST fails,
+ * the change waits in the outbox, and /metrics' text says so (checked by the real promtool). */
+static void test_thread_outbox_and_metrics(void **state)
+{
+    (void)state;
+    coll_store *s = open_store();
+    const uint8_t psk[4] = {1, 2, 3, 4};
+    assert_int_equal(store_device_add(s, "gw-1", psk, sizeof(psk), 0), 0);
+    put(s, "f1", 1800000000000LL, LIKELY);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd); /* now refused */
+    char url[64], err[256], text[4096];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    assert_int_equal(alert_metrics_text(text, sizeof(text)), 0); /* alerting off */
+    alert_conf c = {.db_path = dbpath, .alertmanager_url = url, .public_url = "http://x", .resend_ms = 1000};
+    alert_thread *t = alert_start(&c, err, sizeof(err));
+    if (!t)
+        fail_msg("alert_start: %s", err);
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        usleep(50000);
+        ok = alert_metrics_text(text, sizeof(text)) > 0 && strstr(text, "edgetrace_alert_outbox_pending 1\n") &&
+             strstr(text, "edgetrace_alerts_fired_total 1\n") && !strstr(text, "result=\"failed\"} 0\n");
+    }
+    assert_true(ok);
+    assert_int_equal(alert_metrics_text(text, 64), -1); /* too small: nothing half-written counts */
+    alert_metrics_text(text, sizeof(text));
+    FILE *p = popen("promtool check metrics >/dev/null 2>&1", "w");
+    assert_non_null(p);
+    fputs(text, p);
+    assert_int_equal(pclose(p), 0);
+    alert_stop(t);
+    assert_int_equal(alert_metrics_text(text, sizeof(text)), 0);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +575,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_device_silent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_error_and_partial_answer_resolve_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replicas_are_two_alerts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thread_outbox_and_metrics, setup, teardown),
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_http_post),
     };
