@@ -4,6 +4,8 @@
  *                             [--plain-listen ADDR:PORT] [--max-body BYTES] [--no-group-commit]
  *                             [--no-payload] [--stats-interval S] [--dict FILE]
  *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
+ *                             [--retention-payload-days N] [--retention-full-days N]
+ *                             [--retention-rollup-days N] [--no-prune]
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector --version
@@ -19,6 +21,14 @@
  *   stats_interval = 60            ; seconds between counter lines (SIGUSR1: now)
  *   dict = /etc/edgetrace/snap.dict ; zstd dictionary (repeatable)
  *   pki_cert = / pki_key = / pki_ca = ; optional DTLS certificates besides PSK
+ *   retention_payload_days = 7     ; raw envelopes (0 = keep)
+ *   retention_full_days = 30       ; per-snapshot series and site counts at full resolution
+ *   retention_rollup_days = 365    ; their 10-minute min/max/last rollups (0 = keep)
+ *   prune = yes                    ; the pruner thread (store_retention.c)
+ *   alertmanager_url = http://127.0.0.1:9093 ; alerts to Alertmanager (alert.h); empty = off
+ *   alert_resend_interval = 1m     ; re-send active alerts this often
+ *   silent_after = 10m             ; a device silent this long alerts; 0 = never
+ *   public_url = http://127.0.0.1:8080 ; base of the links in alerts
  *
  * Reading order for the collector side: main.c -> ingest.c -> decode.c -> store.c -> query.c. */
 #include <stdio.h>
@@ -29,6 +39,7 @@
 #include <ini.h>
 #include <sqlite3.h>
 
+#include "alert.h"
 #include "collector.h"
 #include "decode.h"
 #include "ingest.h"
@@ -47,6 +58,10 @@ typedef struct serve_conf {
     int group_commit;
     int store_payload;
     int stats_interval;
+    int prune;
+    store_retention ret;
+    char alertmanager_url[512], public_url[512];
+    int64_t alert_resend_ms, silent_after_ms;
 } serve_conf;
 
 static long long parse_size(const char *s)
@@ -65,6 +80,14 @@ static long long parse_size(const char *s)
 static int yes(const char *v)
 {
     return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on");
+}
+
+/* A retention in days: 0..36500, -1 if not a number in range. */
+static int days(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return end == s || *end || v < 0 || v > 36500 ? -1 : (int)v;
 }
 
 static int conf_handler(void *user, const char *section, const char *name, const char *value)
@@ -93,8 +116,24 @@ static int conf_handler(void *user, const char *section, const char *name, const
         c->store_payload = yes(value);
     else if (!strcmp(name, "stats_interval"))
         c->stats_interval = atoi(value);
+    else if (!strcmp(name, "alertmanager_url"))
+        S(alertmanager_url);
+    else if (!strcmp(name, "public_url"))
+        S(public_url);
+    else if (!strcmp(name, "alert_resend_interval"))
+        return (c->alert_resend_ms = alert_parse_duration_ms(value)) > 0;
+    else if (!strcmp(name, "silent_after"))
+        return (c->silent_after_ms = alert_parse_duration_ms(value)) >= 0;
     else if (!strcmp(name, "dict") && c->ndicts < MAX_DICTS)
         snprintf(c->dicts[c->ndicts++], sizeof(c->dicts[0]), "%s", value);
+    else if (!strcmp(name, "retention_payload_days"))
+        return (c->ret.payload_days = days(value)) >= 0;
+    else if (!strcmp(name, "retention_full_days"))
+        return (c->ret.full_days = days(value)) > 0;
+    else if (!strcmp(name, "retention_rollup_days"))
+        return (c->ret.rollup_days = days(value)) >= 0;
+    else if (!strcmp(name, "prune"))
+        c->prune = yes(value);
     else
         return 0;
 #undef S
@@ -127,6 +166,11 @@ static int serve_main(int argc, char **argv)
     c.group_commit = 1;
     c.store_payload = 1;
     c.stats_interval = 60;
+    c.prune = 1;
+    store_retention_defaults(&c.ret);
+    snprintf(c.public_url, sizeof(c.public_url), "http://127.0.0.1:8080");
+    c.alert_resend_ms = 60000;
+    c.silent_after_ms = 600000;
     /* The config file first, so that command-line options override it. */
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
@@ -169,7 +213,18 @@ static int serve_main(int argc, char **argv)
             snprintf(c.pki_ca, sizeof(c.pki_ca), "%s", argv[++i]);
         else if (!strcmp(a, "--dict") && v && c.ndicts < MAX_DICTS)
             snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
-        else {
+        else if (!strcmp(a, "--no-prune"))
+            c.prune = 0;
+        else if ((!strcmp(a, "--retention-payload-days") || !strcmp(a, "--retention-full-days") ||
+                  !strcmp(a, "--retention-rollup-days")) && v) {
+            int d = days(argv[++i]);
+            int *field = a[12] == 'p' ? &c.ret.payload_days : a[12] == 'f' ? &c.ret.full_days : &c.ret.rollup_days;
+            if (d < 0 || (field == &c.ret.full_days && d == 0)) {
+                fprintf(stderr, "edgetrace-collector: bad %s\n", a);
+                return 2;
+            }
+            *field = d;
+        } else {
             fprintf(stderr, "edgetrace-collector serve: unknown option '%s'\n", a);
             return 2;
         }
@@ -209,7 +264,28 @@ static int serve_main(int argc, char **argv)
     p.pki_cert = c.pki_cert[0] ? c.pki_cert : NULL;
     p.pki_key = c.pki_key[0] ? c.pki_key : NULL;
     p.pki_ca = c.pki_ca[0] ? c.pki_ca : NULL;
+    store_pruner *pruner = NULL;
+    if (c.prune && !(pruner = store_pruner_start(c.db, &c.ret, err, sizeof(err)))) {
+        fprintf(stderr, "edgetrace-collector: pruner: %s\n", err);
+        coll_decoder_free(dec);
+        store_close(st);
+        return 1;
+    }
+    alert_thread *at = NULL;
+    if (c.alertmanager_url[0]) {
+        alert_conf ac = {.db_path = c.db, .alertmanager_url = c.alertmanager_url, .public_url = c.public_url,
+                         .resend_ms = c.alert_resend_ms, .silent_after_ms = c.silent_after_ms};
+        if (!(at = alert_start(&ac, err, sizeof(err)))) {
+            fprintf(stderr, "edgetrace-collector: alerts: %s\n", err);
+            store_pruner_stop(pruner);
+            coll_decoder_free(dec);
+            store_close(st);
+            return 1;
+        }
+    }
     int rc = ingest_serve(st, dec, &p);
+    alert_stop(at);
+    store_pruner_stop(pruner);
     coll_decoder_free(dec);
     store_close(st);
     return rc;
@@ -221,6 +297,8 @@ static void usage(FILE *f)
                "                                 [--plain-listen ADDR:PORT] [--max-body N] [--no-group-commit]\n"
                "                                 [--no-payload] [--stats-interval S] [--dict FILE]\n"
                "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
+               "                                 [--retention-payload-days N] [--retention-full-days N]\n"
+               "                                 [--retention-rollup-days N] [--no-prune]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector --version\n");
