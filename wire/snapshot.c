@@ -107,6 +107,7 @@ const char *et_wire_status_name(int status)
     case ET_WIRE_ESCHEMA: return "schema violation";
     case ET_WIRE_EUNSUPPORTED: return "unsupported";
     case ET_WIRE_ENOMEM: return "out of memory";
+    case ET_WIRE_EVERSION: return "unknown version";
     default: return "?";
     }
 }

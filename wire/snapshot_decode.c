@@ -532,6 +532,31 @@ static int top_field(dec *d, unsigned key, CborValue *v, void *obj)
     return fail(d, "unknown key %u", key);
 }
 
+/* Finds top-level key 0 (schema) wherever it is in the map. The document has been validated
+ * as well-formed, so skipping values cannot run off. 0 = found (*version set), -1 = not a
+ * map, no key 0 or not an unsigned integer: the schema walk reports that. */
+static int find_schema_version(const CborValue *top, uint64_t *version)
+{
+    CborValue m;
+    if (!cbor_value_is_map(top) || cbor_value_enter_container(top, &m))
+        return -1;
+    while (!cbor_value_at_end(&m)) {
+        int is_schema = 0;
+        if (cbor_value_is_unsigned_integer(&m)) {
+            uint64_t k;
+            cbor_value_get_uint64(&m, &k);
+            is_schema = k == ETK_SCHEMA;
+        }
+        if (cbor_value_advance(&m) || cbor_value_at_end(&m))
+            return -1;
+        if (is_schema)
+            return cbor_value_is_unsigned_integer(&m) && !cbor_value_get_uint64(&m, version) ? 0 : -1;
+        if (cbor_value_advance(&m))
+            return -1;
+    }
+    return -1;
+}
+
 int et_snapshot_decode_cbor(const uint8_t *buf, size_t len, et_snapshot *out, char *err, size_t errlen)
 {
     dec d = {err, errlen, "snapshot"};
@@ -556,6 +581,13 @@ int et_snapshot_decode_cbor(const uint8_t *buf, size_t len, et_snapshot *out, ch
     if (e) {
         cbor_fail(&d, e);
         return ET_WIRE_ECBOR;
+    }
+    /* The schema version decides how the rest is judged: a document of a version this build
+     * does not read is "not by me" (retryable), never a schema violation. */
+    uint64_t version = 0;
+    if (find_schema_version(&it, &version) == 0 && version != ET_SNAP_SCHEMA_VERSION) {
+        fail(&d, "schema version %llu, this build reads %d", (unsigned long long)version, ET_SNAP_SCHEMA_VERSION);
+        return ET_WIRE_EVERSION;
     }
     uint64_t seen = 0;
     if (parse_map(&d, &it, "snapshot", ETK_TOP_COUNT, top_field, out, &seen))
@@ -667,14 +699,15 @@ int et_wire_decode(et_wire_dec *wd, const uint8_t *in, size_t len, et_snapshot *
         fail(&d, "not an edgetrace snapshot (no \"ET\" magic)");
         return ET_WIRE_EENVELOPE;
     }
+    /* A version or flag this build does not know may be a newer agent's: retryable. */
     if (in[2] != ET_WIRE_VERSION) {
         fail(&d, "envelope version %u, this build reads %u", in[2], ET_WIRE_VERSION);
-        return ET_WIRE_EENVELOPE;
+        return ET_WIRE_EVERSION;
     }
     uint8_t flags = in[3];
     if (flags & ~ET_WIRE_F_KNOWN) {
         fail(&d, "unknown envelope flags 0x%02x", flags);
-        return ET_WIRE_EENVELOPE;
+        return ET_WIRE_EVERSION;
     }
     const uint8_t *p = in + ET_WIRE_HDR_LEN;
     size_t plen = len - ET_WIRE_HDR_LEN;
