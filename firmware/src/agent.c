@@ -365,7 +365,9 @@ int agent_run_main(int argc, char **argv)
             et_strlcpy(up.pki_cert, a->conf.pki_cert, sizeof up.pki_cert);
             et_strlcpy(up.pki_key, a->conf.pki_key, sizeof up.pki_key);
             et_strlcpy(up.pki_ca, a->conf.pki_ca, sizeof up.pki_ca);
+            up.insecure_skip_verify = a->conf.insecure_skip_verify;
         }
+        up.hold_max_ms = a->conf.hold_max_ms;
         et_strlcpy(up.state_dir, a->conf.spool_dir, sizeof up.state_dir);
         if (!up.device_id[0])
             et_strlcpy(up.device_id, a->conf.device_id, sizeof up.device_id);

@@ -1,0 +1,245 @@
+"""The seams between the agent's uplink and the collector, with the real daemon
+(`edgetrace-agent run` sampling real Go services), the real collector and real SQLite.
+
+  - answers that a collector config change could turn into success never delete a record:
+    a collector whose max_body is too small answers 4.13; the agent keeps every snapshot,
+    retries slowly, shows them in `spool stats`; after the collector is restarted with the
+    right limit, every snapshot arrives exactly once
+  - snapshots spooled under another device id (before provisioning, or before a rename) are
+    stored under the DTLS session's identity, none blocks the queue
+  - the collector's name does not resolve when the agent starts (gateway booted before its
+    network): the agent samples and spools anyway, resolves in the background, and follows
+    the collector to a new address after a session failure
+
+Each of these failed on the old code: 4.13 dropped the records, the identity mismatch was a
+4.03 retried for ever, and an unresolvable name made the daemon exit at start.
+
+Run: make run-tests PYTEST_ARGS="tests/integration/test_uplink_seams.py -x"
+"""
+import json
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import AGENT, COLLECTOR, wait_for
+from test_collector import Collector, free_udp_port, read_creds
+
+
+def spooled(log):
+    """Snapshots the agent put into its spool, from its log (one info line per snapshot)."""
+    return len(re.findall(r"bytes spooled", log.read_text())) if log.exists() else 0
+
+
+def spool_stats(spool):
+    r = subprocess.run([str(AGENT), "spool", "stats", "--dir", str(spool), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def write_conf(path, spool, collector_url, creds, targets, extra=""):
+    t = "".join(f'[target "{name}"]\nurl = {url}\n' for name, url in targets)
+    path.write_text(f"""[agent]
+device_id = gw-old
+interval = 1s
+deep_interval = 3s
+leak_interval = 5s
+discover = no
+log_level = info
+[spool]
+dir = {spool}
+fsync = batch
+[uplink]
+{f"collector = {collector_url}" if collector_url else ""}
+credentials = {creds}
+ack_timeout = 1s
+hold_max = 2s
+{extra}
+{t}""")
+
+
+class Agent:
+    def __init__(self, tmp_path, conf, name="agent", prefix=()):
+        self.log = tmp_path / f"{name}.log"
+        self.proc = subprocess.Popen([*prefix, str(AGENT), "run", "--config", str(conf)], stdout=open(self.log, "a"),
+                                     stderr=subprocess.STDOUT)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def stored(c):
+    return c.rows("SELECT count(*) FROM snapshots")[0][0]
+
+
+def assert_exactly_once(c, produced, spool):
+    st = spool_stats(spool)
+    assert st["pending_routine"] + st["pending_findings"] == 0, st
+    assert st["uplink_rejected"] == 0, st
+    rows = c.rows("SELECT snapshot_id, count(*) FROM snapshots GROUP BY snapshot_id")
+    assert all(n == 1 for _, n in rows)
+    assert len(rows) == produced, (len(rows), produced)
+
+
+def restart(old, extra=()):
+    """The same collector (database, port) restarted with other settings."""
+    old.stop()
+    c = Collector(old.workdir, extra=list(extra))
+    c.port, c.plain_port = old.port, free_udp_port()
+    return c.start()
+
+
+def pending(spool):
+    st = spool_stats(spool)
+    return st["pending_routine"] + st["pending_findings"]
+
+
+def test_answers_a_collector_change_can_fix_never_delete(go_service, tmp_path):
+    """A collector whose max_body is too small answers 4.13. Every snapshot too big is kept (and
+    shown in `spool stats`); the ones that fit keep going past it; once the limit is raised,
+    every snapshot arrives exactly once."""
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    c = Collector(tmp_path, extra=["--max-body", "64"])
+    creds = c.provision("gw-1")
+    c.start()
+    spool = tmp_path / "spool"
+    conf = tmp_path / "agent.conf"
+    write_conf(conf, spool, f"coaps://127.0.0.1:{c.port}", creds["path"], [("svc", svc.url)])
+    agent = Agent(tmp_path, conf)
+    try:
+        # 1. nothing fits (64 bytes): every snapshot is kept, none stored, the agent keeps sampling
+        assert wait_for(lambda: spooled(agent.log) >= 5, timeout=30, step=0.5)
+        time.sleep(2)
+        assert stored(c) == 0
+        st = spool_stats(spool)
+        assert st["uplink_held"] >= 2 and st["uplink_rejected"] == 0, st
+        assert pending(spool) >= spooled(agent.log) - 1, (st, spooled(agent.log))
+        # 2. routine snapshots (~300 bytes) fit, deep ones (~500 bytes, every 3 s) do not: the small
+        #    ones, including those spooled behind a held one, go on arriving
+        c = restart(c, ["--max-body", "400"])
+        assert wait_for(lambda: stored(c) >= 8, timeout=40, step=0.5), agent.log.read_text()[-3000:]
+        assert pending(spool) >= 1
+        # 3. the limit raised: everything arrives
+        c = restart(c)
+        assert wait_for(lambda: stored(c) >= spooled(agent.log) - 1, timeout=60, step=0.5), \
+            (stored(c), spooled(agent.log), agent.log.read_text()[-2000:])
+    finally:
+        assert agent.stop() == 0
+    produced = spooled(agent.log)
+    # what the last seconds spooled goes with the next run
+    drain = Agent(tmp_path, conf, name="drain")
+    try:
+        assert wait_for(lambda: pending(spool) == 0, timeout=30, step=0.5)
+    finally:
+        drain.stop()
+        c.stop()
+    produced += spooled(tmp_path / "drain.log")
+    assert_exactly_once(c, produced, spool)
+    assert "rejected" not in agent.log.read_text()
+
+
+def test_old_device_id_in_the_spool_does_not_block(go_service, tmp_path):
+    """Snapshots spooled as gw-old before provisioning are stored under the session's gw-new."""
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    c = Collector(tmp_path)
+    spool = tmp_path / "spool"
+    conf = tmp_path / "agent.conf"
+    # before provisioning: no collector, snapshots wait in the spool under the id gw-old
+    write_conf(conf, spool, "", tmp_path / "none", [("svc", svc.url)])
+    a1 = Agent(tmp_path, conf, name="before")
+    assert wait_for(lambda: spooled(a1.log) >= 4, timeout=30, step=0.5)
+    assert a1.stop() == 0
+    before = spooled(a1.log)
+    # provisioned as gw-new: the credentials file sets the DTLS identity
+    creds = c.provision("gw-new")
+    c.start()
+    write_conf(conf, spool, f"coaps://127.0.0.1:{c.port}", creds["path"], [("svc", svc.url)])
+    a2 = Agent(tmp_path, conf, name="after")
+    try:
+        assert wait_for(lambda: stored(c) >= before + 3, timeout=40, step=0.5), a2.log.read_text()[-2000:]
+    finally:
+        assert a2.stop() == 0
+    a3 = Agent(tmp_path, conf, name="drain")
+    try:
+        assert wait_for(lambda: pending(spool) == 0, timeout=30, step=0.5)
+    finally:
+        a3.stop()
+    produced = before + spooled(a2.log) + spooled(tmp_path / "drain.log")
+    assert c.rows("SELECT DISTINCT device FROM snapshots") == [("gw-new",)]
+    assert c.rows("SELECT DISTINCT device FROM targets") == [("gw-new",)]
+    c.stop()
+    assert_exactly_once(c, produced, spool)
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_collector_name_unresolvable_at_start_then_moves(go_service, tmp_path):
+    """/etc/hosts (bind-mounted in a private mount namespace) has no entry for the collector when
+    the agent starts; it gets one later, and later still the collector moves to another IP."""
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")  # nothing listens: fails fast
+    c = Collector(tmp_path)
+    creds = c.provision("gw-1")
+    spool = tmp_path / "spool"
+    conf = tmp_path / "agent.conf"
+    write_conf(conf, spool, f"coaps://collector.test:{c.port}", creds["path"], [("svc", svc.url)],
+               "max_retransmit = 2")
+    ns = ["unshare", "-rm", "sh", "-c",
+          f"mount --bind {hosts} /etc/hosts && mount --bind {resolv} /etc/resolv.conf && exec \"$0\" \"$@\""]
+    agent = Agent(tmp_path, conf, prefix=ns)
+    try:
+        # the name does not resolve: the daemon stays up, samples and spools
+        assert wait_for(lambda: spooled(agent.log) >= 3, timeout=30, step=0.5), agent.log.read_text()[-2000:]
+        assert agent.proc.poll() is None
+        assert "cannot resolve" in agent.log.read_text()
+        c.start()
+        time.sleep(2)
+        assert stored(c) == 0
+        # the network comes up: the name resolves (same file, written in place: the bind mount follows the inode)
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n127.0.0.1 collector.test\n")
+        assert wait_for(lambda: stored(c) >= spooled(agent.log) - 1, timeout=60, step=0.5), \
+            agent.log.read_text()[-2000:]
+        # the collector moves to 127.0.0.2: its old address goes silent, the agent's session fails,
+        # it resolves again and follows
+        c.stop()
+        moved = Collector(tmp_path)
+        moved.port, moved.plain_port = c.port, free_udp_port()
+        moved_cmd_host = "127.0.0.2"
+        with open(hosts, "w") as f:
+            f.write(f"127.0.0.1 localhost\n{moved_cmd_host} collector.test\n")
+        start_moved(moved, moved_cmd_host)
+        n_before = stored(moved)
+        assert wait_for(lambda: stored(moved) >= n_before + 3, timeout=90, step=0.5), agent.log.read_text()[-3000:]
+    finally:
+        assert agent.stop() == 0
+    produced = spooled(agent.log)
+    drain = Agent(tmp_path, conf, name="drain", prefix=ns)
+    try:
+        assert wait_for(lambda: pending(spool) == 0, timeout=60, step=0.5), (tmp_path / "drain.log").read_text()[-2000:]
+    finally:
+        drain.stop()
+        moved.stop()
+    produced += spooled(tmp_path / "drain.log")
+    assert_exactly_once(moved, produced, spool)
+
+
+def start_moved(c, host):
+    """Collector.start() listens on 127.0.0.1; this one listens on HOST (same DB, same port)."""
+    c.logf = open(c.log, "a")
+    c.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", str(c.db), "--listen", f"{host}:{c.port}",
+                               "--stats-interval", "0"], stdout=subprocess.PIPE, stderr=c.logf, text=True)
+    line = c.proc.stdout.readline()
+    assert line.startswith("ready "), line
