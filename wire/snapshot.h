@@ -41,7 +41,12 @@
 #include "finding.h"
 
 /* ---- versions and envelope ------------------------------------------------------------ */
-#define ET_SNAP_SCHEMA_VERSION 1   /* CBOR key 0; bumped on any incompatible schema change */
+/* CBOR key 0; bumped on any schema change (the decoder rejects unknown keys). A build reads
+ * every version from ET_SNAP_SCHEMA_MIN to ET_SNAP_SCHEMA_VERSION. The agent writes
+ * ET_SNAP_SCHEMA_MIN unless the collector said it reads more and the snapshot needs it (so
+ * agents may be updated before their collector); see README "Snapshot format". */
+#define ET_SNAP_SCHEMA_VERSION 2   /* 2: counters 6-8 (the uplink's held/rejected records) */
+#define ET_SNAP_SCHEMA_MIN 1
 #define ET_WIRE_MAGIC0 0x45        /* 'E' */
 #define ET_WIRE_MAGIC1 0x54        /* 'T' */
 #define ET_WIRE_VERSION 1          /* envelope version (byte 2) */
@@ -120,7 +125,8 @@ typedef struct et_snap_attach {
 } et_snap_attach;
 
 typedef struct et_snapshot {
-    uint32_t schema;                       /* ET_SNAP_SCHEMA_VERSION */
+    uint32_t schema;                       /* ET_SNAP_SCHEMA_MIN..ET_SNAP_SCHEMA_VERSION; fields
+                                              of a later version are not encoded */
     uint8_t id[ET_SNAP_ID_LEN];            /* random, unique per snapshot: collector dedup key */
     /* device */
     char device_id[ET_SNAP_STR_SHORT];
@@ -161,6 +167,10 @@ typedef struct et_snapshot {
     uint64_t spool_bytes_today;            /* bytes written to flash today (UTC day, or since boot) */
     uint32_t findings_dropped;             /* analyzer: findings beyond ET_MAX_FINDINGS */
     uint32_t sites_truncated;              /* parser: goroutines folded into the overflow site */
+    /* schema 2: the uplink's records the collector could not take (README "Answer codes") */
+    uint64_t uplink_held;                  /* "not now" answers that kept a record, ever */
+    uint64_t uplink_rejected;              /* records dropped on 4.00/4.22, ever */
+    uint32_t uplink_held_now;              /* records held at sampling time */
     /* sampling cost */
     uint64_t cost_bytes;                   /* HTTP body bytes fetched this cycle */
     uint32_t cost_ms;                      /* wall time spent sampling + parsing this cycle */

@@ -32,6 +32,8 @@ int coll_decoder_add_dict(coll_decoder *d, const void *dict, size_t len, char *e
     return et_wire_dec_add_dict(d->dec, dict, len, err, errlen);
 }
 
+int coll_decode_schema_max(void) { return ET_SNAP_SCHEMA_VERSION; }
+
 void coll_decoder_free(coll_decoder *d)
 {
     if (!d)

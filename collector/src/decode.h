@@ -18,6 +18,8 @@ coll_decoder *coll_decoder_create(char *err, size_t errlen);
 /* Registers a zstd dictionary file's bytes (copied). 0 or -1. */
 int coll_decoder_add_dict(coll_decoder *d, const void *dict, size_t len, char *err, size_t errlen);
 void coll_decoder_free(coll_decoder *d);
+/* The newest snapshot schema version this collector reads (told to agents in every 2.01/2.04). */
+int coll_decode_schema_max(void);
 
 /* kind (may be NULL) gets the reason class: "zstd", "cbor", "schema", "envelope", "size",
  * "version", "dict", "memory", "" */

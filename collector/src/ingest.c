@@ -114,12 +114,14 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
     if (rc == STORE_DUPLICATE) {
         c->snapshots_dup++;
         r->code = 204;
-        snprintf(r->diag, sizeof(r->diag), "dup %s", snap.snapshot_id);
+        snprintf(r->diag, sizeof(r->diag), "dup %s s=%d", snap.snapshot_id, coll_decode_schema_max());
     } else {
         c->snapshots_new++;
         c->bytes += len;
         r->code = 201;
-        snprintf(r->diag, sizeof(r->diag), "new %s", snap.snapshot_id);
+        /* " s=N": the newest schema this collector reads; the agent writes a later schema
+         * only after seeing it, so agents can be updated before their collector */
+        snprintf(r->diag, sizeof(r->diag), "new %s s=%d", snap.snapshot_id, coll_decode_schema_max());
     }
 }
 

@@ -124,6 +124,18 @@ static void on_cycle(void *ud, const et_cycle *c)
     s->spool_bytes_today = st.bytes_written_today;
     s->cost_bytes = c->cost.bytes;
     s->cost_ms = c->cost.ms;
+    if (a->up) {
+        /* Records the collector could not take travel in schema 2's counters, but only to a
+         * collector that said it reads schema 2: an older one would reject the whole snapshot. */
+        et_uplink_stats us;
+        et_uplink_get_stats(a->up, &us);
+        if (us.peer_schema >= 2 && (us.held || us.rejected || us.held_now)) {
+            s->schema = 2;
+            s->uplink_held = us.held;
+            s->uplink_rejected = us.rejected;
+            s->uplink_held_now = us.held_now;
+        }
+    }
 
     char err[160];
     size_t n = 0;

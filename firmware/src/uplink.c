@@ -419,6 +419,15 @@ static void answered_failure(et_uplink *u, const char *why)
         fail(u, why);
 }
 
+/* The collector ends 2.01/2.04 diagnostics with " s=N", the newest snapshot schema it reads
+ * (older collectors say nothing: schema 1). The agent writes a later schema only then. */
+static void peer_schema(et_uplink *u, const char *diag)
+{
+    const char *p = strstr(diag, " s=");
+    unsigned long v = p ? strtoul(p + 3, NULL, 10) : 1;
+    u->st.peer_schema = v >= 1 && v < 1000 ? (uint32_t)v : 1;
+}
+
 static int token_is_ours(et_uplink *u, const coap_pdu_t *pdu)
 {
     if (!pdu || !u->in_flight)
@@ -453,6 +462,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
             u->st.acked_dup++;
         u->st.bytes_sent += u->len;
         budget_add(u, u->len);
+        peer_schema(u, diag);
         et_debug("uplink: %u.%02u %s", cls, detail, diag);
         succeed(u);
         break;

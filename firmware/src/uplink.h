@@ -115,6 +115,7 @@ typedef struct et_uplink_stats {
     int in_flight;
     int connected;                /* a DTLS session is established */
     uint32_t held_now;            /* records held right now */
+    uint32_t peer_schema;         /* newest snapshot schema the collector said it reads (0 = not yet) */
     int have_addr;                /* the collector's name has been resolved */
 } et_uplink_stats;
 

@@ -91,6 +91,54 @@ def assert_exactly_once(c, produced, spool):
     assert len(rows) == produced, (len(rows), produced)
 
 
+def cbor(b, i=0):
+    """Minimal CBOR reader for the snapshot's shapes (ints, strings, arrays, maps, definite or
+    indefinite): returns (value, next index)."""
+    ib = b[i]
+    major, info = ib >> 5, ib & 31
+    i += 1
+    if info < 24:
+        n = info
+    elif info in (24, 25, 26, 27):
+        k = 1 << (info - 24)
+        n = int.from_bytes(b[i:i + k], "big")
+        i += k
+    elif info == 31:
+        n = None
+    else:
+        raise ValueError(f"CBOR info {info}")
+    if major == 0:
+        return n, i
+    if major == 1:
+        return -1 - n, i
+    if major in (2, 3):
+        return b[i:i + n], i + n
+    if major == 7:
+        return info, i
+    items = []
+    count = n if n is not None else 1 << 30
+    per = 2 if major == 5 else 1
+    while len(items) < count * per:
+        if n is None and b[i] == 0xFF:
+            i += 1
+            break
+        v, i = cbor(b, i)
+        items.append(v)
+    if major == 4:
+        return items, i
+    return dict(zip(items[::2], items[1::2])), i
+
+
+def snapshot_doc(payload, tmp_path):
+    """The CBOR map of a stored envelope (zstd-decompressed with the zstd tool if needed)."""
+    body = bytes(payload[4:])
+    if payload[3] & 1:
+        f = tmp_path / "frame.zst"
+        f.write_bytes(body)
+        body = subprocess.run(["zstd", "-dc", str(f)], capture_output=True, check=True).stdout
+    return cbor(body)[0]
+
+
 def restart(old, extra=()):
     """The same collector (database, port) restarted with other settings."""
     old.stop()
@@ -133,6 +181,11 @@ def test_answers_a_collector_change_can_fix_never_delete(go_service, tmp_path):
         c = restart(c)
         assert wait_for(lambda: stored(c) >= spooled(agent.log) - 1, timeout=60, step=0.5), \
             (stored(c), spooled(agent.log), agent.log.read_text()[-2000:])
+        # the held records reached the collector in the snapshots' counters too (schema 2, written
+        # only once this collector said, in its answers, that it reads schema 2)
+        docs = [snapshot_doc(p, tmp_path) for (p,) in c.rows("SELECT payload FROM snapshots")]
+        assert {d[0] for d in docs} == {1, 2}, [d[0] for d in docs]
+        assert max(d.get(15, {}).get(6, 0) for d in docs if d[0] == 2) >= 2
     finally:
         assert agent.stop() == 0
     produced = spooled(agent.log)
