@@ -211,6 +211,11 @@ static void on_retry_timer(et_loop *l, et_timer_id id, void *ud)
     (void)id;
     et_uplink *u = ud;
     u->retry_timer = 0;
+    if (u->held_wait) {
+        /* a held record is due: go round the queue again to reach it */
+        u->held_wait = 0;
+        u->rot_streak = 0;
+    }
     try_send(u);
 }
 
@@ -688,12 +693,21 @@ static void close_session(et_uplink *u)
     }
 }
 
-static uint64_t earliest_held(const et_uplink *u)
+/* When the next held record is due. Called after a full round of the queue found nothing to
+ * send: an entry already due then belongs to a record that is no longer pending (evicted
+ * from a full spool), or one that became due during the round; forgetting it costs at most
+ * its backoff history, keeping it would wake us at once, again and again. */
+static uint64_t earliest_held(et_uplink *u, uint64_t now)
 {
     uint64_t t = UINT64_MAX;
-    for (unsigned i = 0; i < HELD_MAX; i++)
-        if (u->held[i].fails && u->held[i].not_before < t)
+    for (unsigned i = 0; i < HELD_MAX; i++) {
+        if (!u->held[i].fails)
+            continue;
+        if (u->held[i].not_before <= now)
+            memset(&u->held[i], 0, sizeof(u->held[i]));
+        else if (u->held[i].not_before < t)
             t = u->held[i].not_before;
+    }
     return t;
 }
 
@@ -726,8 +740,8 @@ static void try_send(et_uplink *u)
             schedule(u, 0);
             return;
         }
-        uint64_t due = earliest_held(u);
-        schedule(u, (uint32_t)ET_MIN(due > now ? due - now : 0, (uint64_t)u->p.hold_max_ms));
+        uint64_t due = earliest_held(u, now);
+        schedule(u, (uint32_t)ET_MIN(due > now ? due - now : 1, (uint64_t)u->p.hold_max_ms));
         u->held_wait = 1;
         return;
     }

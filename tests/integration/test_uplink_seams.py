@@ -296,3 +296,27 @@ def start_moved(c, host):
                                "--stats-interval", "0"], stdout=subprocess.PIPE, stderr=c.logf, text=True)
     line = c.proc.stdout.readline()
     assert line.startswith("ready "), line
+
+
+def test_snapshot_over_the_daily_budget_does_not_wait_for_ever(go_service, tmp_path):
+    """A daily budget smaller than any snapshot: the first one of the UTC day goes anyway (it
+    would otherwise block the queue for ever), the rest wait for the next day's budget."""
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    c = Collector(tmp_path)
+    creds = c.provision("gw-1")
+    c.start()
+    spool = tmp_path / "spool"
+    conf = tmp_path / "agent.conf"
+    write_conf(conf, spool, f"coaps://127.0.0.1:{c.port}", creds["path"], [("svc", svc.url)],
+               "budget_bytes_per_day = 100")
+    agent = Agent(tmp_path, conf)
+    try:
+        assert wait_for(lambda: stored(c) >= 1, timeout=30, step=0.5), agent.log.read_text()[-2000:]
+        assert wait_for(lambda: spooled(agent.log) >= 5, timeout=30, step=0.5)
+        time.sleep(1)
+        assert stored(c) == 1
+        assert "daily budget" in agent.log.read_text()
+    finally:
+        assert agent.stop() == 0
+        c.stop()
+    assert pending(spool) == spooled(agent.log) - 1
