@@ -54,6 +54,8 @@ typedef struct agent {
     et_snapshot snap; /* one snapshot buffer, reused: ~200 KB is too much for the stack */
     uint8_t wire[ET_WIRE_MAX];
     uint64_t snapshots, spool_errors;
+    uint8_t *dict; /* zstd dictionary ([uplink] dict), kept for the encoder's lifetime */
+    size_t dict_len;
 } agent;
 
 static et_site_memo *memo_for(agent *a, const et_sampler *sp)
@@ -303,6 +305,28 @@ static void usage(void)
     fprintf(stderr, "usage: edgetrace-agent run [--config FILE] [-v]\n");
 }
 
+
+/* A dictionary is a few KB to ~100 KB (zstd --train's default is 110 KB); anything bigger is a
+ * wrong file. Read once at start: the encoder keeps a reference. */
+#define DICT_MAX (128u * 1024u)
+static int load_dict(agent *a, char *err, size_t errlen)
+{
+    FILE *f = fopen(a->conf.dict, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        return -1;
+    }
+    a->dict = malloc(DICT_MAX + 1);
+    size_t n = a->dict ? fread(a->dict, 1, DICT_MAX + 1, f) : 0;
+    fclose(f);
+    if (!a->dict || n == 0 || n > DICT_MAX) {
+        snprintf(err, errlen, "%s", !a->dict ? "out of memory" : n ? "larger than 128 KiB" : "empty");
+        return -1;
+    }
+    a->dict_len = n;
+    return 0;
+}
+
 int agent_run_main(int argc, char **argv)
 {
     const char *conf_path = "/etc/edgetrace/agent.conf";
@@ -343,6 +367,12 @@ int agent_run_main(int argc, char **argv)
         return 1;
     }
     et_wire_params wp = {.level = 3}; /* dfast: the device zstd carries no slower strategy */
+    if (a->conf.dict[0] && load_dict(a, err, sizeof err) != 0) {
+        fprintf(stderr, "edgetrace-agent: dict %s: %s\n", a->conf.dict, err);
+        return 2;
+    }
+    wp.dict = a->dict;
+    wp.dict_len = a->dict_len;
     a->enc = et_wire_enc_create(&wp, err, sizeof err);
     a->loop = et_loop_create(128, 256);
     a->http = a->loop ? et_httpc_create(a->loop, 4) : NULL;
@@ -427,6 +457,7 @@ int agent_run_main(int argc, char **argv)
         close(a->sigfd);
     et_loop_destroy(a->loop);
     et_wire_enc_free(a->enc);
+    free(a->dict);
     et_info("stopped after %llu snapshots", (unsigned long long)a->snapshots);
     return rc;
 }

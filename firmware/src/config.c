@@ -249,6 +249,8 @@ static int on_kv(void *ud, const char *sec, const char *k, const char *v)
             return set_ms(x, k, v, &c->ack_timeout_ms);
         if (!strcmp(k, "hold_max"))
             return set_ms(x, k, v, &c->hold_max_ms);
+        if (!strcmp(k, "dict"))
+            SET_STR(c->dict);
         if (!strcmp(k, "insecure_skip_verify")) {
             int b = parse_bool(v);
             if (b < 0)

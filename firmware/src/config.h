@@ -24,6 +24,7 @@
  *   pki_cert = / pki_key = / pki_ca =           ; optional: certificates instead of the PSK
  *   insecure_skip_verify = no      ; pki_cert without pki_ca is refused unless yes (then warned)
  *   hold_max = 1h                  ; longest wait before a held snapshot is tried again
+ *   dict = /etc/edgetrace/snap.dict ; optional zstd dictionary (the collector must have it too)
  *
  *   [target "billing"]             ; zero or more explicit targets
  *   url = http://127.0.0.1:6060
@@ -82,6 +83,7 @@ typedef struct et_config {
     char pki_cert[ET_PATH_MAX], pki_key[ET_PATH_MAX], pki_ca[ET_PATH_MAX]; /* optional: DTLS certificates instead of PSK */
     int insecure_skip_verify;    /* pki_cert without pki_ca: refused unless set */
     uint32_t hold_max_ms;        /* held snapshots ("not now" answers): longest retry period */
+    char dict[ET_PATH_MAX];      /* zstd dictionary file for the snapshots ("" = none) */
     /* [target "..."] */
     et_conf_target targets[ET_MAX_CONF_TARGETS];
     uint32_t ntargets;

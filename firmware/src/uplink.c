@@ -735,7 +735,8 @@ static void try_send(et_uplink *u)
         /* Not due: move it behind the others, unless every pending record has been moved
          * since the last send (all are held): then sleep until the first is due, or until
          * a new snapshot arrives (et_uplink_kick). */
-        if (u->rot_streak < pending_records(u) && rotate(u, &r, (size_t)n) == 0) {
+        uint64_t pending = pending_records(u);
+        if (pending > 1 && u->rot_streak < pending && rotate(u, &r, (size_t)n) == 0) {
             u->rot_streak++;
             schedule(u, 0);
             return;

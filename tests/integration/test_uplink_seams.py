@@ -2,9 +2,11 @@
 (`edgetrace-agent run` sampling real Go services), the real collector and real SQLite.
 
   - answers that a collector config change could turn into success never delete a record:
-    a collector whose max_body is too small answers 4.13; the agent keeps every snapshot,
-    retries slowly, shows them in `spool stats`; after the collector is restarted with the
-    right limit, every snapshot arrives exactly once
+    a collector whose max_body is too small answers 4.13, one without the agent's zstd
+    dictionary answers 5.01; the agent keeps every such snapshot, retries slowly, lets the
+    others pass, shows them in `spool stats` and in its snapshots' counters; after the
+    collector is restarted with the right config, every snapshot arrives exactly once
+  - a snapshot larger than the day's byte budget goes first thing in a UTC day
   - snapshots spooled under another device id (before provisioning, or before a rename) are
     stored under the DTLS session's identity, none blocks the queue
   - the collector's name does not resolve when the agent starts (gateway booted before its
@@ -25,7 +27,7 @@ import time
 
 import pytest
 
-from conftest import AGENT, COLLECTOR, wait_for
+from conftest import AGENT, COLLECTOR, ROOT, wait_for
 from test_collector import Collector, free_udp_port, read_creds
 
 
@@ -152,6 +154,19 @@ def pending(spool):
     return st["pending_routine"] + st["pending_findings"]
 
 
+def drain_and_check(tmp_path, conf, c, spool, produced, prefix=()):
+    """What the agent spooled in its last seconds goes with one more run; then every snapshot
+    it ever made is in the database exactly once, and nothing is left or dropped."""
+    drain = Agent(tmp_path, conf, name="drain", prefix=prefix)
+    try:
+        assert wait_for(lambda: pending(spool) == 0, timeout=60, step=0.5), \
+            (tmp_path / "drain.log").read_text()[-2000:]
+    finally:
+        drain.stop()
+        c.stop()
+    assert_exactly_once(c, produced + spooled(tmp_path / "drain.log"), spool)
+
+
 def test_answers_a_collector_change_can_fix_never_delete(go_service, tmp_path):
     """A collector whose max_body is too small answers 4.13. Every snapshot too big is kept (and
     shown in `spool stats`); the ones that fit keep going past it; once the limit is raised,
@@ -188,17 +203,37 @@ def test_answers_a_collector_change_can_fix_never_delete(go_service, tmp_path):
         assert max(d.get(15, {}).get(6, 0) for d in docs if d[0] == 2) >= 2
     finally:
         assert agent.stop() == 0
-    produced = spooled(agent.log)
-    # what the last seconds spooled goes with the next run
-    drain = Agent(tmp_path, conf, name="drain")
-    try:
-        assert wait_for(lambda: pending(spool) == 0, timeout=30, step=0.5)
-    finally:
-        drain.stop()
-        c.stop()
-    produced += spooled(tmp_path / "drain.log")
-    assert_exactly_once(c, produced, spool)
+    drain_and_check(tmp_path, conf, c, spool, spooled(agent.log))
     assert "rejected" not in agent.log.read_text()
+
+
+def test_unregistered_dictionary_holds_until_the_collector_has_it(go_service, tmp_path):
+    """The agent compresses with a zstd dictionary the collector does not have yet (5.01): every
+    such snapshot is kept; once the collector is restarted with the dictionary, all arrive once."""
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    d = tmp_path / "snap.dict"
+    fixtures = sorted(str(p) for p in (ROOT / "tests" / "fixtures" / "pprof").glob("*.txt"))
+    subprocess.run(["zstd", "--train", "-q", "-B512", *fixtures, "--maxdict=8192", "-o", str(d)], check=True)
+    c = Collector(tmp_path)
+    creds = c.provision("gw-1")
+    c.start()
+    spool = tmp_path / "spool"
+    conf = tmp_path / "agent.conf"
+    write_conf(conf, spool, f"coaps://127.0.0.1:{c.port}", creds["path"], [("svc", svc.url)], f"dict = {d}")
+    agent = Agent(tmp_path, conf)
+    try:
+        assert wait_for(lambda: "5.01" in agent.log.read_text(), timeout=30, step=0.5), agent.log.read_text()[-2000:]
+        assert wait_for(lambda: spooled(agent.log) >= 5, timeout=30, step=0.5)
+        st = spool_stats(spool)
+        assert st["uplink_held"] >= 1 and st["uplink_rejected"] == 0 and pending(spool) >= 1, st
+        c.proc.send_signal(signal.SIGUSR1)
+        assert wait_for(lambda: re.search(r"unreadable=[1-9]", c.log.read_text()), timeout=5)
+        c = restart(c, ["--dict", str(d)])
+        assert wait_for(lambda: stored(c) >= spooled(agent.log) - 1, timeout=60, step=0.5), \
+            (stored(c), spooled(agent.log), agent.log.read_text()[-2000:])
+    finally:
+        assert agent.stop() == 0
+    drain_and_check(tmp_path, conf, c, spool, spooled(agent.log))
 
 
 def test_old_device_id_in_the_spool_does_not_block(go_service, tmp_path):
@@ -222,16 +257,9 @@ def test_old_device_id_in_the_spool_does_not_block(go_service, tmp_path):
         assert wait_for(lambda: stored(c) >= before + 3, timeout=40, step=0.5), a2.log.read_text()[-2000:]
     finally:
         assert a2.stop() == 0
-    a3 = Agent(tmp_path, conf, name="drain")
-    try:
-        assert wait_for(lambda: pending(spool) == 0, timeout=30, step=0.5)
-    finally:
-        a3.stop()
-    produced = before + spooled(a2.log) + spooled(tmp_path / "drain.log")
+    drain_and_check(tmp_path, conf, c, spool, before + spooled(a2.log))
     assert c.rows("SELECT DISTINCT device FROM snapshots") == [("gw-new",)]
     assert c.rows("SELECT DISTINCT device FROM targets") == [("gw-new",)]
-    c.stop()
-    assert_exactly_once(c, produced, spool)
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
@@ -278,15 +306,7 @@ def test_collector_name_unresolvable_at_start_then_moves(go_service, tmp_path):
         assert wait_for(lambda: stored(moved) >= n_before + 3, timeout=90, step=0.5), agent.log.read_text()[-3000:]
     finally:
         assert agent.stop() == 0
-    produced = spooled(agent.log)
-    drain = Agent(tmp_path, conf, name="drain", prefix=ns)
-    try:
-        assert wait_for(lambda: pending(spool) == 0, timeout=60, step=0.5), (tmp_path / "drain.log").read_text()[-2000:]
-    finally:
-        drain.stop()
-        moved.stop()
-    produced += spooled(tmp_path / "drain.log")
-    assert_exactly_once(moved, produced, spool)
+    drain_and_check(tmp_path, conf, moved, spool, spooled(agent.log), prefix=ns)
 
 
 def start_moved(c, host):
