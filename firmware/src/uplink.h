@@ -23,7 +23,7 @@
  *   after its own backoff (hold_min_ms doubling up to hold_max_ms), and moved behind the
  *   others so that later snapshots still go. Two such answers in a row (nothing readable)
  *   slow the whole uplink down the same way.
- *   4.01 / 4.03, 5.xx, timeouts, DTLS failures -> kept, retried after exponential backoff
+ *   4.01 / 4.03, 4.08, 4.29, 5.xx, timeouts, DTLS failures -> kept, retried after exponential backoff
  *   with equal jitter (backoff_min_ms doubling up to backoff_max_ms). An answered failure
  *   for the same record three times in a row holds that record, so none blocks the queue.
  *

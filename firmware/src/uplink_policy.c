@@ -33,6 +33,10 @@ int et_uplink_classify(unsigned cls, unsigned detail)
         return ET_UPLINK_DROP;
     if (cls == 4 && (detail == 1 || detail == 3))
         return ET_UPLINK_REFUSED;
+    /* 4.08 (the collector lost a half-received body, e.g. it restarted) and 4.29 (busy) are
+     * about this moment, not this record: the whole body goes again after the usual backoff. */
+    if (cls == 4 && (detail == 8 || detail == 29))
+        return ET_UPLINK_RETRY;
     /* 4.13 (over the collector's current max_body), 4.15, 5.01 (unknown envelope/schema
      * version or dictionary) and any 4.xx this agent does not know: a collector upgrade or a
      * config change could store this record, so it is kept and retried slowly. */

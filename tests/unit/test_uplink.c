@@ -124,7 +124,9 @@ static void test_answer_classes(void **st)
     assert_int_equal(et_uplink_classify(4, 15), ET_UPLINK_HOLD);
     assert_int_equal(et_uplink_classify(5, 1), ET_UPLINK_HOLD);
     assert_int_equal(et_uplink_classify(4, 4), ET_UPLINK_HOLD);
-    assert_int_equal(et_uplink_classify(4, 29), ET_UPLINK_HOLD);
+    assert_int_equal(et_uplink_classify(4, 8), ET_UPLINK_RETRY);
+    assert_int_equal(et_uplink_classify(4, 29), ET_UPLINK_RETRY);
+    assert_int_equal(et_uplink_classify(4, 12), ET_UPLINK_HOLD);
     assert_int_equal(et_uplink_classify(4, 1), ET_UPLINK_REFUSED);
     assert_int_equal(et_uplink_classify(4, 3), ET_UPLINK_REFUSED);
     assert_int_equal(et_uplink_classify(5, 0), ET_UPLINK_RETRY);
