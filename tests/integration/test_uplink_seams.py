@@ -340,3 +340,21 @@ def test_snapshot_over_the_daily_budget_does_not_wait_for_ever(go_service, tmp_p
         assert agent.stop() == 0
         c.stop()
     assert pending(spool) == spooled(agent.log) - 1
+
+
+def test_certificate_without_ca_needs_an_explicit_opt_out(tmp_path):
+    """pki_cert without pki_ca used to skip verifying the collector silently. Now the daemon
+    refuses to start, unless insecure_skip_verify = yes, and then says so at every start."""
+    spool = tmp_path / "spool"
+    conf = tmp_path / "agent.conf"
+    pki = f"pki_cert = {tmp_path}/gw.crt\npki_key = {tmp_path}/gw.key"
+    write_conf(conf, spool, "coaps://127.0.0.1:5684", tmp_path / "none", [], pki)
+    r = subprocess.run([str(AGENT), "run", "--config", str(conf)], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "pki_ca" in r.stderr and "insecure_skip_verify" in r.stderr, r.stderr
+    write_conf(conf, spool, "coaps://127.0.0.1:5684", tmp_path / "none", [], pki + "\ninsecure_skip_verify = yes")
+    for run in range(2):
+        agent = Agent(tmp_path, conf, name=f"insecure{run}")
+        try:
+            assert wait_for(lambda: "NOT verified" in agent.log.read_text(), timeout=10), agent.log.read_text()
+        finally:
+            assert agent.stop() == 0
