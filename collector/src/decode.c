@@ -31,6 +31,8 @@ int coll_decoder_add_dict(coll_decoder *d, const void *dict, size_t len, char *e
     return et_wire_dec_add_dict(d->dec, dict, len, err, errlen);
 }
 
+int coll_decode_schema_max(void) { return ET_SNAP_SCHEMA_VERSION; }
+
 void coll_decoder_free(coll_decoder *d)
 {
     if (!d)
@@ -49,14 +51,20 @@ int coll_decode(coll_decoder *d, const uint8_t *in, size_t len, coll_snap *snap,
         *kind = k;
     if (rc != ET_WIRE_OK) {
         snprintf(diag, diaglen, "%s: %s", et_wire_status_name(rc), err);
+        /* Only 4.00 and 4.22 tell the agent to delete the record; everything a collector
+         * upgrade or a config change could turn into success must be retryable (README
+         * "Answer codes"). */
         int code = 400;
         switch (rc) {
-        case ET_WIRE_EENVELOPE: code = 415; k = "envelope"; break;
+        case ET_WIRE_EENVELOPE: k = "envelope"; break;
         case ET_WIRE_ETOOBIG: code = 413; k = "size"; break;
         case ET_WIRE_ENOMEM: code = 500; k = "memory"; break;
-        case ET_WIRE_EZSTD: case ET_WIRE_EDICT: case ET_WIRE_EUNSUPPORTED: k = "zstd"; break;
+        case ET_WIRE_EVERSION: code = 501; k = "version"; break;
+        case ET_WIRE_EDICT: code = 501; k = "dict"; break;
+        case ET_WIRE_EUNSUPPORTED: code = 501; k = "zstd"; break;
+        case ET_WIRE_EZSTD: k = "zstd"; break;
         case ET_WIRE_ECBOR: k = "cbor"; break;
-        default: k = "schema"; break;
+        default: code = 422; k = "schema"; break;
         }
         if (kind)
             *kind = k;

@@ -71,14 +71,14 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
     int code = coll_decode(dec, body, len, &snap, r->diag, sizeof(r->diag), &kind);
     if (code) {
         r->code = code;
-        if (code == 415) {
-            c->bad_format++;
-        } else if (code == 413) {
+        if (code == 413) {
             c->too_large++;
         } else if (code == 500) {
             c->store_errors++;
+        } else if (code == 501) {
+            c->unreadable++; /* a newer agent, or a dictionary not loaded: the agent keeps it */
         } else {
-            c->bad_request++;
+            c->bad_request++; /* 4.00 corrupt bytes, 4.22 schema violation: the agent drops it */
             if (!strcmp(kind, "zstd"))
                 c->bad_zstd++;
             else if (!strcmp(kind, "schema"))
@@ -88,14 +88,14 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
         }
         return;
     }
-    /* The identity is the DTLS session's; the payload's claim must agree with it. A device
-     * cannot write as another, and a mismatch is a configuration error worth seeing. */
+    /* The identity is the DTLS session's, and the snapshot is stored under it whatever the
+     * payload claims: a device cannot write as another. The claim is only counted
+     * (identity_mismatch in the stats line). Refusing it (4.03, as before) blocked a device's spool for ever: every record
+     * spooled before provisioning or before a rename carries the old id, and a 4.03 is
+     * retryable for the agent. */
     if (strcmp(snap.device_id, device) != 0) {
         c->identity_mismatch++;
-        r->code = 403;
-        snprintf(r->diag, sizeof(r->diag), "payload device id '%.50s' is not the session identity '%.50s'",
-                 snap.device_id, device);
-        return;
+        snprintf(snap.device_id, sizeof(snap.device_id), "%s", device);
     }
     if (store_begin(st)) {
         c->store_errors++;
@@ -114,12 +114,14 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
     if (rc == STORE_DUPLICATE) {
         c->snapshots_dup++;
         r->code = 204;
-        snprintf(r->diag, sizeof(r->diag), "dup %s", snap.snapshot_id);
+        snprintf(r->diag, sizeof(r->diag), "dup %s s=%d", snap.snapshot_id, coll_decode_schema_max());
     } else {
         c->snapshots_new++;
         c->bytes += len;
         r->code = 201;
-        snprintf(r->diag, sizeof(r->diag), "new %s", snap.snapshot_id);
+        /* " s=N": the newest schema this collector reads; the agent writes a later schema
+         * only after seeing it, so agents can be updated before their collector */
+        snprintf(r->diag, sizeof(r->diag), "new %s s=%d", snap.snapshot_id, coll_decode_schema_max());
     }
 }
 
@@ -129,10 +131,11 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              "requests=%" PRIu64 " new=%" PRIu64 " dup=%" PRIu64 " bad_request=%" PRIu64 " (zstd=%" PRIu64
              " cbor=%" PRIu64 " schema=%" PRIu64 ") too_large=%" PRIu64 " bad_format=%" PRIu64
              " identity_mismatch=%" PRIu64 " unauthenticated=%" PRIu64 " block_incomplete=%" PRIu64
-             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64,
+             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64
+             " unreadable=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
-             c->block_incomplete, c->store_errors, c->unknown_identity, c->commits, c->bytes);
+             c->block_incomplete, c->store_errors, c->unknown_identity, c->commits, c->bytes, c->unreadable);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */

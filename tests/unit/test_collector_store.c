@@ -238,10 +238,15 @@ static void test_ingest_codes(void **state)
     assert_int_equal(c.bad_format, 2);
     ingest_payload(s, d, &c, "gw-7", buf, n, 42, 16, 1, 1, &r); /* over the cap */
     assert_int_equal(r.code, 413);
-    ingest_payload(s, d, &c, "gw-8", buf, n, 42, 0, 1, 1, &r); /* another device's snapshot */
-    assert_int_equal(r.code, 403);
+    /* another device id in the payload: stored under the session identity (below), counted */
+    ingest_payload(s, d, &c, "gw-8", buf, n, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 201);
     assert_int_equal(c.identity_mismatch, 1);
-    assert_int_equal(r.staged, 0);
+    assert_int_equal(r.staged, 1);
+    assert_int_equal(store_commit(s), 0);
+    assert_int_equal(store_count(s, "snapshots"), 1);
+    memset(sn.id, 0x43, sizeof(sn.id)); /* the rest of this test wants a fresh snapshot id */
+    n = encode(&sn, buf, sizeof(buf), 0);
 
     uint8_t bad[64];
     const uint8_t hdr[4] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, ET_WIRE_F_ZSTD};
@@ -251,16 +256,30 @@ static void test_ingest_codes(void **state)
     assert_int_equal(r.code, 400);
     if (c.bad_zstd != 1)
         fail_msg("expected a zstd rejection, got: %s", r.diag);
-    memcpy(bad, "XX", 2); /* not an envelope */
+    memcpy(bad, "XX", 2); /* not an envelope: corrupt, permanent */
     ingest_payload(s, d, &c, "gw-7", bad, 44, 42, 0, 1, 1, &r);
-    assert_int_equal(r.code, 415);
+    assert_int_equal(r.code, 400);
     /* raw-CBOR envelope with broken CBOR */
     size_t rn = encode(&sn, buf, sizeof(buf), 1);
     buf[rn / 2] ^= 0xff;
     buf[4] = 0xbf; /* indefinite map never closed */
     ingest_payload(s, d, &c, "gw-7", buf, rn - 1, 42, 0, 1, 1, &r);
     assert_int_equal(r.code, 400);
-    assert_int_equal(store_count(s, "snapshots"), 0);
+    /* a schema violation in the version it reads: 4.22, permanent */
+    static const uint8_t v1_bad[] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, 0, 0xa2, 0x00, 0x01, 0x18, 0x28, 0x01};
+    ingest_payload(s, d, &c, "gw-7", v1_bad, sizeof v1_bad, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 422);
+    /* a newer schema version, a newer envelope version: 5.01, retryable, counted apart */
+    static const uint8_t v9[] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, 0, 0xa2, 0x00, 0x09, 0x18, 0x28, 0x01};
+    ingest_payload(s, d, &c, "gw-7", v9, sizeof v9, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 501);
+    uint8_t env2[sizeof v9];
+    memcpy(env2, v9, sizeof v9);
+    env2[2] = ET_WIRE_VERSION + 1;
+    ingest_payload(s, d, &c, "gw-7", env2, sizeof env2, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 501);
+    assert_int_equal(c.unreadable, 2);
+    assert_int_equal(store_count(s, "snapshots"), 1);
 
     n = encode(&sn, buf, sizeof(buf), 0);
     ingest_payload(s, d, &c, "gw-7", buf, n, 42, 0, 1, 1, &r);
@@ -270,8 +289,8 @@ static void test_ingest_codes(void **state)
     ingest_payload(s, d, &c, "gw-7", buf, n, 42, 0, 2, 1, &r);
     assert_int_equal(r.code, 204);
     assert_int_equal(store_commit(s), 0);
-    assert_int_equal(store_count(s, "snapshots"), 1);
-    assert_int_equal(c.snapshots_new, 1);
+    assert_int_equal(store_count(s, "snapshots"), 2);
+    assert_int_equal(c.snapshots_new, 2);
     assert_int_equal(c.snapshots_dup, 1);
     coll_decoder_free(d);
     store_close(s);
