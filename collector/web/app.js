@@ -196,7 +196,7 @@
   // One request for the devices and one for the open findings, whatever the fleet's size: the
   // grid is built in the browser, never with a request per device.
   function viewFleet(seq, params) {
-    return Promise.all([api("/api/devices"), api("/api/findings?state=open")]).then(function (r) {
+    return Promise.all([api("/api/devices"), api("/api/findings?state=open&limit=1000")]).then(function (r) {
       if (seq !== renderSeq) return;
       renderFleet(r[0].devices || [], Array.isArray(r[1]) ? r[1] : (r[1].findings || []), params);
     });
@@ -255,7 +255,7 @@
     }
     h.push('<div class="grid-wrap"><table class="grid" id="fleet-grid"><thead><tr><th class="dev">Device</th><th>Status</th><th>Last seen</th>');
     svcList.forEach(function (s) { h.push('<th class="svc"><span>' + esc(s) + "</span></th>"); });
-    h.push('<th class="num">Targets</th></tr></thead><tbody>');
+    h.push('<th>Open findings</th><th class="num">Targets</th></tr></thead><tbody>');
     devices.forEach(function (d) {
       var bad = d.worst || d.status !== "online";
       h.push('<tr data-key="' + esc(String(d.id).toLowerCase() + " " + svcList.filter(function (s) {
@@ -272,7 +272,8 @@
         h.push('<td class="cell sev-' + esc(c.worst || "ok") + '" data-service="' + esc(s) + '" data-worst="' + esc(c.worst || "ok") +
           '"><a href="' + href + '" title="' + esc(d.id + " / " + s + ": " + (c.worst || "no open finding")) + '">' + esc(label) + "</a></td>");
       });
-      h.push('<td class="num">' + num(d.targets) + "</td></tr>");
+      // from the device's own counts, so a device stays marked even past the findings list's limit
+      h.push('<td class="open">' + (d.worst ? counts(d.open_findings) : badge(null)) + '</td><td class="num">' + num(d.targets) + "</td></tr>");
     });
     h.push("</tbody></table></div></section>");
     app.innerHTML = h.join("");
@@ -516,8 +517,11 @@
   function refresh(seq, params) {
     var ae = document.activeElement, focusFilter = ae && ae.id === "filter";
     var f = document.getElementById("filter"), b = document.getElementById("only-bad");
+    var wrap = document.querySelector(".grid-wrap"), top = wrap ? wrap.scrollTop : 0, left = wrap ? wrap.scrollLeft : 0;
     params = { q: f ? f.value : params.q, bad: b ? b.checked : params.bad };
     viewFleet(seq, params).then(function () {
+      var w2 = document.querySelector(".grid-wrap");
+      if (w2) { w2.scrollTop = top; w2.scrollLeft = left; }
       if (focusFilter && document.getElementById("filter")) document.getElementById("filter").focus();
       setStatus("updated " + new Date().toLocaleTimeString(), "ok");
     }, function () { setStatus("refresh failed", "bad"); });
