@@ -491,7 +491,7 @@
 
   function route() {
     clearView();
-    var r = parseHash(), p = r.parts, seq = ++renderSeq, view;
+    var r = parseHash(), p = r.parts, seq = ++renderSeq, view, t0 = performance.now();
     document.querySelectorAll("[data-nav]").forEach(function (a) {
       a.classList.toggle("on", (p[0] || "fleet") === a.getAttribute("data-nav") ||
         (a.getAttribute("data-nav") === "findings" && p[0] === "findings" && !p[1]));
@@ -507,6 +507,8 @@
       if (seq !== renderSeq) return;
       setStatus("updated " + new Date().toLocaleTimeString(), "ok");
       document.body.setAttribute("data-view", p[0] || "fleet");
+      // fetch + render time of the view, read by the browser tests to keep the page fast
+      document.body.setAttribute("data-load-ms", String(Math.round(performance.now() - t0)));
       document.body.setAttribute("data-ready", String(seq));
       // the overview follows the fleet live; other pages stay still while someone reads them
       if (!p.length) refreshTimer = setInterval(function () { if (!document.hidden) refresh(seq, r.params); }, 15000);
