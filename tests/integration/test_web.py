@@ -1,0 +1,219 @@
+"""The fleet web page in a real browser: a real agent samples a real leaking Go service
+(range-unclosed) and a real healthy one (worker-pool) and pushes its snapshots to a real
+collector over CoAP/DTLS; the collector serves the page from the assets built into its binary,
+and headless Debian Chromium (driven by chromedriver through python3-selenium) loads it.
+
+It checks what a person running the fleet relies on: the leaking service is marked on the
+fleet overview (and the healthy one is not), the finding page shows the leak's site and a
+frame of the service's stack, the target page's plots have drawn points, and the browser's
+console stays free of errors. Screenshots go to build/test-artifacts/web/."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import AGENT, BUILD, COLLECTOR, ROOT, GoService, free_port, wait_for
+
+selenium = pytest.importorskip("selenium", reason="python3-selenium (tools/setup.sh installs it)")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+ARTIFACTS = BUILD / "test-artifacts" / "web"
+CORPUS = {p["name"]: p for p in json.loads((ROOT / "tools/testsvc/corpus.json").read_text())["programs"]}
+LEAKY, HEALTHY = "range-unclosed", "worker-pool"
+DEVICE = "gw-web"
+
+
+def udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """One collector (CoAP + HTTP) fed by one agent watching a leaking and a healthy service,
+    left running for every test of the module once the leak is an open finding."""
+    tmp = tmp_path_factory.mktemp("web")
+    db, creds = tmp / "collector.db", tmp / "creds"
+    subprocess.run([str(COLLECTOR), "provision", DEVICE, "--db", str(db), "--out", str(creds)],
+                   check=True, capture_output=True)
+    cport, hport = udp_port(), free_port()
+    base = f"http://127.0.0.1:{hport}"
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [str(COLLECTOR), "serve", "--db", str(db), "--listen", f"127.0.0.1:{cport}", "--http", f"127.0.0.1:{hport}"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp / "collector.log", "w")))
+
+        def healthy():
+            try:
+                return get_json(base + "/healthz").get("status") == "ok"
+            except OSError:
+                return False
+        assert wait_for(healthy, timeout=10, step=0.1), (tmp / "collector.log").read_text()[-2000:]
+        leaky = GoService(LEAKY, "1.23", ("-rate", "40"))
+        procs.append(leaky.proc)
+        good = GoService(HEALTHY, "1.23", ("-rate", "40"))
+        procs.append(good.proc)
+        conf = tmp / "agent.conf"
+        # short intervals keep the module fast: the leak is judged within ~10 s
+        conf.write_text(f"""[agent]
+device_id = {DEVICE}
+interval = 1s
+deep_interval = 4s
+leak_interval = 5s
+discover = no
+[spool]
+dir = {tmp / "spool"}
+fsync = always
+[uplink]
+collector = coaps://127.0.0.1:{cport}
+credentials = {creds}
+ack_timeout = 1s
+[target "{LEAKY}"]
+url = {leaky.url}
+[target "{HEALTHY}"]
+url = {good.url}
+""")
+        procs.append(subprocess.Popen([str(AGENT), "run", "--config", str(conf)],
+                                      stdout=open(tmp / "agent.log", "w"), stderr=subprocess.STDOUT))
+        fn = CORPUS[LEAKY]["function"]
+
+        def leak_open():
+            try:
+                fs = get_json(base + "/api/findings?state=open")
+            except OSError:
+                return None
+            fs = fs if isinstance(fs, list) else fs.get("findings", [])
+            return next((f for f in fs if f.get("function") == fn and f.get("service") == LEAKY), None)
+        finding = wait_for(leak_open, timeout=90, step=1)
+        assert finding, (tmp / "agent.log").read_text()[-3000:]
+        yield {"base": base, "finding": finding, "tmp": tmp}
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.fail("chromium and chromium-driver are needed (tools/setup.sh installs them)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1440,1000", "--no-first-run", "--disable-extensions"):
+        opts.add_argument(a)
+    # the browser's console, read after each page: any error there fails the test
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    b = webdriver.Chrome(service=Service(driver), options=opts)
+    b.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield b
+    b.quit()
+
+
+def load(browser, base, route, shot):
+    """Opens a route of the page, waits until the app says the view is rendered, saves a
+    screenshot, and fails on any console error (SEVERE: uncaught exceptions, failed loads)."""
+    browser.get(f"{base}/#{route}")
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "return document.body.getAttribute('data-ready')"))
+    time.sleep(0.3)  # let uPlot's first draw (requestAnimationFrame) finish before the screenshot
+    browser.save_screenshot(str(ARTIFACTS / f"{shot}.png"))
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_assets_are_served_from_the_binary(fleet):
+    with urllib.request.urlopen(fleet["base"] + "/", timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert b"/assets/app.js" in r.read()
+    for path, ctype in (("/assets/app.js", "text/javascript"), ("/assets/uPlot.min.js", "text/javascript"),
+                        ("/assets/uPlot.min.css", "text/css"), ("/assets/app.css", "text/css")):
+        with urllib.request.urlopen(fleet["base"] + path, timeout=5) as r:
+            assert r.headers["Content-Type"].startswith(ctype), path
+            assert len(r.read()) > 100, path
+
+
+def test_fleet_overview_marks_the_leaking_service(fleet, browser):
+    load(browser, fleet["base"], "/", "fleet")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#fleet-grid tbody tr")
+    assert any(DEVICE in r.text for r in rows), [r.text for r in rows]
+    cell = browser.find_element(By.CSS_SELECTOR, f'#fleet-grid td.cell[data-service="{LEAKY}"]')
+    assert cell.get_attribute("data-worst") in ("suspected", "likely", "confirmed"), cell.get_attribute("outerHTML")
+    # the healthy service is never marked with a finding
+    for c in browser.find_elements(By.CSS_SELECTOR, f'#fleet-grid td.cell[data-service="{HEALTHY}"]'):
+        assert c.get_attribute("data-worst") == "ok", c.get_attribute("outerHTML")
+    # the cell leads to the finding, whose page is the next test's subject
+    href = cell.find_element(By.TAG_NAME, "a").get_attribute("href")
+    assert href.endswith(f"#/findings/{fleet['finding']['id']}"), href
+
+
+def test_finding_page_shows_the_site_and_the_stack(fleet, browser):
+    f, want = fleet["finding"], CORPUS[LEAKY]
+    load(browser, fleet["base"], f"/findings/{f['id']}", "finding")
+    site = browser.find_element(By.ID, "site").text
+    assert want["function"] in site and f"{want['file']}:{want['line']}" in site, site
+    frames = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#stack li")]
+    assert any(want["function"] in fr for fr in frames), frames
+    assert any(want["created_by"] in t.text for t in browser.find_elements(By.TAG_NAME, "section")), \
+        "created_by missing"
+    links = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "a[data-download]")]
+    assert any(h.endswith(f"/api/findings/{f['id']}/profile.pb.gz") for h in links), links
+    assert any(h.endswith(f"/api/targets/{f['target']}/goroutine.pb.gz") for h in links), links
+    # the growth plot drew the site's count series
+    assert int(browser.find_element(By.ID, "p-growth").get_attribute("data-points")) >= 2
+
+
+# Counts the canvas pixels a plot painted: uPlot draws series paths onto its canvas, so a plot
+# with no drawn data (only the empty frame, axes are DOM) stays almost blank.
+PAINTED = """
+const c = document.querySelector(arguments[0] + ' canvas');
+if (!c) return -1;
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let n = 0;
+for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+return n;
+"""
+
+
+def test_target_page_plots_have_drawn_points(fleet, browser):
+    target = fleet["finding"]["target"]
+    load(browser, fleet["base"], f"/targets/{target}?range=1h", "target")
+    points = int(browser.find_element(By.ID, "p-gor").get_attribute("data-points"))
+    assert points >= 5, points
+    for plot in ("#p-gor", "#p-heap", "#p-rss", "#p-thr"):
+        assert browser.execute_script(PAINTED, plot) > 500, plot
+    # the range picker switches the window and the page stays healthy
+    browser.find_element(By.CSS_SELECTOR, '#ranges a[href$="range=6h"]').click()
+    WebDriverWait(browser, 10).until(lambda d: "on" in d.find_element(
+        By.CSS_SELECTOR, '#ranges a[href$="range=6h"]').get_attribute("class"))
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_device_page_lists_both_targets(fleet, browser):
+    load(browser, fleet["base"], f"/devices/{DEVICE}", "device")
+    text = browser.find_element(By.ID, "app").text
+    assert LEAKY in text and HEALTHY in text, text
+    assert "online" in text
