@@ -270,7 +270,7 @@ demo: setup
 	@$(MAKE) --no-print-directory -j$(JOBS) agent collector lossy-link
 	@$(MAKE) --no-print-directory -j$(JOBS) BOARD=rpi4 agent
 	@$(MAKE) --no-print-directory testsvc GO_VERSIONS=1.23
-	@bash tools/demo.sh
+	@KEEP=$(KEEP) bash tools/demo.sh
 
 bench: setup
 	@$(MAKE) --no-print-directory host-deps

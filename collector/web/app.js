@@ -276,6 +276,13 @@
       h.push('<td class="open">' + (d.worst ? counts(d.open_findings) : badge(null)) + '</td><td class="num">' + num(d.targets) + "</td></tr>");
     });
     h.push("</tbody></table></div></section>");
+    // the worst open findings under the grid: where in the code, how fast, since when
+    var top = findings.slice().sort(function (a, b) {
+      return (SEVERITY[b.confidence] || 0) - (SEVERITY[a.confidence] || 0) || (b.growth_per_min || 0) - (a.growth_per_min || 0);
+    }).slice(0, 25);
+    h.push('<section class="card"><div class="card-head"><h2>Open findings</h2>' +
+      (findings.length > top.length ? '<a href="#/findings">all ' + num(findings.length) + " →</a>" : "") + "</div>" +
+      findingsTable(top, false) + "</section>");
     app.innerHTML = h.join("");
 
     var filter = document.getElementById("filter"), onlyBad = document.getElementById("only-bad");
@@ -345,7 +352,7 @@
       h.push('<tr class="' + (f.state === "cleared" ? "cleared" : "") + '" data-finding="' + esc(f.id) + '"><td>' + badge(f.confidence) + "</td>" +
         (withState ? "<td>" + esc(f.state) + "</td>" : "") +
         '<td><a href="#/devices/' + enc(f.device) + '">' + esc(f.device) + '</a></td><td><a href="#/targets/' + enc(f.target) + '">' +
-        esc(f.service || "(unnamed)") + '</a></td><td>' + esc(f.kind) + '</td><td><a href="#/findings/' + enc(f.id) + '">' + site(f) +
+        esc(f.service || "(unnamed)") + '</a></td><td>' + esc(f.kind) + '</td><td class="wrap"><a href="#/findings/' + enc(f.id) + '">' + site(f) +
         "</a></td><td>" + esc(f.goroutine_state || "–") + '</td><td class="num">' + num(f.count) + '</td><td class="num">' +
         (f.growth_per_min === null || f.growth_per_min === undefined ? "–" : Number(f.growth_per_min).toFixed(1)) + "</td><td>" +
         when(f.first_seen_ms) + "</td><td>" + when(f.last_seen_ms) + "</td></tr>");
