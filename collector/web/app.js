@@ -273,7 +273,7 @@
           '"><a href="' + href + '" title="' + esc(d.id + " / " + s + ": " + (c.worst || "no open finding")) + '">' + esc(label) + "</a></td>");
       });
       // from the device's own counts, so a device stays marked even past the findings list's limit
-      h.push('<td class="open">' + (d.worst ? counts(d.open_findings) : badge(null)) + '</td><td class="num">' + num(d.targets) + "</td></tr>");
+      h.push('<td class="open">' + (d.worst ? counts(d.open_findings) : d.status === "online" ? badge(null) : '<span class="muted">–</span>') + '</td><td class="num">' + num(d.targets) + "</td></tr>");
     });
     h.push("</tbody></table></div></section>");
     // the worst open findings under the grid: where in the code, how fast, since when

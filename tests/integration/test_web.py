@@ -30,6 +30,7 @@ ARTIFACTS = BUILD / "test-artifacts" / "web"
 CORPUS = {p["name"]: p for p in json.loads((ROOT / "tools/testsvc/corpus.json").read_text())["programs"]}
 LEAKY, HEALTHY = "range-unclosed", "worker-pool"
 DEVICE = "gw-web"
+IDLE = 300  # provisioned devices that never report: the overview must stay fast and show them silent
 
 
 def udp_port():
@@ -51,6 +52,9 @@ def fleet(tmp_path_factory):
     db, creds = tmp / "collector.db", tmp / "creds"
     subprocess.run([str(COLLECTOR), "provision", DEVICE, "--db", str(db), "--out", str(creds)],
                    check=True, capture_output=True)
+    for i in range(IDLE):
+        subprocess.run([str(COLLECTOR), "provision", f"gw-idle-{i:03d}", "--db", str(db), "--out", str(tmp / "idle.creds")],
+                       check=True, capture_output=True)
     cport, hport = udp_port(), free_port()
     base = f"http://127.0.0.1:{hport}"
     procs = []
@@ -168,6 +172,26 @@ def test_fleet_overview_marks_the_leaking_service(fleet, browser):
     # the cell leads to the finding, whose page is the next test's subject
     href = cell.find_element(By.TAG_NAME, "a").get_attribute("href")
     assert href.endswith(f"#/findings/{fleet['finding']['id']}"), href
+
+
+def test_fleet_overview_is_fast_with_hundreds_of_devices(fleet, browser):
+    """301 devices: one row each, the never-seen ones visibly silent, the leaking one on top,
+    fetched with a fixed number of API requests (none per device) and rendered quickly."""
+    load(browser, fleet["base"], "/", "fleet-301")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#fleet-grid tbody tr")
+    assert len(rows) == IDLE + 1
+    assert DEVICE in rows[0].text  # worst first
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#fleet-grid tbody tr.silent")) == IDLE
+    assert "silent" in rows[-1].text
+    api_calls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/api/'))")
+    assert len(api_calls) == 2, api_calls
+    load_ms = int(browser.execute_script("return document.body.getAttribute('data-load-ms')"))
+    print(f"fleet overview, {IDLE + 1} devices: {load_ms} ms from route to rendered")
+    assert load_ms < 2000, load_ms
+    # the filter narrows hundreds of rows to the one asked for, in the browser
+    browser.find_element(By.ID, "filter").send_keys("gw-idle-042")
+    WebDriverWait(browser, 5).until(lambda d: len([r for r in rows if r.is_displayed()]) == 1)
 
 
 def test_finding_page_shows_the_site_and_the_stack(fleet, browser):
