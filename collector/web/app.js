@@ -75,8 +75,11 @@
     var t = sessionStorage.getItem(TOKEN_KEY);
     return t ? { Authorization: "Bearer " + t } : {};
   }
+  // Absolute from location.origin: a page opened as http://user:token@host/ (HTTP Basic) has a
+  // document URL with credentials, against which fetch() refuses to resolve a relative path.
+  function url(path) { return location.origin + path; }
   function api(path) {
-    return fetch(path, { headers: authHeaders(), cache: "no-store" }).then(function (r) {
+    return fetch(url(path), { headers: authHeaders(), cache: "no-store" }).then(function (r) {
       if (r.status === 401) throw new NeedToken(!!sessionStorage.getItem(TOKEN_KEY));
       if (!r.ok) {
         return r.json().catch(function () { return {}; }).then(function (b) {
@@ -115,7 +118,7 @@
     var a = e.target.closest && e.target.closest("a[data-download]");
     if (!a || !sessionStorage.getItem(TOKEN_KEY)) return;
     e.preventDefault();
-    fetch(a.getAttribute("href"), { headers: authHeaders() }).then(function (r) {
+    fetch(url(a.getAttribute("href")), { headers: authHeaders() }).then(function (r) {
       if (!r.ok) throw new HttpError(r.status, r.statusText);
       return r.blob();
     }).then(function (b) {

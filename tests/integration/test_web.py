@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -241,3 +242,44 @@ def test_device_page_lists_both_targets(fleet, browser):
     text = browser.find_element(By.ID, "app").text
     assert LEAKY in text and HEALTHY in text, text
     assert "online" in text
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A second collector whose HTTP side requires a token (http_token_file)."""
+    tmp = tmp_path_factory.mktemp("web-token")
+    db, token = tmp / "collector.db", "web-test-token-5f0c2d9e7a41"
+    (tmp / "token").write_text(token + "\n")
+    os.chmod(tmp / "token", 0o600)
+    subprocess.run([str(COLLECTOR), "provision", "gw-guarded", "--db", str(db), "--out", str(tmp / "creds")],
+                   check=True, capture_output=True)
+    hport = free_port()
+    p = subprocess.Popen([str(COLLECTOR), "serve", "--db", str(db), "--listen", f"127.0.0.1:{udp_port()}",
+                          "--http", f"127.0.0.1:{hport}", "--http-token-file", str(tmp / "token")],
+                         stdout=subprocess.DEVNULL, stderr=open(tmp / "collector.log", "w"))
+    base = f"http://127.0.0.1:{hport}"
+
+    def up():
+        try:
+            return get_json(base + "/healthz")
+        except OSError:
+            return None
+    assert wait_for(up, timeout=10, step=0.1), (tmp / "collector.log").read_text()
+    yield base, token
+    p.terminate()
+    p.wait(timeout=10)
+
+
+def test_page_behind_a_token_works_with_http_basic(guarded, browser):
+    """A person opens the guarded page with the token as the HTTP Basic password (the browser's
+    login prompt, or user:token@ in the URL); the page's API requests must then work too (a
+    relative fetch() against a URL with credentials is refused by the browser)."""
+    base, token = guarded
+    try:
+        urllib.request.urlopen(base + "/api/devices", timeout=5)
+        pytest.fail("the API answered without a token")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
+    load(browser, base.replace("http://", f"http://edgetrace:{token}@"), "/", "fleet-token")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#fleet-grid tbody tr")
+    assert [r.find_element(By.CSS_SELECTOR, "th.dev").text.split()[0] for r in rows] == ["gw-guarded"]
