@@ -161,6 +161,7 @@
     var drawn = 0;
     series.forEach(function (s) { s.values.forEach(function (v) { if (v !== null && v !== undefined) drawn++; }); });
     el.setAttribute("data-points", String(drawn));
+    el.setAttribute("data-markers", String((opts.markers || []).length));
     if (!xs.length) {
       el.innerHTML = '<div class="plot-empty">' + esc(title) + ": no data in this range</div>";
       return null;

@@ -230,6 +230,10 @@ def test_target_page_plots_have_drawn_points(fleet, browser):
     assert points >= 5, points
     for plot in ("#p-gor", "#p-heap", "#p-rss", "#p-thr"):
         assert browser.execute_script(PAINTED, plot) > 500, plot
+    # the finding's opening is marked on the time axis and links to the finding
+    fid = fleet["finding"]["id"]
+    assert browser.find_elements(By.CSS_SELECTOR, f'a.marker[href="#/findings/{fid}"]')
+    assert int(browser.find_element(By.ID, "p-gor").get_attribute("data-markers")) >= 1
     # the range picker switches the window and the page stays healthy
     browser.find_element(By.CSS_SELECTOR, '#ranges a[href$="range=6h"]').click()
     WebDriverWait(browser, 10).until(lambda d: "on" in d.find_element(
