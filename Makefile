@@ -140,7 +140,7 @@ WEB_UPLOT := $(WEB_NPM)/node_modules/uplot/dist
 $(WEB_NPM)/.ready: collector/web/package.json collector/web/package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found: the collector's web page needs it to fetch uPlot (run make setup, or apt-get install npm)" >&2; exit 1; }
 	@mkdir -p $(WEB_NPM) && cp $^ $(WEB_NPM)/
-	cd $(WEB_NPM) && npm ci --ignore-scripts --no-audit --no-fund --cache $(CACHE)/npm
+	cd $(WEB_NPM) && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --cache $(CACHE)/npm
 	@touch $@
 $(WEB_ASSETS_C): collector/web/gen_assets.py $(WEB_FILES) $(WEB_NPM)/.ready
 	@mkdir -p $(dir $@)
