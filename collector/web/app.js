@@ -490,14 +490,16 @@
   }
 
   // ---- router ----------------------------------------------------------------------------
+  // A hand-edited hash with a stray '%' must not throw out of the router.
+  function dec(v) { try { return decodeURIComponent(v); } catch (e) { return v; } }
   function parseHash() {
     var h = location.hash.replace(/^#/, "") || "/";
     var qi = h.indexOf("?"), path = qi >= 0 ? h.slice(0, qi) : h, params = {};
     if (qi >= 0) h.slice(qi + 1).split("&").forEach(function (kv) {
       var p = kv.split("=");
-      if (p[0]) params[decodeURIComponent(p[0])] = decodeURIComponent(p[1] || "");
+      if (p[0]) params[dec(p[0])] = dec(p[1] || "");
     });
-    return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), params: params };
+    return { parts: path.split("/").filter(Boolean).map(dec), params: params };
   }
 
   function route() {
