@@ -138,7 +138,7 @@ WEB_FILES := $(sort $(wildcard collector/web/*.html collector/web/*.js collector
 WEB_NPM := $(H)/web
 WEB_UPLOT := $(WEB_NPM)/node_modules/uplot/dist
 $(WEB_NPM)/.ready: collector/web/package.json collector/web/package-lock.json
-	@command -v npm >/dev/null || { echo "error: npm not found: the collector's web page needs it to fetch uPlot (run make setup, or apt-get install npm)" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "error: npm not found: the collector's web page needs it to fetch uPlot (install Node.js and npm, e.g. apt-get install npm)" >&2; exit 1; }
 	@mkdir -p $(WEB_NPM) && cp $^ $(WEB_NPM)/
 	cd $(WEB_NPM) && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --cache $(CACHE)/npm
 	@touch $@
