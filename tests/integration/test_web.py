@@ -305,3 +305,12 @@ def test_unknown_ids_and_bad_routes_show_a_message(fleet, browser):
     assert browser.find_element(By.ID, "app").text.strip()
     load(browser, fleet["base"], "/no/such/page", "no-such-page")
     assert "no such page" in browser.find_element(By.ID, "app").text
+
+
+def test_findings_list_by_state(fleet, browser):
+    f = fleet["finding"]
+    load(browser, fleet["base"], "/findings", "findings")
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-finding="{f["id"]}"]')
+    assert CORPUS[LEAKY]["function"] in row.text and LEAKY in row.text, row.text
+    load(browser, fleet["base"], "/findings?state=cleared", "findings-cleared")
+    assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-finding="{f["id"]}"]')
