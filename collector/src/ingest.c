@@ -25,6 +25,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "ingest.h"
+#include "metrics.h"
 
 /* ---- the pure part: decode, validate, stage ---------------------------------------------- */
 
@@ -182,6 +183,8 @@ static struct server {
     size_t reassembly_bytes;  /* sum of all sessions' reassembly buffer capacities */
     uint8_t pskbuf[COLL_PSK_MAX];
     coap_bin_const_t psk;
+    struct timespec batch_t0; /* arrival of the first request of the open transaction (/metrics) */
+    uint64_t new_at_commit;   /* snapshots_new at the last commit */
 } S;
 
 static volatile sig_atomic_t g_stop, g_dump;
@@ -285,6 +288,9 @@ static void blk_free(blk_state *b)
 
 static int on_event(coap_session_t *session, const coap_event_t event)
 {
+    if ((event == COAP_EVENT_SERVER_SESSION_NEW || event == COAP_EVENT_SERVER_SESSION_DEL) &&
+        coap_session_get_proto(session) == COAP_PROTO_DTLS)
+        metrics_dtls_sessions_add(event == COAP_EVENT_SERVER_SESSION_NEW ? 1 : -1);
     if (event == COAP_EVENT_SERVER_SESSION_DEL) {
         blk_free(coap_session_get_app_data(session));
         coap_session_set_app_data(session, NULL);
@@ -481,6 +487,8 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     }
 
     ingest_result r;
+    if (!store_in_txn(S.st))
+        clock_gettime(CLOCK_MONOTONIC, &S.batch_t0);
     ingest_payload(S.st, S.dec, &S.c, device, data, len, content_format, S.max_body, wall_ms(),
                    S.p->store_payload, &r);
     if (!r.staged) {
@@ -529,7 +537,12 @@ static int flush_pending(void)
             logf_("COMMIT failed: %s; %u staged requests get 5.00", store_errmsg(S.st), S.npend);
         } else {
             S.c.commits++;
+            struct timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            metrics_ingest_commit((double)(t1.tv_sec - S.batch_t0.tv_sec) + (t1.tv_nsec - S.batch_t0.tv_nsec) / 1e9,
+                                  S.c.snapshots_new - S.new_at_commit);
         }
+        S.new_at_commit = S.c.snapshots_new;
     }
     for (unsigned i = 0; i < S.npend; i++) {
         pending *pd = coap_async_get_app_data(S.batch[i]);
@@ -685,6 +698,7 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
         }
         if (S.npend || store_in_txn(S.st))
             flush_pending();
+        metrics_ingest_publish(&S.c); /* a copy for the HTTP thread's /metrics */
         if (g_dump || (next_stats && time(NULL) >= next_stats)) {
             g_dump = 0;
             ingest_format_counters(&S.c, line, sizeof(line));

@@ -6,6 +6,7 @@
  *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
  *                             [--retention-payload-days N] [--retention-full-days N]
  *                             [--retention-rollup-days N] [--no-prune]
+ *                             [--http ADDR:PORT|off] [--http-token-file FILE]
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector --version
@@ -29,6 +30,8 @@
  *   alert_resend_interval = 1m     ; re-send active alerts this often
  *   silent_after = 10m             ; a device silent this long alerts; 0 = never
  *   public_url = http://127.0.0.1:8080 ; base of the links in alerts
+ *   http = 127.0.0.1:8080          ; web page, JSON API, pprof export, /metrics; "off" disables
+ *   http_token_file =              ; bearer token, required when http is not a loopback address
  *
  * Reading order for the collector side: main.c -> ingest.c -> decode.c -> store.c -> query.c. */
 #include <stdio.h>
@@ -42,6 +45,7 @@
 #include "alert.h"
 #include "collector.h"
 #include "decode.h"
+#include "http.h"
 #include "ingest.h"
 #include "store.h"
 
@@ -52,6 +56,9 @@ typedef struct serve_conf {
     char listen[128];
     char plain_listen[128];
     char pki_cert[512], pki_key[512], pki_ca[512];
+    char http[128];
+    char http_token_file[512];
+    int http_explicit; /* http set by config or option (else the default address) */
     char dicts[MAX_DICTS][512];
     int ndicts;
     long long max_body;
@@ -108,6 +115,10 @@ static int conf_handler(void *user, const char *section, const char *name, const
         S(pki_key);
     else if (!strcmp(name, "pki_ca"))
         S(pki_ca);
+    else if (!strcmp(name, "http"))
+        S(http), c->http_explicit = 1;
+    else if (!strcmp(name, "http_token_file"))
+        S(http_token_file);
     else if (!strcmp(name, "max_body"))
         return (c->max_body = parse_size(value)) > 0;
     else if (!strcmp(name, "group_commit"))
@@ -163,6 +174,7 @@ static int serve_main(int argc, char **argv)
     memset(&c, 0, sizeof(c));
     snprintf(c.db, sizeof(c.db), "%s", COLL_DEFAULT_DB);
     snprintf(c.listen, sizeof(c.listen), "0.0.0.0:5684");
+    snprintf(c.http, sizeof(c.http), "127.0.0.1:8080");
     c.group_commit = 1;
     c.store_payload = 1;
     c.stats_interval = 60;
@@ -211,6 +223,12 @@ static int serve_main(int argc, char **argv)
             snprintf(c.pki_key, sizeof(c.pki_key), "%s", argv[++i]);
         else if (!strcmp(a, "--pki-ca") && v)
             snprintf(c.pki_ca, sizeof(c.pki_ca), "%s", argv[++i]);
+        else if (!strcmp(a, "--http") && v) {
+            snprintf(c.http, sizeof(c.http), "%s", argv[++i]);
+            c.http_explicit = 1;
+        }
+        else if (!strcmp(a, "--http-token-file") && v)
+            snprintf(c.http_token_file, sizeof(c.http_token_file), "%s", argv[++i]);
         else if (!strcmp(a, "--dict") && v && c.ndicts < MAX_DICTS)
             snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
         else if (!strcmp(a, "--no-prune"))
@@ -283,7 +301,43 @@ static int serve_main(int argc, char **argv)
             return 1;
         }
     }
+    /* The HTTP thread reads through its own read-only handle, opened after store_open has
+     * migrated the schema; it never takes the writer's lock, so pages cannot delay commits. */
+    coll_store *ro = NULL;
+    http_server *hs = NULL;
+    if (strcmp(c.http, "off")) {
+        http_config hc = {.listen = c.http, .token_file = c.http_token_file, .db_path = c.db};
+        ro = store_open_readonly(c.db, err, sizeof(err));
+        if (ro) {
+            hc.ro = ro;
+            hs = http_start(&hc, err, sizeof(err));
+        }
+        if (!hs && c.http_explicit) {
+            fprintf(stderr, "edgetrace-collector: %s\n", err);
+            if (ro)
+                store_close(ro);
+            alert_stop(at);
+            store_pruner_stop(pruner);
+            coll_decoder_free(dec);
+            store_close(st);
+            return 1;
+        }
+        /* Only the default address may fail softly (another program on 8080): ingest must
+         * not stop for an HTTP view nobody asked for. */
+        if (!hs && ro) {
+            store_close(ro);
+            ro = NULL;
+        }
+        if (!hs)
+            fprintf(stderr, "edgetrace-collector: WARNING: no HTTP server: %s (set --http ADDR:PORT or off)\n", err);
+        else
+            fprintf(stderr, "edgetrace-collector: http on %s (port %u)%s\n", c.http, http_port(hs),
+                    c.http_token_file[0] ? ", token required" : "");
+    }
     int rc = ingest_serve(st, dec, &p);
+    http_stop(hs);
+    if (ro)
+        store_close(ro);
     alert_stop(at);
     store_pruner_stop(pruner);
     coll_decoder_free(dec);
@@ -299,6 +353,7 @@ static void usage(FILE *f)
                "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
                "                                 [--retention-payload-days N] [--retention-full-days N]\n"
                "                                 [--retention-rollup-days N] [--no-prune]\n"
+               "                                 [--http ADDR:PORT|off] [--http-token-file FILE]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector --version\n");
