@@ -107,6 +107,7 @@ const char *et_wire_status_name(int status)
     case ET_WIRE_ESCHEMA: return "schema violation";
     case ET_WIRE_EUNSUPPORTED: return "unsupported";
     case ET_WIRE_ENOMEM: return "out of memory";
+    case ET_WIRE_EVERSION: return "unknown version";
     default: return "?";
     }
 }
@@ -115,7 +116,7 @@ const char *et_wire_status_name(int status)
 void et_snapshot_init(et_snapshot *s)
 {
     memset(s, 0, sizeof *s);
-    s->schema = ET_SNAP_SCHEMA_VERSION;
+    s->schema = ET_SNAP_SCHEMA_MIN;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -480,7 +481,7 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
     cbor_encoder_init(&root, buf, cap, 0);
     e |= cbor_encoder_create_map(&root, &m, CborIndefiniteLength);
     e |= cbor_encode_uint(&m, ETK_SCHEMA);
-    e |= cbor_encode_uint(&m, s->schema ? s->schema : ET_SNAP_SCHEMA_VERSION);
+    e |= cbor_encode_uint(&m, s->schema ? s->schema : ET_SNAP_SCHEMA_MIN);
     e |= put_b(&m, ETK_ID, s->id, ET_SNAP_ID_LEN);
     e |= cbor_encode_uint(&m, ETK_DEVICE_ID);
     e |= cbor_encode_text_string(&m, s->device_id, strnlen(s->device_id, sizeof s->device_id - 1));
@@ -571,8 +572,11 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
         e |= cbor_encoder_close_container(&m, &arr);
     }
 
+    /* schema 2 fields only in a schema 2 snapshot: a schema 1 collector rejects unknown keys */
+    int v2 = s->schema >= 2;
     if (s->spool_routine_dropped || s->spool_findings_dropped || s->spool_corrupt_dropped ||
-        s->spool_bytes_today || s->findings_dropped || s->sites_truncated) {
+        s->spool_bytes_today || s->findings_dropped || s->sites_truncated ||
+        (v2 && (s->uplink_held || s->uplink_rejected || s->uplink_held_now))) {
         e |= cbor_encode_uint(&m, ETK_COUNTERS);
         e |= cbor_encoder_create_map(&m, &sub, CborIndefiniteLength);
         e |= put_u(&sub, ETK_C_SPOOL_ROUTINE_DROPPED, s->spool_routine_dropped);
@@ -581,6 +585,11 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
         e |= put_u(&sub, ETK_C_SPOOL_BYTES_TODAY, s->spool_bytes_today);
         e |= put_u(&sub, ETK_C_FINDINGS_DROPPED, s->findings_dropped);
         e |= put_u(&sub, ETK_C_SITES_TRUNCATED, s->sites_truncated);
+        if (v2) {
+            e |= put_u(&sub, ETK_C_UPLINK_HELD, s->uplink_held);
+            e |= put_u(&sub, ETK_C_UPLINK_REJECTED, s->uplink_rejected);
+            e |= put_u(&sub, ETK_C_UPLINK_HELD_NOW, s->uplink_held_now);
+        }
         e |= cbor_encoder_close_container(&m, &sub);
     }
     if (s->cost_bytes || s->cost_ms) {

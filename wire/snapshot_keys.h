@@ -1,4 +1,4 @@
-/* snapshot_keys.h - CBOR integer map keys of schema version 1 (see wire/FORMAT.md).
+/* snapshot_keys.h - CBOR integer map keys of schema versions 1 and 2 (README "Snapshot format").
  * Keys below 24 encode in one byte; that is why every map restarts at 0. Never reuse a
  * retired key within a schema version. */
 #ifndef ET_WIRE_SNAPSHOT_KEYS_H
@@ -6,7 +6,7 @@
 
 /* top-level map */
 enum {
-    ETK_SCHEMA = 0,        /* uint, == 1, required */
+    ETK_SCHEMA = 0,        /* uint, 1 or 2, required */
     ETK_ID = 1,            /* bstr[16], required */
     ETK_DEVICE_ID = 2,     /* tstr, required */
     ETK_BOARD = 3,         /* tstr */
@@ -61,7 +61,9 @@ enum {
 /* counters map (key 15) */
 enum {
     ETK_C_SPOOL_ROUTINE_DROPPED = 0, ETK_C_SPOOL_FINDINGS_DROPPED = 1, ETK_C_SPOOL_CORRUPT_DROPPED = 2,
-    ETK_C_SPOOL_BYTES_TODAY = 3, ETK_C_FINDINGS_DROPPED = 4, ETK_C_SITES_TRUNCATED = 5, ETK_C_COUNT
+    ETK_C_SPOOL_BYTES_TODAY = 3, ETK_C_FINDINGS_DROPPED = 4, ETK_C_SITES_TRUNCATED = 5,
+    /* schema 2 */
+    ETK_C_UPLINK_HELD = 6, ETK_C_UPLINK_REJECTED = 7, ETK_C_UPLINK_HELD_NOW = 8, ETK_C_COUNT
 };
 
 /* cost map (key 16) */

@@ -169,9 +169,11 @@ int query_main(const char *what, int argc, char **argv)
                                    {"agent_version", C_TEXT, 0}, {"board", C_TEXT, 0}};
         rc = run(db,
                  "SELECT * FROM (SELECT s.snapshot_id, s.device, t.service, s.received, s.wall_ms, s.wall_trusted,"
-                 " s.seq, s.goroutines, s.heap_inuse, s.rss_kb, s.threads, s.nfindings, s.spool_dropped, s.size,"
+                 " s.seq, r.goroutines, r.heap_inuse, r.rss_kb, r.threads, s.nfindings, r.spool_dropped, s.size,"
                  " s.boot_id, s.agent_version, s.board"
-                 " FROM snapshots s JOIN targets t ON t.id=s.target WHERE ?1 IS NULL OR s.device=?1"
+                 " FROM snapshots s JOIN targets t ON t.id=s.target"
+                 " LEFT JOIN series r ON r.target=s.target AND r.t=s.t AND r.snap=s.id"
+                 " WHERE ?1 IS NULL OR s.device=?1"
                  " ORDER BY s.id DESC LIMIT ?2) ORDER BY received, seq",
                  device, limit, cols, 17, json);
     } else if (!strcmp(what, "findings")) {

@@ -21,6 +21,7 @@
  *       pending record, then the stats line "S <pending> <torn> <corrupt>".
  */
 #include "spool.h"
+#include "uplink.h"
 #include "base.h"
 #include "config.h"
 
@@ -233,6 +234,9 @@ int spool_cmd_main(int argc, char **argv)
     }
     spool_stats st;
     spool_get_stats(sp, &st);
+    uint64_t up_held, up_rejected; /* what the uplink kept or dropped on the collector's answer */
+    uint32_t up_held_now;
+    et_uplink_read_counters(p.dir, &up_held, &up_rejected, &up_held_now);
     int rc = 0;
     if (check) {
         rc = spool_foreach(sp, check_cb, NULL) ? 1 : 0;
@@ -249,7 +253,7 @@ int spool_cmd_main(int argc, char **argv)
                "\"pending_findings\":%llu,\"appended_total\":%llu,\"acked_total\":%llu,"
                "\"routine_dropped\":%llu,\"findings_dropped\":%llu,\"corrupt_dropped\":%llu,"
                "\"torn_tails\":%llu,\"bytes_written_today\":%llu,\"bytes_written_total\":%llu,"
-               "\"fsync\":\"%s\"}\n",
+               "\"fsync\":\"%s\",\"uplink_held\":%llu,\"uplink_rejected\":%llu,\"uplink_held_now\":%u}\n",
                p.dir, (unsigned long long)st.bytes_used, (unsigned long long)st.max_bytes,
                (unsigned)st.segment_bytes, (unsigned)st.segments_routine, (unsigned)st.segments_findings,
                (unsigned long long)st.pending_routine, (unsigned long long)st.pending_findings,
@@ -257,7 +261,8 @@ int spool_cmd_main(int argc, char **argv)
                (unsigned long long)st.routine_dropped, (unsigned long long)st.findings_dropped,
                (unsigned long long)st.corrupt_dropped, (unsigned long long)st.torn_tails,
                (unsigned long long)st.bytes_written_today, (unsigned long long)st.bytes_written_total,
-               spool_fsync_name(st.fsync_policy));
+               spool_fsync_name(st.fsync_policy), (unsigned long long)up_held, (unsigned long long)up_rejected,
+               (unsigned)up_held_now);
     } else {
         printf("spool %s\n", p.dir);
         printf("  used            %llu of %llu bytes (segments of %u bytes: %u routine, %u findings)\n",
@@ -272,6 +277,8 @@ int spool_cmd_main(int argc, char **argv)
                (unsigned long long)st.corrupt_dropped, (unsigned long long)st.torn_tails);
         printf("  written         %llu bytes today, %llu total\n", (unsigned long long)st.bytes_written_today,
                (unsigned long long)st.bytes_written_total);
+        printf("  uplink          %u held now; %llu \"not now\" answers kept a record, %llu dropped for good\n",
+               (unsigned)up_held_now, (unsigned long long)up_held, (unsigned long long)up_rejected);
     }
     spool_close(sp);
     return rc;

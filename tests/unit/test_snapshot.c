@@ -178,6 +178,10 @@ static void fill_all(et_snapshot *s, int maximal)
     s->spool_bytes_today = 4;
     s->findings_dropped = 5;
     s->sites_truncated = 6;
+    s->schema = 2;
+    s->uplink_held = 9;
+    s->uplink_rejected = 10;
+    s->uplink_held_now = 11;
     s->cost_bytes = 7;
     s->cost_ms = 8;
     s->nattach = 2;
@@ -259,6 +263,9 @@ static void assert_same(const et_snapshot *x, const et_snapshot *y)
     assert_true(x->spool_bytes_today == y->spool_bytes_today);
     assert_int_equal(x->findings_dropped, y->findings_dropped);
     assert_int_equal(x->sites_truncated, y->sites_truncated);
+    assert_true(x->uplink_held == y->uplink_held);
+    assert_true(x->uplink_rejected == y->uplink_rejected);
+    assert_int_equal(x->uplink_held_now, y->uplink_held_now);
     assert_true(x->cost_bytes == y->cost_bytes);
     assert_int_equal(x->cost_ms, y->cost_ms);
     assert_int_equal(x->nattach, y->nattach);
@@ -760,11 +767,12 @@ static void test_malformed_envelope(void **state)
     wire[0] = 'X';
     assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
     memcpy(wire, save, 4);
+    /* a newer agent's envelope version or flag: "not by me", retryable (5.01), never corrupt */
     wire[2] = 2;
-    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
+    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EVERSION);
     memcpy(wire, save, 4);
     wire[3] = 0x81;
-    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
+    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EVERSION);
     wire[3] = ET_WIRE_F_DICT;
     assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
     memcpy(wire, save, 4);
@@ -792,7 +800,56 @@ static void test_malformed_envelope(void **state)
         assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EUNSUPPORTED);
     }
     assert_string_equal(et_wire_status_name(ET_WIRE_EENVELOPE), "bad envelope");
+    assert_string_equal(et_wire_status_name(ET_WIRE_EVERSION), "unknown version");
     et_wire_enc_free(enc);
+    et_wire_dec_free(dec);
+}
+
+/* A schema version this build does not read is EVERSION wherever key 0 sits in the map and
+ * whatever else the document holds (its keys may all be new); a known version with a bad
+ * field is ESCHEMA. The collector answers 5.01 (kept by the agent) and 4.22 (dropped). */
+static void test_schema_version_is_not_a_violation(void **state)
+{
+    (void)state;
+    /* {0: 99, 40: "new field"} and {40: "x", 0: 3}: keys this build has never heard of */
+    static const uint8_t v99[] = {0xa2, 0x00, 0x18, 0x63, 0x18, 0x28, 0x63, 'n', 'e', 'w'};
+    static const uint8_t v3_late[] = {0xa2, 0x18, 0x28, 0x61, 'x', 0x00, 0x03};
+    /* {0: 1, 40: 1}: a version it reads, with a key that version does not have */
+    static const uint8_t v1_bad[] = {0xa2, 0x00, 0x01, 0x18, 0x28, 0x01};
+    /* {1: 1}: no version at all is a violation, not an unknown version */
+    static const uint8_t none[] = {0xa1, 0x01, 0x01};
+    assert_int_equal(et_snapshot_decode_cbor(v99, sizeof v99, b, err, sizeof err), ET_WIRE_EVERSION);
+    assert_non_null(strstr(err, "schema version 99"));
+    assert_int_equal(et_snapshot_decode_cbor(v3_late, sizeof v3_late, b, err, sizeof err), ET_WIRE_EVERSION);
+    assert_int_equal(et_snapshot_decode_cbor(v1_bad, sizeof v1_bad, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    assert_int_equal(et_snapshot_decode_cbor(none, sizeof none, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    /* schema 2's counter keys are unknown keys in a schema 1 document, known in schema 2 */
+    static const uint8_t v1_held[] = {0xa2, 0x00, 0x01, 0x0f, 0xa1, 0x06, 0x05};
+    assert_int_equal(et_snapshot_decode_cbor(v1_held, sizeof v1_held, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    assert_non_null(strstr(err, "unknown key 6"));
+    /* a schema 1 snapshot never carries them: a schema 1 collector reads what a new agent writes */
+    et_snapshot_init(a);
+    assert_int_equal(a->schema, ET_SNAP_SCHEMA_MIN);
+    memset(a->id, 1, sizeof a->id);
+    snprintf(a->device_id, sizeof a->device_id, "gw");
+    snprintf(a->service, sizeof a->service, "svc");
+    a->uplink_held = 3;
+    static uint8_t cb[4096];
+    size_t cn = 0;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->schema, 1);
+    assert_true(b->uplink_held == 0);
+    a->schema = 2;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->schema, 2);
+    assert_true(b->uplink_held == 3);
+    /* the same through the envelope (raw CBOR, flags 0) */
+    uint8_t env[4 + sizeof v99] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, 0};
+    memcpy(env + 4, v99, sizeof v99);
+    et_wire_dec *dec = et_wire_dec_create(err, sizeof err);
+    assert_int_equal(et_wire_decode(dec, env, sizeof env, b, err, sizeof err), ET_WIRE_EVERSION);
     et_wire_dec_free(dec);
 }
 
@@ -808,6 +865,7 @@ int main(void)
 #endif
         cmocka_unit_test(test_malformed_cbor),
         cmocka_unit_test(test_malformed_envelope),
+        cmocka_unit_test(test_schema_version_is_not_a_violation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
