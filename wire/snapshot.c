@@ -433,7 +433,14 @@ static CborError enc_site(CborEncoder *arr, const et_snap_site *st)
     return e | cbor_encoder_close_container(arr, &a);
 }
 
-static CborError enc_finding(CborEncoder *arr, const et_finding *f)
+/* The survivor evidence (schema 2) a finding carries, if any. */
+int et_finding_needs_v2(const et_finding *f)
+{
+    return (f->evidence >> ET_EVIDENCE_COUNT_V1) != 0 || f->survivors || f->survivors_of || f->oldest_id ||
+           f->wait_hist[0] || f->wait_hist[1] || f->wait_hist[2] || f->wait_hist[3];
+}
+
+static CborError enc_finding(CborEncoder *arr, const et_finding *f, int v2)
 {
     CborEncoder m;
     CborError e = cbor_encoder_create_map(arr, &m, CborIndefiniteLength);
@@ -441,7 +448,8 @@ static CborError enc_finding(CborEncoder *arr, const et_finding *f)
     e |= cbor_encode_uint(&m, ETK_F_KIND);
     e |= cbor_encode_uint(&m, f->kind);
     e |= put_u(&m, ETK_F_CONFIDENCE, f->confidence);
-    e |= put_u(&m, ETK_F_EVIDENCE, f->evidence);
+    /* a schema 1 collector knows evidence bits 0-8 only */
+    e |= put_u(&m, ETK_F_EVIDENCE, v2 ? f->evidence : f->evidence & ((1u << ET_EVIDENCE_COUNT_V1) - 1));
     e |= put_s(&m, ETK_F_FINGERPRINT, f->fingerprint, sizeof f->fingerprint);
     e |= put_s(&m, ETK_F_FUNC, f->site.func, sizeof f->site.func);
     e |= put_s(&m, ETK_F_FILE, f->site.file, sizeof f->site.file);
@@ -463,6 +471,19 @@ static CborError enc_finding(CborEncoder *arr, const et_finding *f)
     }
     e |= put_u(&m, ETK_F_FIRST_SEEN, f->first_seen_ms);
     e |= put_u(&m, ETK_F_LAST_SEEN, f->last_seen_ms);
+    if (v2) {
+        e |= put_u(&m, ETK_F_SURVIVORS, f->survivors);
+        e |= put_u(&m, ETK_F_SURVIVORS_OF, f->survivors_of);
+        e |= put_u(&m, ETK_F_OLDEST_ID, f->oldest_id);
+        if (f->wait_hist[0] || f->wait_hist[1] || f->wait_hist[2] || f->wait_hist[3]) {
+            CborEncoder h;
+            e |= cbor_encode_uint(&m, ETK_F_WAIT_HIST);
+            e |= cbor_encoder_create_array(&m, &h, ET_WAIT_BUCKETS);
+            for (unsigned i = 0; i < ET_WAIT_BUCKETS; i++)
+                e |= cbor_encode_uint(&h, f->wait_hist[i]);
+            e |= cbor_encoder_close_container(&m, &h);
+        }
+    }
     return e | cbor_encoder_close_container(arr, &m);
 }
 
@@ -568,7 +589,7 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
         e |= cbor_encode_uint(&m, ETK_FINDINGS);
         e |= cbor_encoder_create_array(&m, &arr, nf);
         for (unsigned i = 0; i < nf; i++)
-            e |= enc_finding(&arr, &s->findings[i]);
+            e |= enc_finding(&arr, &s->findings[i], s->schema >= 2);
         e |= cbor_encoder_close_container(&m, &arr);
     }
 

@@ -45,7 +45,9 @@
  * every version from ET_SNAP_SCHEMA_MIN to ET_SNAP_SCHEMA_VERSION. The agent writes
  * ET_SNAP_SCHEMA_MIN unless the collector said it reads more and the snapshot needs it (so
  * agents may be updated before their collector); see README "Snapshot format". */
-#define ET_SNAP_SCHEMA_VERSION 2   /* 2: counters 6-8 (the uplink's held/rejected records) */
+#define ET_SNAP_SCHEMA_VERSION 2   /* 2: counters 6-8 (the uplink's held/rejected records);
+                                      finding keys 16-19 and evidence bit 9 (survivors) */
+#define ET_EVIDENCE_COUNT_V1 9     /* evidence bits schema 1 knows */
 #define ET_SNAP_SCHEMA_MIN 1
 #define ET_WIRE_MAGIC0 0x45        /* 'E' */
 #define ET_WIRE_MAGIC1 0x54        /* 'T' */
@@ -267,6 +269,9 @@ enum et_wire_status {
                                   does not know (5.01) */
 };
 const char *et_wire_status_name(int status);
+/* 1 if the finding carries schema 2 evidence (survivors, oldest id, wait histogram, evidence
+ * bit 9): the agent then writes schema 2 to a collector that reads it. */
+int et_finding_needs_v2(const et_finding *f);
 
 /* CBOR only: returns ET_WIRE_OK, ET_WIRE_ECBOR, ET_WIRE_ESCHEMA, ET_WIRE_EVERSION or
  * ET_WIRE_ETOOBIG (message in err).

@@ -370,7 +370,7 @@ static int finding_field(dec *d, unsigned key, CborValue *v, void *obj)
     case ETK_F_KIND: return get_u8(d, v, "kind", ET_F_KIND_COUNT - 1, &f->kind);
     case ETK_F_CONFIDENCE: return get_u8(d, v, "confidence", ET_C_CONFIRMED, &f->confidence);
     case ETK_F_EVIDENCE:
-        if (get_u32(d, v, "evidence", (1u << ET_EVIDENCE_COUNT) - 1, &evidence))
+        if (get_u32(d, v, "evidence", (1u << (d->schema >= 2 ? ET_EVIDENCE_COUNT : ET_EVIDENCE_COUNT_V1)) - 1, &evidence))
             return -1;
         f->evidence = evidence;
         return 0;
@@ -413,6 +413,29 @@ static int finding_field(dec *d, unsigned key, CborValue *v, void *obj)
     }
     case ETK_F_FIRST_SEEN: return get_uint(d, v, "first_seen_ms", UINT64_MAX, &f->first_seen_ms);
     case ETK_F_LAST_SEEN: return get_uint(d, v, "last_seen_ms", UINT64_MAX, &f->last_seen_ms);
+    }
+    if (d->schema >= 2) {
+        switch (key) {
+        case ETK_F_SURVIVORS: return get_u32(d, v, "survivors", UINT32_MAX, &f->survivors);
+        case ETK_F_SURVIVORS_OF: return get_u32(d, v, "survivors_of", ET_GSITE_IDS, &f->survivors_of);
+        case ETK_F_OLDEST_ID: return get_uint(d, v, "oldest_id", UINT64_MAX, &f->oldest_id);
+        case ETK_F_WAIT_HIST: {
+            if (!cbor_value_is_array(v))
+                return fail(d, "wait_hist: expected an array");
+            size_t n;
+            if (cbor_value_get_array_length(v, &n) != CborNoError || n != ET_WAIT_BUCKETS)
+                return fail(d, "wait_hist: expected %d counts", ET_WAIT_BUCKETS);
+            CborValue a;
+            CborError e = cbor_value_enter_container(v, &a);
+            if (e)
+                return cbor_fail(d, e);
+            for (unsigned i = 0; i < ET_WAIT_BUCKETS; i++)
+                if (get_u32(d, &a, "wait_hist", UINT32_MAX, &f->wait_hist[i]))
+                    return -1;
+            e = cbor_value_leave_container(v, &a);
+            return e ? cbor_fail(d, e) : 0;
+        }
+        }
     }
     return fail(d, "unknown key %u", key);
 }

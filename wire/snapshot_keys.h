@@ -55,6 +55,8 @@ enum {
     ETK_F_KIND = 0, ETK_F_CONFIDENCE = 1, ETK_F_EVIDENCE = 2, ETK_F_FINGERPRINT = 3, ETK_F_FUNC = 4,
     ETK_F_FILE = 5, ETK_F_LINE = 6, ETK_F_STATE = 7, ETK_F_COUNT = 8, ETK_F_GROWTH = 9, ETK_F_OLDEST_WAIT = 10,
     ETK_F_VALUE = 11, ETK_F_CREATED_BY = 12, ETK_F_STACK = 13, ETK_F_FIRST_SEEN = 14, ETK_F_LAST_SEEN = 15,
+    /* schema 2: the debug=2 id evidence behind a slow leak (analyze_survivors.c) */
+    ETK_F_SURVIVORS = 16, ETK_F_SURVIVORS_OF = 17, ETK_F_OLDEST_ID = 18, ETK_F_WAIT_HIST = 19,
     ETK_F_KEYS
 };
 

@@ -127,11 +127,15 @@ static void on_cycle(void *ud, const et_cycle *c)
     s->cost_bytes = c->cost.bytes;
     s->cost_ms = c->cost.ms;
     if (a->up) {
-        /* Records the collector could not take travel in schema 2's counters, but only to a
-         * collector that said it reads schema 2: an older one would reject the whole snapshot. */
+        /* Records the collector could not take, and the survivor evidence of slow leaks, travel
+         * in schema 2, but only to a collector that said it reads schema 2: an older one would
+         * reject the whole snapshot. */
         et_uplink_stats us;
         et_uplink_get_stats(a->up, &us);
-        if (us.peer_schema >= 2 && (us.held || us.rejected || us.held_now)) {
+        int needs_v2 = us.held || us.rejected || us.held_now;
+        for (uint32_t i = 0; i < s->nfindings && !needs_v2; i++)
+            needs_v2 = et_finding_needs_v2(&s->findings[i]);
+        if (us.peer_schema >= 2 && needs_v2) {
             s->schema = 2;
             s->uplink_held = us.held;
             s->uplink_rejected = us.rejected;

@@ -62,6 +62,17 @@
  *     a leak whose traffic stopped stays.
  *   - A large stable count (>= large_site) at one sync-blocked, non-select, non-allow-listed
  *     site is only "suspected": worker pools look exactly like that.
+ * Survivors (analyze_survivors.c): the sampler forces a GC before every debug=2 dump, which
+ *   stamps the wait clock of each parked goroutine (the runtime clears it whenever the
+ *   goroutine runs). A later dump, a minute or more after, holds the same ids (never reused)
+ *   for goroutines that stayed, and their printed waits cover the span only if they never woke.
+ *   Every goroutine of the earlier dump still parked there, none woken, and at least 2 more:
+ *   SURVIVORS, likely at a sync-blocked service site at any growth rate (suspected elsewhere).
+ *   A quiet site that starts filling up asks for such dumps (et_analyzer_wants_deep). The
+ *   count rule above is also held back by ids: after 3 rising intervals a site stays
+ *   suspected when a comparison saw its goroutines turn over (in flight) and its rise is
+ *   within 3*sqrt(level). A leak that loops (a ticker never stopped) keeps its ids and wakes;
+ *   so does a pool growing towards its size: neither ids nor waits tell those two apart.
  * Goroutine total trend without a site that explains it: suspected (likely with >= 4 steps and
  * STACK_GROWTH).
  * GC proof: every site of the latest goroutineleak profile (and every debug=2 site printed

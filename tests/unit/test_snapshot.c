@@ -155,6 +155,13 @@ static void fill_all(et_snapshot *s, int maximal)
         f->first_seen_ms = 1000 + i;
         f->last_seen_ms = 900000 + i;
         f->site.line = 42 + i;
+        /* schema 2: survivor evidence */
+        f->evidence |= ET_E_SURVIVORS;
+        f->survivors = 3 + i % 5;
+        f->survivors_of = 8;
+        f->oldest_id = (1ull << 40) + i;
+        for (unsigned k = 0; k < ET_WAIT_BUCKETS; k++)
+            f->wait_hist[k] = maximal ? UINT32_MAX : k + i;
         if (maximal) {
             fill_str(f->site.func, sizeof f->site.func, 'F', 999);
             fill_str(f->site.file, sizeof f->site.file, 'f', 999);
@@ -256,6 +263,10 @@ static void assert_same(const et_snapshot *x, const et_snapshot *y)
         assert_true(p->value == q->value);
         assert_true(p->first_seen_ms == q->first_seen_ms);
         assert_true(p->last_seen_ms == q->last_seen_ms);
+        assert_int_equal(p->survivors, q->survivors);
+        assert_int_equal(p->survivors_of, q->survivors_of);
+        assert_true(p->oldest_id == q->oldest_id);
+        assert_memory_equal(p->wait_hist, q->wait_hist, sizeof p->wait_hist);
     }
     assert_true(x->spool_routine_dropped == y->spool_routine_dropped);
     assert_true(x->spool_findings_dropped == y->spool_findings_dropped);
@@ -845,6 +856,30 @@ static void test_schema_version_is_not_a_violation(void **state)
     assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
     assert_int_equal(b->schema, 2);
     assert_true(b->uplink_held == 3);
+    /* survivor evidence: written in schema 2 only; schema 1 keeps the finding, without it */
+    a->nfindings = 1;
+    memset(&a->findings[0], 0, sizeof a->findings[0]);
+    snprintf(a->findings[0].fingerprint, sizeof a->findings[0].fingerprint, "0123456789abcdef");
+    a->findings[0].evidence = ET_E_CLUSTER | ET_E_SURVIVORS;
+    a->findings[0].survivors = a->findings[0].survivors_of = 3;
+    a->findings[0].oldest_id = 77;
+    a->findings[0].wait_hist[1] = 3;
+    assert_true(et_finding_needs_v2(&a->findings[0]));
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->findings[0].evidence, ET_E_CLUSTER | ET_E_SURVIVORS);
+    assert_int_equal(b->findings[0].survivors_of, 3);
+    assert_true(b->findings[0].oldest_id == 77);
+    assert_int_equal(b->findings[0].wait_hist[1], 3);
+    a->schema = 1;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->findings[0].evidence, ET_E_CLUSTER);
+    assert_int_equal(b->findings[0].survivors_of, 0);
+    /* {0: 1, 14: [{0: 0, 2: 512}]}: evidence bit 9 in a schema 1 document is a violation */
+    static const uint8_t v1_bit9[] = {0xa2, 0x00, 0x01, 0x0e, 0x81, 0xa2, 0x00, 0x00, 0x02, 0x19, 0x02, 0x00};
+    assert_int_equal(et_snapshot_decode_cbor(v1_bit9, sizeof v1_bit9, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    assert_non_null(strstr(err, "evidence"));
     /* the same through the envelope (raw CBOR, flags 0) */
     uint8_t env[4 + sizeof v99] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, 0};
     memcpy(env + 4, v99, sizeof v99);
