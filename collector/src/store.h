@@ -132,6 +132,11 @@ int store_q_finding(coll_store *s, int64_t id, json_t **out);
  * "prune_rows_total":N} */
 int store_q_gauges(coll_store *s, int64_t now_ms, json_t **out);
 
+/* The CLI listings (`edgetrace-collector devices|snapshots|findings`): an array of flat rows
+ * with the CLI's column names; device NULL = all, limit <= 0 = no limit. BADARG for another
+ * `what`. */
+int store_q_list(coll_store *s, const char *what, const char *device, int limit, json_t **out);
+
 /* pprof export: stored sites and stacks, one callback per sample. Frames leaf first; a site
  * from a snapshot carries one frame (its blocked user frame); a finding carries its stack. */
 #define STORE_MAX_FRAMES 9
