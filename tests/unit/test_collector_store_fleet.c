@@ -15,6 +15,8 @@
 
 #include <sqlite3.h>
 
+#include "decode.h"
+#include "ingest.h"
 #include "store.h"
 
 static char dbpath[128];
@@ -227,6 +229,52 @@ static void test_target_identity(void **state)
     assert_int_equal(q1(s, "SELECT count(*) FROM targets WHERE service='worker'"), 2);
     assert_int_equal(q1(s, "SELECT count(*) FROM targets WHERE service='worker' AND port=6061"), 1);
     assert_int_equal(q1(s, "SELECT count(*) FROM targets WHERE pod='billing-7d9f8c6b5-fghij'"), 1);
+    store_close(s);
+}
+
+/* The same through the real path (wire envelope -> decode.c -> store): the collector used to
+ * cut each pod name part at 20 characters while decoding and left the port out, so these four
+ * agents' snapshots landed on two targets. */
+static void test_identity_through_ingest(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    char err[160];
+    coll_decoder *d = coll_decoder_create(err, sizeof(err));
+    assert_non_null(d);
+    et_wire_params wp = {.level = 3};
+    et_wire_enc *e = et_wire_enc_create(&wp, err, sizeof(err));
+    assert_non_null(e);
+    static et_snapshot w;
+    static uint8_t buf[ET_WIRE_MAX];
+    ingest_counters c;
+    memset(&c, 0, sizeof(c));
+    const char *pods[4] = {"checkout-5f7d8c9b6d-a1b2c", "checkout-5f7d8c9b6d-d3e4f", "", ""};
+    const char *urls[4] = {"http://10.0.0.5:6060", "http://10.0.0.6:6060", "http://127.0.0.1:6060",
+                           "http://127.0.0.1:6061"};
+    for (int i = 0; i < 4; i++) {
+        et_snapshot_init(&w);
+        memset(w.id, 0x10 + i, sizeof(w.id));
+        snprintf(w.device_id, sizeof(w.device_id), "gw-7");
+        snprintf(w.service, sizeof(w.service), "checkout");
+        snprintf(w.pod_namespace, sizeof(w.pod_namespace), "%s", pods[i][0] ? "shop-production" : "");
+        snprintf(w.pod_name, sizeof(w.pod_name), "%s", pods[i]);
+        snprintf(w.url, sizeof(w.url), "%s", urls[i]);
+        w.wall_ms = 1700000000000LL;
+        size_t n = 0;
+        assert_int_equal(et_wire_encode(e, &w, buf, sizeof(buf), &n, err, sizeof(err)), 0);
+        ingest_result r;
+        assert_int_equal(store_begin(s), 0);
+        ingest_payload(s, d, &c, "gw-7", buf, n, 42, 0, 1, 0, &r);
+        assert_int_equal(r.code, 201);
+        assert_int_equal(store_commit(s), 0);
+    }
+    assert_int_equal(store_count(s, "targets"), 4);
+    json_t *o = NULL;
+    assert_int_equal(store_q_targets(s, "gw-7", &o), STORE_Q_NOTFOUND); /* not provisioned: no device row */
+    assert_int_equal(q1(s, "SELECT count(DISTINCT pod) FROM targets WHERE pod LIKE 'checkout-5f7d8c9b6d-%'"), 2);
+    et_wire_enc_free(e);
+    coll_decoder_free(d);
     store_close(s);
 }
 
@@ -591,6 +639,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_savepoint_per_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_per_device, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity_through_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_field, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finding_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
