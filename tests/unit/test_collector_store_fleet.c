@@ -678,6 +678,7 @@ static void test_pruner_thread(void **state)
         assert_int_equal(store_commit(s), 0);
         double d = mono_s() - a;
         worst = d > worst ? d : worst;
+        usleep(1000); /* the gap a real event loop leaves between batches */
     }
     store_pruner_stop(p);
     print_message("pruner: backlog of 3000 snapshots rolled up while %d ingest commits ran, slowest %.1f ms\n", i,
