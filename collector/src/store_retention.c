@@ -93,7 +93,7 @@ typedef struct agg {
     int64_t mn[5], mx[5], last[5]; /* goroutines, heap_inuse, rss_kb, threads, count */
     int has[5];
     int64_t heap_alloc_last, fds_last;
-    char by_state[ET_G_STATE_COUNT * 32 + 4];
+    char by_state[ET_G_STATE_COUNT * 48 + 4];
 } agg;
 
 static void agg_add(agg *a, int i, sqlite3_stmt *st, int col)

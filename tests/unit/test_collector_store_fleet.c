@@ -318,11 +318,16 @@ static void test_every_field(void **state)
     assert_int_equal(put1(s, "gw-1"), STORE_NEW);
     mk("f3", "gw-1", "billing", 1700000060000LL, 42, 1, 1);
     snap.w.sites[1].key = named_key; /* a reference to it again */
+    for (unsigned k = 0; k < ET_G_STATE_COUNT; k++) /* every state at its widest: nothing cut */
+        snap.w.by_state[k] = UINT32_MAX;
     assert_int_equal(put1(s, "gw-1"), STORE_NEW);
     char sql[160];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM site_counts c JOIN sites s USING(target,key) WHERE key=%u"
              " AND s.function='net/http.(*conn).serve'", named_key);
     assert_int_equal(q1(s, sql), 2);
+    assert_int_equal(q1(s, "SELECT (SELECT count(*) FROM json_each(by_state)) FROM series WHERE json_valid(by_state)"
+                           " ORDER BY t DESC LIMIT 1"),
+                     ET_G_STATE_COUNT);
     store_close(s);
 }
 
