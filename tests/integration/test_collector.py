@@ -375,11 +375,21 @@ def test_kill9_under_load_loses_nothing_acknowledged(tmp_path):
         acked_file = tmp_path / "acked"
         gen = subprocess.Popen([str(bench), "--url", f"coaps://127.0.0.1:{c.port}/s", "--identity", "gw-1", "--psk",
                                 creds["psk"], "--sessions", "16", "--window", "4", "--count", "200000",
-                                "--max-seconds", "6", "--acked-out", str(acked_file)],
+                                "--max-seconds", "8", "--acked-out", str(acked_file)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(2.5)
+        # Kill mid-stream, not mid-handshake: on a loaded machine the 16 DTLS handshakes alone
+        # can take seconds. The bench says when they are done.
+        lines = []
+        deadline = time.monotonic() + 60
+        for line in gen.stdout:
+            lines.append(line)
+            if "sessions up" in line or time.monotonic() > deadline:
+                break
+        assert any("sessions up" in l for l in lines), "".join(lines)
+        time.sleep(2.0)
         c.stop(signal.SIGKILL)
         out, _ = gen.communicate(timeout=60)
+        out = "".join(lines) + out
         acked = acked_file.read_text().split()
         c.start()
         stored = {r[0] for r in c.rows("SELECT snapshot_id FROM snapshots")}

@@ -302,6 +302,10 @@ int main(int argc, char **argv)
         return 1;
     }
     B.warm = 0;
+    /* Tests that disturb the collector under load wait for this line: before it, nothing
+     * but handshakes has happened. */
+    fprintf(stderr, "ingest_bench: %u sessions up in %.2f s\n", B.sessions, handshake_s);
+    fflush(stderr);
     double start = now_s();
     for (unsigned i = 0; i < B.sessions; i++)
         for (unsigned k = 0; k < B.window; k++)
