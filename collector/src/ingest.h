@@ -85,4 +85,7 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p);
 /* One-line counters, for logs and tests ("new=.. dup=.. bad=.."). */
 void ingest_format_counters(const ingest_counters *c, char *buf, size_t len);
 
+/* One timestamped line on stderr, for the ingest_* family. */
+void ingest_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif
