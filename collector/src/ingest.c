@@ -115,10 +115,13 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              "requests=%" PRIu64 " new=%" PRIu64 " dup=%" PRIu64 " bad_request=%" PRIu64 " (zstd=%" PRIu64
              " cbor=%" PRIu64 " schema=%" PRIu64 ") too_large=%" PRIu64 " bad_format=%" PRIu64
              " identity_mismatch=%" PRIu64 " unauthenticated=%" PRIu64 " block_incomplete=%" PRIu64
+             " block_busy=%" PRIu64 " block_expired=%" PRIu64 " block_evicted=%" PRIu64
+             " block_restarted=%" PRIu64 " reassembly_bytes=%" PRIu64 " reassembly_bodies=%" PRIu64
              " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
-             c->block_incomplete, c->store_errors, c->unknown_identity, c->commits, c->bytes);
+             c->block_incomplete, c->block_busy, c->block_expired, c->block_evicted, c->block_restarted,
+             c->reassembly_bytes, c->reassembly_bodies, c->store_errors, c->unknown_identity, c->commits, c->bytes);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */
@@ -126,11 +129,10 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
 /* all Block1 reassembly buffers together */
 #define REASSEMBLY_BUDGET ((size_t)64 << 20)
 
-/* Per-session state: Block1 reassembly and, for certificate sessions, the device id taken
- * from the validated client certificate. */
+/* Per-session state: for certificate sessions, the device id taken from the validated
+ * client certificate. (Block1 state is keyed per body, in S.b1.) */
 typedef struct sess_state {
     char cert_id[COLL_ID_MAX]; /* CN of a validated client certificate */
-    b1_state b1;
 } sess_state;
 
 static struct server {
@@ -138,7 +140,7 @@ static struct server {
     coll_decoder *dec;
     const ingest_params *p;
     ingest_counters c;
-    b1_budget b1;
+    b1_table b1;
 } S;
 
 static volatile sig_atomic_t g_stop, g_dump;
@@ -148,6 +150,13 @@ static void on_signal(int sig)
         g_dump = 1;
     else
         g_stop = 1;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static int64_t wall_ms(void)
@@ -180,21 +189,24 @@ static sess_state *sess_get(coap_session_t *session)
     return ss;
 }
 
-static void sess_free(sess_state *ss)
-{
-    if (!ss)
-        return;
-    b1_reset(&ss->b1, &S.b1);
-    free(ss);
-}
-
 static int on_event(coap_session_t *session, const coap_event_t event)
 {
     if (event == COAP_EVENT_SERVER_SESSION_DEL) {
-        sess_free(coap_session_get_app_data(session));
+        b1_drop_session(&S.b1, (uint64_t)(uintptr_t)session);
+        free(coap_session_get_app_data(session));
         coap_session_set_app_data(session, NULL);
     }
     return 0;
+}
+
+/* Block1 figures into the counters (the table keeps its own). */
+static void sync_block1_counters(void)
+{
+    S.c.block_expired = S.b1.expired;
+    S.c.block_evicted = S.b1.evicted;
+    S.c.block_restarted = S.b1.restarted;
+    S.c.reassembly_bytes = S.b1.used;
+    S.c.reassembly_bodies = S.b1.n;
 }
 
 static void reject(coap_pdu_t *response, int code, uint64_t *counter, const char *diag)
@@ -204,15 +216,22 @@ static void reject(coap_pdu_t *response, int code, uint64_t *counter, const char
     ingest_respond(response, code, diag, 0, 0);
 }
 
-/* Block1: the answer for a block that does not complete the body, or 0 with body and blen
- * set to the complete body. */
+/* Block1: the answer for a block that does not complete the body, or 0 with o filled with
+ * the complete body (the caller calls b1_release once it is stored). */
 static int block1_step(coap_session_t *session, const coap_pdu_t *request, const coap_block_t *blk,
-                       const uint8_t *data, size_t len, coap_pdu_t *response, const uint8_t **body, size_t *blen,
-                       uint32_t *echo)
+                       const uint8_t *data, size_t len, coap_pdu_t *response, b1_out *o)
 {
     coap_opt_iterator_t oi;
     coap_opt_t *size1 = coap_check_option(request, COAP_OPTION_SIZE1, &oi);
+    /* the body's key: its Request-Tag (RFC 9175) when it has one, else its token */
+    coap_opt_t *rtag = coap_check_option(request, COAP_OPTION_RTAG, &oi);
+    coap_bin_const_t token = coap_pdu_get_token(request);
     b1_block b = {
+        .session = (uint64_t)(uintptr_t)session,
+        .has_rtag = rtag != NULL,
+        .tag = rtag ? coap_opt_value(rtag) : token.s,
+        .taglen = rtag ? coap_opt_length(rtag) : token.length,
+        .now_ms = mono_ms(),
         .num = blk->num,
         .szx = blk->szx,
         .more = blk->m,
@@ -220,21 +239,12 @@ static int block1_step(coap_session_t *session, const coap_pdu_t *request, const
         .data = data,
         .len = len,
     };
-    sess_state *ss = sess_get(session);
-    if (!ss) {
-        reject(response, 503, NULL, "out of memory");
-        return 503;
-    }
-    b1_out o;
-    b1_put(&ss->b1, &S.b1, &b, &o);
-    switch (o.code) {
+    b1_put(&S.b1, &b, o);
+    switch (o->code) {
     case B1_DONE:
-        *body = o.body;
-        *blen = o.len;
-        *echo = o.echo;
         return 0;
     case B1_CONTINUE:
-        ingest_respond(response, 231, NULL, 1, o.echo);
+        ingest_respond(response, 231, NULL, 1, o->echo);
         break;
     case B1_TOO_LARGE: {
         S.c.too_large++;
@@ -242,20 +252,21 @@ static int block1_step(coap_session_t *session, const coap_pdu_t *request, const
         coap_pdu_set_code(response, COAP_RESPONSE_CODE(413));
         coap_add_option(response, COAP_OPTION_SIZE1, coap_encode_var_safe(sb, sizeof(sb), (unsigned)S.b1.max_body),
                         sb);
-        coap_add_data(response, strlen(o.diag), (const uint8_t *)o.diag);
+        coap_add_data(response, strlen(o->diag), (const uint8_t *)o->diag);
         break;
     }
     case B1_BAD:
-        reject(response, 400, &S.c.bad_request, o.diag);
+        reject(response, 400, &S.c.bad_request, o->diag);
         break;
     case B1_INCOMPLETE:
-        reject(response, 408, &S.c.block_incomplete, o.diag);
+        reject(response, 408, &S.c.block_incomplete, o->diag);
         break;
     default:
-        reject(response, o.code, NULL, o.diag);
+        reject(response, o->code, &S.c.block_busy, o->diag);
         break;
     }
-    return o.code;
+    sync_block1_counters();
+    return o->code;
 }
 
 static void post_handler(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
@@ -290,6 +301,7 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     coap_block_t blk;
     int has_block1 = coap_get_block(request, COAP_OPTION_BLOCK1, &blk);
     uint32_t block1_echo = 0;
+    b1_out body = {0};
     if (has_block1) {
         if (content_format != INGEST_CF_OCTET_STREAM) {
             char d[96];
@@ -297,13 +309,20 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
             reject(response, 415, &S.c.bad_format, d);
             return;
         }
-        if (block1_step(session, request, &blk, data, len, response, &data, &len, &block1_echo))
+        if (block1_step(session, request, &blk, data, len, response, &body))
             return;
+        data = body.body;
+        len = body.len;
+        block1_echo = body.echo;
     }
 
     ingest_result r;
     ingest_payload(S.st, S.dec, &S.c, device, data, len, content_format, S.b1.max_body, wall_ms(),
                    S.p->store_payload, &r);
+    /* stored (the statement copied the bytes) or rejected: the body's buffer goes now, not
+     * when the session ends */
+    b1_release(&S.b1, &body);
+    sync_block1_counters();
     if (!r.staged) {
         ingest_log("rejected %d.%02d from %s: %s", r.code / 100, r.code % 100, device, r.diag);
         ingest_respond(response, r.code, r.diag, has_block1, block1_echo);
@@ -346,8 +365,7 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     S.st = st;
     S.dec = dec;
     S.p = p;
-    S.b1.max_body = p->max_body ? p->max_body : INGEST_DEFAULT_MAX_BODY;
-    S.b1.cap = REASSEMBLY_BUDGET;
+    b1_init(&S.b1, p->max_body ? p->max_body : INGEST_DEFAULT_MAX_BODY, REASSEMBLY_BUDGET);
     identity_setup(st, &S.c, p->plain_listen != NULL);
 
     coap_startup();
@@ -430,12 +448,14 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
 
     commit_setup(st, &S.c, coap_context_get_coap_fd(ctx), p->group_commit);
     time_t next_stats = p->stats_interval_s ? time(NULL) + p->stats_interval_s : 0;
-    char line[512];
+    char line[1024];
     while (!g_stop) {
         coap_io_process(ctx, 1000);
         commit_gather(ctx, &g_stop);
         if (commit_pending() || store_in_txn(S.st))
             commit_flush();
+        b1_expire(&S.b1, mono_ms());
+        sync_block1_counters();
         if (g_dump || (next_stats && time(NULL) >= next_stats)) {
             g_dump = 0;
             ingest_format_counters(&S.c, line, sizeof(line));
@@ -450,6 +470,7 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     coap_io_process(ctx, COAP_IO_NO_WAIT);
     ingest_format_counters(&S.c, line, sizeof(line));
     ingest_log("shutdown: %s", line);
+    b1_clear(&S.b1);
     coap_free_context(ctx);
     coap_cleanup();
     return 0;

@@ -48,6 +48,12 @@ typedef struct ingest_counters {
     uint64_t identity_mismatch; /* 4.03 */
     uint64_t unauthenticated;  /* 4.01 */
     uint64_t block_incomplete; /* 4.08 */
+    uint64_t block_busy;       /* 5.03: reassembly table or memory full of moving bodies */
+    uint64_t block_expired;    /* partial bodies dropped after B1_IDLE_MS without a block */
+    uint64_t block_evicted;    /* partial bodies dropped to make room */
+    uint64_t block_restarted;  /* a block 0 replaced a partial body under the same key */
+    uint64_t reassembly_bytes; /* gauge: buffer bytes of bodies in reassembly */
+    uint64_t reassembly_bodies; /* gauge: bodies in reassembly */
     uint64_t store_errors;     /* 5.00 */
     uint64_t unknown_identity; /* DTLS handshakes with an identity not in the database */
     uint64_t commits;
