@@ -366,7 +366,7 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     S.dec = dec;
     S.p = p;
     b1_init(&S.b1, p->max_body ? p->max_body : INGEST_DEFAULT_MAX_BODY, REASSEMBLY_BUDGET);
-    identity_setup(st, &S.c, p->plain_listen != NULL);
+    identity_setup(st, &S.c, p->insecure_plain_listen != NULL);
 
     coap_startup();
     coap_set_log_level(getenv("ET_COAP_DEBUG") ? COAP_LOG_DEBUG : COAP_LOG_WARN);
@@ -422,8 +422,8 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
         coap_free_context(ctx);
         return 1;
     }
-    if (p->plain_listen && !listen_on(ctx, p->plain_listen, COAP_PROTO_UDP, 5683)) {
-        ingest_log("cannot listen on %s (coap)", p->plain_listen);
+    if (p->insecure_plain_listen && !listen_on(ctx, p->insecure_plain_listen, COAP_PROTO_UDP, 5683)) {
+        ingest_log("cannot listen on %s (coap)", p->insecure_plain_listen);
         coap_free_context(ctx);
         return 1;
     }
@@ -441,8 +441,16 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    ingest_log("listening on coaps://%s%s%s (max body %zu, %s commit)", listen, p->plain_listen ? " and coap://" : "",
-          p->plain_listen ? p->plain_listen : "", S.b1.max_body, p->group_commit ? "group" : "per-snapshot");
+    if (p->insecure_plain_listen) {
+        /* loud on purpose: this port lets anyone write as any device */
+        ingest_log("WARNING: INSECURE: plain CoAP on coap://%s accepts snapshots from anyone, naming any "
+                   "device with ?d=ID (--insecure-plain-listen, for tests only; never in production)",
+                   p->insecure_plain_listen);
+    }
+    ingest_log("listening on coaps://%s%s%s (max body %zu, %s commit)", listen,
+               p->insecure_plain_listen ? " and INSECURE coap://" : "",
+               p->insecure_plain_listen ? p->insecure_plain_listen : "", S.b1.max_body,
+               p->group_commit ? "group" : "per-snapshot");
     printf("ready %s\n", listen);
     fflush(stdout);
 

@@ -76,8 +76,10 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
 
 typedef struct ingest_params {
     const char *listen;        /* "ADDR:PORT" for coaps (DTLS); default 0.0.0.0:5684 */
-    const char *plain_listen;  /* optional "ADDR:PORT" for plain coap, tests only: the device is
-                                  then named by the Uri-Query "d=ID" (unauthenticated), or NULL */
+    const char *insecure_plain_listen; /* optional "ADDR:PORT" for plain coap, tests only: the
+                                  device is then named by the Uri-Query "d=ID", so anyone can
+                                  write as any device. Only from --insecure-plain-listen, never
+                                  from the config file. NULL: off */
     size_t max_body;           /* 0 = INGEST_DEFAULT_MAX_BODY */
     int group_commit;          /* 1 = batch commits per loop iteration (default) */
     int store_payload;         /* keep the raw envelope bytes in snapshots.payload */

@@ -1,9 +1,10 @@
 /* main.c - edgetrace-collector command line.
  *
  *   edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]
- *                             [--plain-listen ADDR:PORT] [--max-body BYTES] [--no-group-commit]
+ *                             [--max-body BYTES] [--no-group-commit]
  *                             [--no-payload] [--stats-interval S] [--dict FILE]
  *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
+ *                             [--insecure-plain-listen ADDR:PORT]   (tests only, see below)
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector --version
@@ -12,13 +13,17 @@
  *   [collector]
  *   db = /var/lib/edgetrace/collector.db
  *   listen = 0.0.0.0:5684          ; coaps (DTLS PSK; keys from the devices table)
- *   plain_listen =                 ; plain coap for tests only: device named by ?d=ID, unauthenticated
  *   max_body = 256K                ; Block1 reassembly cap (4.13 beyond)
  *   group_commit = yes             ; one COMMIT per event-loop batch
  *   store_payload = yes            ; keep the raw envelope in snapshots.payload
  *   stats_interval = 60            ; seconds between counter lines (SIGUSR1: now)
  *   dict = /etc/edgetrace/snap.dict ; zstd dictionary (repeatable)
  *   pki_cert = / pki_key = / pki_ca = ; optional DTLS certificates besides PSK
+ *
+ * Plain CoAP, where the device is named by the query ?d=ID and nobody is authenticated, exists
+ * for tests only. It is refused in the config file (a test setting copied into production
+ * would let anyone write as any device) and only switched on by a command-line flag whose
+ * name says what it is; the collector logs a warning when it starts with it.
  *
  * Reading order for the collector side: main.c -> ingest.c -> decode.c -> store.c -> query.c. */
 #include <stdio.h>
@@ -39,7 +44,7 @@
 typedef struct serve_conf {
     char db[512];
     char listen[128];
-    char plain_listen[128];
+    char insecure_plain_listen[128];
     char pki_cert[512], pki_key[512], pki_ca[512];
     char dicts[MAX_DICTS][512];
     int ndicts;
@@ -77,8 +82,11 @@ static int conf_handler(void *user, const char *section, const char *name, const
         S(db);
     else if (!strcmp(name, "listen"))
         S(listen);
-    else if (!strcmp(name, "plain_listen"))
-        S(plain_listen);
+    else if (!strcmp(name, "plain_listen")) {
+        fprintf(stderr, "edgetrace-collector: plain_listen is not accepted in a config file: it lets anyone "
+                        "write as any device; tests use --insecure-plain-listen ADDR:PORT\n");
+        return 0;
+    }
     else if (!strcmp(name, "pki_cert"))
         S(pki_cert);
     else if (!strcmp(name, "pki_key"))
@@ -146,10 +154,8 @@ static int serve_main(int argc, char **argv)
             snprintf(c.db, sizeof(c.db), "%s", argv[++i]);
         else if (!strcmp(a, "--listen") && v)
             snprintf(c.listen, sizeof(c.listen), "%s", argv[++i]);
-        else if (!strcmp(a, "--plain-listen") && v)
-            snprintf(c.plain_listen, sizeof(c.plain_listen), "%s", argv[++i]);
-        else if (!strcmp(a, "--plain-port") && v)
-            snprintf(c.plain_listen, sizeof(c.plain_listen), "127.0.0.1:%s", argv[++i]);
+        else if (!strcmp(a, "--insecure-plain-listen") && v)
+            snprintf(c.insecure_plain_listen, sizeof(c.insecure_plain_listen), "%s", argv[++i]);
         else if (!strcmp(a, "--max-body") && v) {
             if ((c.max_body = parse_size(argv[++i])) <= 0) {
                 fprintf(stderr, "edgetrace-collector: bad --max-body\n");
@@ -201,7 +207,7 @@ static int serve_main(int argc, char **argv)
     ingest_params p;
     memset(&p, 0, sizeof(p));
     p.listen = c.listen;
-    p.plain_listen = c.plain_listen[0] ? c.plain_listen : NULL;
+    p.insecure_plain_listen = c.insecure_plain_listen[0] ? c.insecure_plain_listen : NULL;
     p.max_body = (size_t)c.max_body;
     p.group_commit = c.group_commit;
     p.store_payload = c.store_payload;
@@ -218,9 +224,10 @@ static int serve_main(int argc, char **argv)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]\n"
-               "                                 [--plain-listen ADDR:PORT] [--max-body N] [--no-group-commit]\n"
+               "                                 [--max-body N] [--no-group-commit]\n"
                "                                 [--no-payload] [--stats-interval S] [--dict FILE]\n"
                "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
+               "                                 [--insecure-plain-listen ADDR:PORT (tests only)]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector --version\n");

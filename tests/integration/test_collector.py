@@ -75,7 +75,7 @@ class Collector:
     def start(self):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", str(self.db), "--listen",
-                                      f"127.0.0.1:{self.port}", "--plain-listen", f"127.0.0.1:{self.plain_port}",
+                                      f"127.0.0.1:{self.port}", "--insecure-plain-listen", f"127.0.0.1:{self.plain_port}",
                                       "--stats-interval", "0", *self.extra],
                                      stdout=subprocess.PIPE, stderr=self.logf, text=True)
         line = self.proc.stdout.readline()
@@ -496,3 +496,24 @@ def test_block1_delayed_block0_is_not_spliced(collector, tmp_path):
     stats = [l for l in collector.log.read_text().splitlines() if "stats requests=" in l][-1]
     counts = dict(re.findall(r"(\w+)=(\d+)", stats))
     assert counts["reassembly_bytes"] == "0" and counts["reassembly_bodies"] == "0", stats
+
+
+def test_plain_listen_only_by_an_insecure_flag(tmp_path):
+    """Unauthenticated plain CoAP (device named by ?d=) is refused in the config file, so a
+    test setting cannot slip into a production config; the --insecure-plain-listen flag turns it
+    on and the collector says so loudly at start."""
+    conf = tmp_path / "collector.conf"
+    conf.write_text(f"[collector]\ndb = {tmp_path / 'c.db'}\nlisten = 127.0.0.1:{free_udp_port()}\n"
+                    f"plain_listen = 127.0.0.1:{free_udp_port()}\n")
+    r = subprocess.run([str(COLLECTOR), "serve", "-c", str(conf)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "plain_listen is not accepted in a config file" in r.stderr, r.stderr
+    r = subprocess.run([str(COLLECTOR), "serve", "--db", str(tmp_path / "c.db"), "--plain-listen", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "unknown option '--plain-listen'" in r.stderr
+    c = Collector(tmp_path)  # starts with --insecure-plain-listen
+    c.start()
+    try:
+        log = c.log.read_text()
+        assert "WARNING: INSECURE: plain CoAP on coap://127.0.0.1:%d" % c.plain_port in log, log
+    finally:
+        c.stop()
