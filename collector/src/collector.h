@@ -4,7 +4,11 @@
 
 #define COLL_DEFAULT_DB "collector.db"
 
+/* provision.c: device keys */
 int provision_main(int argc, char **argv);
+int rotate_main(int argc, char **argv);
+int revoke_main(int argc, char **argv);
+int keys_main(int argc, char **argv);
 /* what: "devices" | "snapshots" | "findings" */
 int query_main(const char *what, int argc, char **argv);
 

@@ -117,11 +117,13 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              " identity_mismatch=%" PRIu64 " unauthenticated=%" PRIu64 " block_incomplete=%" PRIu64
              " block_busy=%" PRIu64 " block_expired=%" PRIu64 " block_evicted=%" PRIu64
              " block_restarted=%" PRIu64 " reassembly_bytes=%" PRIu64 " reassembly_bodies=%" PRIu64
-             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64,
+             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " revoked=%" PRIu64 " key_retired=%" PRIu64
+             " key_promoted=%" PRIu64 " key_fallback=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
              c->block_incomplete, c->block_busy, c->block_expired, c->block_evicted, c->block_restarted,
-             c->reassembly_bytes, c->reassembly_bodies, c->store_errors, c->unknown_identity, c->commits, c->bytes);
+             c->reassembly_bytes, c->reassembly_bodies, c->store_errors, c->unknown_identity, c->revoked,
+             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */
@@ -191,6 +193,7 @@ static sess_state *sess_get(coap_session_t *session)
 
 static int on_event(coap_session_t *session, const coap_event_t event)
 {
+    identity_on_event(session, event);
     if (event == COAP_EVENT_SERVER_SESSION_DEL) {
         b1_drop_session(&S.b1, (uint64_t)(uintptr_t)session);
         free(coap_session_get_app_data(session));
@@ -283,6 +286,14 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     sess_state *ss = coap_session_get_proto(session) == COAP_PROTO_DTLS ? sess_get(session) : NULL;
     if (!identity_of_session(session, query, ss ? ss->cert_id : NULL, device, sizeof(device))) {
         reject(response, 401, &S.c.unauthenticated, "no authenticated device identity");
+        return;
+    }
+    /* Keys change under a live session (revoke, rotate in another process): the session's
+     * key must still be one the device may use. */
+    char why[96];
+    if (!identity_still_valid(session, device, why, sizeof(why))) {
+        ingest_log("refused a request from %s: %s", device, why);
+        reject(response, 401, NULL, why);
         return;
     }
 
@@ -481,5 +492,6 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     b1_clear(&S.b1);
     coap_free_context(ctx);
     coap_cleanup();
+    identity_teardown();
     return 0;
 }

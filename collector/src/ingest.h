@@ -9,7 +9,8 @@
  *   2.04 Changed     already stored earlier: a retry (payload "dup <snapshot-id>")
  *   2.31 Continue    Block1: next block please
  *   4.00 Bad Request malformed body: corrupt zstd, bad CBOR, schema violation (diagnostic payload)
- *   4.01 Unauthorized  no authenticated identity (never happens over DTLS PSK)
+ *   4.01 Unauthorized  no authenticated identity, the device was revoked, or the session's
+ *                      key was rotated away (a new handshake with the current key is needed)
  *   4.03 Forbidden   the payload's device id is not the DTLS identity
  *   4.08 Request Entity Incomplete  Block1 out of order
  *   4.13 Request Entity Too Large   body over max_body (Size1 carries the limit)
@@ -56,6 +57,10 @@ typedef struct ingest_counters {
     uint64_t reassembly_bodies; /* gauge: bodies in reassembly */
     uint64_t store_errors;     /* 5.00 */
     uint64_t unknown_identity; /* DTLS handshakes with an identity not in the database */
+    uint64_t revoked;          /* handshakes and requests refused: the device is revoked */
+    uint64_t key_retired;      /* requests refused: the session's key was rotated away */
+    uint64_t key_promoted;     /* devices that completed a handshake with their new key */
+    uint64_t key_fallback;     /* failed handshakes during a rotation: the other key is tried next */
     uint64_t commits;
     uint64_t bytes;            /* body bytes of accepted snapshots */
 } ingest_counters;

@@ -1,5 +1,6 @@
 /* ingest_identity.h - who is talking: the device id from the DTLS session, never from the
- * payload. PSK sessions: the PSK identity, whose key comes from the database. Certificate
+ * payload. PSK sessions: the PSK identity, whose key comes from the database (store_keys.c:
+ * the current key, the next one during a rotation, revocation). Certificate
  * sessions: the CN of a client certificate validated against pki_ca, for a provisioned device.
  * Plain CoAP (only with --insecure-plain-listen, tests): the Uri-Query "d=ID". */
 #ifndef COLL_INGEST_IDENTITY_H
@@ -24,5 +25,17 @@ const coap_bin_const_t *identity_psk_for(coap_bin_const_t *identity, coap_sessio
  * session's id so the certificate is read once. */
 int identity_of_session(coap_session_t *session, const coap_string_t *query, char *cert_cache, char *out,
                         size_t cap);
+
+/* Whether the session may still send: 0 (and why) when the device was revoked, or its key was
+ * rotated away since the handshake. Plain CoAP sessions always may. The first request over a
+ * handshake made with a device's next key completes its rotation (the old key is retired). */
+int identity_still_valid(coap_session_t *session, const char *device, char *why, size_t cap);
+
+/* A failed handshake while a rotation is under way makes the next handshake of that device get
+ * the other key (DTLS PSK lets the server pick only one key per handshake). */
+void identity_on_event(coap_session_t *session, coap_event_t event);
+
+/* Releases the cached statement (before the store is closed). */
+void identity_teardown(void);
 
 #endif

@@ -6,6 +6,9 @@
  *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
  *                             [--insecure-plain-listen ADDR:PORT]   (tests only, see below)
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
+ *   edgetrace-collector rotate DEVICE [--db PATH] [--out FILE] [--collector URL] [--grace DURATION]
+ *   edgetrace-collector revoke DEVICE [--db PATH]
+ *   edgetrace-collector keys [--db PATH] [--json]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector --version
  *
@@ -38,6 +41,7 @@
 #include "decode.h"
 #include "ingest.h"
 #include "store.h"
+#include "store_keys.h"
 
 #define MAX_DICTS 4
 
@@ -180,7 +184,12 @@ static int serve_main(int argc, char **argv)
             return 2;
         }
     }
-    char err[256];
+    char err[512];
+    /* the database holds every device key: 0600 from its first byte */
+    if (store_keys_prepare_file(c.db, err, sizeof(err))) {
+        fprintf(stderr, "edgetrace-collector: %s\n", err);
+        return 1;
+    }
     coll_store *st = store_open(c.db, err, sizeof(err));
     if (!st) {
         fprintf(stderr, "edgetrace-collector: %s\n", err);
@@ -229,6 +238,9 @@ static void usage(FILE *f)
                "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
                "                                 [--insecure-plain-listen ADDR:PORT (tests only)]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
+               "       edgetrace-collector rotate DEVICE [--db PATH] [--out FILE] [--collector URL] [--grace 7d]\n"
+               "       edgetrace-collector revoke DEVICE [--db PATH]\n"
+               "       edgetrace-collector keys [--db PATH] [--json]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector --version\n");
 }
@@ -253,6 +265,12 @@ int main(int argc, char **argv)
         return serve_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "provision"))
         return provision_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rotate"))
+        return rotate_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "revoke"))
+        return revoke_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keys"))
+        return keys_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "snapshots") || !strcmp(cmd, "findings"))
         return query_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "edgetrace-collector: unknown command '%s'\n", cmd);

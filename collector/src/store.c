@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "store_keys.h"
 
 /* Target ids by (device, service, pod), direct-mapped: the upsert + lookup per snapshot was a
  * third of the store's cost. last_seen of a cached target is written once per transaction
@@ -85,6 +86,7 @@ coll_store *store_open(const char *path, char *err, size_t errlen)
     /* synchronous=FULL in WAL mode: every COMMIT fsyncs the WAL, so an acknowledged
      * snapshot survives a power cut, not only a process crash. */
     if (sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK ||
+        store_keys_init(s) /* device_keys (store_keys.c): to fold into the migrations */ ||
         sqlite3_exec(s->db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
