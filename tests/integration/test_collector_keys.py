@@ -1,5 +1,5 @@
 """Device keys at the collector, through the real edgetrace-collector process and real DTLS
-peers (stock libcoap coap-client and tools/bench/ingest_bench, both libcoap + mbedTLS):
+peers (stock libcoap coap-client, tools/bench/ingest_bench and the agent itself):
   - the database, its -wal/-shm and every credentials file are 0600 even with umask 000, and
     a credentials file is never written through a planted symlink
   - provision with a --collector longer than the agent can hold is refused cleanly (it used to
@@ -7,7 +7,8 @@ peers (stock libcoap coap-client and tools/bench/ingest_bench, both libcoap + mb
   - revoke: the device's next handshake fails, a live session's next request gets 4.01, the
     device stays listed as revoked, other devices are untouched
   - rotate: the old key works until the device first completes a handshake with the new one,
-    then only the new key; with --grace, the old key stops at the deadline
+    then only the new key; with --grace, the old key stops at the deadline; the agent re-keyed
+    with the new credentials delivers every snapshot
 
 Run: make run-tests PYTEST_ARGS="tests/integration/test_collector_keys.py"
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD, COLLECTOR, wait_for
-from test_collector import Collector, coap_post, gen_snapshots, read_creds
+from test_collector import PUSH, Collector, coap_post, gen_snapshots, read_creds
 from test_collector import collector  # noqa: F401  (the fixture: gw-1 provisioned, collector running)
 
 
@@ -209,3 +210,23 @@ def test_rotate_grace_deadline(collector, tmp_path):
     assert "the grace period ended" in collector.log.read_text()
     assert collector_cmd("rotate", "gw-1", "--db", collector.db, "--grace", "soon").returncode == 2
     assert collector_cmd("rotate", "gw-nobody", "--db", collector.db).returncode == 1
+
+
+def test_rotate_with_the_agent_loses_nothing(collector, tmp_path):
+    """The real agent re-keyed mid-life: with the new credentials every snapshot arrives (its first
+    handshake may fail once, and it retries); afterwards the old credentials get nowhere."""
+    def push(creds_path, spool, n, timeout):
+        cmd = PUSH + ["--credentials", str(creds_path), "--collector", f"coaps://127.0.0.1:{collector.port}",
+                      "--spool", str(tmp_path / spool), "--synthetic", str(n), "--timeout", str(timeout), "--json"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+        return json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
+
+    st = push(collector.creds["path"], "s0", 2, 15)
+    assert st["acked_new"] == 2, st
+    new_path = tmp_path / "gw-1.new.cred"
+    assert collector_cmd("rotate", "gw-1", "--db", collector.db, "--out", new_path).returncode == 0
+    st = push(new_path, "s1", 3, 20)
+    assert st["acked_new"] == 3 and st["pending"] == 0 and st["dtls_failures"] <= 1, st
+    st = push(collector.creds["path"], "s2", 1, 5)
+    assert st["acked_new"] == 0 and st["pending"] == 1, st
+    assert collector.rows("SELECT count(*) FROM snapshots")[0][0] == 5
