@@ -12,10 +12,12 @@
  *   4.01 Unauthorized  no authenticated identity, the device was revoked, or the session's
  *                      key was rotated away (a new handshake with the current key is needed)
  *   4.03 Forbidden   the payload's device id is not the DTLS identity
- *   4.08 Request Entity Incomplete  Block1 out of order
+ *   4.08 Request Entity Incomplete  Block1: no body in progress under this Request-Tag/token
+ *                                   at this block (start again at block 0)
  *   4.13 Request Entity Too Large   body over max_body (Size1 carries the limit)
  *   4.15 Unsupported Content-Format wrong/missing Content-Format or not a wire envelope
  *   5.00 Internal    the database failed; the agent retries
+ *   5.03 Service Unavailable  Block1 reassembly memory or table full of bodies that are moving
  * Every rejection increments a counter (ingest_counters) and logs one line.
  *
  * Group commit: under load (other requests staged or datagrams waiting) a request whose
