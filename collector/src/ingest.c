@@ -1,13 +1,11 @@
-/* ingest.c - CoAP/DTLS server stage of the collector (see ingest.h for the protocol).
- *
- * Why the collector does its own Block1 reassembly instead of libcoap's
- * COAP_BLOCK_USE_LIBCOAP: libcoap 4.3.5 sizes its reassembly buffer from the client's Size1
- * option and block numbers with no upper bound (src/coap_block.c, coap_block_build_body), so
- * a hostile client could make it allocate gigabytes before our handler sees a byte. Here the
- * cap is checked on Size1 and on every block, and the answer is a counted 4.13.
+/* ingest.c - CoAP/DTLS server stage of the collector (see ingest.h for the protocol): the
+ * validate-and-stage step and the server that dispatches requests to its family:
+ *   ingest_identity.c  who is talking (PSK / certificate identity from the session)
+ *   ingest_block1.c    Block1 reassembly (pure, fuzzed)
+ *   ingest_commit.c    group commit and the answers that wait for it
  *
  * Single-threaded: libcoap's epoll loop calls the handler; the store is touched only from
- * there and from flush_pending() between loop iterations. */
+ * there and from commit_flush() between loop iterations. */
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -20,26 +18,14 @@
 #include <time.h>
 
 #include <coap3/coap.h>
-#include <mbedtls/oid.h>
-#include <mbedtls/ssl.h>
-#include <mbedtls/x509_crt.h>
 
 #include "ingest.h"
 #include "metrics.h"
+#include "ingest_block1.h"
+#include "ingest_commit.h"
+#include "ingest_identity.h"
 
 /* ---- the pure part: decode, validate, stage ---------------------------------------------- */
-
-static int valid_device_id(const char *s, size_t n)
-{
-    if (n == 0 || n >= COLL_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch >= 0x7f)
-            return 0;
-    }
-    return 1;
-}
 
 void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const char *device,
                     const uint8_t *body, size_t len, int content_format, size_t max_body, int64_t received_ms,
@@ -132,59 +118,35 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              "requests=%" PRIu64 " new=%" PRIu64 " dup=%" PRIu64 " bad_request=%" PRIu64 " (zstd=%" PRIu64
              " cbor=%" PRIu64 " schema=%" PRIu64 ") too_large=%" PRIu64 " bad_format=%" PRIu64
              " identity_mismatch=%" PRIu64 " unauthenticated=%" PRIu64 " block_incomplete=%" PRIu64
-             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64
+             " block_busy=%" PRIu64 " block_expired=%" PRIu64 " block_evicted=%" PRIu64
+             " block_restarted=%" PRIu64 " reassembly_bytes=%" PRIu64 " reassembly_bodies=%" PRIu64
+             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " revoked=%" PRIu64 " key_retired=%" PRIu64
+             " key_promoted=%" PRIu64 " key_fallback=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64
              " unreadable=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
-             c->block_incomplete, c->store_errors, c->unknown_identity, c->commits, c->bytes, c->unreadable);
+             c->block_incomplete, c->block_busy, c->block_expired, c->block_evicted, c->block_restarted,
+             c->reassembly_bytes, c->reassembly_bodies, c->store_errors, c->unknown_identity, c->revoked,
+             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes, c->unreadable);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */
 
-/* A staged request waiting for the batch COMMIT. Each is malloc'ed when staged and freed
- * when its separate response has gone out (libcoap holds a session reference for every
- * async, so every triggered one fires). The batch table holds at most MAX_PENDING: when
- * it is full the batch commits early, so memory does not grow with load. */
-#define MAX_PENDING 1024
 /* all Block1 reassembly buffers together */
 #define REASSEMBLY_BUDGET ((size_t)64 << 20)
-/* longest a staged snapshot waits for its batch to fill before the COMMIT */
-#define BATCH_MAX_MS 20
-typedef struct pending {
-    int code;
-    int done;          /* commit finished: code is final */
-    int has_block1;
-    uint32_t block1;   /* encoded Block1 value to echo */
-    char diag[80];
-} pending;
 
-/* Per-session state: Block1 reassembly and, for certificate sessions, the device id taken
- * from the validated client certificate. */
-typedef struct blk_state {
-    char cert_id[COLL_ID_MAX]; /* CN / SubjectAltName of a validated client certificate */
-    uint8_t *buf;
-    size_t len;
-    size_t cap;        /* grows with the body (never beyond max_body) */
-    uint32_t next;     /* next expected block number */
-    unsigned szx;
-} blk_state;
+/* Per-session state: for certificate sessions, the device id taken from the validated
+ * client certificate. (Block1 state is keyed per body, in S.b1.) */
+typedef struct sess_state {
+    char cert_id[COLL_ID_MAX]; /* CN of a validated client certificate */
+} sess_state;
 
 static struct server {
     coll_store *st;
     coll_decoder *dec;
     const ingest_params *p;
-    size_t max_body;
     ingest_counters c;
-    coap_async_t *batch[MAX_PENDING]; /* staged in the open transaction */
-    unsigned npend;
-    unsigned outstanding;             /* pending structs alive (staged or triggered) */
-    uint64_t handler_calls;
-    int coap_fd;
-    size_t reassembly_bytes;  /* sum of all sessions' reassembly buffer capacities */
-    uint8_t pskbuf[COLL_PSK_MAX];
-    coap_bin_const_t psk;
-    struct timespec batch_t0; /* arrival of the first request of the open transaction (/metrics) */
-    uint64_t new_at_commit;   /* snapshots_new at the last commit */
+    b1_table b1;
 } S;
 
 static volatile sig_atomic_t g_stop, g_dump;
@@ -196,6 +158,13 @@ static void on_signal(int sig)
         g_stop = 1;
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -203,8 +172,7 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
+void ingest_log(const char *fmt, ...)
 {
     char ts[32];
     time_t t = time(NULL);
@@ -219,71 +187,12 @@ static void logf_(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* PSK identity callback: the key for this identity from the database, or NULL (handshake
- * fails). libcoap copies the key into the session before we return the buffer again. */
-static const coap_bin_const_t *psk_for_identity(coap_bin_const_t *identity, coap_session_t *session, void *arg)
+static sess_state *sess_get(coap_session_t *session)
 {
-    (void)session;
-    (void)arg;
-    char id[COLL_ID_MAX];
-    if (!identity || !valid_device_id((const char *)identity->s, identity->length)) {
-        S.c.unknown_identity++;
-        logf_("DTLS: rejected malformed PSK identity");
-        return NULL;
-    }
-    memcpy(id, identity->s, identity->length);
-    id[identity->length] = 0;
-    size_t n = 0;
-    int rc = store_device_psk(S.st, id, S.pskbuf, sizeof(S.pskbuf), &n);
-    if (rc != 1) {
-        S.c.unknown_identity++;
-        logf_("DTLS: unknown device '%s'%s", id, rc < 0 ? " (database error)" : "");
-        return NULL;
-    }
-    S.psk.s = S.pskbuf;
-    S.psk.length = n;
-    return &S.psk;
-}
-
-/* Certificate sessions: the device id is the CN of the client certificate the handshake
- * validated against pki_ca (libcoap 4.3.5 only calls its CN callback for certificates with
- * problems, so the certificate is read from the mbedTLS session instead). The device must be
- * provisioned. 1 and out filled, or 0. */
-static int cert_device(coap_session_t *session, char *out, size_t cap)
-{
-    coap_tls_library_t lib;
-    mbedtls_ssl_context *ssl = coap_session_get_tls(session, &lib);
-    if (!ssl || lib != COAP_TLS_LIBRARY_MBEDTLS)
-        return 0;
-    const mbedtls_x509_crt *crt = mbedtls_ssl_get_peer_cert(ssl);
-    if (!crt)
-        return 0;
-    for (const mbedtls_x509_name *n = &crt->subject; n; n = n->next) {
-        if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
-            if (!valid_device_id((const char *)n->val.p, n->val.len) || n->val.len >= cap)
-                return 0;
-            memcpy(out, n->val.p, n->val.len);
-            out[n->val.len] = 0;
-            uint8_t psk[COLL_PSK_MAX];
-            size_t len;
-            if (store_device_psk(S.st, out, psk, sizeof(psk), &len) != 1) {
-                S.c.unknown_identity++;
-                logf_("DTLS: client certificate for unknown device '%s'", out);
-                return 0;
-            }
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void blk_free(blk_state *b)
-{
-    if (!b)
-        return;
-    S.reassembly_bytes -= b->cap;
-    free(b->buf);
-    free(b);
+    sess_state *ss = coap_session_get_app_data(session);
+    if (!ss && (ss = calloc(1, sizeof(*ss))) != NULL)
+        coap_session_set_app_data(session, ss);
+    return ss;
 }
 
 static int on_event(coap_session_t *session, const coap_event_t event)
@@ -291,94 +200,107 @@ static int on_event(coap_session_t *session, const coap_event_t event)
     if ((event == COAP_EVENT_SERVER_SESSION_NEW || event == COAP_EVENT_SERVER_SESSION_DEL) &&
         coap_session_get_proto(session) == COAP_PROTO_DTLS)
         metrics_dtls_sessions_add(event == COAP_EVENT_SERVER_SESSION_NEW ? 1 : -1);
+    identity_on_event(session, event);
     if (event == COAP_EVENT_SERVER_SESSION_DEL) {
-        blk_free(coap_session_get_app_data(session));
+        b1_drop_session(&S.b1, (uint64_t)(uintptr_t)session);
+        free(coap_session_get_app_data(session));
         coap_session_set_app_data(session, NULL);
     }
     return 0;
 }
 
-/* The session's authenticated device id into out; 0 if there is none. */
-static int session_device(coap_session_t *session, const coap_string_t *query, char *out, size_t cap)
+/* Block1 figures into the counters (the table keeps its own). */
+static void sync_block1_counters(void)
 {
-    if (coap_session_get_proto(session) == COAP_PROTO_DTLS) {
-        const coap_bin_const_t *id = coap_session_get_psk_identity(session);
-        if (!id || !id->length) {
-            /* no PSK identity: a certificate session (verified against pki_ca) */
-            blk_state *b = coap_session_get_app_data(session);
-            if (b && b->cert_id[0]) {
-                snprintf(out, cap, "%s", b->cert_id);
-                return 1;
-            }
-            if (!cert_device(session, out, cap))
-                return 0;
-            if (!b && (b = calloc(1, sizeof(*b))) != NULL)
-                coap_session_set_app_data(session, b);
-            if (b)
-                snprintf(b->cert_id, sizeof(b->cert_id), "%s", out);
-            return 1;
-        }
-        if (!id || !valid_device_id((const char *)id->s, id->length) || id->length >= cap)
-            return 0;
-        memcpy(out, id->s, id->length);
-        out[id->length] = 0;
-        return 1;
-    }
-    /* Plain CoAP (tests only, never exposed): the device is named by the query "d=ID". */
-    if (S.p->plain_listen && query && query->length > 2 && !memcmp(query->s, "d=", 2) &&
-        valid_device_id((const char *)query->s + 2, query->length - 2) && query->length - 2 < cap) {
-        memcpy(out, query->s + 2, query->length - 2);
-        out[query->length - 2] = 0;
-        return 1;
-    }
-    return 0;
-}
-
-static void respond(coap_pdu_t *response, int code, const char *diag, int has_block1, uint32_t block1)
-{
-    coap_pdu_set_code(response, (coap_pdu_code_t)COAP_RESPONSE_CODE(code));
-    if (has_block1) {
-        uint8_t b[4];
-        coap_add_option(response, COAP_OPTION_BLOCK1, coap_encode_var_safe(b, sizeof(b), block1), b);
-    }
-    if (diag && diag[0])
-        coap_add_data(response, strlen(diag), (const uint8_t *)diag);
+    S.c.block_expired = S.b1.expired;
+    S.c.block_evicted = S.b1.evicted;
+    S.c.block_restarted = S.b1.restarted;
+    S.c.reassembly_bytes = S.b1.used;
+    S.c.reassembly_bodies = S.b1.n;
 }
 
 static void reject(coap_pdu_t *response, int code, uint64_t *counter, const char *diag)
 {
     if (counter)
         (*counter)++;
-    respond(response, code, diag, 0, 0);
+    ingest_respond(response, code, diag, 0, 0);
 }
 
-static int flush_pending(void);
+/* Block1: the answer for a block that does not complete the body, or 0 with o filled with
+ * the complete body (the caller calls b1_release once it is stored). */
+static int block1_step(coap_session_t *session, const coap_pdu_t *request, const coap_block_t *blk,
+                       const uint8_t *data, size_t len, coap_pdu_t *response, b1_out *o)
+{
+    coap_opt_iterator_t oi;
+    coap_opt_t *size1 = coap_check_option(request, COAP_OPTION_SIZE1, &oi);
+    /* the body's key: its Request-Tag (RFC 9175) when it has one, else its token */
+    coap_opt_t *rtag = coap_check_option(request, COAP_OPTION_RTAG, &oi);
+    coap_bin_const_t token = coap_pdu_get_token(request);
+    b1_block b = {
+        .session = (uint64_t)(uintptr_t)session,
+        .has_rtag = rtag != NULL,
+        .tag = rtag ? coap_opt_value(rtag) : token.s,
+        .taglen = rtag ? coap_opt_length(rtag) : token.length,
+        .now_ms = mono_ms(),
+        .num = blk->num,
+        .szx = blk->szx,
+        .more = blk->m,
+        .size1 = size1 ? coap_decode_var_bytes(coap_opt_value(size1), coap_opt_length(size1)) : 0,
+        .data = data,
+        .len = len,
+    };
+    b1_put(&S.b1, &b, o);
+    switch (o->code) {
+    case B1_DONE:
+        return 0;
+    case B1_CONTINUE:
+        ingest_respond(response, 231, NULL, 1, o->echo);
+        break;
+    case B1_TOO_LARGE: {
+        S.c.too_large++;
+        uint8_t sb[4];
+        coap_pdu_set_code(response, COAP_RESPONSE_CODE(413));
+        coap_add_option(response, COAP_OPTION_SIZE1, coap_encode_var_safe(sb, sizeof(sb), (unsigned)S.b1.max_body),
+                        sb);
+        coap_add_data(response, strlen(o->diag), (const uint8_t *)o->diag);
+        break;
+    }
+    case B1_BAD:
+        reject(response, 400, &S.c.bad_request, o->diag);
+        break;
+    case B1_INCOMPLETE:
+        reject(response, 408, &S.c.block_incomplete, o->diag);
+        break;
+    default:
+        reject(response, o->code, &S.c.block_busy, o->diag);
+        break;
+    }
+    sync_block1_counters();
+    return o->code;
+}
 
 static void post_handler(coap_resource_t *resource, coap_session_t *session, const coap_pdu_t *request,
                          const coap_string_t *query, coap_pdu_t *response)
 {
     (void)resource;
-    S.handler_calls++;
     /* A separate response whose batch has committed: libcoap calls us again with the
      * stored request once we triggered it. */
-    coap_async_t *async = coap_find_async(session, coap_pdu_get_token(request));
-    if (async) {
-        pending *pd = coap_async_get_app_data(async);
-        if (pd && pd->done) {
-            respond(response, pd->code, pd->diag, pd->has_block1, pd->block1);
-            coap_async_set_app_data(async, NULL);
-            free(pd);
-            S.outstanding--;
-        } else {
-            respond(response, 500, "internal: async without result", 0, 0);
-        }
-        return; /* libcoap frees the async after we return */
-    }
+    if (commit_answer_async(session, request, response))
+        return;
     S.c.requests++;
 
     char device[COLL_ID_MAX];
-    if (!session_device(session, query, device, sizeof(device))) {
+    sess_state *ss = coap_session_get_proto(session) == COAP_PROTO_DTLS ? sess_get(session) : NULL;
+    if (!identity_of_session(session, query, ss ? ss->cert_id : NULL, device, sizeof(device))) {
         reject(response, 401, &S.c.unauthenticated, "no authenticated device identity");
+        return;
+    }
+    /* Keys change under a live session (revoke, rotate in another process): the session's
+     * key must still be one the device may use. */
+    char why[96];
+    if (!identity_still_valid(session, device, why, sizeof(why))) {
+        ingest_log("refused a request from %s: %s", device, why);
+        reject(response, 401, NULL, why);
         return;
     }
 
@@ -397,6 +319,7 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     coap_block_t blk;
     int has_block1 = coap_get_block(request, COAP_OPTION_BLOCK1, &blk);
     uint32_t block1_echo = 0;
+    b1_out body = {0};
     if (has_block1) {
         if (content_format != INGEST_CF_OCTET_STREAM) {
             char d[96];
@@ -404,159 +327,28 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
             reject(response, 415, &S.c.bad_format, d);
             return;
         }
-        blk_state *b = coap_session_get_app_data(session);
-        size_t chunk = (size_t)1 << (blk.szx + 4);
-        size_t offset = (size_t)blk.num * chunk;
-        coap_opt_t *size1 = coap_check_option(request, COAP_OPTION_SIZE1, &oi);
-        size_t announced = size1 ? coap_decode_var_bytes(coap_opt_value(size1), coap_opt_length(size1)) : 0;
-        if (announced > S.max_body || offset + len > S.max_body || (blk.m && len != chunk)) {
-            char d[96];
-            int code = (blk.m && len != chunk && offset + len <= S.max_body && announced <= S.max_body) ? 400 : 413;
-            if (code == 413) {
-                snprintf(d, sizeof(d), "body over limit %zu", S.max_body);
-                S.c.too_large++;
-                uint8_t sb[4];
-                coap_pdu_set_code(response, COAP_RESPONSE_CODE(413));
-                coap_add_option(response, COAP_OPTION_SIZE1,
-                                coap_encode_var_safe(sb, sizeof(sb), (unsigned)S.max_body), sb);
-                coap_add_data(response, strlen(d), (const uint8_t *)d);
-            } else {
-                snprintf(d, sizeof(d), "block %u: %zu bytes, expected %zu", (unsigned)blk.num, len, chunk);
-                reject(response, 400, &S.c.bad_request, d);
-            }
-            if (b) {
-                blk_free(b);
-                coap_session_set_app_data(session, NULL);
-            }
+        if (block1_step(session, request, &blk, data, len, response, &body))
             return;
-        }
-        if (blk.num == 0) {
-            if (!b) {
-                b = calloc(1, sizeof(*b));
-                if (!b) {
-                    reject(response, 503, NULL, "out of memory");
-                    return;
-                }
-                coap_session_set_app_data(session, b);
-            }
-            b->len = 0;
-            b->next = 0;
-            b->szx = blk.szx;
-        }
-        if (!b || blk.szx != b->szx || blk.num > b->next) {
-            reject(response, 408, &S.c.block_incomplete, "Block1 out of order: start again at block 0");
-            return;
-        }
-        if (blk.num < b->next && blk.m) {
-            /* A retransmitted block we already hold (our 2.31 was lost): ask again for
-             * what comes next, idempotently. */
-            respond(response, 231, NULL, 1, (blk.num << 4) | (1u << 3) | blk.szx);
-            return;
-        }
-        if (blk.num == b->next) {
-            if (offset + len > b->cap) {
-                /* grow in 4 KiB steps, doubling, never beyond max_body; all sessions together
-                 * stay under REASSEMBLY_BUDGET (a flood of half-sent bodies gets 5.03, not RAM) */
-                size_t ncap = b->cap ? 2 * b->cap : 4096;
-                while (ncap < offset + len)
-                    ncap *= 2;
-                ncap = (ncap + 4095) & ~(size_t)4095;
-                if (ncap > S.max_body)
-                    ncap = S.max_body;
-                uint8_t *nb = S.reassembly_bytes - b->cap + ncap <= REASSEMBLY_BUDGET ? realloc(b->buf, ncap) : NULL;
-                if (!nb) {
-                    reject(response, 503, NULL, "collector busy: reassembly memory full, retry later");
-                    return;
-                }
-                S.reassembly_bytes += ncap - b->cap;
-                b->buf = nb;
-                b->cap = ncap;
-            }
-            if (len)
-                memcpy(b->buf + offset, data, len);
-            b->len = offset + len;
-            b->next = blk.num + 1;
-        }
-        if (blk.m) {
-            respond(response, 231, NULL, 1, (blk.num << 4) | (1u << 3) | blk.szx);
-            return;
-        }
-        data = b->buf;
-        len = b->len;
-        block1_echo = (blk.num << 4) | blk.szx;
+        data = body.body;
+        len = body.len;
+        block1_echo = body.echo;
     }
 
     ingest_result r;
     if (!store_in_txn(S.st))
-        clock_gettime(CLOCK_MONOTONIC, &S.batch_t0);
-    ingest_payload(S.st, S.dec, &S.c, device, data, len, content_format, S.max_body, wall_ms(),
+        commit_batch_start(); /* the ingest-to-commit latency of /metrics starts here */
+    ingest_payload(S.st, S.dec, &S.c, device, data, len, content_format, S.b1.max_body, wall_ms(),
                    S.p->store_payload, &r);
+    /* stored (the statement copied the bytes) or rejected: the body's buffer goes now, not
+     * when the session ends */
+    b1_release(&S.b1, &body);
+    sync_block1_counters();
     if (!r.staged) {
-        logf_("rejected %d.%02d from %s: %s", r.code / 100, r.code % 100, device, r.diag);
-        respond(response, r.code, r.diag, has_block1, block1_echo);
+        ingest_log("rejected %d.%02d from %s: %s", r.code / 100, r.code % 100, device, r.diag);
+        ingest_respond(response, r.code, r.diag, has_block1, block1_echo);
         return;
     }
-    /* Group commit only pays when others are queueing: with nothing else staged and no
-     * datagram waiting, commit now and piggy-back the answer on the ACK (two datagrams per
-     * snapshot instead of four, which is what a device on a lossy link wants). */
-    struct pollfd pfd = {.fd = S.coap_fd, .events = POLLIN};
-    int busy = S.npend > 0 || poll(&pfd, 1, 0) > 0;
-    if (S.p->group_commit && busy && S.npend < MAX_PENDING) {
-        pending *pd = calloc(1, sizeof(*pd));
-        coap_async_t *a = pd ? coap_register_async(session, request, 0) : NULL;
-        if (!a)
-            free(pd);
-        if (a) {
-            S.batch[S.npend++] = a;
-            S.outstanding++;
-            pd->code = r.code;
-            pd->has_block1 = has_block1;
-            pd->block1 = block1_echo;
-            snprintf(pd->diag, sizeof(pd->diag), "%.79s", r.diag);
-            coap_async_set_app_data(a, pd);
-            return; /* no code: libcoap sends an empty ACK now, our answer after COMMIT */
-        }
-    }
-    /* Synchronous path: commit (with whatever else is staged) before answering. */
-    if (flush_pending()) {
-        respond(response, 500, "database commit failed; retry", has_block1, block1_echo);
-        return;
-    }
-    respond(response, r.code, r.diag, has_block1, block1_echo);
-}
-
-/* COMMIT the open transaction, then release every waiting request with its final code.
- * The separate responses go out in the next coap_io_process() (coap_check_async). */
-static int flush_pending(void)
-{
-    int ok = 1;
-    if (store_in_txn(S.st)) {
-        if (store_commit(S.st)) {
-            ok = 0;
-            S.c.store_errors++;
-            logf_("COMMIT failed: %s; %u staged requests get 5.00", store_errmsg(S.st), S.npend);
-        } else {
-            S.c.commits++;
-            struct timespec t1;
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            metrics_ingest_commit((double)(t1.tv_sec - S.batch_t0.tv_sec) + (t1.tv_nsec - S.batch_t0.tv_nsec) / 1e9,
-                                  S.c.snapshots_new - S.new_at_commit);
-        }
-        S.new_at_commit = S.c.snapshots_new;
-    }
-    for (unsigned i = 0; i < S.npend; i++) {
-        pending *pd = coap_async_get_app_data(S.batch[i]);
-        if (pd) {
-            if (!ok) {
-                pd->code = 500;
-                snprintf(pd->diag, sizeof(pd->diag), "database commit failed; retry");
-            }
-            pd->done = 1;
-        }
-        coap_async_trigger(S.batch[i]);
-    }
-    S.npend = 0;
-    return ok ? 0 : -1;
+    commit_staged(session, request, response, &r, has_block1, block1_echo);
 }
 
 static coap_endpoint_t *listen_on(coap_context_t *ctx, const char *spec, coap_proto_t proto, uint16_t defport)
@@ -593,18 +385,19 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     S.st = st;
     S.dec = dec;
     S.p = p;
-    S.max_body = p->max_body ? p->max_body : INGEST_DEFAULT_MAX_BODY;
+    b1_init(&S.b1, p->max_body ? p->max_body : INGEST_DEFAULT_MAX_BODY, REASSEMBLY_BUDGET);
+    identity_setup(st, &S.c, p->insecure_plain_listen != NULL);
 
     coap_startup();
     coap_set_log_level(getenv("ET_COAP_DEBUG") ? COAP_LOG_DEBUG : COAP_LOG_WARN);
     coap_dtls_set_log_level(getenv("ET_COAP_DEBUG") ? COAP_LOG_DEBUG : COAP_LOG_ERR);
     if (!coap_dtls_is_supported()) {
-        logf_("libcoap was built without DTLS");
+        ingest_log("libcoap was built without DTLS");
         return 1;
     }
     coap_context_t *ctx = coap_new_context(NULL);
     if (!ctx) {
-        logf_("cannot create CoAP context");
+        ingest_log("cannot create CoAP context");
         return 1;
     }
     /* Block1 is ours (see the top of this file); libcoap still answers Block2 GETs. */
@@ -618,11 +411,11 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     coap_dtls_spsk_t spsk;
     memset(&spsk, 0, sizeof(spsk));
     spsk.version = COAP_DTLS_SPSK_SETUP_VERSION;
-    spsk.validate_id_call_back = psk_for_identity;
+    spsk.validate_id_call_back = identity_psk_for;
     spsk.psk_info.hint.s = (const uint8_t *)"edgetrace";
     spsk.psk_info.hint.length = 9;
     if (!coap_context_set_psk2(ctx, &spsk)) {
-        logf_("cannot set up DTLS PSK");
+        ingest_log("cannot set up DTLS PSK");
         coap_free_context(ctx);
         return 1;
     }
@@ -638,19 +431,19 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
         pki.pki_key.key.pem.ca_file = p->pki_ca;
         pki.allow_self_signed = 0;
         if (!coap_context_set_pki(ctx, &pki)) {
-            logf_("cannot set up DTLS certificates");
+            ingest_log("cannot set up DTLS certificates");
             coap_free_context(ctx);
             return 1;
         }
     }
     const char *listen = p->listen ? p->listen : "0.0.0.0:5684";
     if (!listen_on(ctx, listen, COAP_PROTO_DTLS, 5684)) {
-        logf_("cannot listen on %s (coaps)", listen);
+        ingest_log("cannot listen on %s (coaps)", listen);
         coap_free_context(ctx);
         return 1;
     }
-    if (p->plain_listen && !listen_on(ctx, p->plain_listen, COAP_PROTO_UDP, 5683)) {
-        logf_("cannot listen on %s (coap)", p->plain_listen);
+    if (p->insecure_plain_listen && !listen_on(ctx, p->insecure_plain_listen, COAP_PROTO_UDP, 5683)) {
+        ingest_log("cannot listen on %s (coap)", p->insecure_plain_listen);
         coap_free_context(ctx);
         return 1;
     }
@@ -668,52 +461,47 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    logf_("listening on coaps://%s%s%s (max body %zu, %s commit)", listen, p->plain_listen ? " and coap://" : "",
-          p->plain_listen ? p->plain_listen : "", S.max_body, p->group_commit ? "group" : "per-snapshot");
+    if (p->insecure_plain_listen) {
+        /* loud on purpose: this port lets anyone write as any device */
+        ingest_log("WARNING: INSECURE: plain CoAP on coap://%s accepts snapshots from anyone, naming any "
+                   "device with ?d=ID (--insecure-plain-listen, for tests only; never in production)",
+                   p->insecure_plain_listen);
+    }
+    ingest_log("listening on coaps://%s%s%s (max body %zu, %s commit)", listen,
+               p->insecure_plain_listen ? " and INSECURE coap://" : "",
+               p->insecure_plain_listen ? p->insecure_plain_listen : "", S.b1.max_body,
+               p->group_commit ? "group" : "per-snapshot");
     printf("ready %s\n", listen);
     fflush(stdout);
 
-    int coap_fd = coap_context_get_coap_fd(ctx);
-    S.coap_fd = coap_fd;
+    commit_setup(st, &S.c, coap_context_get_coap_fd(ctx), p->group_commit);
     time_t next_stats = p->stats_interval_s ? time(NULL) + p->stats_interval_s : 0;
-    char line[512];
+    char line[1024];
     while (!g_stop) {
         coap_io_process(ctx, 1000);
-        /* Gather a batch: keep reading while datagrams are waiting (each NO_WAIT round reads
-         * at most one datagram from the shared server socket; libcoap's epoll fd polls
-         * readable while anything is pending), bounded in count and time so a flood cannot
-         * delay the commit of what is staged. */
-        if (S.npend) {
-            struct pollfd pfd = {.fd = coap_fd, .events = POLLIN};
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            for (unsigned round = 0; round < 8 * MAX_PENDING && S.npend < MAX_PENDING && !g_stop; round++) {
-                if (poll(&pfd, 1, 0) <= 0)
-                    break;
-                coap_io_process(ctx, COAP_IO_NO_WAIT);
-                clock_gettime(CLOCK_MONOTONIC, &t1);
-                if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= BATCH_MAX_MS)
-                    break;
-            }
-        }
-        if (S.npend || store_in_txn(S.st))
-            flush_pending();
+        commit_gather(ctx, &g_stop);
+        if (commit_pending() || store_in_txn(S.st))
+            commit_flush();
+        b1_expire(&S.b1, mono_ms());
+        sync_block1_counters();
         metrics_ingest_publish(&S.c); /* a copy for the HTTP thread's /metrics */
         if (g_dump || (next_stats && time(NULL) >= next_stats)) {
             g_dump = 0;
             ingest_format_counters(&S.c, line, sizeof(line));
-            logf_("stats %s", line);
+            ingest_log("stats %s", line);
             if (next_stats)
                 next_stats = time(NULL) + p->stats_interval_s;
         }
     }
     /* Answer what is staged, then stop. */
-    if (S.npend || store_in_txn(S.st))
-        flush_pending();
+    if (commit_pending() || store_in_txn(S.st))
+        commit_flush();
     coap_io_process(ctx, COAP_IO_NO_WAIT);
     ingest_format_counters(&S.c, line, sizeof(line));
-    logf_("shutdown: %s", line);
+    ingest_log("shutdown: %s", line);
+    b1_clear(&S.b1);
     coap_free_context(ctx);
     coap_cleanup();
+    identity_teardown();
     return 0;
 }

@@ -9,12 +9,15 @@
  *   2.04 Changed     already stored earlier: a retry (payload "dup <snapshot-id>")
  *   2.31 Continue    Block1: next block please
  *   4.00 Bad Request malformed body: corrupt zstd, bad CBOR, schema violation (diagnostic payload)
- *   4.01 Unauthorized  no authenticated identity (never happens over DTLS PSK)
+ *   4.01 Unauthorized  no authenticated identity, the device was revoked, or the session's
+ *                      key was rotated away (a new handshake with the current key is needed)
  *   4.03 Forbidden   the payload's device id is not the DTLS identity
- *   4.08 Request Entity Incomplete  Block1 out of order
+ *   4.08 Request Entity Incomplete  Block1: no body in progress under this Request-Tag/token
+ *                                   at this block (start again at block 0)
  *   4.13 Request Entity Too Large   body over max_body (Size1 carries the limit)
  *   4.15 Unsupported Content-Format wrong/missing Content-Format or not a wire envelope
  *   5.00 Internal    the database failed; the agent retries
+ *   5.03 Service Unavailable  Block1 reassembly memory or table full of bodies that are moving
  * Every rejection increments a counter (ingest_counters) and logs one line.
  *
  * Group commit: under load (other requests staged or datagrams waiting) a request whose
@@ -48,8 +51,18 @@ typedef struct ingest_counters {
     uint64_t identity_mismatch; /* payload device id != session identity: stored as the session's */
     uint64_t unauthenticated;  /* 4.01 */
     uint64_t block_incomplete; /* 4.08 */
+    uint64_t block_busy;       /* 5.03: reassembly table or memory full of moving bodies */
+    uint64_t block_expired;    /* partial bodies dropped after B1_IDLE_MS without a block */
+    uint64_t block_evicted;    /* partial bodies dropped to make room */
+    uint64_t block_restarted;  /* a block 0 replaced a partial body under the same key */
+    uint64_t reassembly_bytes; /* gauge: buffer bytes of bodies in reassembly */
+    uint64_t reassembly_bodies; /* gauge: bodies in reassembly */
     uint64_t store_errors;     /* 5.00 */
     uint64_t unknown_identity; /* DTLS handshakes with an identity not in the database */
+    uint64_t revoked;          /* handshakes and requests refused: the device is revoked */
+    uint64_t key_retired;      /* requests refused: the session's key was rotated away */
+    uint64_t key_promoted;     /* devices that completed a handshake with their new key */
+    uint64_t key_fallback;     /* failed handshakes during a rotation: the other key is tried next */
     uint64_t commits;
     uint64_t bytes;            /* body bytes of accepted snapshots */
     uint64_t unreadable;       /* 5.01: unknown envelope/schema version or dictionary */
@@ -71,8 +84,10 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
 
 typedef struct ingest_params {
     const char *listen;        /* "ADDR:PORT" for coaps (DTLS); default 0.0.0.0:5684 */
-    const char *plain_listen;  /* optional "ADDR:PORT" for plain coap, tests only: the device is
-                                  then named by the Uri-Query "d=ID" (unauthenticated), or NULL */
+    const char *insecure_plain_listen; /* optional "ADDR:PORT" for plain coap, tests only: the
+                                  device is then named by the Uri-Query "d=ID", so anyone can
+                                  write as any device. Only from --insecure-plain-listen, never
+                                  from the config file. NULL: off */
     size_t max_body;           /* 0 = INGEST_DEFAULT_MAX_BODY */
     int group_commit;          /* 1 = batch commits per loop iteration (default) */
     int store_payload;         /* keep the raw envelope bytes in snapshots.payload */
@@ -85,5 +100,8 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p);
 
 /* One-line counters, for logs and tests ("new=.. dup=.. bad=.."). */
 void ingest_format_counters(const ingest_counters *c, char *buf, size_t len);
+
+/* One timestamped line on stderr, for the ingest_* family. */
+void ingest_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

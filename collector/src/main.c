@@ -1,13 +1,17 @@
 /* main.c - edgetrace-collector command line.
  *
  *   edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]
- *                             [--plain-listen ADDR:PORT] [--max-body BYTES] [--no-group-commit]
+ *                             [--max-body BYTES] [--no-group-commit]
  *                             [--no-payload] [--stats-interval S] [--dict FILE]
  *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
  *                             [--retention-payload-days N] [--retention-full-days N]
  *                             [--retention-rollup-days N] [--no-prune]
  *                             [--http ADDR:PORT|off] [--http-token-file FILE]
+ *                             [--insecure-plain-listen ADDR:PORT]   (tests only, see below)
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
+ *   edgetrace-collector rotate DEVICE [--db PATH] [--out FILE] [--collector URL] [--grace DURATION]
+ *   edgetrace-collector revoke DEVICE [--db PATH]
+ *   edgetrace-collector keys [--db PATH] [--json]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector --version
  *
@@ -15,7 +19,6 @@
  *   [collector]
  *   db = /var/lib/edgetrace/collector.db
  *   listen = 0.0.0.0:5684          ; coaps (DTLS PSK; keys from the devices table)
- *   plain_listen =                 ; plain coap for tests only: device named by ?d=ID, unauthenticated
  *   max_body = 256K                ; Block1 reassembly cap (4.13 beyond)
  *   group_commit = yes             ; one COMMIT per event-loop batch
  *   store_payload = yes            ; keep the raw envelope in snapshots.payload
@@ -33,6 +36,11 @@
  *   http = 127.0.0.1:8080          ; web page, JSON API, pprof export, /metrics; "off" disables
  *   http_token_file =              ; bearer token, required when http is not a loopback address
  *
+ * Plain CoAP, where the device is named by the query ?d=ID and nobody is authenticated, exists
+ * for tests only. It is refused in the config file (a test setting copied into production
+ * would let anyone write as any device) and only switched on by a command-line flag whose
+ * name says what it is; the collector logs a warning when it starts with it.
+ *
  * Reading order for the collector side: main.c -> ingest.c -> decode.c -> store.c -> query.c. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,13 +56,14 @@
 #include "http.h"
 #include "ingest.h"
 #include "store.h"
+#include "store_keys.h"
 
 #define MAX_DICTS 4
 
 typedef struct serve_conf {
     char db[512];
     char listen[128];
-    char plain_listen[128];
+    char insecure_plain_listen[128];
     char pki_cert[512], pki_key[512], pki_ca[512];
     char http[128];
     char http_token_file[512];
@@ -107,8 +116,11 @@ static int conf_handler(void *user, const char *section, const char *name, const
         S(db);
     else if (!strcmp(name, "listen"))
         S(listen);
-    else if (!strcmp(name, "plain_listen"))
-        S(plain_listen);
+    else if (!strcmp(name, "plain_listen")) {
+        fprintf(stderr, "edgetrace-collector: plain_listen is not accepted in a config file: it lets anyone "
+                        "write as any device; tests use --insecure-plain-listen ADDR:PORT\n");
+        return 0;
+    }
     else if (!strcmp(name, "pki_cert"))
         S(pki_cert);
     else if (!strcmp(name, "pki_key"))
@@ -202,10 +214,8 @@ static int serve_main(int argc, char **argv)
             snprintf(c.db, sizeof(c.db), "%s", argv[++i]);
         else if (!strcmp(a, "--listen") && v)
             snprintf(c.listen, sizeof(c.listen), "%s", argv[++i]);
-        else if (!strcmp(a, "--plain-listen") && v)
-            snprintf(c.plain_listen, sizeof(c.plain_listen), "%s", argv[++i]);
-        else if (!strcmp(a, "--plain-port") && v)
-            snprintf(c.plain_listen, sizeof(c.plain_listen), "127.0.0.1:%s", argv[++i]);
+        else if (!strcmp(a, "--insecure-plain-listen") && v)
+            snprintf(c.insecure_plain_listen, sizeof(c.insecure_plain_listen), "%s", argv[++i]);
         else if (!strcmp(a, "--max-body") && v) {
             if ((c.max_body = parse_size(argv[++i])) <= 0) {
                 fprintf(stderr, "edgetrace-collector: bad --max-body\n");
@@ -247,7 +257,12 @@ static int serve_main(int argc, char **argv)
             return 2;
         }
     }
-    char err[256];
+    char err[512];
+    /* the database holds every device key: 0600 from its first byte */
+    if (store_keys_prepare_file(c.db, err, sizeof(err))) {
+        fprintf(stderr, "edgetrace-collector: %s\n", err);
+        return 1;
+    }
     coll_store *st = store_open(c.db, err, sizeof(err));
     if (!st) {
         fprintf(stderr, "edgetrace-collector: %s\n", err);
@@ -274,7 +289,7 @@ static int serve_main(int argc, char **argv)
     ingest_params p;
     memset(&p, 0, sizeof(p));
     p.listen = c.listen;
-    p.plain_listen = c.plain_listen[0] ? c.plain_listen : NULL;
+    p.insecure_plain_listen = c.insecure_plain_listen[0] ? c.insecure_plain_listen : NULL;
     p.max_body = (size_t)c.max_body;
     p.group_commit = c.group_commit;
     p.store_payload = c.store_payload;
@@ -348,13 +363,17 @@ static int serve_main(int argc, char **argv)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: edgetrace-collector serve [-c collector.conf] [--db PATH] [--listen ADDR:PORT]\n"
-               "                                 [--plain-listen ADDR:PORT] [--max-body N] [--no-group-commit]\n"
+               "                                 [--max-body N] [--no-group-commit]\n"
                "                                 [--no-payload] [--stats-interval S] [--dict FILE]\n"
                "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
                "                                 [--retention-payload-days N] [--retention-full-days N]\n"
                "                                 [--retention-rollup-days N] [--no-prune]\n"
                "                                 [--http ADDR:PORT|off] [--http-token-file FILE]\n"
+               "                                 [--insecure-plain-listen ADDR:PORT (tests only)]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
+               "       edgetrace-collector rotate DEVICE [--db PATH] [--out FILE] [--collector URL] [--grace 7d]\n"
+               "       edgetrace-collector revoke DEVICE [--db PATH]\n"
+               "       edgetrace-collector keys [--db PATH] [--json]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector --version\n");
 }
@@ -379,6 +398,12 @@ int main(int argc, char **argv)
         return serve_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "provision"))
         return provision_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rotate"))
+        return rotate_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "revoke"))
+        return revoke_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keys"))
+        return keys_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "snapshots") || !strcmp(cmd, "findings"))
         return query_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "edgetrace-collector: unknown command '%s'\n", cmd);

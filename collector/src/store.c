@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "store_int.h"
+#include "store_keys.h"
 
 int store_prep(coll_store *s, sqlite3_stmt **st, const char *sql)
 {
@@ -54,6 +55,13 @@ coll_store *store_open(const char *path, char *err, size_t errlen)
     }
     if (store_schema_migrate(s->db, merr, sizeof(merr))) {
         snprintf(err, errlen, "%s: %s", path, merr);
+        store_close(s);
+        return NULL;
+    }
+    /* device_keys (store_keys.c): the keys' authority (active, rotating, revoked). Created
+     * idempotently beside the versioned schema; devices.psk only seeds it once. */
+    if (store_keys_init(s)) {
+        snprintf(err, errlen, "%s: device keys: %s", path, sqlite3_errmsg(s->db));
         store_close(s);
         return NULL;
     }

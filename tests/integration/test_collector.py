@@ -76,7 +76,7 @@ class Collector:
     def start(self):
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", str(self.db), "--listen",
-                                      f"127.0.0.1:{self.port}", "--plain-listen", f"127.0.0.1:{self.plain_port}",
+                                      f"127.0.0.1:{self.port}", "--insecure-plain-listen", f"127.0.0.1:{self.plain_port}",
                                       "--stats-interval", "0", *self.extra],
                                      stdout=subprocess.PIPE, stderr=self.logf, text=True)
         line = self.proc.stdout.readline()
@@ -446,3 +446,91 @@ def test_certificates_instead_of_psk(tmp_path):
         assert "client certificate for unknown device 'gw-unknown'" in c.log.read_text()
     finally:
         c.stop(signal.SIGKILL)
+
+
+def coap_request(mid, token, options, payload=b""):
+    """A CON POST with options [(number, value bytes)] in ascending order."""
+    out = bytearray([0x40 | len(token), 0x02]) + struct.pack(">H", mid) + token
+    prev = 0
+    for num, val in options:
+        delta, length = num - prev, len(val)
+        prev = num
+
+        def nib(v):
+            return (v, b"") if v < 13 else (13, bytes([v - 13])) if v < 269 else (14, struct.pack(">H", v - 269))
+        dn, dx = nib(delta)
+        ln, lx = nib(length)
+        out += bytes([dn << 4 | ln]) + dx + lx + val
+    if payload:
+        out += b"\xff" + payload
+    return bytes(out)
+
+
+def uint_opt(v):
+    return v.to_bytes((v.bit_length() + 7) // 8, "big") if v else b""
+
+
+def test_block1_delayed_block0_is_not_spliced(collector, tmp_path):
+    """Two bodies from one session (one source port): body X starts, body Y starts under another
+    token, X's block 0 arrives again late, then the rest of Y. Reassembly keyed per session
+    alone spliced X's block 0 into Y (4.00 or a corrupt row); keyed per token, Y is stored whole,
+    and X completes after it. A finished body's buffer is freed at once: once both are stored the
+    stats show no reassembly memory held, without waiting for the session to expire."""
+    x, y = [f.read_bytes() for f in gen_snapshots(tmp_path, collector.creds, 2)]
+    assert len(x) > 128 and len(y) > 128
+    szx, bs = 2, 64
+    mids = iter(range(100, 10000))
+
+    def block(tok, body, num):
+        more = (num + 1) * bs < len(body)
+        opts = [(11, b"s"), (12, bytes([42])), (15, b"d=gw-1"), (27, uint_opt(num << 4 | more << 3 | szx))]
+        return coap_request(next(mids), tok, opts, body[num * bs:(num + 1) * bs])
+
+    def nblocks(body):
+        return (len(body) + bs - 1) // bs
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+
+        def send(d):
+            s.sendto(d, ("127.0.0.1", collector.plain_port))
+            r = s.recv(2048)
+            return r[1], r[r.index(b"\xff") + 1:].decode() if b"\xff" in r else ""
+
+        assert send(block(b"\x01", x, 0))[0] == 0x5F       # 2.31
+        assert send(block(b"\x02", y, 0))[0] == 0x5F
+        assert send(block(b"\x01", x, 0))[0] == 0x5F       # X's block 0 again, late
+        for n in range(1, nblocks(y)):
+            code, text = send(block(b"\x02", y, n))
+        assert code == 0x41 and text.startswith("new "), (hex(code), text)  # 2.01
+        for n in range(1, nblocks(x)):
+            code, text = send(block(b"\x01", x, n))
+        assert code == 0x41, (hex(code), text)
+    rows = collector.rows("SELECT payload FROM snapshots ORDER BY id")
+    assert [r[0] for r in rows] == [y, x]
+    collector.proc.send_signal(signal.SIGUSR1)
+    assert wait_for(lambda: "stats requests=" in collector.log.read_text(), timeout=5)
+    stats = [l for l in collector.log.read_text().splitlines() if "stats requests=" in l][-1]
+    counts = dict(re.findall(r"(\w+)=(\d+)", stats))
+    assert counts["reassembly_bytes"] == "0" and counts["reassembly_bodies"] == "0", stats
+
+
+def test_plain_listen_only_by_an_insecure_flag(tmp_path):
+    """Unauthenticated plain CoAP (device named by ?d=) is refused in the config file, so a
+    test setting cannot slip into a production config; the --insecure-plain-listen flag turns it
+    on and the collector says so loudly at start."""
+    conf = tmp_path / "collector.conf"
+    conf.write_text(f"[collector]\ndb = {tmp_path / 'c.db'}\nlisten = 127.0.0.1:{free_udp_port()}\n"
+                    f"plain_listen = 127.0.0.1:{free_udp_port()}\n")
+    r = subprocess.run([str(COLLECTOR), "serve", "-c", str(conf)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "plain_listen is not accepted in a config file" in r.stderr, r.stderr
+    r = subprocess.run([str(COLLECTOR), "serve", "--db", str(tmp_path / "c.db"), "--plain-listen", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "unknown option '--plain-listen'" in r.stderr
+    c = Collector(tmp_path)  # starts with --insecure-plain-listen
+    c.start()
+    try:
+        log = c.log.read_text()
+        assert "WARNING: INSECURE: plain CoAP on coap://127.0.0.1:%d" % c.plain_port in log, log
+    finally:
+        c.stop()
