@@ -246,15 +246,28 @@ image: all-boards collector
 # ---- the two commands ------------------------------------------------------------------------
 TEST_BOARDS_QEMU := rpi4 bbb
 PYTEST := /usr/bin/python3 -m pytest
+PYTEST_PATHS ?= tests/integration
 
-test: setup
+test: test-build
+	@$(MAKE) --no-print-directory run-tests
+
+# Everything the tests need, built (and installed on a fresh machine) once.
+.PHONY: test-build test-unit test-integration
+test-build: setup
 	@$(MAKE) --no-print-directory host-deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all-boards
 	@$(MAKE) --no-print-directory -j$(JOBS) collector lossy-link host-tools unit-host fuzz
 	@for b in $(TEST_BOARDS_QEMU); do $(MAKE) --no-print-directory -j$(JOBS) BOARD=$$b unit-cross || exit 1; done
 	@$(MAKE) --no-print-directory testsvc
 	@$(MAKE) --no-print-directory -s size
-	@$(MAKE) --no-print-directory run-tests
+
+# Quick loops: the unit tests (host ASan/UBSan, qemu cross builds) and fuzz smoke runs, or
+# every test with real processes; `make run-tests PYTEST_PATHS=tests/integration/test_web.py`
+# runs one module.
+test-unit: test-build
+	@$(MAKE) --no-print-directory run-tests PYTEST_PATHS=tests/integration/test_unit.py
+test-integration: test-build
+	@$(MAKE) --no-print-directory run-tests PYTEST_ARGS="--ignore=tests/integration/test_unit.py $(PYTEST_ARGS)"
 
 .PHONY: run-tests unit-host unit-cross
 run-tests:
@@ -264,7 +277,7 @@ run-tests:
 	ET_AGENT_BBB=$(CURDIR)/build/bbb/edgetrace-agent ET_QEMU_BBB="$(shell $(MAKE) -s --no-print-directory BOARD=bbb print-qemu)" \
 	ET_COLLECTOR=$(CURDIR)/build/host/edgetrace-collector ET_LOSSY_LINK=$(CURDIR)/build/host/lossy-link \
 	ET_TESTSVC=$(TESTSVC) ET_GO_VERSIONS="$(GO_VERSIONS)" \
-	$(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	$(PYTEST) -q -p no:cacheprovider $(PYTEST_PATHS) $(PYTEST_ARGS)
 
 .PHONY: print-qemu
 print-qemu:
