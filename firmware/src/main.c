@@ -1,7 +1,7 @@
 /* main.c - edgetrace-agent command line: one subcommand per job.
  *
  *   edgetrace-agent --version                      version, board, CPU, linked libraries
- *   edgetrace-agent run [--config FILE]            the daemon (agent.c)
+ *   edgetrace-agent run [--config FILE] [--device-id ID]  the daemon (agent.c)
  *   edgetrace-agent sample URL [...]               one-shot sampling for an engineer (sample_cmd.c)
  *   edgetrace-agent discover [--json] [...]        what discovery finds, and why (discover_cmd.c)
  *   edgetrace-agent trace FILE|URL [--json]        execution-trace lifecycle summary (trace_cmd.c)
@@ -44,7 +44,7 @@ static int print_version(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: edgetrace-agent --version\n"
-               "       edgetrace-agent run [--config FILE] [-v]\n"
+               "       edgetrace-agent run [--config FILE] [--device-id ID] [-v]\n"
                "       edgetrace-agent sample URL [--samples N] [--interval D] [--json] [--all]\n"
                "       edgetrace-agent discover [--json] [--proc-root DIR] [--config FILE] [--no-confirm]\n"
                "       edgetrace-agent trace FILE|URL [--json]\n"
