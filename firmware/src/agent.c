@@ -38,7 +38,6 @@ typedef struct agent {
     et_uplink *up;
     et_wire_enc *enc;
     uint8_t boot_id[16];
-    uint64_t seq;
     int sigfd;
     int stopping;
     /* discovery */
@@ -77,11 +76,13 @@ static void on_cycle(void *ud, const et_cycle *c)
     et_snapshot *s = &a->snap;
     const et_sample_target *t = c->target;
     et_snapshot_init(s);
-    et_snapshot_new_id(s->id, a->boot_id, a->seq);
+    /* seq comes from the spool state, so it keeps rising across agent restarts */
+    uint64_t seq = spool_next_seq(a->sp);
+    et_snapshot_new_id(s->id, a->boot_id, seq);
     et_strlcpy(s->device_id, a->conf.device_id, sizeof s->device_id);
     et_strlcpy(s->board, ET_BOARD, sizeof s->board);
     et_strlcpy(s->agent_version, ET_VERSION, sizeof s->agent_version);
-    s->seq = a->seq++;
+    s->seq = seq;
     memcpy(s->boot_id, a->boot_id, sizeof s->boot_id);
     s->mono_ms = c->t_ms;
     s->wall_ms = et_now_wall_ms();

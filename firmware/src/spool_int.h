@@ -1,0 +1,113 @@
+/* spool_int.h - the spool's insides, shared by spool.c (segments, append, peek, ack) and
+ * spool_state.c (the state file: cursors, counters, seq). Not for other modules. */
+#ifndef ET_SPOOL_INT_H
+#define ET_SPOOL_INT_H
+
+#include "spool.h"
+#include "spool_io.h"
+
+#include <sys/types.h>
+
+#define REC_MAGIC 0x31525445u   /* "ETR1" little-endian */
+#define CHUNK 4096u
+#define SPOOL_SECTOR 512u /* the unit a power cut can garble */
+#define NRECENT 8
+#define DIR_MAX 200
+#define SEGNO_MAX 99999999u /* names carry 8 digits: 3 centuries at one segment a minute */
+
+enum { ST_ROUTINE = 0, ST_FINDING = 1, NSTREAMS = 2 };
+
+typedef struct seg {
+    uint32_t segno;
+    uint8_t cls;        /* ST_* */
+    uint32_t size;      /* bytes of valid content (== file size except for a corrupt old tail) */
+    uint32_t nrec;
+    uint32_t npending;
+} seg;
+
+typedef struct pos {
+    uint32_t segno, off;
+} pos;
+
+typedef struct stream {
+    pos cursor;                    /* every record before it is delivered */
+    pos ooo[ET_SPOOL_OOO_ACKS];    /* acked records after the cursor */
+    uint32_t nooo;
+    int fd;                        /* active (newest) segment, open for writing; -1 if none */
+    uint32_t active_segno;
+    int unsynced;                  /* data written since the last fdatasync */
+} stream;
+
+typedef struct recent {
+    uint8_t id[SPOOL_ID_LEN];
+    uint8_t cls, valid;
+    uint32_t segno, off;
+} recent;
+
+struct spool {
+    char dir[DIR_MAX];
+    int dirfd;
+    spool_params p;
+    const spool_vfs *vfs;
+    seg segs[ET_SPOOL_MAX_SEGS];   /* sorted by segno */
+    uint32_t nsegs;
+    uint32_t next_segno;
+    stream st[NSTREAMS];
+    recent rc[NRECENT];
+    unsigned rc_next;
+    /* counters (persisted) */
+    uint64_t appended_total, acked_total, routine_dropped, findings_dropped, corrupt_dropped, torn_tails;
+    uint64_t bytes_today, bytes_total, state_bytes_total, payload_bytes_total;
+    uint32_t day;
+    uint64_t state_saves;          /* this process only */
+    /* snapshot sequence numbers: handed out from seq_next, persisted as a reserved ceiling */
+    uint64_t seq_next, seq_reserved;
+    /* sync bookkeeping */
+    int state_dirty;
+    int dir_dirty;
+    uint32_t unsynced_records;
+    uint64_t first_unsynced_ms;
+    uint32_t acks_since_save;
+    uint64_t first_unsaved_ack_ms;
+    uint64_t last_save_ms;
+};
+
+typedef struct rec_hdr {
+    uint32_t len, crc;
+    uint8_t flags;
+    uint8_t id[SPOOL_ID_LEN];
+} rec_hdr;
+
+/* One file system call through the spool's VFS: IO(sp, open, path, flags, mode). */
+#define IO(sp, op, ...) ((sp)->vfs->op((sp)->vfs->ctx, __VA_ARGS__))
+
+static inline void put32(uint8_t *b, uint32_t v)
+{
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+    b[2] = (uint8_t)(v >> 16);
+    b[3] = (uint8_t)(v >> 24);
+}
+static inline uint32_t get32(const uint8_t *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+static inline void put64(uint8_t *b, uint64_t v)
+{
+    put32(b, (uint32_t)v);
+    put32(b + 4, (uint32_t)(v >> 32));
+}
+static inline uint64_t get64(const uint8_t *b) { return (uint64_t)get32(b) | (uint64_t)get32(b + 4) << 32; }
+
+static inline int pos_lt(pos a, pos b) { return a.segno < b.segno || (a.segno == b.segno && a.off < b.off); }
+
+/* spool_state.c */
+void spool_account_write(spool *sp, uint64_t n);   /* every byte the spool writes goes through here */
+ssize_t spool_pread_full(spool *sp, int fd, void *buf, size_t n, uint64_t off);
+int spool_write_full(spool *sp, int fd, const void *buf, size_t n, uint64_t off);
+int spool_fsync_dir(spool *sp);
+int spool_state_save(spool *sp);
+int spool_state_load(spool *sp);      /* 0 loaded, 1 missing or invalid (fresh), -1 I/O error */
+int spool_state_maybe_save(spool *sp, uint64_t now_ms); /* lazy ack persistence (see spool_state.c) */
+
+#endif
