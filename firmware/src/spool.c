@@ -536,7 +536,7 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
             goto fail;
         }
     }
-    sp->last_save_ms = et_now_mono_ms();
+    sp->last_save_ms = spool_now_ms(sp);
     return sp;
 fail:
     if (sp->dirfd >= 0)
@@ -762,7 +762,7 @@ int spool_append(spool *sp, uint8_t flags, const uint8_t id[SPOOL_ID_LEN], const
             return -1;
     } else if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH) {
         if (sp->unsynced_records++ == 0)
-            sp->first_unsynced_ms = et_now_mono_ms();
+            sp->first_unsynced_ms = spool_now_ms(sp);
         if (sp->unsynced_records >= sp->p.batch_records)
             return spool_tick(sp);
     }
@@ -773,7 +773,7 @@ int spool_tick(spool *sp)
 {
     if (sp->p.read_only)
         return 0;
-    uint64_t now = et_now_mono_ms();
+    uint64_t now = spool_now_ms(sp);
     /* Data first: an append waits at most batch_records / batch_ms for its fsync. The state
      * (acks) is not part of that: it is persisted lazily (spool_state.c), so a batch costs
      * one fdatasync of the segment, not a state rewrite too. */
@@ -949,7 +949,7 @@ int spool_ack(spool *sp, const uint8_t id[SPOOL_ID_LEN])
     g->npending--;
     sp->acked_total++;
     if (sp->acks_since_save++ == 0)
-        sp->first_unsaved_ack_ms = et_now_mono_ms();
+        sp->first_unsaved_ack_ms = spool_now_ms(sp);
     sp->state_dirty = 1;
     if (settle(sp) != 0)
         return -1;

@@ -61,6 +61,7 @@ typedef struct spool_params {
     uint32_t ack_persist_every;   /* acks are persisted after this many (0 = 16) ... */
     uint32_t ack_persist_ms;      /* ... or this long after the first unsaved one (0 = 300000) */
     const struct spool_vfs *vfs;  /* file system calls (spool_io.h); NULL = POSIX */
+    uint64_t (*now_ms)(void);     /* monotonic clock; NULL = et_now_mono_ms (benches fake a day) */
 } spool_params;
 
 typedef struct spool_rec {

@@ -5,6 +5,7 @@
 
 #include "spool.h"
 #include "spool_io.h"
+#include "base.h"
 
 #include <sys/types.h>
 
@@ -100,6 +101,9 @@ static inline void put64(uint8_t *b, uint64_t v)
 static inline uint64_t get64(const uint8_t *b) { return (uint64_t)get32(b) | (uint64_t)get32(b + 4) << 32; }
 
 static inline int pos_lt(pos a, pos b) { return a.segno < b.segno || (a.segno == b.segno && a.off < b.off); }
+
+/* The monotonic clock, or the caller's (benches simulate a day in a second). */
+static inline uint64_t spool_now_ms(const spool *sp) { return sp->p.now_ms ? sp->p.now_ms() : et_now_mono_ms(); }
 
 /* spool_state.c */
 void spool_account_write(spool *sp, uint64_t n);   /* every byte the spool writes goes through here */

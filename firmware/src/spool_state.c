@@ -152,7 +152,7 @@ int spool_state_save(spool *sp)
     sp->state_dirty = 0;
     sp->acks_since_save = 0;
     sp->state_saves++;
-    sp->last_save_ms = et_now_mono_ms();
+    sp->last_save_ms = spool_now_ms(sp);
     return spool_fsync_dir(sp);
 }
 
