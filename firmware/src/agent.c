@@ -28,6 +28,11 @@
 
 #define DISCOVER_PERIOD_MS 60000u
 #define SPOOL_TICK_MS 1000u
+/* The /proc scan runs SCAN_BUDGET entries (fd readlinks) per loop turn, one turn every
+ * SCAN_STEP_MS: a few ms of work at a time, so CoAP retransmissions and HTTP timeouts keep
+ * their deadlines while a Go server with 16k fds is scanned. */
+#define SCAN_BUDGET 256u
+#define SCAN_STEP_MS 5u
 
 typedef struct agent {
     et_config conf;
@@ -43,7 +48,9 @@ typedef struct agent {
     /* discovery */
     et_target_set found;
     et_confirm_job confirm;
-    int confirming;
+    int confirming;                  /* scan or confirm in progress */
+    et_scan_job scan;
+    et_timer_id scan_timer;
     et_discover_opts dopts;
     /* per-sampler site memos for the steady-state site references */
     struct {
@@ -216,22 +223,48 @@ static void on_confirmed(void *ud)
     apply_targets(a);
 }
 
+static void scan_done(agent *a)
+{
+    if (!a->conf.discover) {
+        a->confirming = 0;
+        apply_targets(a);
+        return;
+    }
+    if (et_discover_confirm_start(&a->confirm, a->http, &a->found, a->conf.proc_root, 2000, on_confirmed, a) < 0) {
+        a->confirming = 0;
+        apply_targets(a);
+    }
+}
+
+static void on_scan_step(et_loop *l, et_timer_id id, void *ud)
+{
+    agent *a = ud;
+    if (!et_discover_scan_step(&a->scan, SCAN_BUDGET))
+        return;
+    et_loop_cancel_timer(l, id);
+    a->scan_timer = 0;
+    scan_done(a);
+}
+
 static void discover_now(agent *a)
 {
     if (a->confirming)
         return;
-    if (et_discover_scan(&a->conf, &a->dopts, &a->found) < 0) {
+    if (et_discover_scan_start(&a->scan, &a->conf, &a->dopts, &a->found) < 0) {
         et_warn("discovery: cannot read %s", a->conf.proc_root);
         return;
     }
-    if (!a->conf.discover) {
-        apply_targets(a);
+    a->confirming = 1;
+    if (a->scan.done) {
+        scan_done(a);
         return;
     }
-    a->confirming = 1;
-    if (et_discover_confirm_start(&a->confirm, a->http, &a->found, a->conf.proc_root, 2000, on_confirmed, a) < 0) {
-        a->confirming = 0;
-        apply_targets(a);
+    a->scan_timer = et_loop_add_timer(a->loop, 0, SCAN_STEP_MS, on_scan_step, a);
+    if (!a->scan_timer) {
+        /* timer table full: scan in one go rather than not at all */
+        while (!et_discover_scan_step(&a->scan, UINT32_MAX))
+            ;
+        scan_done(a);
     }
 }
 
@@ -408,6 +441,7 @@ int agent_run_main(int argc, char **argv)
     et_sched_destroy(a->sched);
     if (a->up)
         et_uplink_destroy(a->up);
+    et_discover_scan_abort(&a->scan);
     spool_close(a->sp); /* persists acks and counters */
     et_httpc_destroy(a->http);
     if (a->sigfd >= 0)
