@@ -27,6 +27,8 @@
 
 static const char stream_prefix[NSTREAMS] = {'r', 'f'};
 
+static void job_start(spool *sp, int with_state);
+
 /* ---- small helpers ------------------------------------------------------------------------ */
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -180,7 +182,8 @@ static void seg_remove_at(spool *sp, uint32_t i)
 }
 
 /* Deletes a segment file (state must already say its records are done or dropped). */
-static int seg_unlink(spool *sp, uint32_t i)
+/* defer: the background job deletes it after the state that passes it is on flash. */
+static int seg_unlink(spool *sp, uint32_t i, int defer)
 {
     seg *g = &sp->segs[i];
     stream *s = &sp->st[g->cls];
@@ -195,6 +198,10 @@ static int seg_unlink(spool *sp, uint32_t i)
         if (sp->rc[k].valid && sp->rc[k].segno == g->segno)
             sp->rc[k].valid = 0;
     seg_remove_at(sp, i);
+    if (defer) {
+        memcpy(sp->pend_unlink[sp->npend_unlink++], path, sizeof path);
+        return 0;
+    }
     if (IO(sp, unlink, path) != 0 && errno != ENOENT)
         return -1;
     sp->dir_dirty = 1;
@@ -304,18 +311,20 @@ static int settle(spool *sp)
     }
     if (!need_delete || sp->p.read_only)
         return 0;
-    if (spool_state_save(sp) != 0)
+    /* batch: no fsync on the loop; the next background job saves the state, then deletes */
+    int defer = sp->p.fsync_policy == SPOOL_FSYNC_BATCH && sp->opened;
+    if (!defer && spool_state_save(sp) != 0)
         return -1;
     for (uint32_t i = 0; i < sp->nsegs;) {
         seg *g = &sp->segs[i];
-        if (!is_newest(sp, i) && g->npending == 0) {
-            if (seg_unlink(sp, i) != 0)
+        if (!is_newest(sp, i) && g->npending == 0 && (!defer || sp->npend_unlink < SJ_PEND)) {
+            if (seg_unlink(sp, i, defer) != 0)
                 return -1;
         } else {
             i++;
         }
     }
-    return spool_fsync_dir(sp);
+    return defer ? 0 : spool_fsync_dir(sp);
 }
 
 /* Scans one segment at open: validates every record, counts pending ones, cuts a torn tail. */
@@ -537,6 +546,7 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
         }
     }
     sp->last_save_ms = spool_now_ms(sp);
+    sp->opened = 1;
     return sp;
 fail:
     if (sp->dirfd >= 0)
@@ -566,6 +576,12 @@ int spool_sync(spool *sp)
     if (sp->p.read_only)
         return 0;
     int rc = 0;
+    spool_job_poll(sp, 1);
+    if (sp->npend_sync || sp->npend_unlink) {
+        job_start(sp, 1);
+        if (spool_job_poll(sp, 1) != 0)
+            rc = -1;
+    }
     for (int c = 0; c < NSTREAMS; c++)
         if (sp->st[c].fd >= 0 && sp->st[c].unsynced) {
             if (IO(sp, fdatasync, sp->st[c].fd) != 0)
@@ -589,6 +605,13 @@ void spool_close(spool *sp)
     if (!sp)
         return;
     if (!sp->p.read_only) {
+        /* whatever the background job had pending (closed segments, deletions) goes first */
+        spool_job_poll(sp, 1);
+        if (sp->npend_sync || sp->npend_unlink) {
+            job_start(sp, 1);
+            spool_job_poll(sp, 1);
+        }
+        spool_job_stop(sp);
         if (sp->p.fsync_policy == SPOOL_FSYNC_NEVER) {
             spool_state_save(sp);
         } else {
@@ -645,7 +668,7 @@ static int evict_one(spool *sp)
     /* counters and cursor on flash before the file goes, so a crash cannot count twice */
     if (spool_state_save(sp) != 0)
         return -1;
-    if (seg_unlink(sp, (uint32_t)idx) != 0)
+    if (seg_unlink(sp, (uint32_t)idx, 0) != 0)
         return -1;
     return spool_fsync_dir(sp);
 }
@@ -654,6 +677,13 @@ static int open_new_segment(spool *sp, unsigned cls)
 {
     stream *s = &sp->st[cls];
     if (s->fd >= 0) {
+        if (s->unsynced && sp->p.fsync_policy == SPOOL_FSYNC_BATCH && sp->npend_sync < SJ_PEND) {
+            /* the next background job syncs it by name */
+            char prev[DIR_MAX + 32];
+            seg_name(prev, sizeof prev, sp, cls, s->active_segno);
+            memcpy(sp->pend_sync[sp->npend_sync++], prev, sizeof prev);
+            s->unsynced = 0;
+        }
         if (s->unsynced && sp->p.fsync_policy != SPOOL_FSYNC_NEVER && IO(sp, fdatasync, s->fd) != 0)
             return -1;
         IO(sp, close, s->fd);
@@ -763,10 +793,71 @@ int spool_append(spool *sp, uint8_t flags, const uint8_t id[SPOOL_ID_LEN], const
     } else if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH) {
         if (sp->unsynced_records++ == 0)
             sp->first_unsynced_ms = spool_now_ms(sp);
-        if (sp->unsynced_records >= sp->p.batch_records)
+        /* never more than batch_records appended but not on flash: wait for the job in
+         * flight if the next one could not start in time (only when appends outrun the card) */
+        if (sp->unsynced_records + sp->inflight_records >= sp->p.batch_records && spool_job_busy(sp))
+            if (spool_job_poll(sp, 1) != 0)
+                return -1;
+        if (2 * sp->unsynced_records >= sp->p.batch_records)
             return spool_tick(sp);
     }
     return 0;
+}
+
+/* Starts the background job: the segments with unsynced records, the directory, and if
+ * with_state the state (written to state.tmp here, synced and renamed by the job), then the
+ * deletion of the segments it passes. */
+static void job_start(spool *sp, int with_state)
+{
+    sjob *j = &sp->job;
+    j->n = 0;
+    j->err = 0;
+    j->has_state = 0;
+    j->acks = 0;
+    j->synced_streams = 0;
+    char path[DIR_MAX + 32];
+    for (unsigned i = 0; i < sp->npend_sync; i++)
+        spool_job_add(sp, SJ_SYNC, sp->pend_sync[i], NULL);
+    sp->npend_sync = 0;
+    for (int c = 0; c < NSTREAMS; c++) {
+        stream *s = &sp->st[c];
+        if (s->fd >= 0 && s->unsynced) {
+            seg_name(path, sizeof path, sp, (unsigned)c, s->active_segno);
+            spool_job_add(sp, SJ_SYNC, path, NULL);
+            s->unsynced = 0; /* the next record starts a fresh sector (spool_append) */
+            j->synced_streams |= 1u << c;
+        }
+    }
+    /* one directory fsync at the end covers new segments and the state's rename alike */
+    int dir = sp->dir_dirty;
+    sp->dir_dirty = 0;
+    if (with_state) {
+        char tmp[DIR_MAX + 16], fin[DIR_MAX + 16];
+        spool_state_paths(sp, tmp, fin);
+        j->seq_written = sp->seq_reserved;
+        if (spool_state_write_tmp(sp) == 0) {
+            spool_job_add(sp, SJ_SYNC, tmp, NULL);
+            spool_job_add(sp, SJ_RENAME, tmp, fin);
+            spool_job_add(sp, SJ_SYNC_DIR, NULL, NULL);
+            dir = 0;
+            for (unsigned i = 0; i < sp->npend_unlink; i++)
+                spool_job_add(sp, SJ_UNLINK, sp->pend_unlink[i], NULL);
+            sp->npend_unlink = 0;
+            j->has_state = 1;
+            j->acks = sp->acks_since_save;
+            sp->acks_since_save = 0;
+            sp->state_dirty = 0;
+        } else {
+            et_warn("spool: writing %s: %s", tmp, strerror(errno));
+        }
+    }
+    if (dir)
+        spool_job_add(sp, SJ_SYNC_DIR, NULL, NULL);
+    j->records = sp->unsynced_records;
+    sp->inflight_records = sp->unsynced_records;
+    sp->unsynced_records = 0;
+    if (j->n)
+        spool_job_submit(sp);
 }
 
 int spool_tick(spool *sp)
@@ -774,14 +865,23 @@ int spool_tick(spool *sp)
     if (sp->p.read_only)
         return 0;
     uint64_t now = spool_now_ms(sp);
-    /* Data first: an append waits at most batch_records / batch_ms for its fsync. The state
-     * (acks) is not part of that: it is persisted lazily (spool_state.c), so a batch costs
-     * one fdatasync of the segment, not a state rewrite too. */
-    if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH && sp->unsynced_records &&
-        (sp->unsynced_records >= sp->p.batch_records || now - sp->first_unsynced_ms >= sp->p.batch_ms))
-        if (sync_data(sp) != 0)
-            return -1;
-    return spool_state_maybe_save(sp, now);
+    int rc = spool_job_poll(sp, 0);
+    if (sp->p.fsync_policy != SPOOL_FSYNC_BATCH) {
+        /* always: appends are synced as they come; never: nothing is. Acks alike, lazily. */
+        if (spool_state_due(sp, now) && spool_state_save(sp) != 0)
+            rc = -1;
+        return rc;
+    }
+    /* Data first: an append waits at most batch_records / batch_ms to be on flash. The state
+     * (acks) goes lazily (spool_state.c). Both in one background job (spool_sync.c). */
+    if (spool_job_busy(sp))
+        return rc;
+    int data = sp->unsynced_records &&
+               (2 * sp->unsynced_records >= sp->p.batch_records || now - sp->first_unsynced_ms >= sp->p.batch_ms);
+    int state = spool_state_due(sp, now);
+    if (data || state || sp->npend_sync)
+        job_start(sp, state);
+    return rc;
 }
 
 /* ---- consumer side ------------------------------------------------------------------------- */
@@ -954,9 +1054,14 @@ int spool_ack(spool *sp, const uint8_t id[SPOOL_ID_LEN])
     if (settle(sp) != 0)
         return -1;
     /* not saved on every ack, whatever the fsync policy: see spool_state.c for why and for
-     * the bound on what a power cut can bring back */
-    if (sp->acks_since_save >= sp->p.ack_persist_every && spool_state_save(sp) != 0)
-        return -1;
+     * the bound on what a power cut can bring back. Under batch the save is a background job
+     * (spool_sync.c), started here if none is running, else by the next tick. */
+    if (sp->acks_since_save >= sp->p.ack_persist_every) {
+        if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH)
+            return spool_tick(sp);
+        if (spool_state_save(sp) != 0)
+            return -1;
+    }
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include "spool_io.h"
 #include "base.h"
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #define REC_MAGIC 0x31525445u   /* "ETR1" little-endian */
@@ -45,6 +46,26 @@ typedef struct recent {
     uint32_t segno, off;
 } recent;
 
+/* The background sync job (spool_sync.c). */
+enum { SJ_SYNC, SJ_SYNC_DIR, SJ_RENAME, SJ_UNLINK };
+enum { SJ_IDLE, SJ_DEFERRED, SJ_QUEUED, SJ_RUNNING, SJ_DONE };
+#define SJ_MAX_OPS 24
+#define SJ_PEND 8
+typedef struct sjob_op {
+    int kind;
+    char a[DIR_MAX + 32], b[DIR_MAX + 32];
+} sjob_op;
+typedef struct sjob {
+    sjob_op op[SJ_MAX_OPS];
+    unsigned n;
+    int err;
+    uint32_t records;              /* appends it makes durable */
+    uint32_t acks;                 /* acks its state carries */
+    unsigned synced_streams;       /* bit per stream whose active segment it syncs */
+    int has_state;
+    uint64_t seq_written;          /* seq ceiling in its state */
+} sjob;
+
 struct spool {
     char dir[DIR_MAX];
     int dirfd;
@@ -62,7 +83,7 @@ struct spool {
     uint32_t day;
     uint64_t state_saves;          /* this process only */
     /* snapshot sequence numbers: handed out from seq_next, persisted as a reserved ceiling */
-    uint64_t seq_next, seq_reserved;
+    uint64_t seq_next, seq_reserved, seq_durable;
     /* sync bookkeeping */
     int state_dirty;
     int dir_dirty;
@@ -71,6 +92,19 @@ struct spool {
     uint32_t acks_since_save;
     uint64_t first_unsaved_ack_ms;
     uint64_t last_save_ms;
+    /* background sync (batch policy): one job in flight, ops waiting for the next one */
+    sjob job;
+    int job_state;
+    uint32_t inflight_records;
+    char pend_sync[SJ_PEND][DIR_MAX + 32];  /* segments closed with unsynced data */
+    unsigned npend_sync;
+    char pend_unlink[SJ_PEND][DIR_MAX + 32]; /* fully acked segments, deleted after the state */
+    unsigned npend_unlink;
+    pthread_t worker;
+    pthread_mutex_t job_mu;
+    pthread_cond_t job_cv;
+    int worker_started, worker_stop;
+    int opened;                    /* spool_open finished: settle may defer deletions */
 };
 
 typedef struct rec_hdr {
@@ -112,6 +146,15 @@ int spool_write_full(spool *sp, int fd, const void *buf, size_t n, uint64_t off)
 int spool_fsync_dir(spool *sp);
 int spool_state_save(spool *sp);
 int spool_state_load(spool *sp);      /* 0 loaded, 1 missing or invalid (fresh), -1 I/O error */
-int spool_state_maybe_save(spool *sp, uint64_t now_ms); /* lazy ack persistence (see spool_state.c) */
+int spool_state_write_tmp(spool *sp);  /* state.tmp written, not synced (for the background job) */
+void spool_state_paths(const spool *sp, char *tmp, char *fin); /* each DIR_MAX + 16 bytes, or NULL */
+int spool_state_due(const spool *sp, uint64_t now_ms); /* lazy ack persistence (see spool_state.c) */
+
+/* spool_sync.c */
+void spool_job_add(spool *sp, int kind, const char *a, const char *b);
+void spool_job_submit(spool *sp);
+int spool_job_busy(const spool *sp);
+int spool_job_poll(spool *sp, int wait); /* collects a finished job: 0, or -1 if it failed */
+void spool_job_stop(spool *sp);          /* waits for the job, ends the thread */
 
 #endif

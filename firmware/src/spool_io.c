@@ -108,6 +108,7 @@ static int px_list(void *ctx, const char *dir, int (*cb)(void *cbctx, const char
 
 static const spool_vfs posix_vfs = {
     .ctx = NULL,
+    .threads = 1,
     .open = px_open,
     .close = px_close,
     .pread = px_pread,

@@ -24,6 +24,7 @@
 
 typedef struct spool_vfs {
     void *ctx;
+    int threads;  /* calls may come from the spool's sync thread too (spool_sync.c) */
     int (*open)(void *ctx, const char *path, int flags, int mode); /* SPOOL_O_* */
     int (*close)(void *ctx, int fd);
     ssize_t (*pread)(void *ctx, int fd, void *buf, size_t n, uint64_t off);

@@ -100,10 +100,9 @@ int spool_fsync_dir(spool *sp)
     return IO(sp, fsync, sp->dirfd);
 }
 
-int spool_state_save(spool *sp)
+/* Writes the state into state.tmp (no sync). 0 or -1. */
+int spool_state_write_tmp(spool *sp)
 {
-    if (sp->p.read_only)
-        return 0;
     uint8_t b[STATE_V2_MAX];
     uint8_t *q = b;
     put32(q, STATE_MAGIC), q += 4;
@@ -133,46 +132,86 @@ int spool_state_save(spool *sp)
     for (int i = 0; i < 10; i++)
         put64(len_at + 8 * i, c[i]);
     put32(q, (uint32_t)crc32(0L, b, (uInt)(q - b)));
-    char tmp[DIR_MAX + 16], fin[DIR_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s/state.tmp", sp->dir);
-    snprintf(fin, sizeof fin, "%s/state", sp->dir);
+    char tmp[DIR_MAX + 16];
+    spool_state_paths(sp, tmp, NULL);
     int fd = IO(sp, open, tmp, SPOOL_O_WRONLY | SPOOL_O_CREAT | SPOOL_O_TRUNC, 0600);
     if (fd < 0)
         return -1;
     uint64_t before = sp->bytes_total;
     int ok = spool_write_full(sp, fd, b, len, 0) == 0;
     sp->state_bytes_total += sp->bytes_total - before;
-    if (ok && sp->p.fsync_policy != SPOOL_FSYNC_NEVER)
-        ok = IO(sp, fdatasync, fd) == 0;
     IO(sp, close, fd);
+    if (!ok) {
+        IO(sp, unlink, tmp);
+        return -1;
+    }
+    sp->state_saves++;
+    sp->last_save_ms = spool_now_ms(sp);
+    return 0;
+}
+
+void spool_state_paths(const spool *sp, char *tmp, char *fin)
+{
+    if (tmp)
+        snprintf(tmp, DIR_MAX + 16, "%s/state.tmp", sp->dir);
+    if (fin)
+        snprintf(fin, DIR_MAX + 16, "%s/state", sp->dir);
+}
+
+/* The synchronous save: tmp, fdatasync, rename, directory fsync (waits for a background job
+ * first: the two must not both use state.tmp, and the order of saves must hold). */
+int spool_state_save(spool *sp)
+{
+    if (sp->p.read_only)
+        return 0;
+    spool_job_poll(sp, 1);
+    char tmp[DIR_MAX + 16], fin[DIR_MAX + 16];
+    spool_state_paths(sp, tmp, fin);
+    uint64_t seq = sp->seq_reserved;
+    if (spool_state_write_tmp(sp) != 0)
+        return -1;
+    int fd = IO(sp, open, tmp, SPOOL_O_WRONLY, 0);
+    int ok = fd >= 0 && (sp->p.fsync_policy == SPOOL_FSYNC_NEVER || IO(sp, fdatasync, fd) == 0);
+    if (fd >= 0)
+        IO(sp, close, fd);
     if (!ok || IO(sp, rename, tmp, fin) != 0) {
         IO(sp, unlink, tmp);
         return -1;
     }
     sp->state_dirty = 0;
     sp->acks_since_save = 0;
-    sp->state_saves++;
-    sp->last_save_ms = spool_now_ms(sp);
-    return spool_fsync_dir(sp);
+    if (spool_fsync_dir(sp) != 0)
+        return -1;
+    sp->seq_durable = seq;
+    return 0;
 }
 
-int spool_state_maybe_save(spool *sp, uint64_t now_ms)
+int spool_state_due(const spool *sp, uint64_t now_ms)
 {
-    if (sp->p.read_only || !sp->acks_since_save)
+    if (sp->p.read_only)
         return 0;
-    if (sp->acks_since_save >= sp->p.ack_persist_every || now_ms - sp->first_unsaved_ack_ms >= sp->p.ack_persist_ms)
-        return spool_state_save(sp);
-    return 0;
+    if (sp->npend_unlink || sp->seq_reserved > sp->seq_durable)
+        return 1;
+    return sp->acks_since_save &&
+           (sp->acks_since_save >= sp->p.ack_persist_every || now_ms - sp->first_unsaved_ack_ms >= sp->p.ack_persist_ms);
 }
 
 uint64_t spool_next_seq(spool *sp)
 {
-    if (sp->seq_next >= sp->seq_reserved && !sp->p.read_only) {
-        sp->seq_reserved = sp->seq_next + SEQ_BLOCK;
-        /* a failed save is logged; numbering still goes on (a repeat after a restart is only
-         * possible if this save never reaches flash, and the id carries the boot id anyway) */
-        if (spool_state_save(sp) != 0)
-            et_warn("spool: saving the sequence ceiling failed: %s", strerror(errno));
+    if (!sp->p.read_only) {
+        if (sp->seq_next >= sp->seq_durable) {
+            if (sp->seq_reserved < sp->seq_next + SEQ_BLOCK)
+                sp->seq_reserved = sp->seq_next + SEQ_BLOCK;
+            /* a failed save is logged; numbering still goes on (a repeat after a restart is
+             * only possible if this save never reaches flash; the id carries the boot id) */
+            if (spool_state_save(sp) != 0)
+                et_warn("spool: saving the sequence ceiling failed: %s", strerror(errno));
+        } else if (sp->seq_next + SEQ_BLOCK / 2 >= sp->seq_durable && sp->seq_reserved == sp->seq_durable) {
+            /* half the block used: reserve the next one with the next state save, so that
+             * the synchronous save above is only the fallback */
+            sp->seq_reserved = sp->seq_durable + SEQ_BLOCK;
+            sp->state_dirty = 1;
+        }
     }
     return sp->seq_next++;
 }
@@ -242,7 +281,7 @@ int spool_state_load(spool *sp)
     int r = n > STATE_V2_MAX ? -1 : state_parse(sp, b, (size_t)n);
     /* After a restart numbering continues at the ceiling: numbers below it may have been
      * used by the process that reserved them. */
-    sp->seq_next = sp->seq_reserved;
+    sp->seq_next = sp->seq_durable = sp->seq_reserved;
     if (r < 0) {
         et_warn("spool: %s is invalid; starting from the oldest record (the collector dedups)", fin);
         memset(sp->st, 0, sizeof sp->st);

@@ -95,6 +95,15 @@ static void mv_point(memfs *fs)
         fs->hook(fs, fs->hook_ud);
 }
 
+/* bounded copy of a name (snprintf here trips -Wformat-truncation at -Os) */
+static void mv_setname(char *dst, const char *src)
+{
+    size_t i = 0;
+    for (; i + 1 < MV_NAME_LEN && src[i]; i++)
+        dst[i] = src[i];
+    dst[i] = 0;
+}
+
 static const char *mv_base(const char *path)
 {
     const char *s = strrchr(path, '/');
@@ -153,8 +162,8 @@ static void mv_dirop_log(memfs *fs, int kind, const char *a, const char *b, int 
     mv_dirop *o = &fs->ops[fs->nops++];
     o->kind = kind;
     o->ino = ino;
-    snprintf(o->a, sizeof o->a, "%s", a);
-    snprintf(o->b, sizeof o->b, "%s", b ? b : "");
+    mv_setname(o->a, a);
+    mv_setname(o->b, b ? b : "");
 }
 
 static void mv_apply(mv_name *names, int *n, const mv_dirop *o)
@@ -168,7 +177,7 @@ static void mv_apply(mv_name *names, int *n, const mv_dirop *o)
     }
     if (o->kind == MV_CREATE) {
         if (at < 0 && *n < MV_NAMES) {
-            snprintf(names[*n].name, MV_NAME_LEN, "%s", o->a);
+            mv_setname(names[*n].name, o->a);
             names[(*n)++].ino = o->ino;
         }
     } else if (o->kind == MV_UNLINK) {
@@ -180,7 +189,7 @@ static void mv_apply(mv_name *names, int *n, const mv_dirop *o)
             names[to].ino = ino;
             names[at] = names[--*n];
         } else {
-            snprintf(names[at].name, MV_NAME_LEN, "%s", o->b);
+            mv_setname(names[at].name, o->b);
         }
     }
 }
@@ -238,7 +247,7 @@ static int mv_open(void *ctx, const char *path, int flags, int mode)
             return -1;
         }
         ino = mv_new_ino(fs);
-        snprintf(fs->cur[fs->ncur].name, MV_NAME_LEN, "%s", name);
+        mv_setname(fs->cur[fs->ncur].name, name);
         fs->cur[fs->ncur++].ino = ino;
         mv_dirop_log(fs, MV_CREATE, name, NULL, ino);
         point = 1;
@@ -361,8 +370,8 @@ static int mv_rename(void *ctx, const char *from, const char *to)
         return -1;
     }
     mv_dirop o = {.kind = MV_RENAME};
-    snprintf(o.a, sizeof o.a, "%s", a);
-    snprintf(o.b, sizeof o.b, "%s", b);
+    mv_setname(o.a, a);
+    mv_setname(o.b, b);
     mv_apply(fs->cur, &fs->ncur, &o);
     mv_dirop_log(fs, MV_RENAME, a, b, -1);
     mv_point(fs);
@@ -378,7 +387,7 @@ static int mv_unlink(void *ctx, const char *path)
         return -1;
     }
     mv_dirop o = {.kind = MV_UNLINK};
-    snprintf(o.a, sizeof o.a, "%s", a);
+    mv_setname(o.a, a);
     mv_apply(fs->cur, &fs->ncur, &o);
     mv_dirop_log(fs, MV_UNLINK, a, NULL, -1);
     mv_point(fs);
@@ -418,6 +427,7 @@ static void mv_init(memfs *fs)
 {
     memset(fs, 0, sizeof *fs);
     fs->vfs = (spool_vfs){.ctx = fs,
+                          .threads = 0, /* not thread-safe: the spool runs its sync job inline */
                           .open = mv_open,
                           .close = mv_close,
                           .pread = mv_pread,
@@ -504,7 +514,7 @@ static void mv_crash(const memfs *fs, int pattern, uint64_t seed, memfs *out)
     for (int i = 0; i < n; i++) {
         int ino = mv_new_ino(out);
         mv_crash_ino(&fs->inos[names[i].ino], pattern, &rng, &out->inos[ino]);
-        snprintf(out->cur[i].name, MV_NAME_LEN, "%s", names[i].name);
+        mv_setname(out->cur[i].name, names[i].name);
         out->cur[i].ino = ino;
     }
     out->ncur = out->ndur = n;
