@@ -7,7 +7,6 @@
 #include "spool_io.h"
 #include "base.h"
 
-#include <pthread.h>
 #include <sys/types.h>
 
 #define REC_MAGIC 0x31525445u   /* "ETR1" little-endian */
@@ -94,16 +93,14 @@ struct spool {
     uint64_t last_save_ms;
     /* background sync (batch policy): one job in flight, ops waiting for the next one */
     sjob job;
-    int job_state;
+    _Atomic int job_state;         /* SJ_*: shared with the worker thread */
     uint32_t inflight_records;
     char pend_sync[SJ_PEND][DIR_MAX + 32];  /* segments closed with unsynced data */
     unsigned npend_sync;
     char pend_unlink[SJ_PEND][DIR_MAX + 32]; /* fully acked segments, deleted after the state */
     unsigned npend_unlink;
-    pthread_t worker;
-    pthread_mutex_t job_mu;
-    pthread_cond_t job_cv;
-    int worker_started, worker_stop;
+    int req_pipe[2], done_pipe[2];  /* loop -> worker: "j" job, "q" quit; worker -> loop: done */
+    int worker_started;
     int opened;                    /* spool_open finished: settle may defer deletions */
 };
 

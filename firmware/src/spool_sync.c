@@ -21,9 +21,12 @@
 #include "spool_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static int run_op(spool *sp, const sjob_op *o)
 {
@@ -57,23 +60,28 @@ static void run_job(spool *sp, sjob *j)
         }
 }
 
+/* The worker and the loop hand the job over with an atomic state (release/acquire: the job's
+ * contents are published with it) and wake each other through two pipes. No mutex or
+ * condition variable: those pull several KB of libc into a static binary. */
 static void *worker(void *arg)
 {
     spool *sp = arg;
-    pthread_mutex_lock(&sp->job_mu);
+    char c;
     for (;;) {
-        while (sp->job_state != SJ_QUEUED && !sp->worker_stop)
-            pthread_cond_wait(&sp->job_cv, &sp->job_mu);
-        if (sp->job_state != SJ_QUEUED)
+        ssize_t n = read(sp->req_pipe[0], &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != 1 || c == 'q')
             break;
-        sp->job_state = SJ_RUNNING;
-        pthread_mutex_unlock(&sp->job_mu);
+        if (atomic_load_explicit(&sp->job_state, memory_order_acquire) != SJ_QUEUED)
+            continue;
         run_job(sp, &sp->job);
-        pthread_mutex_lock(&sp->job_mu);
-        sp->job_state = SJ_DONE;
-        pthread_cond_broadcast(&sp->job_cv);
+        atomic_store_explicit(&sp->job_state, SJ_DONE, memory_order_release);
+        while (write(sp->done_pipe[1], "d", 1) < 0 && errno == EINTR)
+            ;
     }
-    pthread_mutex_unlock(&sp->job_mu);
+    while (write(sp->done_pipe[1], "x", 1) < 0 && errno == EINTR)
+        ;
     return NULL;
 }
 
@@ -90,12 +98,29 @@ void spool_job_add(spool *sp, int kind, const char *a, const char *b)
 
 int spool_job_busy(const spool *sp) { return sp->job_state != SJ_IDLE; }
 
+static int start_worker(spool *sp)
+{
+    if (pipe2(sp->req_pipe, O_CLOEXEC) != 0)
+        return -1;
+    if (pipe2(sp->done_pipe, O_CLOEXEC) != 0) {
+        close(sp->req_pipe[0]), close(sp->req_pipe[1]);
+        return -1;
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, worker, sp) != 0) {
+        close(sp->req_pipe[0]), close(sp->req_pipe[1]);
+        close(sp->done_pipe[0]), close(sp->done_pipe[1]);
+        return -1;
+    }
+    pthread_detach(t); /* spool_job_stop waits for its last byte instead of joining */
+    return 0;
+}
+
 void spool_job_submit(spool *sp)
 {
     if (sp->vfs->threads && !sp->worker_started) {
         /* started on first use: a spool that never batches never has a thread */
-        if (pthread_mutex_init(&sp->job_mu, NULL) == 0 && pthread_cond_init(&sp->job_cv, NULL) == 0 &&
-            pthread_create(&sp->worker, NULL, worker, sp) == 0)
+        if (start_worker(sp) == 0)
             sp->worker_started = 1;
         else
             et_warn("spool: no sync thread (%s); syncing on the loop", strerror(errno));
@@ -104,10 +129,9 @@ void spool_job_submit(spool *sp)
         sp->job_state = SJ_DEFERRED;
         return;
     }
-    pthread_mutex_lock(&sp->job_mu);
-    sp->job_state = SJ_QUEUED;
-    pthread_cond_broadcast(&sp->job_cv);
-    pthread_mutex_unlock(&sp->job_mu);
+    atomic_store_explicit(&sp->job_state, SJ_QUEUED, memory_order_release);
+    while (write(sp->req_pipe[1], "j", 1) < 0 && errno == EINTR)
+        ;
 }
 
 /* What a finished job means for the spool. */
@@ -138,18 +162,22 @@ static int job_collect(spool *sp)
 
 int spool_job_poll(spool *sp, int wait)
 {
-    if (sp->job_state == SJ_IDLE)
+    int st = atomic_load_explicit(&sp->job_state, memory_order_acquire);
+    if (st == SJ_IDLE)
         return 0;
-    if (sp->job_state == SJ_DEFERRED) {
+    if (st == SJ_DEFERRED) {
         run_job(sp, &sp->job);
         return job_collect(sp);
     }
-    pthread_mutex_lock(&sp->job_mu);
-    while (wait && sp->job_state != SJ_DONE)
-        pthread_cond_wait(&sp->job_cv, &sp->job_mu);
-    int done = sp->job_state == SJ_DONE;
-    pthread_mutex_unlock(&sp->job_mu);
-    return done ? job_collect(sp) : 0;
+    if (st != SJ_DONE && !wait)
+        return 0;
+    /* One wake-up byte per job, written after SJ_DONE: reading it both waits and keeps the
+     * pipe empty; the acquire load then makes the job's results visible. */
+    char c;
+    while (read(sp->done_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    atomic_load_explicit(&sp->job_state, memory_order_acquire);
+    return job_collect(sp);
 }
 
 void spool_job_stop(spool *sp)
@@ -157,12 +185,12 @@ void spool_job_stop(spool *sp)
     spool_job_poll(sp, 1);
     if (!sp->worker_started)
         return;
-    pthread_mutex_lock(&sp->job_mu);
-    sp->worker_stop = 1;
-    pthread_cond_broadcast(&sp->job_cv);
-    pthread_mutex_unlock(&sp->job_mu);
-    pthread_join(sp->worker, NULL);
-    pthread_cond_destroy(&sp->job_cv);
-    pthread_mutex_destroy(&sp->job_mu);
+    while (write(sp->req_pipe[1], "q", 1) < 0 && errno == EINTR)
+        ;
+    char c;
+    while (read(sp->done_pipe[0], &c, 1) < 0 && errno == EINTR)
+        ; /* "x": the worker touches nothing of ours after this */
+    close(sp->req_pipe[0]), close(sp->req_pipe[1]);
+    close(sp->done_pipe[0]), close(sp->done_pipe[1]);
     sp->worker_started = 0;
 }
