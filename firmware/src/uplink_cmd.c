@@ -1,7 +1,8 @@
-/* uplink_cmd.c - `edgetrace-agent push|upload`: one-shot uploads through the real spool and
- * uplink, for a field check of a new gateway's link (and the tests' upload driver).
+/* uplink_cmd.c - one-shot uploads through the real spool and uplink: the loop behind the host
+ * test tool `et-push` (tools/et-push.c). Not in the device binary (main.c does not dispatch
+ * it, so --gc-sections drops it): it is a test harness, the daemon is what uploads.
  *
- *   edgetrace-agent push [FILE...] [--credentials FILE] [--collector URL] [-c agent.conf]
+ *   et-push [FILE...] [--credentials FILE] [--collector URL] [-c agent.conf]
  *                        [--spool DIR] [--fsync always|batch|never]
  *                        [--ack-timeout-ms MS] [--max-retransmit N] [--block-size N]
  *                        [--backoff-min-ms MS] [--backoff-max-ms MS] [--answer-timeout-ms MS]
@@ -13,9 +14,8 @@
  * used. The command exits 0 once everything it spooled (and anything left in the spool from
  * before) is acknowledged, 1 on --timeout.
  *
- * Made-up snapshots (--synthetic, --pad, --ids-out, --gen-out) are a test harness and live in
- * the host tool tools/et-push.c, which runs this same loop through uplink_push_run() with a
- * snapshot source: the device binary does not carry them. */
+ * Made-up snapshots (--synthetic, --pad, --ids-out, --gen-out) come from tools/et-push.c,
+ * which runs this loop through uplink_push_run() with a snapshot source. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -114,7 +114,7 @@ static int spool_file(push_state *ps, const char *path)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: edgetrace-agent push [FILE...] [--credentials FILE] [--collector URL] [-c agent.conf]\n"
+            "usage: et-push [FILE...] [--credentials FILE] [--collector URL] [-c agent.conf]\n"
             "         [--spool DIR] [--fsync always|batch|never]\n"
             "         [--ack-timeout-ms MS] [--max-retransmit N] [--block-size N] [--backoff-min-ms MS]\n"
             "         [--backoff-max-ms MS] [--answer-timeout-ms MS] [--budget BYTES] [--no-cid] [--timeout S]\n"
@@ -137,7 +137,7 @@ int uplink_push_run(int argc, char **argv, const et_push_source *src)
     unsigned interval_ms = src ? src->interval_ms : 0, timeout_s = 0;
     int fsync_policy = SPOOL_FSYNC_ALWAYS, json = 0;
     int have_ack = 0, have_rt = 0;
-    /* main.c passes the whole argv ("edgetrace-agent push ..."); also accept argv[0] = "push" */
+    /* et-push passes "et-push push ..."; also accept argv[0] = "push" */
     int first = argc > 1 && (!strcmp(argv[1], "push") || !strcmp(argv[1], "upload")) ? 2 : 1;
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
