@@ -56,124 +56,6 @@ static seg *find_seg(spool *sp, uint32_t segno)
     return NULL;
 }
 
-/* ---- records ----------------------------------------------------------------------------- */
-static void hdr_encode(uint8_t b[SPOOL_HDR_LEN], uint32_t len, uint32_t crc, uint8_t flags, const uint8_t *id)
-{
-    put32(b, REC_MAGIC);
-    put32(b + 4, len);
-    put32(b + 8, crc);
-    b[12] = flags;
-    b[13] = b[14] = b[15] = 0;
-    memcpy(b + 16, id, SPOOL_ID_LEN);
-}
-
-/* Reads and validates the record at off of a segment whose content ends at end. Copies the
- * payload into buf if buf and cap >= len. 1 = valid, 0 = not a valid record, -1 = I/O error. */
-static int rec_read(spool *sp, int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, void *buf, size_t cap)
-{
-    uint8_t hb[SPOOL_HDR_LEN];
-    if (end < SPOOL_HDR_LEN || off > end - SPOOL_HDR_LEN)
-        return 0;
-    ssize_t r = spool_pread_full(sp, fd, hb, sizeof hb, off);
-    if (r < 0)
-        return -1;
-    if (r != SPOOL_HDR_LEN || get32(hb) != REC_MAGIC)
-        return 0;
-    h->len = get32(hb + 4);
-    h->crc = get32(hb + 8);
-    h->flags = hb[12];
-    memcpy(h->id, hb + 16, SPOOL_ID_LEN);
-    if (h->len > SPOOL_REC_MAX || (h->flags & ~SPOOL_F_FINDING) || hb[13] || hb[14] || hb[15])
-        return 0;
-    if (((h->flags & SPOOL_F_FINDING) ? ST_FINDING : ST_ROUTINE) != cls)
-        return 0;
-    if (h->len > end - off - SPOOL_HDR_LEN)
-        return 0;
-    memset(hb + 8, 0, 4);
-    uLong crc = crc32(0L, hb, SPOOL_HDR_LEN);
-    uint32_t done = 0;
-    if (buf && cap >= h->len) {
-        r = spool_pread_full(sp, fd, buf, h->len, (off_t)off + SPOOL_HDR_LEN);
-        if (r < 0)
-            return -1;
-        if ((uint32_t)r != h->len)
-            return 0;
-        crc = crc32(crc, buf, h->len);
-        done = h->len;
-    }
-    uint8_t chunk[CHUNK];
-    while (done < h->len) {
-        uint32_t n = h->len - done < CHUNK ? h->len - done : CHUNK;
-        r = spool_pread_full(sp, fd, chunk, n, (off_t)off + SPOOL_HDR_LEN + done);
-        if (r < 0)
-            return -1;
-        if ((uint32_t)r != n)
-            return 0;
-        crc = crc32(crc, chunk, n);
-        done += n;
-    }
-    return (uint32_t)crc == h->crc ? 1 : 0;
-}
-
-/* Next valid record at or after off (resynchronising past garbage). Returns 1 with *at set,
- * 0 if none before end, -1 on I/O error. *skipped is set if garbage was passed over. */
-static int rec_next(spool *sp, int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, uint32_t *at, int *skipped)
-{
-    *skipped = 0;
-    int r = rec_read(sp, fd, off, end, cls, h, NULL, 0);
-    if (r != 0) {
-        *at = off;
-        return r;
-    }
-    /* zeros up to the next sector boundary are padding (see spool_append), not damage */
-    uint32_t pad_end = off + (SPOOL_SECTOR - off % SPOOL_SECTOR) % SPOOL_SECTOR;
-    if (pad_end > off && pad_end < end) {
-        uint8_t z[SPOOL_SECTOR];
-        ssize_t got = spool_pread_full(sp, fd, z, pad_end - off, off);
-        if (got < 0)
-            return -1;
-        int zero = got == (ssize_t)(pad_end - off);
-        for (ssize_t i = 0; zero && i < got; i++)
-            zero = z[i] == 0;
-        if (zero && (r = rec_read(sp, fd, pad_end, end, cls, h, NULL, 0)) != 0) {
-            *at = pad_end;
-            return r;
-        }
-    }
-    *skipped = 1;
-    uint8_t chunk[CHUNK + 3];
-    uint32_t p = off + 1;
-    while (end >= 4 && p <= end - 4) {
-        uint32_t n = end - p < CHUNK + 3 ? end - p : CHUNK + 3;
-        ssize_t got = spool_pread_full(sp, fd, chunk, n, p);
-        if (got < 0)
-            return -1;
-        if (got < 4)
-            break;
-        for (uint32_t i = 0; i + 4 <= (uint32_t)got; i++) {
-            if (chunk[i] == 'E' && get32(chunk + i) == REC_MAGIC) {
-                r = rec_read(sp, fd, p + i, end, cls, h, NULL, 0);
-                if (r != 0) {
-                    *at = p + i;
-                    return r;
-                }
-            }
-        }
-        p += (uint32_t)got - 3;
-    }
-    return 0;
-}
-
-static int is_done(const stream *s, pos p)
-{
-    if (pos_lt(p, s->cursor))
-        return 1;
-    for (uint32_t i = 0; i < s->nooo; i++)
-        if (s->ooo[i].segno == p.segno && s->ooo[i].off == p.off)
-            return 1;
-    return 0;
-}
-
 /* ---- segments ----------------------------------------------------------------------------- */
 static void seg_remove_at(spool *sp, uint32_t i)
 {
@@ -273,7 +155,7 @@ static int settle(spool *sp)
             rec_hdr h;
             uint32_t at;
             int skipped;
-            int r = rec_next(sp, fd, s->cursor.off, g->size, c, &h, &at, &skipped);
+            int r = spool_rec_next(sp, fd, s->cursor.off, g->size, c, &h, &at, &skipped);
             IO(sp, close, fd);
             if (r < 0)
                 return -1;
@@ -349,7 +231,7 @@ static int seg_scan(spool *sp, uint32_t i, int newest)
         rec_hdr h;
         uint32_t at;
         int skipped;
-        int r = rec_next(sp, fd, off, fsize, g->cls, &h, &at, &skipped);
+        int r = spool_rec_next(sp, fd, off, fsize, g->cls, &h, &at, &skipped);
         if (r < 0) {
             IO(sp, close, fd);
             return -1;
@@ -384,7 +266,7 @@ static int seg_scan(spool *sp, uint32_t i, int newest)
         }
         g->nrec++;
         pos p = {g->segno, at};
-        if (!is_done(s, p))
+        if (!spool_is_done(s, p))
             g->npending++;
         off = at + SPOOL_HDR_LEN + h.len;
     }
@@ -756,7 +638,7 @@ int spool_append(spool *sp, uint8_t flags, const uint8_t id[SPOOL_ID_LEN], const
         g = find_seg(sp, s->active_segno);
     }
     uint8_t hb[SPOOL_HDR_LEN];
-    hdr_encode(hb, (uint32_t)len, 0, flags, id);
+    spool_hdr_encode(hb, (uint32_t)len, 0, flags, id);
     uLong crc = crc32(0L, hb, SPOOL_HDR_LEN);
     crc = crc32(crc, payload, (uInt)len);
     put32(hb + 8, (uint32_t)crc);
@@ -902,7 +784,7 @@ static int stream_first_pending(spool *sp, unsigned cls, rec_hdr *h, pos *at)
         while (off < g->size) {
             uint32_t a;
             int skipped;
-            int r = rec_next(sp, fd, off, g->size, cls, h, &a, &skipped);
+            int r = spool_rec_next(sp, fd, off, g->size, cls, h, &a, &skipped);
             if (r < 0) {
                 IO(sp, close, fd);
                 return -1;
@@ -910,7 +792,7 @@ static int stream_first_pending(spool *sp, unsigned cls, rec_hdr *h, pos *at)
             if (r == 0)
                 break;
             pos p = {g->segno, a};
-            if (!is_done(s, p)) {
+            if (!spool_is_done(s, p)) {
                 IO(sp, close, fd);
                 *at = p;
                 return 1;
@@ -966,7 +848,7 @@ long spool_peek(spool *sp, spool_rec *out, void *buf, size_t cap)
             return -1;
         seg *g = find_seg(sp, p.segno);
         rec_hdr h2;
-        r = rec_read(sp, fd, p.off, g ? g->size : 0, cls, &h2, buf, cap);
+        r = spool_rec_read(sp, fd, p.off, g ? g->size : 0, cls, &h2, buf, cap);
         IO(sp, close, fd);
         if (r < 0)
             return -1;
@@ -1002,7 +884,7 @@ static int locate(spool *sp, const uint8_t *id, unsigned *cls, pos *p)
             rec_hdr h;
             uint32_t a;
             int skipped;
-            int r = rec_next(sp, fd, off, g->size, g->cls, &h, &a, &skipped);
+            int r = spool_rec_next(sp, fd, off, g->size, g->cls, &h, &a, &skipped);
             if (r <= 0) {
                 if (r < 0) {
                     IO(sp, close, fd);
@@ -1011,7 +893,7 @@ static int locate(spool *sp, const uint8_t *id, unsigned *cls, pos *p)
                 break;
             }
             pos q = {g->segno, a};
-            if (!memcmp(h.id, id, SPOOL_ID_LEN) && !is_done(s, q)) {
+            if (!memcmp(h.id, id, SPOOL_ID_LEN) && !spool_is_done(s, q)) {
                 IO(sp, close, fd);
                 *cls = g->cls;
                 *p = q;
@@ -1035,7 +917,7 @@ int spool_ack(spool *sp, const uint8_t id[SPOOL_ID_LEN])
         return r < 0 ? -1 : 1;
     stream *s = &sp->st[cls];
     seg *g = find_seg(sp, p.segno);
-    if (!g || is_done(s, p))
+    if (!g || spool_is_done(s, p))
         return 1;
     for (unsigned k = 0; k < NRECENT; k++)
         if (sp->rc[k].valid && !memcmp(sp->rc[k].id, id, SPOOL_ID_LEN))
@@ -1116,7 +998,7 @@ int spool_foreach(spool *sp, int (*cb)(const spool_rec *r, int acked, void *ctx)
                 rec_hdr h;
                 uint32_t a;
                 int skipped;
-                int r = rec_next(sp, fd, off, g->size, cls, &h, &a, &skipped);
+                int r = spool_rec_next(sp, fd, off, g->size, cls, &h, &a, &skipped);
                 if (r < 0) {
                     IO(sp, close, fd);
                     return -1;
@@ -1130,7 +1012,7 @@ int spool_foreach(spool *sp, int (*cb)(const spool_rec *r, int acked, void *ctx)
                 rec.segno = g->segno;
                 rec.offset = a;
                 pos p = {g->segno, a};
-                if (cb(&rec, is_done(&sp->st[cls], p), ctx)) {
+                if (cb(&rec, spool_is_done(&sp->st[cls], p), ctx)) {
                     IO(sp, close, fd);
                     return 0;
                 }

@@ -136,6 +136,17 @@ static inline int pos_lt(pos a, pos b) { return a.segno < b.segno || (a.segno ==
 /* The monotonic clock, or the caller's (benches simulate a day in a second). */
 static inline uint64_t spool_now_ms(const spool *sp) { return sp->p.now_ms ? sp->p.now_ms() : et_now_mono_ms(); }
 
+/* spool_rec.c: record framing */
+void spool_hdr_encode(uint8_t b[SPOOL_HDR_LEN], uint32_t len, uint32_t crc, uint8_t flags, const uint8_t *id);
+/* The record at off of a segment whose content ends at end; payload copied into buf if
+ * cap >= len. 1 valid, 0 not a valid record, -1 I/O error. */
+int spool_rec_read(spool *sp, int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, void *buf, size_t cap);
+/* Next valid record at or after off (padding skipped silently, damage with *skipped = 1).
+ * 1 with *at set, 0 if none before end, -1 on I/O error. */
+int spool_rec_next(spool *sp, int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, uint32_t *at,
+                   int *skipped);
+int spool_is_done(const stream *s, pos p); /* before the cursor or acked out of order */
+
 /* spool_state.c */
 void spool_account_write(spool *sp, uint64_t n);   /* every byte the spool writes goes through here */
 ssize_t spool_pread_full(spool *sp, int fd, void *buf, size_t n, uint64_t off);
