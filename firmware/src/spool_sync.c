@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -106,8 +107,16 @@ static int start_worker(spool *sp)
         close(sp->req_pipe[0]), close(sp->req_pipe[1]);
         return -1;
     }
+    /* The worker takes no signals: the agent reads them from a signalfd, which only works
+     * if no thread can have them delivered. It inherits the mask it is created with. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t t;
-    if (pthread_create(&t, NULL, worker, sp) != 0) {
+    int rc = pthread_create(&t, NULL, worker, sp);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        errno = rc;
         close(sp->req_pipe[0]), close(sp->req_pipe[1]);
         close(sp->done_pipe[0]), close(sp->done_pipe[1]);
         return -1;
