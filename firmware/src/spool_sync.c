@@ -157,6 +157,15 @@ static int job_collect(spool *sp)
                 sp->st[c].unsynced = 1;
         sp->unsynced_records += j->records;
         sp->dir_dirty = 1;
+        /* closed segments to sync and acked ones to delete go back on the lists */
+        for (unsigned i = 0; i < j->n; i++) {
+            const sjob_op *o = &j->op[i];
+            size_t n = strlen(o->a);
+            if (o->kind == SJ_SYNC && n > 4 && !strcmp(o->a + n - 4, ".seg") && sp->npend_sync < SJ_PEND)
+                memcpy(sp->pend_sync[sp->npend_sync++], o->a, sizeof o->a);
+            else if (o->kind == SJ_UNLINK && sp->npend_unlink < SJ_PEND)
+                memcpy(sp->pend_unlink[sp->npend_unlink++], o->a, sizeof o->a);
+        }
         if (j->has_state) {
             sp->state_dirty = 1;
             sp->acks_since_save += j->acks ? j->acks : 1;

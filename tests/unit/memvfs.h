@@ -77,6 +77,7 @@ typedef struct memfs {
     void (*hook)(struct memfs *fs, void *ud);
     void *hook_ud;
     uint64_t bytes_written, syncs;
+    int fail_syncs;                   /* the next this many fsync/fdatasync calls fail with EIO */
     spool_vfs vfs;
 } memfs;
 
@@ -321,6 +322,11 @@ static int mv_fsync(void *ctx, int fd)
     memfs *fs = ctx;
     if (fd < 0 || fd >= MV_FDS || !fs->fds[fd].used) {
         errno = EBADF;
+        return -1;
+    }
+    if (fs->fail_syncs > 0) {
+        fs->fail_syncs--;
+        errno = EIO;
         return -1;
     }
     fs->syncs++;

@@ -311,11 +311,69 @@ static void test_seq_survives_restart(void **state)
     mv_free(&r.fs);
 }
 
+/* A batch sync that fails (EIO from the card) is reported and redone by the next tick:
+ * afterwards a power cut loses nothing, and the deletion of acked segments still happens. */
+static void test_failed_background_sync_is_redone(void **state)
+{
+    (void)state;
+    static run r;
+    memset(&r, 0, sizeof r);
+    r.policy = SPOOL_FSYNC_BATCH;
+    mv_init(&r.fs);
+    char err[256];
+    spool_params p = params(&r, &r.fs);
+    spool *sp = spool_open(&p, err, sizeof err);
+    assert_non_null(sp);
+    static uint8_t buf[SPOOL_REC_MAX];
+    for (uint32_t i = 0; i < 40; i++) { /* several 4 KiB segments */
+        uint8_t id[SPOOL_ID_LEN];
+        mkid(i, id);
+        fill(i, buf);
+        r.fs.fail_syncs = i == 1 ? 1 : 0;
+        spool_append(sp, 0, id, buf, rec_len(i)); /* may start a job that fails */
+        spool_tick(sp);
+    }
+    /* ack everything but the last 5: whole segments become deletable */
+    for (int k = 0; k < 35; k++) {
+        spool_rec rec;
+        assert_true(spool_peek(sp, &rec, buf, sizeof buf) > 0);
+        assert_int_equal(spool_ack(sp, rec.id), 0);
+    }
+    /* the state job (started by the acks; inline, it runs when a tick collects it) fails ... */
+    r.fs.fail_syncs = 1;
+    int failed = 0;
+    for (int k = 0; k < 4; k++)
+        failed |= spool_tick(sp) < 0;
+    assert_true(failed);
+    assert_int_equal(r.fs.fail_syncs, 0);
+    /* ... and is redone */
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(spool_tick(sp), 0);
+    int segfiles = 0; /* the acked segments' files are gone, not just forgotten */
+    for (int k = 0; k < r.fs.ncur; k++)
+        segfiles += strstr(r.fs.cur[k].name, ".seg") != NULL;
+    assert_true(segfiles <= 2);
+    memfs img;
+    mv_crash(&r.fs, MV_LOSE_ALL, 7, &img);
+    spool_params p2 = params(&r, &img);
+    spool *sp2 = spool_open(&p2, err, sizeof err);
+    assert_non_null(sp2);
+    spool_stats st;
+    spool_get_stats(sp2, &st);
+    assert_int_equal(st.pending_routine, 5);      /* nothing lost, nothing acked came back */
+    assert_true(st.segments_routine <= 2);         /* the acked segments are gone */
+    spool_close(sp2);
+    mv_free(&img);
+    spool_close(sp);
+    mv_free(&r.fs);
+}
+
 int main(void)
 {
     et_log_level = ET_LOG_ERROR; /* thousands of recoveries each warn about their torn tail */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seq_survives_restart),
+        cmocka_unit_test(test_failed_background_sync_is_redone),
         cmocka_unit_test(test_powerloss_always),
         cmocka_unit_test(test_powerloss_batch),
     };
