@@ -276,18 +276,27 @@ static void test_powerloss_batch(void **state)
     run_policy(SPOOL_FSYNC_BATCH);
 }
 
+/* A batch spool on a fresh in-memory file system (no crash hook). */
+static spool *open_batch(run *r, spool_params *p)
+{
+    memset(r, 0, sizeof *r);
+    r->policy = SPOOL_FSYNC_BATCH;
+    mv_init(&r->fs);
+    *p = params(r, &r->fs);
+    char err[256];
+    spool *sp = spool_open(p, err, sizeof err);
+    assert_non_null(sp);
+    return sp;
+}
+
 /* seq keeps rising across restarts and power cuts (it is reserved in blocks in the state). */
 static void test_seq_survives_restart(void **state)
 {
     (void)state;
     static run r;
-    memset(&r, 0, sizeof r);
-    r.policy = SPOOL_FSYNC_BATCH;
-    mv_init(&r.fs);
     char err[256];
-    spool_params p = params(&r, &r.fs);
-    spool *sp = spool_open(&p, err, sizeof err);
-    assert_non_null(sp);
+    spool_params p;
+    spool *sp = open_batch(&r, &p);
     uint64_t last = 0;
     for (int i = 0; i < 5; i++)
         last = spool_next_seq(sp);
@@ -317,13 +326,9 @@ static void test_failed_background_sync_is_redone(void **state)
 {
     (void)state;
     static run r;
-    memset(&r, 0, sizeof r);
-    r.policy = SPOOL_FSYNC_BATCH;
-    mv_init(&r.fs);
     char err[256];
-    spool_params p = params(&r, &r.fs);
-    spool *sp = spool_open(&p, err, sizeof err);
-    assert_non_null(sp);
+    spool_params p;
+    spool *sp = open_batch(&r, &p);
     static uint8_t buf[SPOOL_REC_MAX];
     for (uint32_t i = 0; i < 40; i++) { /* several 4 KiB segments */
         uint8_t id[SPOOL_ID_LEN];
