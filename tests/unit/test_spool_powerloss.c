@@ -198,7 +198,7 @@ static void on_point(memfs *fs, void *ud)
 static uint32_t workload_records(void)
 {
     const char *e = getenv("ET_POWERLOSS_RECORDS");
-    uint32_t n = e ? (uint32_t)strtoul(e, NULL, 10) : 400;
+    uint32_t n = e ? (uint32_t)strtoul(e, NULL, 10) : 300;
     return n < 20 ? 20 : n > MAXREC - 1 ? MAXREC - 1 : n;
 }
 
