@@ -205,7 +205,7 @@ uint64_t spool_next_seq(spool *sp)
             /* a failed save is logged; numbering still goes on (a repeat after a restart is
              * only possible if this save never reaches flash; the id carries the boot id) */
             if (spool_state_save(sp) != 0)
-                et_warn("spool: saving the sequence ceiling failed: %s", strerror(errno));
+                et_warn("spool: saving the seq ceiling: %s", strerror(errno));
         } else if (sp->seq_next + SEQ_BLOCK / 2 >= sp->seq_durable && sp->seq_reserved == sp->seq_durable) {
             /* half the block used: reserve the next one with the next state save, so that
              * the synchronous save above is only the fallback */

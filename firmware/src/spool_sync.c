@@ -112,8 +112,13 @@ static int start_worker(spool *sp)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* created detached (pthread_detach would link pthread_join and its timed wait) */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t t;
-    int rc = pthread_create(&t, NULL, worker, sp);
+    int rc = pthread_create(&t, &attr, worker, sp);
+    pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         errno = rc;
@@ -121,7 +126,7 @@ static int start_worker(spool *sp)
         close(sp->done_pipe[0]), close(sp->done_pipe[1]);
         return -1;
     }
-    pthread_detach(t); /* spool_job_stop waits for its last byte instead of joining */
+    /* spool_job_stop waits for its last byte instead of joining */
     return 0;
 }
 
@@ -132,7 +137,7 @@ void spool_job_submit(spool *sp)
         if (start_worker(sp) == 0)
             sp->worker_started = 1;
         else
-            et_warn("spool: no sync thread (%s); syncing on the loop", strerror(errno));
+            et_warn("spool: no sync thread: %s", strerror(errno)); /* the job runs inline */
     }
     if (!sp->worker_started) {
         sp->job_state = SJ_DEFERRED;
