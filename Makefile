@@ -122,6 +122,7 @@ size-line:
 
 # ---- host builds: collector, tools, tests -------------------------------------------------
 H := build/host
+WEB_ASSETS_C := $(H)/gen/web_assets.c
 HOST_CC := gcc
 HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -Icollector/src \
 	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' \
@@ -129,7 +130,22 @@ HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -I$(COLL_DEP
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
 HOST_LIBS := -L$(HOST_DEPS)/lib -L$(COLL_DEPS)/lib -lmicrohttpd -ljansson -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih \
 	$(HOST_DEPS)/lib/libsqlite3.a -lpthread -lm -ldl
-COLL_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(COLL_SRCS) $(WIRE_SRCS))
+COLL_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(COLL_SRCS) $(WIRE_SRCS) $(WEB_ASSETS_C))
+
+# The web page's assets, built into the collector: collector/web/ plus uPlot, fetched by npm ci
+# (pinned version and integrity hash in package-lock.json) into build/, never committed.
+WEB_FILES := $(sort $(wildcard collector/web/*.html collector/web/*.js collector/web/*.css))
+WEB_NPM := $(H)/web
+WEB_UPLOT := $(WEB_NPM)/node_modules/uplot/dist
+$(WEB_NPM)/.ready: collector/web/package.json collector/web/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: the collector's web page needs it to fetch uPlot (install Node.js and npm, e.g. apt-get install npm)" >&2; exit 1; }
+	@mkdir -p $(WEB_NPM) && cp $^ $(WEB_NPM)/
+	cd $(WEB_NPM) && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --cache $(CACHE)/npm
+	@touch $@
+$(WEB_ASSETS_C): collector/web/gen_assets.py $(WEB_FILES) $(WEB_NPM)/.ready
+	@mkdir -p $(dir $@)
+	/usr/bin/python3 collector/web/gen_assets.py $@ $(foreach f,$(WEB_FILES),/$(if $(filter %.html,$(f)),,assets/)$(notdir $(f))=$(f)) \
+		/assets/uPlot.min.js=$(WEB_UPLOT)/uPlot.iife.min.js /assets/uPlot.min.css=$(WEB_UPLOT)/uPlot.min.css
 
 $(H)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready $(COLL_DEPS)/.ready
 	@mkdir -p $(dir $@)
@@ -165,7 +181,7 @@ HS_CFLAGS := $(STD) $(WARN) -O1 -g $(SAN) $(INCS) -Icollector/src -I$(HOST_DEPS)
 	-DET_BOARD_CPU='"host"' -DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
 HS_AGENT_OBJS := $(patsubst %.c,$(HS)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
-HS_COLL_OBJS := $(patsubst %.c,$(HS)/obj/%.o,$(filter-out collector/src/main.c,$(COLL_SRCS)) $(WIRE_SRCS))
+HS_COLL_OBJS := $(patsubst %.c,$(HS)/obj/%.o,$(filter-out collector/src/main.c,$(COLL_SRCS)) $(WIRE_SRCS) $(WEB_ASSETS_C))
 HS_LIBS := -L$(HOST_DEPS)/lib -lcmocka-static $(HOST_LIBS)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(HS)/%,$(UNIT_TESTS))
 
@@ -210,7 +226,7 @@ FZ_CFLAGS := $(STD) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sani
 	-DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
 FZ_AGENT_OBJS := $(patsubst %.c,$(FZ)/obj/%.o,$(filter-out firmware/src/main.c,$(AGENT_SRCS)) $(WIRE_SRCS))
-FZ_COLL_OBJS := $(patsubst %.c,$(FZ)/obj/%.o,$(filter-out collector/src/main.c,$(COLL_SRCS)) $(WIRE_SRCS))
+FZ_COLL_OBJS := $(patsubst %.c,$(FZ)/obj/%.o,$(filter-out collector/src/main.c,$(COLL_SRCS)) $(WIRE_SRCS) $(WEB_ASSETS_C))
 FZ_BINS := $(patsubst tests/fuzz/%.c,$(FZ)/%,$(FUZZ_TESTS))
 $(FZ)/obj/%.o: %.c $(HEADERS) $(HOST_DEPS)/.ready $(COLL_DEPS)/.ready
 	@mkdir -p $(dir $@)
@@ -227,6 +243,11 @@ GO_VERSIONS ?= 1.21 1.23 1.27
 TESTSVC := $(CACHE)/testsvc
 testsvc: $(SETUP_STAMP)
 	@for v in $(GO_VERSIONS); do bash tools/testsvc/build.sh $$v $(TESTSVC)/$$v || exit 1; done
+
+# Container images without a container engine (umoci + skopeo): build/image/ (tools/image/build.sh).
+.PHONY: image
+image: all-boards collector
+	@bash tools/image/build.sh build/image
 
 # ---- the two commands ------------------------------------------------------------------------
 TEST_BOARDS_QEMU := rpi4 bbb
@@ -260,7 +281,7 @@ demo: setup
 	@$(MAKE) --no-print-directory -j$(JOBS) agent collector lossy-link
 	@$(MAKE) --no-print-directory -j$(JOBS) BOARD=rpi4 agent
 	@$(MAKE) --no-print-directory testsvc GO_VERSIONS=1.23
-	@bash tools/demo.sh
+	@KEEP=$(KEEP) bash tools/demo.sh
 
 bench: setup
 	@$(MAKE) --no-print-directory host-deps

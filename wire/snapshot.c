@@ -107,6 +107,7 @@ const char *et_wire_status_name(int status)
     case ET_WIRE_ESCHEMA: return "schema violation";
     case ET_WIRE_EUNSUPPORTED: return "unsupported";
     case ET_WIRE_ENOMEM: return "out of memory";
+    case ET_WIRE_EVERSION: return "unknown version";
     default: return "?";
     }
 }
@@ -115,7 +116,7 @@ const char *et_wire_status_name(int status)
 void et_snapshot_init(et_snapshot *s)
 {
     memset(s, 0, sizeof *s);
-    s->schema = ET_SNAP_SCHEMA_VERSION;
+    s->schema = ET_SNAP_SCHEMA_MIN;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -432,7 +433,14 @@ static CborError enc_site(CborEncoder *arr, const et_snap_site *st)
     return e | cbor_encoder_close_container(arr, &a);
 }
 
-static CborError enc_finding(CborEncoder *arr, const et_finding *f)
+/* The survivor evidence (schema 2) a finding carries, if any. */
+int et_finding_needs_v2(const et_finding *f)
+{
+    return (f->evidence >> ET_EVIDENCE_COUNT_V1) != 0 || f->survivors || f->survivors_of || f->oldest_id ||
+           f->wait_hist[0] || f->wait_hist[1] || f->wait_hist[2] || f->wait_hist[3];
+}
+
+static CborError enc_finding(CborEncoder *arr, const et_finding *f, int v2)
 {
     CborEncoder m;
     CborError e = cbor_encoder_create_map(arr, &m, CborIndefiniteLength);
@@ -440,7 +448,8 @@ static CborError enc_finding(CborEncoder *arr, const et_finding *f)
     e |= cbor_encode_uint(&m, ETK_F_KIND);
     e |= cbor_encode_uint(&m, f->kind);
     e |= put_u(&m, ETK_F_CONFIDENCE, f->confidence);
-    e |= put_u(&m, ETK_F_EVIDENCE, f->evidence);
+    /* a schema 1 collector knows evidence bits 0-8 only */
+    e |= put_u(&m, ETK_F_EVIDENCE, v2 ? f->evidence : f->evidence & ((1u << ET_EVIDENCE_COUNT_V1) - 1));
     e |= put_s(&m, ETK_F_FINGERPRINT, f->fingerprint, sizeof f->fingerprint);
     e |= put_s(&m, ETK_F_FUNC, f->site.func, sizeof f->site.func);
     e |= put_s(&m, ETK_F_FILE, f->site.file, sizeof f->site.file);
@@ -462,6 +471,19 @@ static CborError enc_finding(CborEncoder *arr, const et_finding *f)
     }
     e |= put_u(&m, ETK_F_FIRST_SEEN, f->first_seen_ms);
     e |= put_u(&m, ETK_F_LAST_SEEN, f->last_seen_ms);
+    if (v2) {
+        e |= put_u(&m, ETK_F_SURVIVORS, f->survivors);
+        e |= put_u(&m, ETK_F_SURVIVORS_OF, f->survivors_of);
+        e |= put_u(&m, ETK_F_OLDEST_ID, f->oldest_id);
+        if (f->wait_hist[0] || f->wait_hist[1] || f->wait_hist[2] || f->wait_hist[3]) {
+            CborEncoder h;
+            e |= cbor_encode_uint(&m, ETK_F_WAIT_HIST);
+            e |= cbor_encoder_create_array(&m, &h, ET_WAIT_BUCKETS);
+            for (unsigned i = 0; i < ET_WAIT_BUCKETS; i++)
+                e |= cbor_encode_uint(&h, f->wait_hist[i]);
+            e |= cbor_encoder_close_container(&m, &h);
+        }
+    }
     return e | cbor_encoder_close_container(arr, &m);
 }
 
@@ -480,7 +502,7 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
     cbor_encoder_init(&root, buf, cap, 0);
     e |= cbor_encoder_create_map(&root, &m, CborIndefiniteLength);
     e |= cbor_encode_uint(&m, ETK_SCHEMA);
-    e |= cbor_encode_uint(&m, s->schema ? s->schema : ET_SNAP_SCHEMA_VERSION);
+    e |= cbor_encode_uint(&m, s->schema ? s->schema : ET_SNAP_SCHEMA_MIN);
     e |= put_b(&m, ETK_ID, s->id, ET_SNAP_ID_LEN);
     e |= cbor_encode_uint(&m, ETK_DEVICE_ID);
     e |= cbor_encode_text_string(&m, s->device_id, strnlen(s->device_id, sizeof s->device_id - 1));
@@ -567,12 +589,15 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
         e |= cbor_encode_uint(&m, ETK_FINDINGS);
         e |= cbor_encoder_create_array(&m, &arr, nf);
         for (unsigned i = 0; i < nf; i++)
-            e |= enc_finding(&arr, &s->findings[i]);
+            e |= enc_finding(&arr, &s->findings[i], s->schema >= 2);
         e |= cbor_encoder_close_container(&m, &arr);
     }
 
+    /* schema 2 fields only in a schema 2 snapshot: a schema 1 collector rejects unknown keys */
+    int v2 = s->schema >= 2;
     if (s->spool_routine_dropped || s->spool_findings_dropped || s->spool_corrupt_dropped ||
-        s->spool_bytes_today || s->findings_dropped || s->sites_truncated) {
+        s->spool_bytes_today || s->findings_dropped || s->sites_truncated ||
+        (v2 && (s->uplink_held || s->uplink_rejected || s->uplink_held_now))) {
         e |= cbor_encode_uint(&m, ETK_COUNTERS);
         e |= cbor_encoder_create_map(&m, &sub, CborIndefiniteLength);
         e |= put_u(&sub, ETK_C_SPOOL_ROUTINE_DROPPED, s->spool_routine_dropped);
@@ -581,6 +606,11 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
         e |= put_u(&sub, ETK_C_SPOOL_BYTES_TODAY, s->spool_bytes_today);
         e |= put_u(&sub, ETK_C_FINDINGS_DROPPED, s->findings_dropped);
         e |= put_u(&sub, ETK_C_SITES_TRUNCATED, s->sites_truncated);
+        if (v2) {
+            e |= put_u(&sub, ETK_C_UPLINK_HELD, s->uplink_held);
+            e |= put_u(&sub, ETK_C_UPLINK_REJECTED, s->uplink_rejected);
+            e |= put_u(&sub, ETK_C_UPLINK_HELD_NOW, s->uplink_held_now);
+        }
         e |= cbor_encoder_close_container(&m, &sub);
     }
     if (s->cost_bytes || s->cost_ms) {

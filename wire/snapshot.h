@@ -22,7 +22,8 @@
  *   Collector (decode; wire/snapshot_decode.c, needs zstd decompression, i.e. host builds):
  *     et_wire_dec_create()                 once; et_wire_dec_add_dict() for each known dictionary
  *     et_wire_decode(dec, in, len, &s, err, errlen)  -> ET_WIRE_OK or a negative et_wire_status
- *                                          (map: EENVELOPE -> 4.15, ETOOBIG -> 4.13, others -> 4.00)
+ *                                          (the collector maps the status to a CoAP answer class:
+ *                                          collector/src/decode.c; README "Answer codes")
  *     et_snapshot_decode_cbor(...)         CBOR only: validates types, lengths, ranges, nesting
  *
  * Device builds link a libzstd without decompression (tools/deps.sh: ZSTD_LIB_DECOMPRESSION=0).
@@ -40,7 +41,14 @@
 #include "finding.h"
 
 /* ---- versions and envelope ------------------------------------------------------------ */
-#define ET_SNAP_SCHEMA_VERSION 1   /* CBOR key 0; bumped on any incompatible schema change */
+/* CBOR key 0; bumped on any schema change (the decoder rejects unknown keys). A build reads
+ * every version from ET_SNAP_SCHEMA_MIN to ET_SNAP_SCHEMA_VERSION. The agent writes
+ * ET_SNAP_SCHEMA_MIN unless the collector said it reads more and the snapshot needs it (so
+ * agents may be updated before their collector); see README "Snapshot format". */
+#define ET_SNAP_SCHEMA_VERSION 2   /* 2: counters 6-8 (the uplink's held/rejected records);
+                                      finding keys 16-19 and evidence bit 9 (survivors) */
+#define ET_EVIDENCE_COUNT_V1 9     /* evidence bits schema 1 knows */
+#define ET_SNAP_SCHEMA_MIN 1
 #define ET_WIRE_MAGIC0 0x45        /* 'E' */
 #define ET_WIRE_MAGIC1 0x54        /* 'T' */
 #define ET_WIRE_VERSION 1          /* envelope version (byte 2) */
@@ -119,7 +127,8 @@ typedef struct et_snap_attach {
 } et_snap_attach;
 
 typedef struct et_snapshot {
-    uint32_t schema;                       /* ET_SNAP_SCHEMA_VERSION */
+    uint32_t schema;                       /* ET_SNAP_SCHEMA_MIN..ET_SNAP_SCHEMA_VERSION; fields
+                                              of a later version are not encoded */
     uint8_t id[ET_SNAP_ID_LEN];            /* random, unique per snapshot: collector dedup key */
     /* device */
     char device_id[ET_SNAP_STR_SHORT];
@@ -160,6 +169,10 @@ typedef struct et_snapshot {
     uint64_t spool_bytes_today;            /* bytes written to flash today (UTC day, or since boot) */
     uint32_t findings_dropped;             /* analyzer: findings beyond ET_MAX_FINDINGS */
     uint32_t sites_truncated;              /* parser: goroutines folded into the overflow site */
+    /* schema 2: the uplink's records the collector could not take (README "Answer codes") */
+    uint64_t uplink_held;                  /* "not now" answers that kept a record, ever */
+    uint64_t uplink_rejected;              /* records dropped on 4.00/4.22, ever */
+    uint32_t uplink_held_now;              /* records held at sampling time */
     /* sampling cost */
     uint64_t cost_bytes;                   /* HTTP body bytes fetched this cycle */
     uint32_t cost_ms;                      /* wall time spent sampling + parsing this cycle */
@@ -239,18 +252,29 @@ size_t et_wire_enc_memory(const et_wire_enc *e);
 /* ---- decoding (collector) ------------------------------------------------------------- */
 enum et_wire_status {
     ET_WIRE_OK = 0,
-    ET_WIRE_EENVELOPE = -1,    /* not "ET", unknown envelope version or flags: CoAP 4.15 */
-    ET_WIRE_ETOOBIG = -2,      /* input or decompressed size over the bounds: 4.13 */
-    ET_WIRE_EZSTD = -3,        /* corrupt zstd frame, trailing bytes, window too large: 4.00 */
-    ET_WIRE_EDICT = -4,        /* frame needs a dictionary id the decoder does not have: 4.00 */
-    ET_WIRE_ECBOR = -5,        /* not well-formed CBOR: 4.00 */
-    ET_WIRE_ESCHEMA = -6,      /* well-formed but wrong types, keys, lengths or ranges: 4.00 */
-    ET_WIRE_EUNSUPPORTED = -7, /* zstd payload but this build has no decompressor (device) */
+    /* Two kinds of failure (README "Answer codes"): the bytes are broken and no build will
+     * ever read them (EENVELOPE, EZSTD, ECBOR, ESCHEMA), or this build cannot read them but
+     * a newer or differently configured one could (EVERSION, EDICT, ETOOBIG, EUNSUPPORTED).
+     * The agent deletes a record only for the first kind, so the split must stay exact. */
+    ET_WIRE_EENVELOPE = -1,    /* no "ET" magic, dictionary flag without zstd: corrupt (4.00) */
+    ET_WIRE_ETOOBIG = -2,      /* input or decompressed size over this build's bounds (4.13) */
+    ET_WIRE_EZSTD = -3,        /* corrupt zstd frame, trailing bytes, window too large (4.00) */
+    ET_WIRE_EDICT = -4,        /* frame needs a dictionary id the decoder does not have (5.01) */
+    ET_WIRE_ECBOR = -5,        /* not well-formed CBOR (4.00) */
+    ET_WIRE_ESCHEMA = -6,      /* a schema version this build reads, but wrong types, keys,
+                                  lengths or ranges (4.22) */
+    ET_WIRE_EUNSUPPORTED = -7, /* zstd payload but this build has no decompressor (device) (5.01) */
     ET_WIRE_ENOMEM = -8,
+    ET_WIRE_EVERSION = -9,     /* envelope version or flags, or schema version, that this build
+                                  does not know (5.01) */
 };
 const char *et_wire_status_name(int status);
+/* 1 if the finding carries schema 2 evidence (survivors, oldest id, wait histogram, evidence
+ * bit 9): the agent then writes schema 2 to a collector that reads it. */
+int et_finding_needs_v2(const et_finding *f);
 
-/* CBOR only: returns ET_WIRE_OK, ET_WIRE_ECBOR or ET_WIRE_ESCHEMA (message in err).
+/* CBOR only: returns ET_WIRE_OK, ET_WIRE_ECBOR, ET_WIRE_ESCHEMA, ET_WIRE_EVERSION or
+ * ET_WIRE_ETOOBIG (message in err).
  * out is fully written (zeroed first) even on error. */
 int et_snapshot_decode_cbor(const uint8_t *buf, size_t len, et_snapshot *out, char *err, size_t errlen);
 

@@ -41,6 +41,7 @@ typedef struct dec {
     char *err;
     size_t errlen;
     const char *where; /* map being decoded, for messages */
+    uint64_t schema;   /* the document's schema version (keys of later versions are unknown) */
 } dec;
 
 static int fail(dec *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -369,7 +370,7 @@ static int finding_field(dec *d, unsigned key, CborValue *v, void *obj)
     case ETK_F_KIND: return get_u8(d, v, "kind", ET_F_KIND_COUNT - 1, &f->kind);
     case ETK_F_CONFIDENCE: return get_u8(d, v, "confidence", ET_C_CONFIRMED, &f->confidence);
     case ETK_F_EVIDENCE:
-        if (get_u32(d, v, "evidence", (1u << ET_EVIDENCE_COUNT) - 1, &evidence))
+        if (get_u32(d, v, "evidence", (1u << (d->schema >= 2 ? ET_EVIDENCE_COUNT : ET_EVIDENCE_COUNT_V1)) - 1, &evidence))
             return -1;
         f->evidence = evidence;
         return 0;
@@ -413,6 +414,29 @@ static int finding_field(dec *d, unsigned key, CborValue *v, void *obj)
     case ETK_F_FIRST_SEEN: return get_uint(d, v, "first_seen_ms", UINT64_MAX, &f->first_seen_ms);
     case ETK_F_LAST_SEEN: return get_uint(d, v, "last_seen_ms", UINT64_MAX, &f->last_seen_ms);
     }
+    if (d->schema >= 2) {
+        switch (key) {
+        case ETK_F_SURVIVORS: return get_u32(d, v, "survivors", UINT32_MAX, &f->survivors);
+        case ETK_F_SURVIVORS_OF: return get_u32(d, v, "survivors_of", ET_GSITE_IDS, &f->survivors_of);
+        case ETK_F_OLDEST_ID: return get_uint(d, v, "oldest_id", UINT64_MAX, &f->oldest_id);
+        case ETK_F_WAIT_HIST: {
+            if (!cbor_value_is_array(v))
+                return fail(d, "wait_hist: expected an array");
+            size_t n;
+            if (cbor_value_get_array_length(v, &n) != CborNoError || n != ET_WAIT_BUCKETS)
+                return fail(d, "wait_hist: expected %d counts", ET_WAIT_BUCKETS);
+            CborValue a;
+            CborError e = cbor_value_enter_container(v, &a);
+            if (e)
+                return cbor_fail(d, e);
+            for (unsigned i = 0; i < ET_WAIT_BUCKETS; i++)
+                if (get_u32(d, &a, "wait_hist", UINT32_MAX, &f->wait_hist[i]))
+                    return -1;
+            e = cbor_value_leave_container(v, &a);
+            return e ? cbor_fail(d, e) : 0;
+        }
+        }
+    }
     return fail(d, "unknown key %u", key);
 }
 
@@ -427,6 +451,13 @@ static int counters_field(dec *d, unsigned key, CborValue *v, void *obj)
     case ETK_C_SPOOL_BYTES_TODAY: return get_uint(d, v, "spool_bytes_today", UINT64_MAX, &s->spool_bytes_today);
     case ETK_C_FINDINGS_DROPPED: return get_u32(d, v, "findings_dropped", UINT32_MAX, &s->findings_dropped);
     case ETK_C_SITES_TRUNCATED: return get_u32(d, v, "sites_truncated", UINT32_MAX, &s->sites_truncated);
+    }
+    if (d->schema >= 2) {
+        switch (key) {
+        case ETK_C_UPLINK_HELD: return get_uint(d, v, "uplink_held", UINT64_MAX, &s->uplink_held);
+        case ETK_C_UPLINK_REJECTED: return get_uint(d, v, "uplink_rejected", UINT64_MAX, &s->uplink_rejected);
+        case ETK_C_UPLINK_HELD_NOW: return get_u32(d, v, "uplink_held_now", UINT32_MAX, &s->uplink_held_now);
+        }
     }
     return fail(d, "unknown key %u", key);
 }
@@ -468,8 +499,8 @@ static int top_field(dec *d, unsigned key, CborValue *v, void *obj)
     case ETK_SCHEMA:
         if (get_uint(d, v, "schema", UINT32_MAX, &x))
             return -1;
-        if (x != ET_SNAP_SCHEMA_VERSION)
-            return fail(d, "schema version %llu, this build reads %d", (unsigned long long)x, ET_SNAP_SCHEMA_VERSION);
+        if (x != d->schema) /* cannot happen: the version was read before the walk */
+            return fail(d, "schema version %llu changed", (unsigned long long)x);
         s->schema = (uint32_t)x;
         return 0;
     case ETK_ID: return get_bytes(d, v, "id", s->id, ET_SNAP_ID_LEN, ET_SNAP_ID_LEN, NULL);
@@ -532,9 +563,34 @@ static int top_field(dec *d, unsigned key, CborValue *v, void *obj)
     return fail(d, "unknown key %u", key);
 }
 
+/* Finds top-level key 0 (schema) wherever it is in the map. The document has been validated
+ * as well-formed, so skipping values cannot run off. 0 = found (*version set), -1 = not a
+ * map, no key 0 or not an unsigned integer: the schema walk reports that. */
+static int find_schema_version(const CborValue *top, uint64_t *version)
+{
+    CborValue m;
+    if (!cbor_value_is_map(top) || cbor_value_enter_container(top, &m))
+        return -1;
+    while (!cbor_value_at_end(&m)) {
+        int is_schema = 0;
+        if (cbor_value_is_unsigned_integer(&m)) {
+            uint64_t k;
+            cbor_value_get_uint64(&m, &k);
+            is_schema = k == ETK_SCHEMA;
+        }
+        if (cbor_value_advance(&m) || cbor_value_at_end(&m))
+            return -1;
+        if (is_schema)
+            return cbor_value_is_unsigned_integer(&m) && !cbor_value_get_uint64(&m, version) ? 0 : -1;
+        if (cbor_value_advance(&m))
+            return -1;
+    }
+    return -1;
+}
+
 int et_snapshot_decode_cbor(const uint8_t *buf, size_t len, et_snapshot *out, char *err, size_t errlen)
 {
-    dec d = {err, errlen, "snapshot"};
+    dec d = {err, errlen, "snapshot", 0};
     memset(out, 0, sizeof *out);
     if (err && errlen)
         err[0] = 0;
@@ -557,6 +613,16 @@ int et_snapshot_decode_cbor(const uint8_t *buf, size_t len, et_snapshot *out, ch
         cbor_fail(&d, e);
         return ET_WIRE_ECBOR;
     }
+    /* The schema version decides how the rest is judged: a document of a version this build
+     * does not read is "not by me" (retryable), never a schema violation. */
+    uint64_t version = 0;
+    if (find_schema_version(&it, &version) == 0 &&
+        (version < ET_SNAP_SCHEMA_MIN || version > ET_SNAP_SCHEMA_VERSION)) {
+        fail(&d, "schema version %llu, this build reads %d to %d", (unsigned long long)version, ET_SNAP_SCHEMA_MIN,
+             ET_SNAP_SCHEMA_VERSION);
+        return ET_WIRE_EVERSION;
+    }
+    d.schema = version;
     uint64_t seen = 0;
     if (parse_map(&d, &it, "snapshot", ETK_TOP_COUNT, top_field, out, &seen))
         return ET_WIRE_ESCHEMA;
@@ -661,20 +727,21 @@ void et_wire_dec_free(et_wire_dec *d)
 
 int et_wire_decode(et_wire_dec *wd, const uint8_t *in, size_t len, et_snapshot *out, char *err, size_t errlen)
 {
-    dec d = {err, errlen, "envelope"};
+    dec d = {err, errlen, "envelope", 0};
     memset(out, 0, sizeof *out);
     if (len < ET_WIRE_HDR_LEN || in[0] != ET_WIRE_MAGIC0 || in[1] != ET_WIRE_MAGIC1) {
         fail(&d, "not an edgetrace snapshot (no \"ET\" magic)");
         return ET_WIRE_EENVELOPE;
     }
+    /* A version or flag this build does not know may be a newer agent's: retryable. */
     if (in[2] != ET_WIRE_VERSION) {
         fail(&d, "envelope version %u, this build reads %u", in[2], ET_WIRE_VERSION);
-        return ET_WIRE_EENVELOPE;
+        return ET_WIRE_EVERSION;
     }
     uint8_t flags = in[3];
     if (flags & ~ET_WIRE_F_KNOWN) {
         fail(&d, "unknown envelope flags 0x%02x", flags);
-        return ET_WIRE_EENVELOPE;
+        return ET_WIRE_EVERSION;
     }
     const uint8_t *p = in + ET_WIRE_HDR_LEN;
     size_t plen = len - ET_WIRE_HDR_LEN;

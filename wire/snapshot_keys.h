@@ -1,4 +1,4 @@
-/* snapshot_keys.h - CBOR integer map keys of schema version 1 (see wire/FORMAT.md).
+/* snapshot_keys.h - CBOR integer map keys of schema versions 1 and 2 (README "Snapshot format").
  * Keys below 24 encode in one byte; that is why every map restarts at 0. Never reuse a
  * retired key within a schema version. */
 #ifndef ET_WIRE_SNAPSHOT_KEYS_H
@@ -6,7 +6,7 @@
 
 /* top-level map */
 enum {
-    ETK_SCHEMA = 0,        /* uint, == 1, required */
+    ETK_SCHEMA = 0,        /* uint, 1 or 2, required */
     ETK_ID = 1,            /* bstr[16], required */
     ETK_DEVICE_ID = 2,     /* tstr, required */
     ETK_BOARD = 3,         /* tstr */
@@ -55,13 +55,17 @@ enum {
     ETK_F_KIND = 0, ETK_F_CONFIDENCE = 1, ETK_F_EVIDENCE = 2, ETK_F_FINGERPRINT = 3, ETK_F_FUNC = 4,
     ETK_F_FILE = 5, ETK_F_LINE = 6, ETK_F_STATE = 7, ETK_F_COUNT = 8, ETK_F_GROWTH = 9, ETK_F_OLDEST_WAIT = 10,
     ETK_F_VALUE = 11, ETK_F_CREATED_BY = 12, ETK_F_STACK = 13, ETK_F_FIRST_SEEN = 14, ETK_F_LAST_SEEN = 15,
+    /* schema 2: the debug=2 id evidence behind a slow leak (analyze_survivors.c) */
+    ETK_F_SURVIVORS = 16, ETK_F_SURVIVORS_OF = 17, ETK_F_OLDEST_ID = 18, ETK_F_WAIT_HIST = 19,
     ETK_F_KEYS
 };
 
 /* counters map (key 15) */
 enum {
     ETK_C_SPOOL_ROUTINE_DROPPED = 0, ETK_C_SPOOL_FINDINGS_DROPPED = 1, ETK_C_SPOOL_CORRUPT_DROPPED = 2,
-    ETK_C_SPOOL_BYTES_TODAY = 3, ETK_C_FINDINGS_DROPPED = 4, ETK_C_SITES_TRUNCATED = 5, ETK_C_COUNT
+    ETK_C_SPOOL_BYTES_TODAY = 3, ETK_C_FINDINGS_DROPPED = 4, ETK_C_SITES_TRUNCATED = 5,
+    /* schema 2 */
+    ETK_C_UPLINK_HELD = 6, ETK_C_UPLINK_REJECTED = 7, ETK_C_UPLINK_HELD_NOW = 8, ETK_C_COUNT
 };
 
 /* cost map (key 16) */

@@ -25,6 +25,7 @@
 #include <mbedtls/x509_crt.h>
 
 #include "ingest.h"
+#include "metrics.h"
 
 /* ---- the pure part: decode, validate, stage ---------------------------------------------- */
 
@@ -71,14 +72,14 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
     int code = coll_decode(dec, body, len, &snap, r->diag, sizeof(r->diag), &kind);
     if (code) {
         r->code = code;
-        if (code == 415) {
-            c->bad_format++;
-        } else if (code == 413) {
+        if (code == 413) {
             c->too_large++;
         } else if (code == 500) {
             c->store_errors++;
+        } else if (code == 501) {
+            c->unreadable++; /* a newer agent, or a dictionary not loaded: the agent keeps it */
         } else {
-            c->bad_request++;
+            c->bad_request++; /* 4.00 corrupt bytes, 4.22 schema violation: the agent drops it */
             if (!strcmp(kind, "zstd"))
                 c->bad_zstd++;
             else if (!strcmp(kind, "schema"))
@@ -88,14 +89,14 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
         }
         return;
     }
-    /* The identity is the DTLS session's; the payload's claim must agree with it. A device
-     * cannot write as another, and a mismatch is a configuration error worth seeing. */
+    /* The identity is the DTLS session's, and the snapshot is stored under it whatever the
+     * payload claims: a device cannot write as another. The claim is only counted
+     * (identity_mismatch in the stats line). Refusing it (4.03, as before) blocked a device's spool for ever: every record
+     * spooled before provisioning or before a rename carries the old id, and a 4.03 is
+     * retryable for the agent. */
     if (strcmp(snap.device_id, device) != 0) {
         c->identity_mismatch++;
-        r->code = 403;
-        snprintf(r->diag, sizeof(r->diag), "payload device id '%.50s' is not the session identity '%.50s'",
-                 snap.device_id, device);
-        return;
+        snprintf(snap.device_id, sizeof(snap.device_id), "%s", device);
     }
     if (store_begin(st)) {
         c->store_errors++;
@@ -114,12 +115,14 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
     if (rc == STORE_DUPLICATE) {
         c->snapshots_dup++;
         r->code = 204;
-        snprintf(r->diag, sizeof(r->diag), "dup %s", snap.snapshot_id);
+        snprintf(r->diag, sizeof(r->diag), "dup %s s=%d", snap.snapshot_id, coll_decode_schema_max());
     } else {
         c->snapshots_new++;
         c->bytes += len;
         r->code = 201;
-        snprintf(r->diag, sizeof(r->diag), "new %s", snap.snapshot_id);
+        /* " s=N": the newest schema this collector reads; the agent writes a later schema
+         * only after seeing it, so agents can be updated before their collector */
+        snprintf(r->diag, sizeof(r->diag), "new %s s=%d", snap.snapshot_id, coll_decode_schema_max());
     }
 }
 
@@ -129,10 +132,11 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              "requests=%" PRIu64 " new=%" PRIu64 " dup=%" PRIu64 " bad_request=%" PRIu64 " (zstd=%" PRIu64
              " cbor=%" PRIu64 " schema=%" PRIu64 ") too_large=%" PRIu64 " bad_format=%" PRIu64
              " identity_mismatch=%" PRIu64 " unauthenticated=%" PRIu64 " block_incomplete=%" PRIu64
-             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64,
+             " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64
+             " unreadable=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
-             c->block_incomplete, c->store_errors, c->unknown_identity, c->commits, c->bytes);
+             c->block_incomplete, c->store_errors, c->unknown_identity, c->commits, c->bytes, c->unreadable);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */
@@ -179,6 +183,8 @@ static struct server {
     size_t reassembly_bytes;  /* sum of all sessions' reassembly buffer capacities */
     uint8_t pskbuf[COLL_PSK_MAX];
     coap_bin_const_t psk;
+    struct timespec batch_t0; /* arrival of the first request of the open transaction (/metrics) */
+    uint64_t new_at_commit;   /* snapshots_new at the last commit */
 } S;
 
 static volatile sig_atomic_t g_stop, g_dump;
@@ -282,6 +288,9 @@ static void blk_free(blk_state *b)
 
 static int on_event(coap_session_t *session, const coap_event_t event)
 {
+    if ((event == COAP_EVENT_SERVER_SESSION_NEW || event == COAP_EVENT_SERVER_SESSION_DEL) &&
+        coap_session_get_proto(session) == COAP_PROTO_DTLS)
+        metrics_dtls_sessions_add(event == COAP_EVENT_SERVER_SESSION_NEW ? 1 : -1);
     if (event == COAP_EVENT_SERVER_SESSION_DEL) {
         blk_free(coap_session_get_app_data(session));
         coap_session_set_app_data(session, NULL);
@@ -478,6 +487,8 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     }
 
     ingest_result r;
+    if (!store_in_txn(S.st))
+        clock_gettime(CLOCK_MONOTONIC, &S.batch_t0);
     ingest_payload(S.st, S.dec, &S.c, device, data, len, content_format, S.max_body, wall_ms(),
                    S.p->store_payload, &r);
     if (!r.staged) {
@@ -526,7 +537,12 @@ static int flush_pending(void)
             logf_("COMMIT failed: %s; %u staged requests get 5.00", store_errmsg(S.st), S.npend);
         } else {
             S.c.commits++;
+            struct timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            metrics_ingest_commit((double)(t1.tv_sec - S.batch_t0.tv_sec) + (t1.tv_nsec - S.batch_t0.tv_nsec) / 1e9,
+                                  S.c.snapshots_new - S.new_at_commit);
         }
+        S.new_at_commit = S.c.snapshots_new;
     }
     for (unsigned i = 0; i < S.npend; i++) {
         pending *pd = coap_async_get_app_data(S.batch[i]);
@@ -682,6 +698,7 @@ int ingest_serve(coll_store *st, coll_decoder *dec, const ingest_params *p)
         }
         if (S.npend || store_in_txn(S.st))
             flush_pending();
+        metrics_ingest_publish(&S.c); /* a copy for the HTTP thread's /metrics */
         if (g_dump || (next_stats && time(NULL) >= next_stats)) {
             g_dump = 0;
             ingest_format_counters(&S.c, line, sizeof(line));

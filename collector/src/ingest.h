@@ -41,22 +41,23 @@ typedef struct ingest_counters {
     uint64_t requests;         /* POSTs that reached the handler (every block counts) */
     uint64_t snapshots_new;
     uint64_t snapshots_dup;
-    uint64_t bad_request;      /* 4.00 */
-    uint64_t bad_zstd, bad_cbor, bad_schema; /* breakdown of 4.00 */
+    uint64_t bad_request;      /* 4.00 / 4.22: can never be stored */
+    uint64_t bad_zstd, bad_cbor, bad_schema; /* breakdown of bad_request (schema = 4.22) */
     uint64_t too_large;        /* 4.13 */
     uint64_t bad_format;       /* 4.15 */
-    uint64_t identity_mismatch; /* 4.03 */
+    uint64_t identity_mismatch; /* payload device id != session identity: stored as the session's */
     uint64_t unauthenticated;  /* 4.01 */
     uint64_t block_incomplete; /* 4.08 */
     uint64_t store_errors;     /* 5.00 */
     uint64_t unknown_identity; /* DTLS handshakes with an identity not in the database */
     uint64_t commits;
     uint64_t bytes;            /* body bytes of accepted snapshots */
+    uint64_t unreadable;       /* 5.01: unknown envelope/schema version or dictionary */
 } ingest_counters;
 
 /* Result of ingest_payload. */
 typedef struct ingest_result {
-    int code;                  /* 201, 204, 400, 403, 413, 415, 500 */
+    int code;                  /* 201, 204, 400, 413, 415, 422, 500, 501 */
     int staged;                /* 1: written to the open transaction, answer after commit */
     char diag[160];
 } ingest_result;

@@ -4,6 +4,9 @@
  *                             [--plain-listen ADDR:PORT] [--max-body BYTES] [--no-group-commit]
  *                             [--no-payload] [--stats-interval S] [--dict FILE]
  *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
+ *                             [--retention-payload-days N] [--retention-full-days N]
+ *                             [--retention-rollup-days N] [--no-prune]
+ *                             [--http ADDR:PORT|off] [--http-token-file FILE]
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector --version
@@ -19,6 +22,16 @@
  *   stats_interval = 60            ; seconds between counter lines (SIGUSR1: now)
  *   dict = /etc/edgetrace/snap.dict ; zstd dictionary (repeatable)
  *   pki_cert = / pki_key = / pki_ca = ; optional DTLS certificates besides PSK
+ *   retention_payload_days = 7     ; raw envelopes (0 = keep)
+ *   retention_full_days = 30       ; per-snapshot series and site counts at full resolution
+ *   retention_rollup_days = 365    ; their 10-minute min/max/last rollups (0 = keep)
+ *   prune = yes                    ; the pruner thread (store_retention.c)
+ *   alertmanager_url = http://127.0.0.1:9093 ; alerts to Alertmanager (alert.h); empty = off
+ *   alert_resend_interval = 1m     ; re-send active alerts this often
+ *   silent_after = 10m             ; a device silent this long alerts; 0 = never
+ *   public_url = http://127.0.0.1:8080 ; base of the links in alerts
+ *   http = 127.0.0.1:8080          ; web page, JSON API, pprof export, /metrics; "off" disables
+ *   http_token_file =              ; bearer token, required when http is not a loopback address
  *
  * Reading order for the collector side: main.c -> ingest.c -> decode.c -> store.c -> query.c. */
 #include <stdio.h>
@@ -29,8 +42,10 @@
 #include <ini.h>
 #include <sqlite3.h>
 
+#include "alert.h"
 #include "collector.h"
 #include "decode.h"
+#include "http.h"
 #include "ingest.h"
 #include "store.h"
 
@@ -41,12 +56,19 @@ typedef struct serve_conf {
     char listen[128];
     char plain_listen[128];
     char pki_cert[512], pki_key[512], pki_ca[512];
+    char http[128];
+    char http_token_file[512];
+    int http_explicit; /* http set by config or option (else the default address) */
     char dicts[MAX_DICTS][512];
     int ndicts;
     long long max_body;
     int group_commit;
     int store_payload;
     int stats_interval;
+    int prune;
+    store_retention ret;
+    char alertmanager_url[512], public_url[512];
+    int64_t alert_resend_ms, silent_after_ms;
 } serve_conf;
 
 static long long parse_size(const char *s)
@@ -67,6 +89,14 @@ static int yes(const char *v)
     return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on");
 }
 
+/* A retention in days: 0..36500, -1 if not a number in range. */
+static int days(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return end == s || *end || v < 0 || v > 36500 ? -1 : (int)v;
+}
+
 static int conf_handler(void *user, const char *section, const char *name, const char *value)
 {
     serve_conf *c = user;
@@ -85,6 +115,10 @@ static int conf_handler(void *user, const char *section, const char *name, const
         S(pki_key);
     else if (!strcmp(name, "pki_ca"))
         S(pki_ca);
+    else if (!strcmp(name, "http"))
+        S(http), c->http_explicit = 1;
+    else if (!strcmp(name, "http_token_file"))
+        S(http_token_file);
     else if (!strcmp(name, "max_body"))
         return (c->max_body = parse_size(value)) > 0;
     else if (!strcmp(name, "group_commit"))
@@ -93,8 +127,24 @@ static int conf_handler(void *user, const char *section, const char *name, const
         c->store_payload = yes(value);
     else if (!strcmp(name, "stats_interval"))
         c->stats_interval = atoi(value);
+    else if (!strcmp(name, "alertmanager_url"))
+        S(alertmanager_url);
+    else if (!strcmp(name, "public_url"))
+        S(public_url);
+    else if (!strcmp(name, "alert_resend_interval"))
+        return (c->alert_resend_ms = alert_parse_duration_ms(value)) > 0;
+    else if (!strcmp(name, "silent_after"))
+        return (c->silent_after_ms = alert_parse_duration_ms(value)) >= 0;
     else if (!strcmp(name, "dict") && c->ndicts < MAX_DICTS)
         snprintf(c->dicts[c->ndicts++], sizeof(c->dicts[0]), "%s", value);
+    else if (!strcmp(name, "retention_payload_days"))
+        return (c->ret.payload_days = days(value)) >= 0;
+    else if (!strcmp(name, "retention_full_days"))
+        return (c->ret.full_days = days(value)) > 0;
+    else if (!strcmp(name, "retention_rollup_days"))
+        return (c->ret.rollup_days = days(value)) >= 0;
+    else if (!strcmp(name, "prune"))
+        c->prune = yes(value);
     else
         return 0;
 #undef S
@@ -124,9 +174,15 @@ static int serve_main(int argc, char **argv)
     memset(&c, 0, sizeof(c));
     snprintf(c.db, sizeof(c.db), "%s", COLL_DEFAULT_DB);
     snprintf(c.listen, sizeof(c.listen), "0.0.0.0:5684");
+    snprintf(c.http, sizeof(c.http), "127.0.0.1:8080");
     c.group_commit = 1;
     c.store_payload = 1;
     c.stats_interval = 60;
+    c.prune = 1;
+    store_retention_defaults(&c.ret);
+    snprintf(c.public_url, sizeof(c.public_url), "http://127.0.0.1:8080");
+    c.alert_resend_ms = 60000;
+    c.silent_after_ms = 600000;
     /* The config file first, so that command-line options override it. */
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
@@ -167,9 +223,26 @@ static int serve_main(int argc, char **argv)
             snprintf(c.pki_key, sizeof(c.pki_key), "%s", argv[++i]);
         else if (!strcmp(a, "--pki-ca") && v)
             snprintf(c.pki_ca, sizeof(c.pki_ca), "%s", argv[++i]);
+        else if (!strcmp(a, "--http") && v) {
+            snprintf(c.http, sizeof(c.http), "%s", argv[++i]);
+            c.http_explicit = 1;
+        }
+        else if (!strcmp(a, "--http-token-file") && v)
+            snprintf(c.http_token_file, sizeof(c.http_token_file), "%s", argv[++i]);
         else if (!strcmp(a, "--dict") && v && c.ndicts < MAX_DICTS)
             snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
-        else {
+        else if (!strcmp(a, "--no-prune"))
+            c.prune = 0;
+        else if ((!strcmp(a, "--retention-payload-days") || !strcmp(a, "--retention-full-days") ||
+                  !strcmp(a, "--retention-rollup-days")) && v) {
+            int d = days(argv[++i]);
+            int *field = a[12] == 'p' ? &c.ret.payload_days : a[12] == 'f' ? &c.ret.full_days : &c.ret.rollup_days;
+            if (d < 0 || (field == &c.ret.full_days && d == 0)) {
+                fprintf(stderr, "edgetrace-collector: bad %s\n", a);
+                return 2;
+            }
+            *field = d;
+        } else {
             fprintf(stderr, "edgetrace-collector serve: unknown option '%s'\n", a);
             return 2;
         }
@@ -209,7 +282,64 @@ static int serve_main(int argc, char **argv)
     p.pki_cert = c.pki_cert[0] ? c.pki_cert : NULL;
     p.pki_key = c.pki_key[0] ? c.pki_key : NULL;
     p.pki_ca = c.pki_ca[0] ? c.pki_ca : NULL;
+    store_pruner *pruner = NULL;
+    if (c.prune && !(pruner = store_pruner_start(c.db, &c.ret, err, sizeof(err)))) {
+        fprintf(stderr, "edgetrace-collector: pruner: %s\n", err);
+        coll_decoder_free(dec);
+        store_close(st);
+        return 1;
+    }
+    alert_thread *at = NULL;
+    if (c.alertmanager_url[0]) {
+        alert_conf ac = {.db_path = c.db, .alertmanager_url = c.alertmanager_url, .public_url = c.public_url,
+                         .resend_ms = c.alert_resend_ms, .silent_after_ms = c.silent_after_ms};
+        if (!(at = alert_start(&ac, err, sizeof(err)))) {
+            fprintf(stderr, "edgetrace-collector: alerts: %s\n", err);
+            store_pruner_stop(pruner);
+            coll_decoder_free(dec);
+            store_close(st);
+            return 1;
+        }
+    }
+    /* The HTTP thread reads through its own read-only handle, opened after store_open has
+     * migrated the schema; it never takes the writer's lock, so pages cannot delay commits. */
+    coll_store *ro = NULL;
+    http_server *hs = NULL;
+    if (strcmp(c.http, "off")) {
+        http_config hc = {.listen = c.http, .token_file = c.http_token_file, .db_path = c.db};
+        ro = store_open_readonly(c.db, err, sizeof(err));
+        if (ro) {
+            hc.ro = ro;
+            hs = http_start(&hc, err, sizeof(err));
+        }
+        if (!hs && c.http_explicit) {
+            fprintf(stderr, "edgetrace-collector: %s\n", err);
+            if (ro)
+                store_close(ro);
+            alert_stop(at);
+            store_pruner_stop(pruner);
+            coll_decoder_free(dec);
+            store_close(st);
+            return 1;
+        }
+        /* Only the default address may fail softly (another program on 8080): ingest must
+         * not stop for an HTTP view nobody asked for. */
+        if (!hs && ro) {
+            store_close(ro);
+            ro = NULL;
+        }
+        if (!hs)
+            fprintf(stderr, "edgetrace-collector: WARNING: no HTTP server: %s (set --http ADDR:PORT or off)\n", err);
+        else
+            fprintf(stderr, "edgetrace-collector: http on %s (port %u)%s\n", c.http, http_port(hs),
+                    c.http_token_file[0] ? ", token required" : "");
+    }
     int rc = ingest_serve(st, dec, &p);
+    http_stop(hs);
+    if (ro)
+        store_close(ro);
+    alert_stop(at);
+    store_pruner_stop(pruner);
     coll_decoder_free(dec);
     store_close(st);
     return rc;
@@ -221,6 +351,9 @@ static void usage(FILE *f)
                "                                 [--plain-listen ADDR:PORT] [--max-body N] [--no-group-commit]\n"
                "                                 [--no-payload] [--stats-interval S] [--dict FILE]\n"
                "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
+               "                                 [--retention-payload-days N] [--retention-full-days N]\n"
+               "                                 [--retention-rollup-days N] [--no-prune]\n"
+               "                                 [--http ADDR:PORT|off] [--http-token-file FILE]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector --version\n");

@@ -25,7 +25,7 @@
 
 #define PSK_LEN 32
 
-static int valid_id(const char *s)
+int provision_valid_id(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n >= COLL_ID_MAX)
@@ -41,6 +41,8 @@ static int valid_id(const char *s)
 
 int provision_main(int argc, char **argv)
 {
+    if (provision_fleet_wanted(argc, argv)) /* --from FILE: a list (provision_fleet.c) */
+        return provision_fleet_main(argc, argv);
     const char *device = NULL, *db = COLL_DEFAULT_DB, *out = NULL, *collector = NULL;
     int force = 0;
     for (int i = 1; i < argc; i++) {
@@ -60,7 +62,7 @@ int provision_main(int argc, char **argv)
             return 2;
         }
     }
-    if (!device || !valid_id(device)) {
+    if (!device || !provision_valid_id(device)) {
         fprintf(stderr, "edgetrace-collector provision: a device id of 1-63 characters [A-Za-z0-9._:-] is required\n");
         return 2;
     }

@@ -1,19 +1,26 @@
-/* store.h - the collector's SQLite database: devices and their keys, targets, snapshots
- * and findings.
+/* store.h - the collector's storage interface: devices and their keys, targets, every field
+ * of every snapshot, findings with their history, and the read side of the fleet view.
  *
- * Durability: WAL mode with synchronous=FULL, so a COMMIT returns only after the WAL
- * has been fsync'ed; that is the point at which ingest may acknowledge. (In WAL mode
- * synchronous=NORMAL only syncs at checkpoints, so a power cut could roll back commits
- * that were already acknowledged.) Group commit: ingest opens one transaction per
- * event-loop batch (store_begin), puts every snapshot of the batch, commits once and only
- * then answers all of them.
+ * Nothing above this header knows SQL: ingest, the CLI queries (query.c), the HTTP API and the
+ * alert thread use only these functions, so a second backend (PostgreSQL, a later issue) is a
+ * second implementation of this file's functions. Today's backend is SQLite (store*.c).
  *
- * Deduplication: snapshots.snapshot_id is UNIQUE; store_put_snapshot reports a duplicate
- * instead of writing a second row, and the duplicate is acknowledged like a success.
+ * Durability: WAL mode with synchronous=FULL, so a COMMIT returns only after the WAL has been
+ * fsync'ed; that is the point at which ingest may acknowledge. Group commit: ingest opens one
+ * transaction per event-loop batch (store_begin), puts every snapshot of the batch, commits once
+ * and only then answers all of them. Each store_put_snapshot runs inside its own savepoint: a
+ * failure rolls back that snapshot only (nothing of it is committed with the batch) and the
+ * rest of the batch stays staged.
  *
- * Findings: one row per (device, target, fingerprint). Each snapshot that carries the
- * finding bumps `snapshots`, moves last_seen and refreshes the last values, so a leak
- * followed across a thousand snapshots is one row.
+ * Deduplication: on (device, snapshot id). store_put_snapshot reports a duplicate instead of
+ * writing a second row, and the duplicate is acknowledged like a success.
+ *
+ * Findings: one row per (device, target, fingerprint) plus a history of events (opened,
+ * confidence, cleared, reopened). A finding is open while the newest snapshot of its target
+ * carries it; a newer snapshot of the target without it clears it.
+ *
+ * Threads: a coll_store handle belongs to one thread. The HTTP and alert threads open their own
+ * (store_open_readonly / store_open) on the same path; WAL lets readers run beside the writer.
  */
 #ifndef COLL_STORE_H
 #define COLL_STORE_H
@@ -21,16 +28,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "snap.h"
 
 #define COLL_PSK_MAX 64
 
 typedef struct coll_store coll_store;
 
-/* Opens (creating if needed) the database at PATH and its schema. */
+/* Opens (creating if needed) the database at PATH, upgrading an older schema in place. */
 coll_store *store_open(const char *path, char *err, size_t errlen);
+/* A read-only handle (for the HTTP thread): never writes, never migrates; fails on a database
+ * whose schema is older or newer than this build's (run the collector once to upgrade). */
+coll_store *store_open_readonly(const char *path, char *err, size_t errlen);
 void store_close(coll_store *s);
 const char *store_errmsg(coll_store *s);
+/* The schema version this build writes, and the one of the open database. */
+int store_schema_version(void);
+int store_db_schema_version(coll_store *s);
 
 /* Devices. store_device_add fails (-1) if the device exists and !replace. */
 int store_device_add(coll_store *s, const char *id, const uint8_t *psk, size_t psklen, int replace);
@@ -45,15 +60,111 @@ int store_in_txn(const coll_store *s);
 
 enum { STORE_NEW = 0, STORE_DUPLICATE = 1 };
 /* Inside a transaction: records one snapshot from DEVICE (the authenticated identity)
- * received at received_ms (wall clock of the collector). payload may be NULL.
- * Returns STORE_NEW, STORE_DUPLICATE, or -1 on a database error. */
+ * received at received_ms (wall clock of the collector). payload (the raw envelope) may be
+ * NULL. Returns STORE_NEW, STORE_DUPLICATE, or -1 on a database error, in which case nothing of
+ * this snapshot is staged and the transaction (with the batch's other snapshots) goes on. */
 int store_put_snapshot(coll_store *s, const char *device, const coll_snap *snap, int64_t received_ms,
                        const uint8_t *payload, size_t payload_len);
 
 /* Counts, for tests and the stats line. */
 int64_t store_count(coll_store *s, const char *table);
+/* Bytes the database occupies (page_count * page_size), for /metrics and the bench. */
+int64_t store_db_bytes(coll_store *s);
 
-/* The raw handle for query.c (read-only use). */
+/* ---- retention ------------------------------------------------------------------------ */
+typedef struct store_retention {
+    int payload_days;     /* raw envelopes (snapshots.payload): default 7; 0 = keep */
+    int full_days;        /* per-snapshot series and site counts at full resolution: default 30 */
+    int rollup_days;      /* the 10-minute min/max/last rollups: default 365; 0 = keep */
+    int rollup_step_s;    /* rollup bucket: default 600 */
+    int batch_rows;       /* rows per prune step: default 500 (a few ms: never stalls ingest) */
+} store_retention;
+void store_retention_defaults(store_retention *r);
+/* One bounded step of pruning/downsampling, in its own short transaction (call outside a
+ * batch: ingest calls it from the event loop when idle). Returns rows touched (0 = nothing left
+ * to do for now), -1 on error. Safe beside ingest on another handle: both take the write lock
+ * only for short transactions. */
+int store_prune_step(coll_store *s, const store_retention *r, int64_t now_ms);
+/* Totals since open: rows pruned and rolled up (for /metrics "prune progress"). */
+void store_prune_progress(coll_store *s, int64_t *rows_pruned, int64_t *rows_rolled_up);
+/* A thread with its own handle on PATH running store_prune_step: back to back while there is
+ * work (100 ms apart, so ingest's transactions interleave), once a minute when idle. */
+typedef struct store_pruner store_pruner;
+store_pruner *store_pruner_start(const char *path, const store_retention *r, char *err, size_t errlen);
+void store_pruner_stop(store_pruner *p);
+
+/* ---- read side (fleet view) ------------------------------------------------------------
+ * Every function returns 0 with *out set to a new jansson value (caller json_decref's it),
+ * STORE_Q_NOTFOUND for an unknown id, STORE_Q_BADARG for a bad parameter, -1 on a database
+ * error. Shapes are those of /work/wt/CONTRACT.md (README "HTTP API"): all times *_ms. */
+enum { STORE_Q_OK = 0, STORE_Q_NOTFOUND = 1, STORE_Q_BADARG = 2 };
+
+/* {"devices":[DEVICE...]}; status "silent" when now_ms - last_seen > 3 x interval. */
+int store_q_devices(coll_store *s, int64_t now_ms, json_t **out);
+/* DEVICE + {"targets":[TARGET...]} */
+int store_q_device(coll_store *s, const char *device, int64_t now_ms, json_t **out);
+/* {"targets":[TARGET...]}; NOTFOUND for an unknown device. */
+int store_q_targets(coll_store *s, const char *device, json_t **out);
+/* TARGET + {"findings":[FINDING_SUMMARY...]} */
+int store_q_target(coll_store *s, int64_t target, json_t **out);
+/* {"target","from","to","step_ms","t","goroutines","goroutines_max","heap_inuse","heap_alloc",
+ *  "rss_bytes","threads","fds","by_state":{...},"markers":[...]}; at most maxpoints points
+ * (0 = 1000; each the last value of its bucket). BADARG when from_ms > to_ms. */
+int store_q_series(coll_store *s, int64_t target, int64_t from_ms, int64_t to_ms, int maxpoints, json_t **out);
+
+typedef struct store_finding_filter {
+    const char *state;      /* "open" | "cleared" | NULL (any); anything else: BADARG */
+    const char *kind;       /* "goroutine-leak", ... or NULL */
+    const char *confidence; /* "suspected" | "likely" | "confirmed" | NULL; else BADARG */
+    const char *device;     /* NULL = any */
+    const char *service;    /* NULL = any */
+    int64_t target;         /* 0 = any */
+    int limit;              /* 0 = 200; capped at 1000 */
+} store_finding_filter;
+/* {"findings":[FINDING_SUMMARY...]}, worst first (open before cleared, confidence, last seen). */
+int store_q_findings(coll_store *s, const store_finding_filter *f, json_t **out);
+/* FINDING_DETAIL: summary + evidence, created_by, stack, oldest_wait_s, value, go_version,
+ * history, series {"t":[...],"count":[...]} (the site's count over time). */
+int store_q_finding(coll_store *s, int64_t id, json_t **out);
+
+/* Fleet gauges for /metrics: {"open_findings":[{"kind","confidence","count"}...],
+ * "devices":[{"id","last_seen_ms","silent":bool}...],"devices_silent":N,"db_bytes":N,
+ * "prune_rows_total":N} */
+int store_q_gauges(coll_store *s, int64_t now_ms, json_t **out);
+
+/* The CLI listings (`edgetrace-collector devices|snapshots|findings`): an array of flat rows
+ * with the CLI's column names; device NULL = all, limit <= 0 = no limit. BADARG for another
+ * `what`. */
+int store_q_list(coll_store *s, const char *what, const char *device, int limit, json_t **out);
+
+/* pprof export: stored sites and stacks, one callback per sample. Frames leaf first; a site
+ * from a snapshot carries one frame (its blocked user frame); a finding carries its stack. */
+#define STORE_MAX_FRAMES 9
+typedef struct store_frame {
+    const char *function;
+    const char *file; /* "" when unknown */
+    uint32_t line;    /* 0 when unknown */
+} store_frame;
+typedef struct store_site {
+    const char *state;      /* goroutine state name ("chan receive"), "" if unknown */
+    const char *created_by; /* "" if unknown */
+    uint32_t count;         /* goroutines (the sample value) */
+    uint32_t max_wait_min;
+    unsigned nframes;
+    store_frame frames[STORE_MAX_FRAMES];
+} store_site;
+/* Return nonzero from the callback to stop early (the query then returns 0). */
+typedef int (*store_site_cb)(const store_site *site, void *arg);
+/* The sites of the target's newest snapshot at or before at_ms (at_ms <= 0: the newest), with
+ * names joined from earlier full entries. *snap_ms (may be NULL) gets that snapshot's time.
+ * NOTFOUND: unknown target or no snapshot at or before at_ms. */
+int store_q_sites_at(coll_store *s, int64_t target, int64_t at_ms, int64_t *snap_ms, store_site_cb cb, void *arg);
+/* The finding's stack (frames leaf first: the site with file:line, then the stack's callers)
+ * and its last count, as one sample. NOTFOUND for an unknown finding. */
+int store_q_finding_stack(coll_store *s, int64_t finding, store_site_cb cb, void *arg);
+
+/* The raw handle of the SQLite backend, for SQLite-only code kept beside it (alert_store.c's
+ * outbox). Nothing else may use it. */
 struct sqlite3 *store_db(coll_store *s);
 
 #endif

@@ -116,6 +116,19 @@ typedef struct et_an_site {
     char created_by[ET_FUNC_MAX];
     char stack[ET_STACK_MAX][ET_FUNC_MAX];
     uint32_t cnt[ET_AN_WINDOW]; /* per ring slot; ET_AN_NOCOUNT = unknown */
+    /* Survivors (analyze_survivors.c): the reference debug=2 dump's oldest goroutine ids at
+     * this site, compared with each later dump. */
+    uint8_t ref_n;           /* ids in ref_ids */
+    uint8_t stayed;          /* the latest comparison: every reference goroutine still here,
+                              * none woke since, and the count rose */
+    uint32_t ref_count;      /* site count at the reference dump */
+    uint32_t ref_seq;        /* sample (seq+1) of the reference dump; 0 = none */
+    uint64_t ref_t_ms;
+    uint64_t ref_ids[ET_GSITE_IDS];
+    uint32_t survivors, surv_of; /* of the reference's ids, how many the latest dump holds */
+    uint32_t surv_seq;       /* sample (seq+1) of the latest comparison; 0 = none */
+    uint64_t oldest_id;      /* lowest id in the latest dump (0 = none seen) */
+    uint32_t wait_hist[ET_WAIT_BUCKETS];
 } et_an_site;
 
 typedef struct et_an_hsite {
@@ -174,7 +187,10 @@ typedef struct et_analyzer {
     /* process-wide verdicts from the last evaluation */
     et_an_series_verdict v_total, v_stack, v_heap, v_rss, v_threads;
     int v_heap_site;         /* index into hsites of the growing heap site reported, or -1 */
+    uint64_t heap_anchor;    /* heap site key that inherited the site-less fingerprint (0 = none) */
+    uint8_t heap_siteless;   /* the current heap episode was raised before any site grew */
     int v_thread_site;       /* index into sites of the syscall site that grows with threads, or -1 */
+    uint32_t ref_req_seq;    /* sample (seq+1) when a reference dump was last asked for */
     uint32_t evictions;      /* tracked sites replaced (churn) */
     uint32_t untracked;      /* sites seen that found no slot */
 } et_analyzer;
@@ -191,9 +207,14 @@ void et_analyzer_findings(const et_analyzer *a, et_findings *out);
  *   site grows or a deadlock is suspected and no dump is at most 2 samples old.
  * ET_DEEP_TRACE: an execution trace, when a site is suspected but not yet likely.
  * ET_DEEP_LEAKPROF: a goroutineleak profile, when anything is suspected (if served).
+ *   Also for survivor comparisons (analyze_survivors.c): a reference dump for a quiet site
+ *   that starts filling up, and a follow-up a minute later. The sampler forces a GC before
+ *   every debug=2 dump: a GC stamps every parked goroutine's wait clock (the runtime sets
+ *   waitsince at the first GC that sees it parked and clears it whenever it runs), so a
+ *   later dump tells goroutines that never woke since from ones that did.
  * Returns the OR of the bits, 0 when nothing is suspicious. */
 enum { ET_DEEP_DEBUG2 = 1u << 0, ET_DEEP_TRACE = 1u << 1, ET_DEEP_LEAKPROF = 1u << 2 };
-unsigned et_analyzer_wants_deep(const et_analyzer *a);
+unsigned et_analyzer_wants_deep(et_analyzer *a); /* not const: it books the reference-dump budget */
 
 /* Statistics used by the heuristics, exposed for the unit tests. */
 double et_theil_sen(const double *t, const double *x, int n, float *scratch, int scratch_n);

@@ -32,6 +32,7 @@ void et_config_defaults(et_config *c)
      * into a congested link, so start higher and retry more. */
     c->ack_timeout_ms = 4000;
     c->max_retransmit = 6;
+    c->hold_max_ms = 3600000;
 }
 
 static int64_t parse_scaled(const char *s, const char *const *units, const int64_t *mult, int nunits,
@@ -246,6 +247,17 @@ static int on_kv(void *ud, const char *sec, const char *k, const char *v)
             SET_STR(c->pki_ca);
         if (!strcmp(k, "ack_timeout"))
             return set_ms(x, k, v, &c->ack_timeout_ms);
+        if (!strcmp(k, "hold_max"))
+            return set_ms(x, k, v, &c->hold_max_ms);
+        if (!strcmp(k, "dict"))
+            SET_STR(c->dict);
+        if (!strcmp(k, "insecure_skip_verify")) {
+            int b = parse_bool(v);
+            if (b < 0)
+                return fail(x, "%s: '%s' must be yes or no", x->path, k);
+            c->insecure_skip_verify = b;
+            return 1;
+        }
         if (!strcmp(k, "max_retransmit")) {
             char *end;
             long n = strtol(v, &end, 10);
@@ -309,6 +321,13 @@ int et_config_load(et_config *c, const char *path, int required, char *err, int 
             snprintf(tmp, sizeof tmp, "%s (line %d)", err, line);
             et_strlcpy(err, tmp, (size_t)errlen);
         }
+        return -1;
+    }
+    /* Without a CA the collector's certificate cannot be verified: anyone on the path could
+     * pose as the collector and take the snapshots. Only an explicit opt-out allows it. */
+    if (c->pki_cert[0] && !c->pki_ca[0] && !c->insecure_skip_verify) {
+        snprintf(err, (size_t)errlen, "%s: [uplink] pki_cert without pki_ca: set pki_ca (the CA that signed the "
+                 "collector's certificate), or insecure_skip_verify = yes", path);
         return -1;
     }
     for (uint32_t i = 0; i < c->ntargets; i++)

@@ -22,6 +22,9 @@
  *   budget_bytes_per_day = 0       ; 0 = unlimited
  *   ack_timeout = 4s  max_retransmit = 6        ; tuned for high-RTT cellular links
  *   pki_cert = / pki_key = / pki_ca =           ; optional: certificates instead of the PSK
+ *   insecure_skip_verify = no      ; pki_cert without pki_ca is refused unless yes (then warned)
+ *   hold_max = 1h                  ; longest wait before a held snapshot is tried again
+ *   dict = /etc/edgetrace/snap.dict ; optional zstd dictionary (the collector must have it too)
  *
  *   [target "billing"]             ; zero or more explicit targets
  *   url = http://127.0.0.1:6060
@@ -78,6 +81,9 @@ typedef struct et_config {
     uint32_t ack_timeout_ms;
     uint32_t max_retransmit;
     char pki_cert[ET_PATH_MAX], pki_key[ET_PATH_MAX], pki_ca[ET_PATH_MAX]; /* optional: DTLS certificates instead of PSK */
+    int insecure_skip_verify;    /* pki_cert without pki_ca: refused unless set */
+    uint32_t hold_max_ms;        /* held snapshots ("not now" answers): longest retry period */
+    char dict[ET_PATH_MAX];      /* zstd dictionary file for the snapshots ("" = none) */
     /* [target "..."] */
     et_conf_target targets[ET_MAX_CONF_TARGETS];
     uint32_t ntargets;

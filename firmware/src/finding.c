@@ -31,7 +31,7 @@ const char *et_confidence_name(enum et_confidence c)
 const char *et_evidence_name(unsigned bit_index)
 {
     static const char *const names[ET_EVIDENCE_COUNT] = {
-        "trend", "cluster", "wait", "trace", "gc-proof", "stack-growth", "heap-site", "memstats", "proc",
+        "trend", "cluster", "wait", "trace", "gc-proof", "stack-growth", "heap-site", "memstats", "proc", "survivors",
     };
     return bit_index < ET_EVIDENCE_COUNT ? names[bit_index] : "unknown";
 }
@@ -179,7 +179,13 @@ void et_findings_json(FILE *out, const et_findings *fs)
                 et_json_string(out, et_evidence_name(b));
                 first = 0;
             }
-        fprintf(out, "],\"value\":%llu,\"stack\":[", (unsigned long long)f->value);
+        fprintf(out, "],\"value\":%llu,", (unsigned long long)f->value);
+        if (f->kind == ET_F_GOROUTINE_LEAK)
+            fprintf(out, "\"survivors\":%lu,\"survivors_of\":%lu,\"oldest_id\":%llu,\"wait_hist\":[%lu,%lu,%lu,%lu],",
+                    (unsigned long)f->survivors, (unsigned long)f->survivors_of, (unsigned long long)f->oldest_id,
+                    (unsigned long)f->wait_hist[0], (unsigned long)f->wait_hist[1], (unsigned long)f->wait_hist[2],
+                    (unsigned long)f->wait_hist[3]);
+        fputs("\"stack\":[", out);
         for (unsigned k = 0; k < f->nstack && k < ET_STACK_MAX; k++) {
             if (k)
                 fputc(',', out);
@@ -226,6 +232,9 @@ void et_findings_print(FILE *out, const et_findings *fs)
             if (f->oldest_wait_s > 0)
                 fprintf(out, ", oldest waiting %.0f min", f->oldest_wait_s / 60.0);
             fputc('\n', out);
+            if (f->survivors_of)
+                fprintf(out, "    %lu of the %lu oldest goroutines of an earlier dump still parked (oldest id %llu)\n",
+                        (unsigned long)f->survivors, (unsigned long)f->survivors_of, (unsigned long long)f->oldest_id);
             break;
         case ET_F_HEAP_GROWTH:
         case ET_F_RSS_GROWTH:

@@ -29,8 +29,10 @@ enum et_evidence {
     ET_E_HEAP_SITE = 1u << 6,    /* a heap allocation site's inuse_space keeps rising */
     ET_E_MEMSTATS = 1u << 7,     /* HeapInuse trend */
     ET_E_PROC = 1u << 8,         /* /proc RSS or Threads trend */
+    ET_E_SURVIVORS = 1u << 9,    /* debug=2 ids: the goroutines of an earlier dump are all still
+                                  * here, none woke since, and more arrived */
 };
-#define ET_EVIDENCE_COUNT 9
+#define ET_EVIDENCE_COUNT 10
 
 const char *et_finding_kind_name(enum et_finding_kind k);   /* "goroutine-leak", "deadlock", ... */
 const char *et_confidence_name(enum et_confidence c);        /* "suspected", "likely", "confirmed" */
@@ -52,6 +54,11 @@ typedef struct et_finding {
     uint64_t value;          /* kind-specific current magnitude: heap bytes, RSS bytes, threads */
     uint64_t first_seen_ms;  /* monotonic, agent-local: when the evidence first appeared */
     uint64_t last_seen_ms;
+    /* debug=2 goroutine ids (goroutine findings; 0 when no dump compared them): of the oldest
+     * goroutines an earlier dump saw at the site, how many the latest one still holds. */
+    uint32_t survivors, survivors_of;
+    uint64_t oldest_id;      /* lowest goroutine id at the site in the latest dump (0: unknown) */
+    uint32_t wait_hist[ET_WAIT_BUCKETS]; /* goroutines at the site by printed wait: <1, 1-4, 5-29, >=30 min */
 } et_finding;
 
 #define ET_MAX_FINDINGS 32

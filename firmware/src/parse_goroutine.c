@@ -101,6 +101,7 @@ void et_gacc_begin(et_gacc *a)
     a->has_wait = 0;
     a->cut_strings = 0;
     a->wait_min = 0;
+    a->goid = 0;
     a->nframes = 0;
     a->block_func[0] = 0;
     a->created_by[0] = 0;
@@ -214,6 +215,27 @@ static void sat_add(uint32_t *a, uint32_t b)
 
 static const et_frame no_frames = {"(no frames)", "", 0};
 
+/* debug=2: one goroutine's id and printed wait into its site's oldest-ids list (ascending,
+ * bounded: insertion into a handful of slots) and wait histogram. */
+static void note_goroutine(et_gsite *s, uint64_t id, uint32_t wait_min)
+{
+    uint32_t b = wait_min < 1 ? 0 : (wait_min < 5 ? 1 : (wait_min < 30 ? 2 : 3));
+    sat_add(&s->wait_hist[b], 1);
+    uint32_t n = s->nids;
+    if (n == ET_GSITE_IDS && id >= s->ids[n - 1])
+        return;
+    uint32_t k = n < ET_GSITE_IDS ? n : ET_GSITE_IDS - 1; /* slot freed for the newcomer */
+    while (k > 0 && s->ids[k - 1] > id) {
+        s->ids[k] = s->ids[k - 1];
+        s->id_wait_min[k] = s->id_wait_min[k - 1];
+        k--;
+    }
+    s->ids[k] = id;
+    s->id_wait_min[k] = wait_min;
+    if (n < ET_GSITE_IDS)
+        s->nids = (uint8_t)(n + 1);
+}
+
 void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t count)
 {
     enum et_gstate inferred = et_ginfer_result(&a->inf);
@@ -275,6 +297,8 @@ void et_gacc_commit(et_gprofile *out, uint16_t *index, et_gacc *a, uint32_t coun
     }
     if (a->leaked)
         sat_add(&s->leaked_count, count);
+    if (a->goid && !s->overflow)
+        note_goroutine(s, a->goid, a->has_wait ? a->wait_min : 0);
     out->goroutines += count;
     sat_add(&out->by_state[st], count);
     if (!stdlib_only) {
@@ -344,6 +368,17 @@ static void d2_header(et_gparser *p, const char *s, size_t len)
     et_gacc_begin(a);
     p->in_record = 1;
     p->ancestors = 0;
+    /* "goroutine N": both callers checked the prefix and a first digit. */
+    uint64_t id = 0;
+    for (size_t k = 10; k < len && s[k] >= '0' && s[k] <= '9'; k++) {
+        uint64_t d = (uint64_t)(s[k] - '0');
+        if (id > (UINT64_MAX - d) / 10) {
+            id = 0; /* more than 64 bits: not an id any runtime prints */
+            break;
+        }
+        id = id * 10 + d;
+    }
+    a->goid = id;
     const char *lb = memchr(s, '[', len);
     if (!lb) {
         p->out->trunc.malformed++;

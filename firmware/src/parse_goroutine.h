@@ -31,6 +31,7 @@ typedef struct et_gacc {
     uint8_t has_wait;
     uint8_t cut_strings;    /* a kept name/path was cut */
     uint32_t wait_min;
+    uint64_t goid;          /* debug=2 "goroutine N": 0 when not printed */
     uint32_t nframes;
     et_frame user;          /* innermost service frame */
     et_frame nonrt;         /* innermost frame that is not runtime plumbing */

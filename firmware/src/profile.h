@@ -20,6 +20,8 @@
 #define ET_LABELS_MAX 96  /* pprof labels of one record, as printed */
 #define ET_STACK_MAX 8    /* frames kept in a site's sample stack */
 #define ET_MAX_GSITES 384 /* distinct goroutine sites per profile */
+#define ET_GSITE_IDS 8    /* oldest goroutine ids kept per site (debug=2) */
+#define ET_WAIT_BUCKETS 4 /* wait histogram: <1, 1-4, 5-29, >=30 minutes */
 #define ET_MAX_HSITES 256 /* distinct heap allocation sites per profile */
 
 /* ---- normalised goroutine states ----
@@ -102,6 +104,14 @@ typedef struct et_gsite {
     char stack[ET_STACK_MAX][ET_FUNC_MAX]; /* sample stack, innermost first, function names only;
                                             * if cut, the last slot is the outermost frame */
     uint32_t leaked_count; /* debug=2 on Go 1.26+: goroutines here printed "(leaked)" (GC-proved) */
+    /* debug=2 only. Goroutine ids are never reused, so the lowest ids at a site are its oldest
+     * goroutines: two dumps a few intervals apart tell goroutines that stayed (leaked, or a
+     * pool) from ones that turn over (in flight). The ET_GSITE_IDS lowest ids are kept with
+     * the wait each printed, and every goroutine's wait lands in a histogram. */
+    uint8_t nids;                       /* ids kept (<= ET_GSITE_IDS, <= count) */
+    uint64_t ids[ET_GSITE_IDS];         /* the lowest goroutine ids here, ascending */
+    uint32_t id_wait_min[ET_GSITE_IDS]; /* the wait each of them printed, minutes (0: none) */
+    uint32_t wait_hist[ET_WAIT_BUCKETS]; /* goroutines by printed wait: <1, 1-4, 5-29, >=30 min */
 } et_gsite;
 
 typedef struct et_gprofile {

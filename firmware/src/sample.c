@@ -72,6 +72,7 @@ struct et_sampler {
     uint64_t cycle_start_ms;
     et_sample_cost cost;
     int deep, target_down, got_g, got_leak, got_h, got_trace;
+    int force_gc;                   /* this cycle's heap fetch forces a GC (heap?gc=1), before debug=2 */
     int body_bad;
     char error[160];
 };
@@ -180,12 +181,21 @@ static void start_cycle(et_sampler *sp, et_workspace *ws)
     ws->owner = sp;
     sp->cycle_start_ms = now;
     memset(&sp->cost, 0, sizeof sp->cost);
-    sp->deep = sp->target_down = sp->got_g = sp->got_leak = sp->got_h = sp->got_trace = 0;
+    sp->deep = sp->target_down = sp->got_g = sp->got_leak = sp->got_h = sp->got_trace = sp->force_gc = 0;
     sp->error[0] = 0;
     sp->nsteps = sp->step = 0;
 
     unsigned deep_want = sp->cycles ? et_analyzer_wants_deep(&sp->an) : 0;
     int deep_due = (sp->cycles > 0 || s->conf.deep_interval_ms <= 1) && now - sp->last_deep_ms >= s->conf.deep_interval_ms;
+    /* Every debug=2 dump is preceded by a forced GC (heap?gc=1 first): it stamps the wait
+     * clock of every parked goroutine the dump is about to list, so that any later dump can
+     * tell the ones that never woke since (analyze_survivors.c). One more GC beside a
+     * stop-the-world dump that is rare by design. */
+    int d2 = wants(sp, ET_P_GOROUTINE) && ((deep_want & ET_DEEP_DEBUG2) || deep_due);
+    if (d2 && wants(sp, ET_P_HEAP)) {
+        sp->force_gc = 1;
+        sp->steps[sp->nsteps++] = STEP_HEAP;
+    }
     if (wants(sp, ET_P_GOROUTINE)) {
         if ((deep_want & ET_DEEP_DEBUG2) || deep_due) {
             sp->steps[sp->nsteps++] = STEP_GOROUTINE2;
@@ -194,7 +204,7 @@ static void start_cycle(et_sampler *sp, et_workspace *ws)
             sp->steps[sp->nsteps++] = STEP_GOROUTINE1;
         }
     }
-    if (wants(sp, ET_P_HEAP))
+    if (wants(sp, ET_P_HEAP) && !sp->force_gc)
         sp->steps[sp->nsteps++] = STEP_HEAP;
     if (wants(sp, ET_P_GOROUTINELEAK) && now >= sp->leak_absent_until_ms &&
         (sp->last_leak_ms == 0 || now - sp->last_leak_ms >= s->conf.leak_interval_ms ||
@@ -360,7 +370,7 @@ static void run_step(et_sampler *sp)
             et_pparse_init(&ws->pparse, &ws->leak, NULL);
             break;
         case STEP_HEAP:
-            snprintf(url, sizeof url, "%.*s/heap?debug=1", (int)bl, base);
+            snprintf(url, sizeof url, "%.*s/heap?debug=1%s", (int)bl, base, sp->force_gc ? "&gc=1" : "");
             et_hparse_init(&ws->hparse, &ws->h);
             break;
         case STEP_TRACE: {

@@ -13,6 +13,7 @@
  */
 #include "snapshot.h"
 #include "spool.h"
+#include "uplink.h"
 #include "base.h"
 #include "config.h"
 
@@ -110,6 +111,9 @@ int spool_cmd_main(int argc, char **argv)
     }
     spool_stats st;
     spool_get_stats(sp, &st);
+    uint64_t up_held, up_rejected; /* what the uplink kept or dropped on the collector's answer */
+    uint32_t up_held_now;
+    et_uplink_read_counters(p.dir, &up_held, &up_rejected, &up_held_now);
     int rc = 0;
     if (!strcmp(cmd, "ls")) {
         ls_ctx c = {all, 0};
@@ -123,7 +127,7 @@ int spool_cmd_main(int argc, char **argv)
                "\"routine_dropped\":%llu,\"findings_dropped\":%llu,\"corrupt_dropped\":%llu,"
                "\"torn_tails\":%llu,\"bytes_written_today\":%llu,\"bytes_written_total\":%llu,"
                "\"state_bytes_total\":%llu,\"payload_bytes_total\":%llu,\"next_seq\":%llu,"
-               "\"fsync\":\"%s\"}\n",
+               "\"fsync\":\"%s\",\"uplink_held\":%llu,\"uplink_rejected\":%llu,\"uplink_held_now\":%u}\n",
                p.dir, (unsigned long long)st.bytes_used, (unsigned long long)st.max_bytes,
                (unsigned)st.segment_bytes, (unsigned)st.segments_routine, (unsigned)st.segments_findings,
                (unsigned long long)st.pending_routine, (unsigned long long)st.pending_findings,
@@ -132,7 +136,8 @@ int spool_cmd_main(int argc, char **argv)
                (unsigned long long)st.corrupt_dropped, (unsigned long long)st.torn_tails,
                (unsigned long long)st.bytes_written_today, (unsigned long long)st.bytes_written_total,
                (unsigned long long)st.state_bytes_total, (unsigned long long)st.payload_bytes_total,
-               (unsigned long long)st.next_seq, spool_fsync_name(st.fsync_policy));
+               (unsigned long long)st.next_seq, spool_fsync_name(st.fsync_policy), (unsigned long long)up_held,
+               (unsigned long long)up_rejected, (unsigned)up_held_now);
     } else {
         printf("spool %s\n", p.dir);
         printf("  used            %llu of %llu bytes (segments of %u bytes: %u routine, %u findings)\n",
@@ -152,6 +157,8 @@ int spool_cmd_main(int argc, char **argv)
         if (st.payload_bytes_total)
             printf(" (%.2fx)", (double)st.bytes_written_total / (double)st.payload_bytes_total);
         printf("\n  next seq        %llu\n", (unsigned long long)st.next_seq);
+        printf("  uplink          %u held now; %llu \"not now\" answers kept a record, %llu dropped for good\n",
+               (unsigned)up_held_now, (unsigned long long)up_held, (unsigned long long)up_rejected);
     }
     spool_close(sp);
     return rc;

@@ -14,10 +14,25 @@
 #include <unistd.h>
 
 #include <coap3/coap.h>
-#include <ini.h>
 
 #include "base.h"
+#include "resolve.h"
 #include "uplink.h"
+
+/* A snapshot the collector answered "not now / not by me" (see et_uplink_classify): it stays
+ * in the spool, is not retried before not_before, and later snapshots go first. Bounded: when
+ * full, the entry due soonest is forgotten (that record is then simply tried once more). */
+#define HELD_MAX 16
+typedef struct held_rec {
+    uint8_t id[SPOOL_ID_LEN];
+    uint32_t fails;
+    uint64_t not_before;      /* monotonic ms */
+} held_rec;
+
+/* Answered failures (5.xx, 4.01/4.03) of the same record in a row before it is held like a
+ * "not now" answer: a record the collector fails on every time must not block the queue. */
+#define SAME_RECORD_FAILS_TO_HOLD 3
+#define RESOLVE_TIMEOUT_MS 10000
 
 struct et_uplink {
     et_loop *loop;
@@ -27,6 +42,12 @@ struct et_uplink {
     coap_session_t *sess;
     int sess_dead;            /* failed: release at the next safe point (not inside a callback) */
     coap_address_t server;
+    int have_addr;            /* server holds a resolved address */
+    int need_resolve;         /* resolve again before the next session (after a failure) */
+    char host[128];
+    uint16_t port;
+    et_resolver *res;
+    uint32_t resolve_backoff_ms;
     coap_proto_t proto;
     int coap_fd;
     et_timer_id io_timer;     /* follows libcoap's next deadline */
@@ -40,93 +61,18 @@ struct et_uplink {
     uint8_t token[8];
     size_t toklen;
     uint32_t backoff_ms;
+    int held_wait;            /* retry_timer only waits for held records: a new snapshot may go now */
+    held_rec held[HELD_MAX];
+    uint32_t hold_streak;     /* "not now" answers in a row, any record: nothing is readable */
+    uint32_t rot_streak;      /* held records moved to the back since the last send */
+    uint8_t same_id[SPOOL_ID_LEN];
+    uint32_t same_fails;
     uint32_t budget_day;
     uint32_t rng;
     et_uplink_stats st;
 };
 
 /* ---- parameters and credentials --------------------------------------------------------- */
-
-void et_uplink_params_defaults(et_uplink_params *p)
-{
-    memset(p, 0, sizeof(*p));
-    p->ack_timeout_ms = 4000;
-    p->ack_random_factor_milli = 1500;
-    p->max_retransmit = 6;
-    p->block_size = 1024;
-    p->backoff_min_ms = 2000;
-    p->backoff_max_ms = 300000;
-    p->use_cid = 1;
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-typedef struct cred_ctx {
-    et_uplink_params *p;
-    char err[120];
-} cred_ctx;
-
-static int cred_handler(void *user, const char *section, const char *name, const char *value)
-{
-    cred_ctx *c = user;
-    if (strcmp(section, "credentials"))
-        return 1;
-    if (!strcmp(name, "device_id")) {
-        if (et_strlcpy(c->p->device_id, value, sizeof(c->p->device_id)) || !value[0]) {
-            snprintf(c->err, sizeof(c->err), "device_id empty or too long");
-            return 0;
-        }
-    } else if (!strcmp(name, "psk")) {
-        size_t n = strlen(value);
-        if (n == 0 || n % 2 || n / 2 > ET_UPLINK_PSK_MAX) {
-            snprintf(c->err, sizeof(c->err), "psk must be 2..%d hex digits", 2 * ET_UPLINK_PSK_MAX);
-            return 0;
-        }
-        for (size_t i = 0; i < n; i += 2) {
-            int hi = hexval(value[i]), lo = hexval(value[i + 1]);
-            if (hi < 0 || lo < 0) {
-                snprintf(c->err, sizeof(c->err), "psk is not hex");
-                return 0;
-            }
-            c->p->psk[i / 2] = (uint8_t)(hi << 4 | lo);
-        }
-        c->p->psk_len = n / 2;
-    } else if (!strcmp(name, "collector")) {
-        if (et_strlcpy(c->p->collector, value, sizeof(c->p->collector))) {
-            snprintf(c->err, sizeof(c->err), "collector URL too long");
-            return 0;
-        }
-    }
-    return 1; /* unknown keys: ignored, for forward compatibility */
-}
-
-int et_uplink_load_credentials(const char *path, et_uplink_params *p, char *err, size_t errlen)
-{
-    cred_ctx c = {.p = p};
-    int rc = ini_parse(path, cred_handler, &c);
-    if (rc < 0) {
-        snprintf(err, errlen, "%s: cannot read", path);
-        return -1;
-    }
-    if (rc > 0) {
-        snprintf(err, errlen, "%s:%d: %s", path, rc, c.err[0] ? c.err : "syntax error");
-        return -1;
-    }
-    if (!p->device_id[0] || !p->psk_len) {
-        snprintf(err, errlen, "%s: needs device_id and psk in [credentials]", path);
-        return -1;
-    }
-    return 0;
-}
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -152,9 +98,21 @@ static uint32_t utc_day(void)
     return ms > 0 ? (uint32_t)(ms / 86400000) : 0;
 }
 
-/* Overhead per datagram counted against the budget: IPv4 + UDP (28), DTLS record header +
- * explicit nonce + CCM/GCM tag (13 + 8 + 16), CoAP header, token and options (~20). */
-#define DATAGRAM_OVERHEAD 85
+
+/* Replaces DIR/NAME with one line (tmp + rename, so a reader never sees half a line). */
+static void state_file_write(const et_uplink *u, const char *name, const char *line, int n)
+{
+    char path[256], tmp[264];
+    snprintf(path, sizeof(path), "%s/%s", u->p.state_dir, name);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    int ok = write(fd, line, (size_t)n) == n;
+    close(fd);
+    if (ok)
+        rename(tmp, path);
+}
 
 static void budget_load(et_uplink *u)
 {
@@ -181,36 +139,24 @@ static void budget_add(et_uplink *u, size_t payload)
         u->st.bytes_today = 0;
     }
     size_t blocks = payload / u->p.block_size + 1;
-    u->st.bytes_today += payload + blocks * DATAGRAM_OVERHEAD;
+    u->st.bytes_today += payload + blocks * ET_UPLINK_DATAGRAM_OVERHEAD;
     if (!u->p.state_dir[0] || !u->p.budget_bytes_per_day)
         return;
     /* No fsync: losing the last few counts to a power cut only lets a few more bytes out. */
-    char path[256], tmp[264], line[48];
-    snprintf(path, sizeof(path), "%s/uplink-budget", u->p.state_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    char line[48];
     int n = snprintf(line, sizeof(line), "%u %llu\n", u->budget_day, (unsigned long long)u->st.bytes_today);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return;
-    int ok = write(fd, line, (size_t)n) == n;
-    close(fd);
-    if (ok)
-        rename(tmp, path);
+    state_file_write(u, "uplink-budget", line, n);
 }
 
 /* May this record go now under the budget? */
 static int budget_allows(et_uplink *u, const spool_rec *r)
 {
-    if (!u->p.budget_bytes_per_day)
-        return 1;
     uint32_t day = utc_day();
     if (day != u->budget_day) {
         u->budget_day = day;
         u->st.bytes_today = 0;
     }
-    uint64_t cost = r->len + (r->len / u->p.block_size + 1) * DATAGRAM_OVERHEAD;
-    uint64_t limit = (r->flags & SPOOL_F_FINDING) ? u->p.budget_bytes_per_day : u->p.budget_bytes_per_day / 4 * 3;
-    return u->st.bytes_today + cost <= limit;
+    return et_uplink_budget_allows(u->p.budget_bytes_per_day, r->flags, r->len, u->p.block_size, u->st.bytes_today);
 }
 
 static uint32_t ms_to_next_utc_day(void)
@@ -265,6 +211,11 @@ static void on_retry_timer(et_loop *l, et_timer_id id, void *ud)
     (void)id;
     et_uplink *u = ud;
     u->retry_timer = 0;
+    if (u->held_wait) {
+        /* a held record is due: go round the queue again to reach it */
+        u->held_wait = 0;
+        u->rot_streak = 0;
+    }
     try_send(u);
 }
 
@@ -272,7 +223,124 @@ static void schedule(et_uplink *u, uint32_t delay_ms)
 {
     if (u->retry_timer)
         et_loop_cancel_timer(u->loop, u->retry_timer);
+    u->held_wait = 0;
     u->retry_timer = et_loop_add_timer(u->loop, delay_ms, 0, on_retry_timer, u);
+}
+
+/* ---- held records ("not now / not by me") ------------------------------------------------ */
+
+static held_rec *held_find(et_uplink *u, const uint8_t *id)
+{
+    for (unsigned i = 0; i < HELD_MAX; i++)
+        if (u->held[i].fails && !memcmp(u->held[i].id, id, SPOOL_ID_LEN))
+            return &u->held[i];
+    return NULL;
+}
+
+static held_rec *held_add(et_uplink *u, const uint8_t *id)
+{
+    held_rec *h = held_find(u, id);
+    if (h)
+        return h;
+    h = &u->held[0];
+    for (unsigned i = 0; i < HELD_MAX; i++) {
+        if (!u->held[i].fails) {
+            h = &u->held[i];
+            break;
+        }
+        if (u->held[i].not_before < h->not_before)
+            h = &u->held[i];
+    }
+    memset(h, 0, sizeof(*h));
+    memcpy(h->id, id, SPOOL_ID_LEN);
+    return h;
+}
+
+static void held_forget(et_uplink *u, const uint8_t *id)
+{
+    held_rec *h = held_find(u, id);
+    if (h)
+        memset(h, 0, sizeof(*h));
+}
+
+static uint32_t held_count(const et_uplink *u)
+{
+    uint32_t n = 0;
+    for (unsigned i = 0; i < HELD_MAX; i++)
+        n += u->held[i].fails != 0;
+    return n;
+}
+
+/* hold_min doubling per failure up to hold_max, equal jitter */
+static uint32_t hold_delay(et_uplink *u, uint32_t fails)
+{
+    uint64_t d = u->p.hold_min_ms;
+    for (uint32_t i = 1; i < fails && d < u->p.hold_max_ms; i++)
+        d *= 2;
+    if (d > u->p.hold_max_ms)
+        d = u->p.hold_max_ms;
+    uint32_t half = (uint32_t)d / 2;
+    return half + (half ? rnd(u) % (half + 1) : 0);
+}
+
+/* "uplink-counters" in the spool directory: what `spool stats` shows about the uplink (the
+ * daemon holds the spool open, so the command reads this file, not the daemon). Written only
+ * when a record is held or dropped, which is rare. */
+static void counters_save(et_uplink *u)
+{
+    if (!u->p.state_dir[0])
+        return;
+    char line[96];
+    int n = snprintf(line, sizeof(line), "%llu %llu %u\n", (unsigned long long)u->st.held,
+                     (unsigned long long)u->st.rejected, held_count(u));
+    state_file_write(u, "uplink-counters", line, n);
+}
+
+int et_uplink_read_counters(const char *dir, uint64_t *held, uint64_t *rejected, uint32_t *held_now)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/uplink-counters", dir);
+    *held = *rejected = 0;
+    *held_now = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    unsigned long long h = 0, r = 0;
+    unsigned now = 0;
+    int ok = fscanf(f, "%llu %llu %u", &h, &r, &now) == 3;
+    fclose(f);
+    if (!ok)
+        return -1;
+    *held = h;
+    *rejected = r;
+    *held_now = now;
+    return 0;
+}
+
+/* Moves the record in u->buf (just peeked) to the back of the spool so the ones behind it go
+ * first: a durable copy first, then the original is acked; a power cut in between leaves two
+ * copies with one snapshot id, which the collector stores once. The copy goes to the routine
+ * stream: the finding stream is always peeked first, so a held finding kept there would stop
+ * the routine snapshots behind it. (The spool has no "skip": the cost is one rewrite of the
+ * held record each time it comes round, bounded by HELD_MAX records.) */
+static int rotate(et_uplink *u, const spool_rec *r, size_t len)
+{
+    if (spool_append(u->sp, (uint8_t)(r->flags & ~SPOOL_F_FINDING), r->id, u->buf, len) != 0 ||
+        spool_sync(u->sp) != 0) {
+        et_warn("uplink: cannot move a held snapshot to the back of the spool");
+        return -1;
+    }
+    if (spool_ack(u->sp, r->id) < 0)
+        et_warn("uplink: the original of a moved snapshot stays (the collector dedups it)");
+    u->st.rotated++;
+    return 0;
+}
+
+static uint64_t pending_records(et_uplink *u)
+{
+    spool_stats ss;
+    spool_get_stats(u->sp, &ss);
+    return ss.pending_findings + ss.pending_routine;
 }
 
 /* A failed attempt: keep the record, wait backoff with jitter ("equal jitter": half fixed,
@@ -301,8 +369,68 @@ static void succeed(et_uplink *u)
     u->in_flight = 0;
     stop_watchdog(u);
     u->backoff_ms = 0;
+    u->hold_streak = 0;
+    u->same_fails = 0;
+    if (held_find(u, u->rec.id)) {
+        held_forget(u, u->rec.id);
+        counters_save(u);
+    }
     /* next record from the loop, not from inside libcoap's callback */
     schedule(u, 0);
+}
+
+/* The collector cannot take this record now (see et_uplink_classify): keep it, retry it after
+ * its own slow backoff, and let the records behind it go first. When the answers say that
+ * nothing at all is readable (two in a row), the whole uplink slows down the same way, so a
+ * collector that lacks a dictionary is probed once per period, not with every record. */
+static void hold(et_uplink *u, const char *why)
+{
+    u->in_flight = 0;
+    stop_watchdog(u);
+    u->st.held++;
+    u->same_fails = 0;
+    held_rec *h = held_add(u, u->rec.id);
+    h->fails++;
+    uint32_t d = hold_delay(u, h->fails);
+    h->not_before = (uint64_t)et_now_mono_ms() + d;
+    u->hold_streak++;
+    counters_save(u);
+    et_warn("uplink: %s; snapshot kept (held %u time%s), not retried for %u s; later snapshots go first", why,
+            h->fails, h->fails == 1 ? "" : "s", d / 1000);
+    if (pending_records(u) > 1 && rotate(u, &u->rec, u->len) == 0)
+        u->rot_streak++;
+    if (u->hold_streak >= 2) {
+        u->backoff_ms = hold_delay(u, u->hold_streak - 1);
+        schedule(u, u->backoff_ms);
+    } else {
+        schedule(u, 0);
+    }
+}
+
+/* A failure the collector answered (5.xx, 4.01/4.03): normally the collector's problem, but
+ * if the same record gets it SAME_RECORD_FAILS_TO_HOLD times in a row it is held, so that
+ * it cannot block the queue. */
+static void answered_failure(et_uplink *u, const char *why)
+{
+    if (u->same_fails && !memcmp(u->same_id, u->rec.id, SPOOL_ID_LEN)) {
+        u->same_fails++;
+    } else {
+        memcpy(u->same_id, u->rec.id, SPOOL_ID_LEN);
+        u->same_fails = 1;
+    }
+    if (u->same_fails >= SAME_RECORD_FAILS_TO_HOLD)
+        hold(u, why);
+    else
+        fail(u, why);
+}
+
+/* The collector ends 2.01/2.04 diagnostics with " s=N", the newest snapshot schema it reads
+ * (older collectors say nothing: schema 1). The agent writes a later schema only then. */
+static void peer_schema(et_uplink *u, const char *diag)
+{
+    const char *p = strstr(diag, " s=");
+    unsigned long v = p ? strtoul(p + 3, NULL, 10) : 1;
+    u->st.peer_schema = v >= 1 && v < 1000 ? (uint32_t)v : 1;
 }
 
 static int token_is_ours(et_uplink *u, const coap_pdu_t *pdu)
@@ -328,7 +456,9 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     char diag[96] = "";
     if (coap_get_data(received, &dlen, &data) && dlen)
         et_strlcpyn(diag, sizeof(diag), (const char *)data, dlen);
-    if (cls == 2 && (detail == 1 || detail == 4)) {
+    char why[160];
+    switch (et_uplink_classify(cls, detail)) {
+    case ET_UPLINK_ACK:
         if (spool_ack(u->sp, u->rec.id) < 0)
             et_warn("uplink: spool_ack failed (the record will be sent again and deduplicated)");
         if (detail == 1)
@@ -337,26 +467,42 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
             u->st.acked_dup++;
         u->st.bytes_sent += u->len;
         budget_add(u, u->len);
+        peer_schema(u, diag);
         et_debug("uplink: %u.%02u %s", cls, detail, diag);
         succeed(u);
-    } else if (cls == 4 && (detail == 0 || detail == 13 || detail == 15)) {
-        /* The collector will never take these bytes: drop them, loudly and counted. */
+        break;
+    case ET_UPLINK_DROP:
+        /* Corrupt bytes or a schema violation in a version the collector reads: no collector
+         * will ever take them, and keeping them would block the queue. Dropped, loudly. */
         u->st.rejected++;
-        et_error("uplink: collector rejected a snapshot (%u.%02u %s); dropped from the spool", cls, detail, diag);
+        et_error("uplink: collector rejected a snapshot for good (%u.%02u %s); dropped from the spool", cls, detail,
+                 diag);
         spool_ack(u->sp, u->rec.id);
         budget_add(u, u->len);
-        succeed(u);
-    } else if (cls == 4 && (detail == 1 || detail == 3)) {
+        held_forget(u, u->rec.id);
+        counters_save(u);
+        u->in_flight = 0;
+        stop_watchdog(u);
+        u->backoff_ms = 0;
+        u->hold_streak = 0;
+        u->same_fails = 0;
+        schedule(u, 0);
+        break;
+    case ET_UPLINK_HOLD:
+        snprintf(why, sizeof(why), "collector cannot take this snapshot now (%u.%02u %s)", cls, detail, diag);
+        hold(u, why);
+        break;
+    case ET_UPLINK_REFUSED:
         u->st.refused++;
-        char why[160];
         snprintf(why, sizeof(why), "collector refused us (%u.%02u %s): check the credentials", cls, detail, diag);
-        fail(u, why);
-    } else {
+        answered_failure(u, why);
+        break;
+    default:
         if (cls == 5)
             u->st.server_errors++;
-        char why[160];
         snprintf(why, sizeof(why), "collector answered %u.%02u %s", cls, detail, diag);
-        fail(u, why);
+        answered_failure(u, why);
+        break;
     }
     return COAP_RESPONSE_OK;
 }
@@ -371,15 +517,17 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
     switch (reason) {
     case COAP_NACK_TOO_MANY_RETRIES:
         u->st.timeouts++;
-        /* The path may be gone for good (collector restarted and forgot the DTLS state):
-         * start over with a fresh handshake next time. */
+        /* The path may be gone for good (collector restarted and forgot the DTLS state, or
+         * moved to another address): resolve again and start over with a fresh handshake. */
         u->sess_dead = 1;
+        u->need_resolve = 1;
         fail(u, "no answer from the collector");
         break;
     case COAP_NACK_TLS_FAILED:
     case COAP_NACK_TLS_LAYER_FAILED:
         u->st.dtls_failures++;
         u->sess_dead = 1;
+        u->need_resolve = 1;
         fail(u, "DTLS session failed");
         break;
     default:
@@ -405,6 +553,7 @@ static int on_event(coap_session_t *session, const coap_event_t event)
     case COAP_EVENT_SESSION_CLOSED:
         u->st.connected = 0;
         u->sess_dead = 1;
+        u->need_resolve = 1; /* the collector may have moved: look its name up again */
         break;
     default:
         break;
@@ -412,7 +561,9 @@ static int on_event(coap_session_t *session, const coap_event_t event)
     return 0;
 }
 
-static int resolve(et_uplink *u, char *err, size_t errlen)
+/* Only parses: the name is resolved later, in the background (resolve.h), so that a gateway
+ * that boots before its network samples and spools anyway. */
+static int parse_collector(et_uplink *u, char *err, size_t errlen)
 {
     coap_uri_t uri;
     const char *url = u->p.collector;
@@ -421,20 +572,51 @@ static int resolve(et_uplink *u, char *err, size_t errlen)
         snprintf(err, errlen, "collector '%s' is not a coaps:// or coap:// URL", url);
         return -1;
     }
-    u->proto = uri.scheme == COAP_URI_SCHEME_COAPS ? COAP_PROTO_DTLS : COAP_PROTO_UDP;
-    if (!u->p.pki_server_name[0])
-        et_strlcpyn(u->p.pki_server_name, sizeof(u->p.pki_server_name), (const char *)uri.host.s, uri.host.length);
-    coap_str_const_t host = {uri.host.length, uri.host.s};
-    coap_addr_info_t *ai =
-        coap_resolve_address_info(&host, uri.port, uri.port, uri.port, uri.port, AI_ADDRCONFIG,
-                                  1 << uri.scheme, COAP_RESOLVE_TYPE_REMOTE);
-    if (!ai) {
-        snprintf(err, errlen, "cannot resolve '%.*s'", (int)uri.host.length, (const char *)uri.host.s);
+    if (!uri.host.length || uri.host.length >= sizeof(u->host)) {
+        snprintf(err, errlen, "collector '%s': bad host", url);
         return -1;
     }
-    u->server = ai->addr;
-    coap_free_address_info(ai);
+    u->proto = uri.scheme == COAP_URI_SCHEME_COAPS ? COAP_PROTO_DTLS : COAP_PROTO_UDP;
+    et_strlcpyn(u->host, sizeof(u->host), (const char *)uri.host.s, uri.host.length);
+    u->port = uri.port;
+    if (!u->p.pki_server_name[0])
+        et_strlcpy(u->p.pki_server_name, u->host, sizeof(u->p.pki_server_name));
     return 0;
+}
+
+static void on_resolved(void *ud, int ok, const struct sockaddr *sa, socklen_t len, const char *err)
+{
+    et_uplink *u = ud;
+    if (ok == 0) {
+        coap_address_t a;
+        coap_address_init(&a);
+        memcpy(&a.addr, sa, len);
+        a.size = len;
+        if (u->have_addr && !coap_address_equals(&a, &u->server)) {
+            et_info("uplink: %s has a new address", u->host);
+            u->sess_dead = 1; /* the next session goes to the new address */
+        }
+        u->server = a;
+        u->have_addr = 1;
+        u->need_resolve = 0;
+        u->resolve_backoff_ms = 0;
+        u->st.resolved++;
+    } else {
+        u->st.resolve_failures++;
+        if (u->have_addr) {
+            /* keep the address we had: DNS may be down while the collector is not */
+            et_warn("uplink: %s; keeping the previous address", err);
+            u->need_resolve = 0;
+        } else {
+            u->resolve_backoff_ms = u->resolve_backoff_ms ? ET_MIN(u->resolve_backoff_ms * 2, u->p.backoff_max_ms)
+                                                          : u->p.backoff_min_ms;
+            et_warn("uplink: %s; sampling and spooling go on, retrying in %u ms", err, u->resolve_backoff_ms);
+            schedule(u, u->resolve_backoff_ms);
+            return;
+        }
+    }
+    /* from the loop (or from et_resolver_start for a numeric host): continue sending */
+    schedule(u, 0);
 }
 
 static int open_session(et_uplink *u)
@@ -445,6 +627,7 @@ static int open_session(et_uplink *u)
         coap_dtls_pki_t pki;
         memset(&pki, 0, sizeof(pki));
         pki.version = COAP_DTLS_PKI_SETUP_VERSION;
+        /* et_uplink_check_pki() let us here without a CA only with insecure_skip_verify */
         pki.verify_peer_cert = u->p.pki_ca[0] ? 1 : 0;
         pki.check_common_ca = u->p.pki_ca[0] ? 1 : 0;
         pki.use_cid = (uint8_t)(u->p.use_cid ? 1 : 0);
@@ -497,6 +680,7 @@ static void on_answer_timeout(et_loop *l, et_timer_id id, void *ud)
         return;
     u->st.timeouts++;
     u->sess_dead = 1; /* forget the exchange with the session; the retry is deduplicated */
+    u->need_resolve = 1;
     fail(u, "no final answer from the collector");
 }
 
@@ -509,10 +693,33 @@ static void close_session(et_uplink *u)
     }
 }
 
+/* When the next held record is due. Called after a full round of the queue found nothing to
+ * send: an entry already due then belongs to a record that is no longer pending (evicted
+ * from a full spool), or one that became due during the round; forgetting it costs at most
+ * its backoff history, keeping it would wake us at once, again and again. */
+static uint64_t earliest_held(et_uplink *u, uint64_t now)
+{
+    uint64_t t = UINT64_MAX;
+    for (unsigned i = 0; i < HELD_MAX; i++) {
+        if (!u->held[i].fails)
+            continue;
+        if (u->held[i].not_before <= now)
+            memset(&u->held[i], 0, sizeof(u->held[i]));
+        else if (u->held[i].not_before < t)
+            t = u->held[i].not_before;
+    }
+    return t;
+}
+
 static void try_send(et_uplink *u)
 {
-    if (u->in_flight)
+    if (u->in_flight || et_resolver_busy(u->res))
         return;
+    if (!u->have_addr || u->need_resolve) {
+        if (et_resolver_start(u->res, u->host, u->port, RESOLVE_TIMEOUT_MS) != 0)
+            fail(u, "cannot start name resolution");
+        return; /* on_resolved() comes back here */
+    }
     spool_rec r;
     long n = spool_peek(u->sp, &r, u->buf, SPOOL_REC_MAX);
     if (n == 0)
@@ -520,6 +727,23 @@ static void try_send(et_uplink *u)
     if (n < 0) {
         /* -2 cannot happen (the buffer is SPOOL_REC_MAX); -1 is an I/O error on flash */
         fail(u, "spool read failed");
+        return;
+    }
+    held_rec *h = held_find(u, r.id);
+    uint64_t now = (uint64_t)et_now_mono_ms();
+    if (h && h->not_before > now) {
+        /* Not due: move it behind the others, unless every pending record has been moved
+         * since the last send (all are held): then sleep until the first is due, or until
+         * a new snapshot arrives (et_uplink_kick). */
+        uint64_t pending = pending_records(u);
+        if (pending > 1 && u->rot_streak < pending && rotate(u, &r, (size_t)n) == 0) {
+            u->rot_streak++;
+            schedule(u, 0);
+            return;
+        }
+        uint64_t due = earliest_held(u, now);
+        schedule(u, (uint32_t)ET_MIN(due > now ? due - now : 1, (uint64_t)u->p.hold_max_ms));
+        u->held_wait = 1;
         return;
     }
     if (!budget_allows(u, &r)) {
@@ -560,6 +784,7 @@ static void try_send(et_uplink *u)
         return;
     }
     u->in_flight = 1;
+    u->rot_streak = 0;
     u->st.posts++;
     stop_watchdog(u);
     u->answer_timer = et_loop_add_timer(u->loop, answer_timeout(u), 0, on_answer_timeout, u);
@@ -593,11 +818,18 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
     if (getrandom(&u->rng, sizeof(u->rng), GRND_NONBLOCK) != sizeof(u->rng) || !u->rng)
         u->rng = (uint32_t)et_now_mono_ms() ^ (uint32_t)getpid() ^ 0x9e3779b9u;
     budget_load(u);
+    if (u->p.hold_min_ms > u->p.hold_max_ms)
+        u->p.hold_min_ms = u->p.hold_max_ms;
+    if (!u->p.hold_min_ms)
+        u->p.hold_min_ms = 1000;
+    uint32_t held_before = 0; /* the records themselves are probed again: the table is in memory */
+    if (u->p.state_dir[0])
+        et_uplink_read_counters(u->p.state_dir, &u->st.held, &u->st.rejected, &held_before);
 
     coap_startup();
     coap_set_log_level(et_log_level >= ET_LOG_DEBUG ? COAP_LOG_INFO : COAP_LOG_ERR);
     coap_dtls_set_log_level(et_log_level >= ET_LOG_DEBUG ? COAP_LOG_INFO : COAP_LOG_CRIT);
-    if (resolve(u, err, errlen))
+    if (parse_collector(u, err, errlen))
         goto fail;
     if (u->proto == COAP_PROTO_DTLS && !coap_dtls_is_supported()) {
         snprintf(err, errlen, "libcoap built without DTLS");
@@ -605,6 +837,13 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
     }
     if (u->proto == COAP_PROTO_DTLS && !u->p.psk_len && !(u->p.pki_cert[0] && u->p.pki_key[0])) {
         snprintf(err, errlen, "no PSK and no certificate: provision the device first");
+        goto fail;
+    }
+    if (et_uplink_check_pki(&u->p, err, errlen))
+        goto fail;
+    u->res = et_resolver_create(loop, on_resolved, u);
+    if (!u->res) {
+        snprintf(err, errlen, "out of memory");
         goto fail;
     }
     u->ctx = coap_new_context(NULL);
@@ -628,6 +867,7 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
     }
     return u;
 fail:
+    et_resolver_destroy(u->res);
     if (u->ctx)
         coap_free_context(u->ctx);
     free(u->buf);
@@ -646,6 +886,7 @@ void et_uplink_destroy(et_uplink *u)
     stop_watchdog(u);
     if (u->coap_fd >= 0)
         et_loop_unwatch(u->loop, u->coap_fd);
+    et_resolver_destroy(u->res);
     close_session(u);
     coap_free_context(u->ctx);
     free(u->buf);
@@ -654,6 +895,13 @@ void et_uplink_destroy(et_uplink *u)
 
 void et_uplink_kick(et_uplink *u)
 {
+    if (u->held_wait && u->retry_timer) {
+        /* only held records were waiting: the new snapshot may go now */
+        et_loop_cancel_timer(u->loop, u->retry_timer);
+        u->retry_timer = 0;
+        u->held_wait = 0;
+        u->rot_streak = 0;
+    }
     if (u->in_flight || u->retry_timer)
         return; /* busy, or backing off: the timer will look at the spool */
     try_send(u);
@@ -673,4 +921,6 @@ void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st)
     *st = u->st;
     st->backoff_ms = u->backoff_ms;
     st->in_flight = u->in_flight;
+    st->held_now = held_count(u);
+    st->have_addr = u->have_addr;
 }

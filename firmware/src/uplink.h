@@ -11,12 +11,25 @@
  *   POST coaps://COLLECTOR/s, Confirmable, Content-Format 42 (application/octet-stream),
  *   payload = the wire envelope exactly as spooled. Bodies larger than one block go
  *   block-wise (RFC 7959 Block1, libcoap COAP_BLOCK_USE_LIBCOAP, block size block_size).
+ *   Answers (et_uplink_classify; the collector's side is README "Answer codes"):
  *   2.01 Created / 2.04 Changed -> spool_ack (the collector answers only after a durable
  *   commit; 2.04 means "already stored", i.e. a retry whose first answer was lost).
- *   4.00 / 4.13 / 4.15 -> the collector can never accept these bytes: dropped from the spool
- *   and counted (rejected), otherwise one poison record would block the queue forever.
- *   4.01 / 4.03, 5.xx, timeouts, DTLS failures -> kept, retried after exponential backoff
- *   with full jitter (backoff_min_ms doubling up to backoff_max_ms).
+ *   4.00 / 4.22 -> corrupt bytes or a schema violation in a version the collector reads: no
+ *   collector will ever store them; dropped from the spool and counted (rejected). These two
+ *   are the only answers that delete a record.
+ *   4.13, 4.15, 5.01 and unknown 4.xx -> "not now / not by me" (the collector's max_body, an
+ *   unknown envelope or schema version, a dictionary it does not have): a collector upgrade
+ *   or a config change could store it. The record is HELD: kept, counted (held), retried
+ *   after its own backoff (hold_min_ms doubling up to hold_max_ms), and moved behind the
+ *   others so that later snapshots still go. Two such answers in a row (nothing readable)
+ *   slow the whole uplink down the same way.
+ *   4.01 / 4.03, 4.08, 4.29, 5.xx, timeouts, DTLS failures -> kept, retried after exponential backoff
+ *   with equal jitter (backoff_min_ms doubling up to backoff_max_ms). An answered failure
+ *   for the same record three times in a row holds that record, so none blocks the queue.
+ *
+ * The collector's name is resolved in the background (resolve.h), at start and again after a
+ * session failure, so a gateway that boots before its network samples and spools anyway and
+ * a collector that moved is followed.
  *
  * One request in flight at a time (NSTART = 1, RFC 7252 congestion control for a device
  * on a metered cellular link); the next one starts as soon as the previous is acked.
@@ -32,7 +45,8 @@
  * Bandwidth budget (budget_bytes_per_day > 0): bytes sent per UTC day (payload + an
  * estimated per-datagram overhead) are counted and persisted in the spool directory
  * ("uplink-budget"). Routine snapshots are sent while the day's total stays under 3/4 of the
- * budget; snapshots with findings may use the whole budget. Whatever waits stays in the
+ * budget; snapshots with findings may use the whole budget. A snapshot that alone is over
+ * its limit goes as the first thing of a UTC day (else it would wait for ever). Whatever waits stays in the
  * spool (which evicts routine before findings when full). The spool already hands out
  * findings first.
  *
@@ -51,6 +65,9 @@
 #define ET_UPLINK_PSK_MAX 64
 #define ET_UPLINK_PATH "s"
 #define ET_UPLINK_CONTENT_FORMAT 42
+/* Overhead per datagram counted against the budget: IPv4 + UDP (28), DTLS record header +
+ * explicit nonce + CCM/GCM tag (13 + 8 + 16), CoAP header, token and options (~20). */
+#define ET_UPLINK_DATAGRAM_OVERHEAD 85
 
 typedef struct et_uplink_params {
     char collector[160];          /* coaps://HOST:PORT (default port 5684); coap:// for tests */
@@ -66,6 +83,9 @@ typedef struct et_uplink_params {
     uint32_t block_size;          /* 16..1024; default 1024 */
     uint32_t backoff_min_ms;      /* first retry delay after a failure; default 2000 */
     uint32_t backoff_max_ms;      /* cap; default 300000 */
+    uint32_t hold_min_ms;         /* first retry of a held record; default 30000 */
+    uint32_t hold_max_ms;         /* cap for held records; default 3600000 */
+    int insecure_skip_verify;     /* pki_cert without pki_ca: allowed only with this, warned */
     uint32_t answer_timeout_ms;   /* give up on a request with no final answer after this long,
                                      even if its CON was ACKed (the collector may have died
                                      between its empty ACK and the separate response);
@@ -79,7 +99,10 @@ typedef struct et_uplink_stats {
     uint64_t posts;               /* POSTs started (attempts, including retries) */
     uint64_t acked_new;           /* 2.01 */
     uint64_t acked_dup;           /* 2.04: stored earlier, the first answer was lost */
-    uint64_t rejected;            /* 4.00/4.13/4.15: dropped from the spool */
+    uint64_t rejected;            /* 4.00/4.22: dropped from the spool (ever, persisted) */
+    uint64_t held;                /* "not now" answers that kept a record (ever, persisted) */
+    uint64_t rotated;             /* held records moved behind the others */
+    uint64_t resolved, resolve_failures; /* background name resolutions */
     uint64_t refused;             /* 4.01/4.03: kept, backing off (credentials problem) */
     uint64_t server_errors;       /* 5.xx */
     uint64_t timeouts;            /* no answer after MAX_RETRANSMIT */
@@ -91,7 +114,27 @@ typedef struct et_uplink_stats {
     uint32_t backoff_ms;          /* current backoff (0 when healthy) */
     int in_flight;
     int connected;                /* a DTLS session is established */
+    uint32_t held_now;            /* records held right now */
+    uint32_t peer_schema;         /* newest snapshot schema the collector said it reads (0 = not yet) */
+    int have_addr;                /* the collector's name has been resolved */
 } et_uplink_stats;
+
+enum et_uplink_class {
+    ET_UPLINK_ACK,      /* stored: ack the record */
+    ET_UPLINK_DROP,     /* can never be stored: delete it */
+    ET_UPLINK_HOLD,     /* not now / not by this collector: keep, slow retry, others first */
+    ET_UPLINK_REFUSED,  /* credentials: keep, back off */
+    ET_UPLINK_RETRY,    /* collector trouble: keep, back off */
+};
+/* The answer class of a CoAP response code (class, detail), e.g. (4, 22). */
+int et_uplink_classify(unsigned cls, unsigned detail);
+/* May a record of len bytes (flags SPOOL_F_*) go now, with bytes_today already spent? */
+int et_uplink_budget_allows(uint64_t budget, uint8_t flags, uint32_t len, uint32_t block_size, uint64_t bytes_today);
+/* pki_cert without pki_ca: -1 with a reason unless insecure_skip_verify (then a warning). */
+int et_uplink_check_pki(const et_uplink_params *p, char *err, size_t errlen);
+/* What `spool stats` shows: the persisted held/rejected totals and the records held at the
+ * last change, from DIR/uplink-counters. 0, or -1 (all zero) if there is no such file. */
+int et_uplink_read_counters(const char *dir, uint64_t *held, uint64_t *rejected, uint32_t *held_now);
 
 typedef struct et_uplink et_uplink;
 

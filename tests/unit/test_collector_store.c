@@ -67,20 +67,23 @@ static void mksnap(coll_snap *s, const char *id, int64_t wall, uint32_t count, i
     memset(s, 0, sizeof(*s));
     snprintf(s->snapshot_id, sizeof(s->snapshot_id), "%s", id);
     snprintf(s->device_id, sizeof(s->device_id), "gw-1");
-    snprintf(s->service, sizeof(s->service), "billing");
-    snprintf(s->incarnation, sizeof(s->incarnation), "100:5");
-    s->wall_ms = wall;
-    s->wall_trusted = 1;
-    s->goroutines = count;
+    et_snapshot *w = &s->w;
+    w->schema = ET_SNAP_SCHEMA_VERSION;
+    snprintf(w->device_id, sizeof(w->device_id), "gw-1");
+    snprintf(w->service, sizeof(w->service), "billing");
+    w->pid = 100;
+    w->start_ticks = 5;
+    w->wall_ms = wall;
+    w->goroutines = count;
     if (with_finding) {
-        s->nfindings = 1;
-        coll_finding *f = &s->f[0];
+        w->nfindings = 1;
+        et_finding *f = &w->findings[0];
         snprintf(f->fingerprint, sizeof(f->fingerprint), "00112233aabbccdd");
-        snprintf(f->kind, sizeof(f->kind), "goroutine-leak");
-        snprintf(f->confidence, sizeof(f->confidence), "likely");
-        snprintf(f->function, sizeof(f->function), "main.worker");
-        snprintf(f->file, sizeof(f->file), "main.go");
-        f->line = 42;
+        f->kind = 0;       /* goroutine-leak */
+        f->confidence = 1; /* likely */
+        snprintf(f->site.func, sizeof(f->site.func), "main.worker");
+        snprintf(f->site.file, sizeof(f->site.file), "main.go");
+        f->site.line = 42;
         f->count = count;
     }
 }
@@ -92,7 +95,7 @@ static void test_commit_reopen_and_dedup(void **state)
     const uint8_t psk[4] = {1, 2, 3, 4};
     assert_int_equal(store_device_add(s, "gw-1", psk, sizeof(psk), 0), 0);
     assert_int_equal(store_device_add(s, "gw-1", psk, sizeof(psk), 0), -1); /* no silent key change */
-    coll_snap snap;
+    static coll_snap snap;
     mksnap(&snap, "aa01", 1700000000000LL, 10, 0);
     assert_int_equal(store_begin(s), 0);
     assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1700000001000LL, (const uint8_t *)"x", 1), STORE_NEW);
@@ -123,7 +126,7 @@ static void test_rollback_loses_only_uncommitted(void **state)
 {
     (void)state;
     coll_store *s = open_db();
-    coll_snap snap;
+    static coll_snap snap;
     mksnap(&snap, "bb01", 1700000000000LL, 1, 0);
     assert_int_equal(store_begin(s), 0);
     assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
@@ -136,12 +139,12 @@ static void test_rollback_loses_only_uncommitted(void **state)
     /* a target first seen in the rolled-back transaction is gone: the next put must not
      * reuse a cached id for it */
     mksnap(&snap, "bb03", 1700000000000LL, 1, 1);
-    snprintf(snap.service, sizeof(snap.service), "fresh");
+    snprintf(snap.w.service, sizeof(snap.w.service), "fresh");
     assert_int_equal(store_begin(s), 0);
     assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
     store_rollback(s);
     mksnap(&snap, "bb04", 1700000000000LL, 1, 1);
-    snprintf(snap.service, sizeof(snap.service), "fresh");
+    snprintf(snap.w.service, sizeof(snap.w.service), "fresh");
     assert_int_equal(store_begin(s), 0);
     assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
     assert_int_equal(store_commit(s), 0);
@@ -159,7 +162,7 @@ static void test_finding_merge(void **state)
 {
     (void)state;
     coll_store *s = open_db();
-    coll_snap snap;
+    static coll_snap snap;
     /* arrival order 2, 1, 3 (after an outage the spool drains findings out of time order) */
     const int64_t walls[3] = {1700000120000LL, 1700000060000LL, 1700000180000LL};
     const uint32_t counts[3] = {20, 10, 30};
@@ -186,7 +189,7 @@ static void test_finding_merge(void **state)
 
     /* the same fingerprint on another target is another finding */
     mksnap(&snap, "dd01", walls[0], 5, 1);
-    snprintf(snap.service, sizeof(snap.service), "payments");
+    snprintf(snap.w.service, sizeof(snap.w.service), "payments");
     assert_int_equal(store_begin(s), 0);
     assert_int_equal(store_put_snapshot(s, "gw-1", &snap, 1, NULL, 0), STORE_NEW);
     assert_int_equal(store_commit(s), 0);
@@ -235,10 +238,15 @@ static void test_ingest_codes(void **state)
     assert_int_equal(c.bad_format, 2);
     ingest_payload(s, d, &c, "gw-7", buf, n, 42, 16, 1, 1, &r); /* over the cap */
     assert_int_equal(r.code, 413);
-    ingest_payload(s, d, &c, "gw-8", buf, n, 42, 0, 1, 1, &r); /* another device's snapshot */
-    assert_int_equal(r.code, 403);
+    /* another device id in the payload: stored under the session identity (below), counted */
+    ingest_payload(s, d, &c, "gw-8", buf, n, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 201);
     assert_int_equal(c.identity_mismatch, 1);
-    assert_int_equal(r.staged, 0);
+    assert_int_equal(r.staged, 1);
+    assert_int_equal(store_commit(s), 0);
+    assert_int_equal(store_count(s, "snapshots"), 1);
+    memset(sn.id, 0x43, sizeof(sn.id)); /* the rest of this test wants a fresh snapshot id */
+    n = encode(&sn, buf, sizeof(buf), 0);
 
     uint8_t bad[64];
     const uint8_t hdr[4] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, ET_WIRE_F_ZSTD};
@@ -248,16 +256,30 @@ static void test_ingest_codes(void **state)
     assert_int_equal(r.code, 400);
     if (c.bad_zstd != 1)
         fail_msg("expected a zstd rejection, got: %s", r.diag);
-    memcpy(bad, "XX", 2); /* not an envelope */
+    memcpy(bad, "XX", 2); /* not an envelope: corrupt, permanent */
     ingest_payload(s, d, &c, "gw-7", bad, 44, 42, 0, 1, 1, &r);
-    assert_int_equal(r.code, 415);
+    assert_int_equal(r.code, 400);
     /* raw-CBOR envelope with broken CBOR */
     size_t rn = encode(&sn, buf, sizeof(buf), 1);
     buf[rn / 2] ^= 0xff;
     buf[4] = 0xbf; /* indefinite map never closed */
     ingest_payload(s, d, &c, "gw-7", buf, rn - 1, 42, 0, 1, 1, &r);
     assert_int_equal(r.code, 400);
-    assert_int_equal(store_count(s, "snapshots"), 0);
+    /* a schema violation in the version it reads: 4.22, permanent */
+    static const uint8_t v1_bad[] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, 0, 0xa2, 0x00, 0x01, 0x18, 0x28, 0x01};
+    ingest_payload(s, d, &c, "gw-7", v1_bad, sizeof v1_bad, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 422);
+    /* a newer schema version, a newer envelope version: 5.01, retryable, counted apart */
+    static const uint8_t v9[] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, 0, 0xa2, 0x00, 0x09, 0x18, 0x28, 0x01};
+    ingest_payload(s, d, &c, "gw-7", v9, sizeof v9, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 501);
+    uint8_t env2[sizeof v9];
+    memcpy(env2, v9, sizeof v9);
+    env2[2] = ET_WIRE_VERSION + 1;
+    ingest_payload(s, d, &c, "gw-7", env2, sizeof env2, 42, 0, 1, 1, &r);
+    assert_int_equal(r.code, 501);
+    assert_int_equal(c.unreadable, 2);
+    assert_int_equal(store_count(s, "snapshots"), 1);
 
     n = encode(&sn, buf, sizeof(buf), 0);
     ingest_payload(s, d, &c, "gw-7", buf, n, 42, 0, 1, 1, &r);
@@ -267,8 +289,8 @@ static void test_ingest_codes(void **state)
     ingest_payload(s, d, &c, "gw-7", buf, n, 42, 0, 2, 1, &r);
     assert_int_equal(r.code, 204);
     assert_int_equal(store_commit(s), 0);
-    assert_int_equal(store_count(s, "snapshots"), 1);
-    assert_int_equal(c.snapshots_new, 1);
+    assert_int_equal(store_count(s, "snapshots"), 2);
+    assert_int_equal(c.snapshots_new, 2);
     assert_int_equal(c.snapshots_dup, 1);
     coll_decoder_free(d);
     store_close(s);

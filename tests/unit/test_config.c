@@ -61,7 +61,8 @@ static void test_full_file(void **st)
                   "allow = main.(*pool).worker\nallow = vendor.io/x.loop\nlog_level = debug\n"
                   "[spool]\ndir = /data/spool\nmax_bytes = 4M\nfsync = always\n"
                   "[uplink]\ncollector = coaps://10.0.0.1:5684\nbudget_bytes_per_day = 2M\nmax_retransmit = 8\n"
-                  "pki_cert = /etc/edgetrace/gw.crt\npki_key = /etc/edgetrace/gw.key\n"
+                  "pki_cert = /etc/edgetrace/gw.crt\npki_key = /etc/edgetrace/gw.key\npki_ca = /etc/edgetrace/ca.crt\n"
+                  "hold_max = 10m\ndict = /etc/edgetrace/snap.dict\n"
                   "[target \"billing\"]\nurl = http://127.0.0.1:6060\ninterval = 10s\nprofiles = goroutine,heap\n"
                   "[target \"edge\"]\nurl = http://[::1]:7070\n",
                   err);
@@ -78,6 +79,10 @@ static void test_full_file(void **st)
     assert_int_equal(c.max_retransmit, 8);
     assert_string_equal(c.pki_cert, "/etc/edgetrace/gw.crt");
     assert_string_equal(c.pki_key, "/etc/edgetrace/gw.key");
+    assert_string_equal(c.pki_ca, "/etc/edgetrace/ca.crt");
+    assert_int_equal(c.insecure_skip_verify, 0);
+    assert_int_equal(c.hold_max_ms, 600000);
+    assert_string_equal(c.dict, "/etc/edgetrace/snap.dict");
     assert_int_equal(c.ntargets, 2);
     assert_string_equal(c.targets[0].name, "billing");
     assert_int_equal(c.targets[0].profiles, ET_P_GOROUTINE | ET_P_HEAP);
@@ -115,6 +120,24 @@ static void test_rejects_bad_files(void **st)
     assert_int_equal(load(&c, big, err), -1);
 }
 
+/* A certificate without a CA would silently skip verifying the collector: refused, unless the
+ * operator says so explicitly (the agent then warns at every start, see test_uplink.c). */
+static void test_pki_without_ca_is_refused(void **st)
+{
+    (void)st;
+    et_config c;
+    char err[200] = "";
+    assert_int_equal(load(&c, "[uplink]\npki_cert = /a.crt\npki_key = /a.key\n", err), -1);
+    assert_non_null(strstr(err, "pki_ca"));
+    assert_non_null(strstr(err, "insecure_skip_verify"));
+    assert_int_equal(load(&c, "[uplink]\npki_cert = /a.crt\npki_key = /a.key\ninsecure_skip_verify = yes\n", err), 0);
+    assert_int_equal(c.insecure_skip_verify, 1);
+    assert_int_equal(load(&c, "[uplink]\npki_cert = /a.crt\npki_key = /a.key\ninsecure_skip_verify = no\n", err), -1);
+    assert_int_equal(load(&c, "[uplink]\ninsecure_skip_verify = maybe\n", err), -1);
+    /* PSK only: nothing to verify against a CA */
+    assert_int_equal(load(&c, "[uplink]\ncollector = coaps://c:5684\n", err), 0);
+}
+
 static void test_missing_file(void **st)
 {
     (void)st;
@@ -133,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_rejects_bad_files),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_pki_without_ca_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -390,6 +390,50 @@ static void test_synthetic_debug2(void **state)
     assert_int_equal(s->user.line, 5);
 }
 
+/* debug=2 goroutine ids: the lowest ET_GSITE_IDS ids per site (ascending, whatever order the
+ * dump lists them in) with the wait each printed, and the wait histogram of every goroutine. */
+static void test_debug2_ids(void **state)
+{
+    (void)state;
+    char err[128];
+    static char dump[16384];
+    size_t n = 0;
+    /* 12 goroutines at one site listed out of order (ids 40, 39, ..., 29), waits 0..11 min, and
+     * one at another site */
+    for (int i = 0; i < 12; i++) {
+        int id = 40 - i, wait = i;
+        n += (size_t)snprintf(dump + n, sizeof dump - n,
+                              wait ? "goroutine %d [chan receive, %d minutes]:\n" : "goroutine %d [chan receive]:\n", id,
+                              wait);
+        n += (size_t)snprintf(dump + n, sizeof dump - n, "main.(*Pipeline).aggregate(0xc0)\n\t/src/pipeline.go:33 +0x1d\n"
+                                                         "created by main.(*Pipeline).Ingest in goroutine 1\n"
+                                                         "\t/src/pipeline.go:20 +0x5e\n\n");
+    }
+    n += (size_t)snprintf(dump + n, sizeof dump - n,
+                          "goroutine 18446744073709551615 [select, 45 minutes]:\nmain.loop()\n\t/src/m.go:5 +0x1\n\n");
+    assert_int_equal(parse_str(dump, err), 0);
+    const et_gsite *s = find_site(&prof, "main.(*Pipeline).aggregate", ET_G_CHAN_RECV);
+    assert_non_null(s);
+    assert_int_equal(s->count, 12);
+    assert_int_equal(s->nids, ET_GSITE_IDS);
+    for (int k = 0; k < ET_GSITE_IDS; k++) {
+        assert_int_equal(s->ids[k], 29 + k);            /* the oldest, ascending */
+        assert_int_equal(s->id_wait_min[k], 40 - 29 - k); /* id 29 printed 11 minutes */
+    }
+    assert_int_equal(s->wait_hist[0], 1); /* no wait printed */
+    assert_int_equal(s->wait_hist[1], 4); /* 1-4 */
+    assert_int_equal(s->wait_hist[2], 7); /* 5-11 */
+    assert_int_equal(s->wait_hist[3], 0);
+    s = find_site(&prof, "main.loop", ET_G_SELECT);
+    assert_non_null(s);
+    assert_int_equal(s->nids, 1);
+    assert_true(s->ids[0] == UINT64_MAX);
+    assert_int_equal(s->wait_hist[3], 1);
+    /* debug=1 has no ids */
+    assert_int_equal(parse_str("goroutine profile: total 3\n3 @ 0x1 0x2\n#\t0x1\tmain.loop+0x1\t/src/m.go:5\n\n", err), 0);
+    assert_int_equal(prof.sites[0].nids, 0);
+}
+
 /* A stack deeper than ET_STACK_MAX keeps the innermost frames and the entry function. */
 static void test_deep_stack(void **state)
 {
@@ -562,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_debug1),         cmocka_unit_test(test_goroutineleak),
         cmocka_unit_test(test_traceback_system), cmocka_unit_test(test_keepalive_service),
         cmocka_unit_test(test_synthetic_debug2),
+        cmocka_unit_test(test_debug2_ids),
         cmocka_unit_test(test_deep_stack),     cmocka_unit_test(test_site_overflow),
         cmocka_unit_test(test_huge_lines),     cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_bad_input),

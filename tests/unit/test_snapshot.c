@@ -155,6 +155,13 @@ static void fill_all(et_snapshot *s, int maximal)
         f->first_seen_ms = 1000 + i;
         f->last_seen_ms = 900000 + i;
         f->site.line = 42 + i;
+        /* schema 2: survivor evidence */
+        f->evidence |= ET_E_SURVIVORS;
+        f->survivors = 3 + i % 5;
+        f->survivors_of = 8;
+        f->oldest_id = (1ull << 40) + i;
+        for (unsigned k = 0; k < ET_WAIT_BUCKETS; k++)
+            f->wait_hist[k] = maximal ? UINT32_MAX : k + i;
         if (maximal) {
             fill_str(f->site.func, sizeof f->site.func, 'F', 999);
             fill_str(f->site.file, sizeof f->site.file, 'f', 999);
@@ -178,6 +185,10 @@ static void fill_all(et_snapshot *s, int maximal)
     s->spool_bytes_today = 4;
     s->findings_dropped = 5;
     s->sites_truncated = 6;
+    s->schema = 2;
+    s->uplink_held = 9;
+    s->uplink_rejected = 10;
+    s->uplink_held_now = 11;
     s->cost_bytes = 7;
     s->cost_ms = 8;
     s->nattach = 2;
@@ -252,6 +263,10 @@ static void assert_same(const et_snapshot *x, const et_snapshot *y)
         assert_true(p->value == q->value);
         assert_true(p->first_seen_ms == q->first_seen_ms);
         assert_true(p->last_seen_ms == q->last_seen_ms);
+        assert_int_equal(p->survivors, q->survivors);
+        assert_int_equal(p->survivors_of, q->survivors_of);
+        assert_true(p->oldest_id == q->oldest_id);
+        assert_memory_equal(p->wait_hist, q->wait_hist, sizeof p->wait_hist);
     }
     assert_true(x->spool_routine_dropped == y->spool_routine_dropped);
     assert_true(x->spool_findings_dropped == y->spool_findings_dropped);
@@ -259,6 +274,9 @@ static void assert_same(const et_snapshot *x, const et_snapshot *y)
     assert_true(x->spool_bytes_today == y->spool_bytes_today);
     assert_int_equal(x->findings_dropped, y->findings_dropped);
     assert_int_equal(x->sites_truncated, y->sites_truncated);
+    assert_true(x->uplink_held == y->uplink_held);
+    assert_true(x->uplink_rejected == y->uplink_rejected);
+    assert_int_equal(x->uplink_held_now, y->uplink_held_now);
     assert_true(x->cost_bytes == y->cost_bytes);
     assert_int_equal(x->cost_ms, y->cost_ms);
     assert_int_equal(x->nattach, y->nattach);
@@ -760,11 +778,12 @@ static void test_malformed_envelope(void **state)
     wire[0] = 'X';
     assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
     memcpy(wire, save, 4);
+    /* a newer agent's envelope version or flag: "not by me", retryable (5.01), never corrupt */
     wire[2] = 2;
-    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
+    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EVERSION);
     memcpy(wire, save, 4);
     wire[3] = 0x81;
-    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
+    assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EVERSION);
     wire[3] = ET_WIRE_F_DICT;
     assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EENVELOPE);
     memcpy(wire, save, 4);
@@ -792,7 +811,80 @@ static void test_malformed_envelope(void **state)
         assert_int_equal(et_wire_decode(dec, wire, n, b, err, sizeof err), ET_WIRE_EUNSUPPORTED);
     }
     assert_string_equal(et_wire_status_name(ET_WIRE_EENVELOPE), "bad envelope");
+    assert_string_equal(et_wire_status_name(ET_WIRE_EVERSION), "unknown version");
     et_wire_enc_free(enc);
+    et_wire_dec_free(dec);
+}
+
+/* A schema version this build does not read is EVERSION wherever key 0 sits in the map and
+ * whatever else the document holds (its keys may all be new); a known version with a bad
+ * field is ESCHEMA. The collector answers 5.01 (kept by the agent) and 4.22 (dropped). */
+static void test_schema_version_is_not_a_violation(void **state)
+{
+    (void)state;
+    /* {0: 99, 40: "new field"} and {40: "x", 0: 3}: keys this build has never heard of */
+    static const uint8_t v99[] = {0xa2, 0x00, 0x18, 0x63, 0x18, 0x28, 0x63, 'n', 'e', 'w'};
+    static const uint8_t v3_late[] = {0xa2, 0x18, 0x28, 0x61, 'x', 0x00, 0x03};
+    /* {0: 1, 40: 1}: a version it reads, with a key that version does not have */
+    static const uint8_t v1_bad[] = {0xa2, 0x00, 0x01, 0x18, 0x28, 0x01};
+    /* {1: 1}: no version at all is a violation, not an unknown version */
+    static const uint8_t none[] = {0xa1, 0x01, 0x01};
+    assert_int_equal(et_snapshot_decode_cbor(v99, sizeof v99, b, err, sizeof err), ET_WIRE_EVERSION);
+    assert_non_null(strstr(err, "schema version 99"));
+    assert_int_equal(et_snapshot_decode_cbor(v3_late, sizeof v3_late, b, err, sizeof err), ET_WIRE_EVERSION);
+    assert_int_equal(et_snapshot_decode_cbor(v1_bad, sizeof v1_bad, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    assert_int_equal(et_snapshot_decode_cbor(none, sizeof none, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    /* schema 2's counter keys are unknown keys in a schema 1 document, known in schema 2 */
+    static const uint8_t v1_held[] = {0xa2, 0x00, 0x01, 0x0f, 0xa1, 0x06, 0x05};
+    assert_int_equal(et_snapshot_decode_cbor(v1_held, sizeof v1_held, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    assert_non_null(strstr(err, "unknown key 6"));
+    /* a schema 1 snapshot never carries them: a schema 1 collector reads what a new agent writes */
+    et_snapshot_init(a);
+    assert_int_equal(a->schema, ET_SNAP_SCHEMA_MIN);
+    memset(a->id, 1, sizeof a->id);
+    snprintf(a->device_id, sizeof a->device_id, "gw");
+    snprintf(a->service, sizeof a->service, "svc");
+    a->uplink_held = 3;
+    static uint8_t cb[4096];
+    size_t cn = 0;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->schema, 1);
+    assert_true(b->uplink_held == 0);
+    a->schema = 2;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->schema, 2);
+    assert_true(b->uplink_held == 3);
+    /* survivor evidence: written in schema 2 only; schema 1 keeps the finding, without it */
+    a->nfindings = 1;
+    memset(&a->findings[0], 0, sizeof a->findings[0]);
+    snprintf(a->findings[0].fingerprint, sizeof a->findings[0].fingerprint, "0123456789abcdef");
+    a->findings[0].evidence = ET_E_CLUSTER | ET_E_SURVIVORS;
+    a->findings[0].survivors = a->findings[0].survivors_of = 3;
+    a->findings[0].oldest_id = 77;
+    a->findings[0].wait_hist[1] = 3;
+    assert_true(et_finding_needs_v2(&a->findings[0]));
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->findings[0].evidence, ET_E_CLUSTER | ET_E_SURVIVORS);
+    assert_int_equal(b->findings[0].survivors_of, 3);
+    assert_true(b->findings[0].oldest_id == 77);
+    assert_int_equal(b->findings[0].wait_hist[1], 3);
+    a->schema = 1;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->findings[0].evidence, ET_E_CLUSTER);
+    assert_int_equal(b->findings[0].survivors_of, 0);
+    /* {0: 1, 14: [{0: 0, 2: 512}]}: evidence bit 9 in a schema 1 document is a violation */
+    static const uint8_t v1_bit9[] = {0xa2, 0x00, 0x01, 0x0e, 0x81, 0xa2, 0x00, 0x00, 0x02, 0x19, 0x02, 0x00};
+    assert_int_equal(et_snapshot_decode_cbor(v1_bit9, sizeof v1_bit9, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    assert_non_null(strstr(err, "evidence"));
+    /* the same through the envelope (raw CBOR, flags 0) */
+    uint8_t env[4 + sizeof v99] = {ET_WIRE_MAGIC0, ET_WIRE_MAGIC1, ET_WIRE_VERSION, 0};
+    memcpy(env + 4, v99, sizeof v99);
+    et_wire_dec *dec = et_wire_dec_create(err, sizeof err);
+    assert_int_equal(et_wire_decode(dec, env, sizeof env, b, err, sizeof err), ET_WIRE_EVERSION);
     et_wire_dec_free(dec);
 }
 
@@ -808,6 +900,7 @@ int main(void)
 #endif
         cmocka_unit_test(test_malformed_cbor),
         cmocka_unit_test(test_malformed_envelope),
+        cmocka_unit_test(test_schema_version_is_not_a_violation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
