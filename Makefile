@@ -210,7 +210,13 @@ $(XT)/$(1): tests/unit/$(1).c $$(XT_AGENT_OBJS)
 	$$(AGENT_CC) $$(AGENT_CFLAGS) -D_UINTPTR_T_DEFINED $$(AGENT_LDFLAGS) $$^ -lcmocka-static $$(DEP_LIBS) -o $$@
 endef
 $(foreach t,$(filter-out test_collector_%,$(basename $(notdir $(UNIT_TESTS)))),$(eval $(call unit_cross_rule,$(t))))
-unit-cross: $(XT_BINS)
+# Test drivers (tools/et-push.c, tools/spool-crashtest.c) cross-built for qemu-user: the test
+# harness runs on the board's architecture without being part of the device binary.
+XT_TOOLS := $(XT)/et-push $(XT)/spool-crashtest
+$(XT)/et-push $(XT)/spool-crashtest: $(XT)/%: tools/%.c $(XT_AGENT_OBJS)
+	@mkdir -p $(XT)
+	$(AGENT_CC) $(AGENT_CFLAGS) $(AGENT_LDFLAGS) $^ $(DEP_LIBS) -o $@
+unit-cross: $(XT_BINS) $(XT_TOOLS)
 
 # libFuzzer targets (clang), same linking rule as the unit tests.
 FZ := build/fuzz

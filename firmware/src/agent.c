@@ -29,6 +29,11 @@
 
 #define DISCOVER_PERIOD_MS 60000u
 #define SPOOL_TICK_MS 1000u
+/* The /proc scan runs SCAN_BUDGET entries (fd readlinks) per loop turn, one turn every
+ * SCAN_STEP_MS: a few ms of work at a time, so CoAP retransmissions and HTTP timeouts keep
+ * their deadlines while a Go server with 16k fds is scanned. */
+#define SCAN_BUDGET 256u
+#define SCAN_STEP_MS 5u
 
 typedef struct agent {
     et_config conf;
@@ -39,13 +44,14 @@ typedef struct agent {
     et_uplink *up;
     et_wire_enc *enc;
     uint8_t boot_id[16];
-    uint64_t seq;
     int sigfd;
     int stopping;
     /* discovery */
     et_target_set found;
     et_confirm_job confirm;
-    int confirming;
+    int confirming;                  /* scan or confirm in progress */
+    et_scan_job scan;
+    et_timer_id scan_timer;
     et_discover_opts dopts;
     /* per-sampler site memos for the steady-state site references */
     struct {
@@ -90,11 +96,13 @@ static void on_cycle(void *ud, const et_cycle *c)
     et_snapshot *s = &a->snap;
     const et_sample_target *t = c->target;
     et_snapshot_init(s);
-    et_snapshot_new_id(s->id, a->boot_id, a->seq);
+    /* seq comes from the spool state, so it keeps rising across agent restarts */
+    uint64_t seq = spool_next_seq(a->sp);
+    et_snapshot_new_id(s->id, a->boot_id, seq);
     et_strlcpy(s->device_id, a->conf.device_id, sizeof s->device_id);
     et_strlcpy(s->board, ET_BOARD, sizeof s->board);
     et_strlcpy(s->agent_version, ET_VERSION, sizeof s->agent_version);
-    s->seq = a->seq++;
+    s->seq = seq;
     memcpy(s->boot_id, a->boot_id, sizeof s->boot_id);
     s->mono_ms = c->t_ms;
     s->wall_ms = et_now_wall_ms();
@@ -244,22 +252,48 @@ static void on_confirmed(void *ud)
     apply_targets(a);
 }
 
+static void scan_done(agent *a)
+{
+    if (!a->conf.discover) {
+        a->confirming = 0;
+        apply_targets(a);
+        return;
+    }
+    if (et_discover_confirm_start(&a->confirm, a->http, &a->found, a->conf.proc_root, 2000, on_confirmed, a) < 0) {
+        a->confirming = 0;
+        apply_targets(a);
+    }
+}
+
+static void on_scan_step(et_loop *l, et_timer_id id, void *ud)
+{
+    agent *a = ud;
+    if (!et_discover_scan_step(&a->scan, SCAN_BUDGET))
+        return;
+    et_loop_cancel_timer(l, id);
+    a->scan_timer = 0;
+    scan_done(a);
+}
+
 static void discover_now(agent *a)
 {
     if (a->confirming)
         return;
-    if (et_discover_scan(&a->conf, &a->dopts, &a->found) < 0) {
+    if (et_discover_scan_start(&a->scan, &a->conf, &a->dopts, &a->found) < 0) {
         et_warn("discovery: cannot read %s", a->conf.proc_root);
         return;
     }
-    if (!a->conf.discover) {
-        apply_targets(a);
+    a->confirming = 1;
+    if (a->scan.done) {
+        scan_done(a);
         return;
     }
-    a->confirming = 1;
-    if (et_discover_confirm_start(&a->confirm, a->http, &a->found, a->conf.proc_root, 2000, on_confirmed, a) < 0) {
-        a->confirming = 0;
-        apply_targets(a);
+    a->scan_timer = et_loop_add_timer(a->loop, 0, SCAN_STEP_MS, on_scan_step, a);
+    if (!a->scan_timer) {
+        /* timer table full: scan in one go rather than not at all */
+        while (!et_discover_scan_step(&a->scan, UINT32_MAX))
+            ;
+        scan_done(a);
     }
 }
 
@@ -586,6 +620,7 @@ int agent_run_main(int argc, char **argv)
     et_sched_destroy(a->sched);
     if (a->up)
         et_uplink_destroy(a->up);
+    et_discover_scan_abort(&a->scan);
     spool_close(a->sp); /* persists acks and counters */
     et_httpc_destroy(a->http);
     if (a->sigfd >= 0)
