@@ -4,6 +4,8 @@
  *                             [--plain-listen ADDR:PORT] [--max-body BYTES] [--no-group-commit]
  *                             [--no-payload] [--stats-interval S] [--dict FILE]
  *                             [--pki-cert PEM --pki-key PEM --pki-ca PEM]
+ *                             [--retention-payload-days N] [--retention-full-days N]
+ *                             [--retention-rollup-days N] [--no-prune]
  *                             [--http ADDR:PORT|off] [--http-token-file FILE]
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
@@ -20,6 +22,10 @@
  *   stats_interval = 60            ; seconds between counter lines (SIGUSR1: now)
  *   dict = /etc/edgetrace/snap.dict ; zstd dictionary (repeatable)
  *   pki_cert = / pki_key = / pki_ca = ; optional DTLS certificates besides PSK
+ *   retention_payload_days = 7     ; raw envelopes (0 = keep)
+ *   retention_full_days = 30       ; per-snapshot series and site counts at full resolution
+ *   retention_rollup_days = 365    ; their 10-minute min/max/last rollups (0 = keep)
+ *   prune = yes                    ; the pruner thread (store_retention.c)
  *   http = 127.0.0.1:8080          ; web page, JSON API, pprof export, /metrics; "off" disables
  *   http_token_file =              ; bearer token, required when http is not a loopback address
  *
@@ -54,6 +60,8 @@ typedef struct serve_conf {
     int group_commit;
     int store_payload;
     int stats_interval;
+    int prune;
+    store_retention ret;
 } serve_conf;
 
 static long long parse_size(const char *s)
@@ -72,6 +80,14 @@ static long long parse_size(const char *s)
 static int yes(const char *v)
 {
     return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on");
+}
+
+/* A retention in days: 0..36500, -1 if not a number in range. */
+static int days(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return end == s || *end || v < 0 || v > 36500 ? -1 : (int)v;
 }
 
 static int conf_handler(void *user, const char *section, const char *name, const char *value)
@@ -106,6 +122,14 @@ static int conf_handler(void *user, const char *section, const char *name, const
         c->stats_interval = atoi(value);
     else if (!strcmp(name, "dict") && c->ndicts < MAX_DICTS)
         snprintf(c->dicts[c->ndicts++], sizeof(c->dicts[0]), "%s", value);
+    else if (!strcmp(name, "retention_payload_days"))
+        return (c->ret.payload_days = days(value)) >= 0;
+    else if (!strcmp(name, "retention_full_days"))
+        return (c->ret.full_days = days(value)) > 0;
+    else if (!strcmp(name, "retention_rollup_days"))
+        return (c->ret.rollup_days = days(value)) >= 0;
+    else if (!strcmp(name, "prune"))
+        c->prune = yes(value);
     else
         return 0;
 #undef S
@@ -139,6 +163,8 @@ static int serve_main(int argc, char **argv)
     c.group_commit = 1;
     c.store_payload = 1;
     c.stats_interval = 60;
+    c.prune = 1;
+    store_retention_defaults(&c.ret);
     /* The config file first, so that command-line options override it. */
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
@@ -187,7 +213,18 @@ static int serve_main(int argc, char **argv)
             snprintf(c.http_token_file, sizeof(c.http_token_file), "%s", argv[++i]);
         else if (!strcmp(a, "--dict") && v && c.ndicts < MAX_DICTS)
             snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
-        else {
+        else if (!strcmp(a, "--no-prune"))
+            c.prune = 0;
+        else if ((!strcmp(a, "--retention-payload-days") || !strcmp(a, "--retention-full-days") ||
+                  !strcmp(a, "--retention-rollup-days")) && v) {
+            int d = days(argv[++i]);
+            int *field = a[12] == 'p' ? &c.ret.payload_days : a[12] == 'f' ? &c.ret.full_days : &c.ret.rollup_days;
+            if (d < 0 || (field == &c.ret.full_days && d == 0)) {
+                fprintf(stderr, "edgetrace-collector: bad %s\n", a);
+                return 2;
+            }
+            *field = d;
+        } else {
             fprintf(stderr, "edgetrace-collector serve: unknown option '%s'\n", a);
             return 2;
         }
@@ -227,6 +264,13 @@ static int serve_main(int argc, char **argv)
     p.pki_cert = c.pki_cert[0] ? c.pki_cert : NULL;
     p.pki_key = c.pki_key[0] ? c.pki_key : NULL;
     p.pki_ca = c.pki_ca[0] ? c.pki_ca : NULL;
+    store_pruner *pruner = NULL;
+    if (c.prune && !(pruner = store_pruner_start(c.db, &c.ret, err, sizeof(err)))) {
+        fprintf(stderr, "edgetrace-collector: pruner: %s\n", err);
+        coll_decoder_free(dec);
+        store_close(st);
+        return 1;
+    }
     /* The HTTP thread reads through its own read-only handle, opened after store_open has
      * migrated the schema; it never takes the writer's lock, so pages cannot delay commits. */
     coll_store *ro = NULL;
@@ -242,6 +286,7 @@ static int serve_main(int argc, char **argv)
             fprintf(stderr, "edgetrace-collector: %s\n", err);
             if (ro)
                 store_close(ro);
+            store_pruner_stop(pruner);
             coll_decoder_free(dec);
             store_close(st);
             return 1;
@@ -262,6 +307,7 @@ static int serve_main(int argc, char **argv)
     http_stop(hs);
     if (ro)
         store_close(ro);
+    store_pruner_stop(pruner);
     coll_decoder_free(dec);
     store_close(st);
     return rc;
@@ -273,6 +319,8 @@ static void usage(FILE *f)
                "                                 [--plain-listen ADDR:PORT] [--max-body N] [--no-group-commit]\n"
                "                                 [--no-payload] [--stats-interval S] [--dict FILE]\n"
                "                                 [--pki-cert PEM --pki-key PEM --pki-ca PEM]\n"
+               "                                 [--retention-payload-days N] [--retention-full-days N]\n"
+               "                                 [--retention-rollup-days N] [--no-prune]\n"
                "                                 [--http ADDR:PORT|off] [--http-token-file FILE]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"

@@ -82,10 +82,16 @@ typedef struct store_retention {
 void store_retention_defaults(store_retention *r);
 /* One bounded step of pruning/downsampling, in its own short transaction (call outside a
  * batch: ingest calls it from the event loop when idle). Returns rows touched (0 = nothing left
- * to do for now), -1 on error. */
+ * to do for now), -1 on error. Safe beside ingest on another handle: both take the write lock
+ * only for short transactions. */
 int store_prune_step(coll_store *s, const store_retention *r, int64_t now_ms);
 /* Totals since open: rows pruned and rolled up (for /metrics "prune progress"). */
 void store_prune_progress(coll_store *s, int64_t *rows_pruned, int64_t *rows_rolled_up);
+/* A thread with its own handle on PATH running store_prune_step: back to back while there is
+ * work (20 ms apart, so ingest's transactions interleave), once a minute when idle. */
+typedef struct store_pruner store_pruner;
+store_pruner *store_pruner_start(const char *path, const store_retention *r, char *err, size_t errlen);
+void store_pruner_stop(store_pruner *p);
 
 /* ---- read side (fleet view) ------------------------------------------------------------
  * Every function returns 0 with *out set to a new jansson value (caller json_decref's it),
@@ -125,6 +131,11 @@ int store_q_finding(coll_store *s, int64_t id, json_t **out);
  * "devices":[{"id","last_seen_ms","silent":bool}...],"devices_silent":N,"db_bytes":N,
  * "prune_rows_total":N} */
 int store_q_gauges(coll_store *s, int64_t now_ms, json_t **out);
+
+/* The CLI listings (`edgetrace-collector devices|snapshots|findings`): an array of flat rows
+ * with the CLI's column names; device NULL = all, limit <= 0 = no limit. BADARG for another
+ * `what`. */
+int store_q_list(coll_store *s, const char *what, const char *device, int limit, json_t **out);
 
 /* pprof export: stored sites and stacks, one callback per sample. Frames leaf first; a site
  * from a snapshot carries one frame (its blocked user frame); a finding carries its stack. */

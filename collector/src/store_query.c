@@ -166,7 +166,7 @@ int store_q_devices(coll_store *s, int64_t now_ms, json_t **out)
 {
     json_t *counts = open_counts(s,
                                  "SELECT device, confidence, count(*) FROM findings WHERE status='open'"
-                                 " AND ?1 IS NULL GROUP BY device, confidence",
+                                 " AND ?1=0 GROUP BY device, confidence",
                                  NULL, 0);
     if (!counts)
         return -1;

@@ -682,6 +682,12 @@ def helper_ingest(log):
              f"{stock:.0f}/s (stock coap-server, memory only)", ">= 5000/s", verdict(group >= 5000))]
     if per is not None:
         rows.append(("snapshots/s, DTLS PSK, commit per snapshot", f"{per:.0f}/s", "", "", ""))
+    # full snapshots (16 sites, memstats, /proc, findings): every table of the store written
+    for m in re.finditer(r"^(collector, full[^\n]*?)\s+([\d.]+)/s[^\n]*?db (\d+) B/snapshot", text, re.M):
+        label, r, b = m.group(1).strip(), float(m.group(2)), int(m.group(3))
+        rows.append((f"snapshots/s, {label[len('collector, '):]}", f"{r:.0f}/s", f"{group:.0f}/s (minimal snapshots)",
+                     ">= 5000/s", verdict(r >= 5000)))
+        rows.append((f"database bytes per snapshot, {label[len('collector, '):]}", f"{b} B", "", "", ""))
     table(f"5. Collector ingest{' (' + head.group(1) + ')' if head else ''}", rows)
     return True
 

@@ -2,7 +2,7 @@
  * tools/bench/ingest_bench.sh).
  *
  *   ingest_bench --url coaps://127.0.0.1:5684/s --identity gw-1 --psk HEX
- *                [--sessions S] [--window K] [--count N] [--pad BYTES] [--json]
+ *                [--sessions S] [--window K] [--count N] [--pad BYTES] [--full] [--json]
  *                [--max-seconds T] [--acked-out FILE]
  *
  * Pre-encodes N real snapshot envelopes (wire/, unique ids, device = identity) so encoding is
@@ -12,6 +12,11 @@
  * by code: against edgetrace-collector a 2.01 means "durably committed"; against stock
  * coap-server (-d) the same POSTs are answered from memory, which is the ceiling set by libcoap
  * and DTLS alone on this machine. Single-threaded, one libcoap context.
+ *
+ * --full sends what a real agent sends in steady state (tools/bench/snapshot_sample.h): five
+ * targets, 16 of 50 goroutine sites with the site-reference memo applied, memstats, /proc, and
+ * on every tenth snapshot a goroutine-leak finding with its stack, so the collector stores
+ * the full schema (series, site counts, findings and their history) for each.
  *
  * --acked-out writes the hex id of every snapshot that got a 2.01/2.04, for the test that
  * SIGKILLs the collector under load (tests/integration/test_collector.py): each of those must
@@ -26,6 +31,7 @@
 
 #include "base.h"
 #include "snapshot.h"
+#include "snapshot_sample.h"
 
 #define MAX_SESSIONS 256
 
@@ -123,7 +129,7 @@ int main(int argc, char **argv)
     const char *url = NULL, *identity = "gw-1", *pskhex = NULL, *acked_out = NULL;
     double max_seconds = 300;
     unsigned count = 20000, pad = 0;
-    int json = 0;
+    int json = 0, full = 0;
     B.sessions = 8;
     B.window = 4;
     for (int i = 1; i < argc; i++) {
@@ -144,6 +150,8 @@ int main(int argc, char **argv)
             pad = (unsigned)atoi(argv[++i]);
         else if (!strcmp(a, "--json"))
             json = 1;
+        else if (!strcmp(a, "--full"))
+            full = 1;
         else if (!strcmp(a, "--max-seconds") && v)
             max_seconds = atof(argv[++i]);
         else if (!strcmp(a, "--acked-out") && v)
@@ -184,18 +192,47 @@ int main(int argc, char **argv)
     uint8_t boot[16];
     et_read_boot_id(NULL, boot);
     size_t total_bytes = 0;
+    static et_gprofile gp;
+    static et_site_memo memo[5];
+    et_sample_gprofile(&gp, 50, 2000);
     for (unsigned i = 0; i < B.n; i++) {
         et_snapshot_init(&s);
+        if (full) {
+            unsigned tgt = i % 5;
+            et_sample_snapshot(&s, &gp, 16, i);
+            snprintf(s.service, sizeof s.service, "svc-%u", tgt);
+            snprintf(s.url, sizeof s.url, "http://127.0.0.1:%u", 6060 + tgt);
+            et_snapshot_apply_memo(&s, &memo[tgt], 10);
+            if (i % 10 == 0) {
+                et_finding f;
+                memset(&f, 0, sizeof f);
+                f.kind = ET_F_GOROUTINE_LEAK;
+                f.confidence = ET_C_LIKELY;
+                f.state = ET_G_CHAN_RECV;
+                f.evidence = ET_E_TREND | ET_E_CLUSTER;
+                snprintf(f.fingerprint, sizeof f.fingerprint, "%016x", 0xfeed + tgt);
+                f.site = gp.sites[0].user;
+                snprintf(f.created_by, sizeof f.created_by, "%s", gp.sites[0].created_by);
+                for (unsigned k = 0; k < ET_STACK_MAX; k++)
+                    snprintf(f.stack[k], sizeof f.stack[k], "github.com/acme/billing/internal/pipe.stage%u", k);
+                f.nstack = ET_STACK_MAX;
+                f.count = 100 + i / 10;
+                f.growth_per_min = 2.5;
+                et_snapshot_add_finding(&s, &f);
+            }
+        }
         memcpy(s.boot_id, boot, 16);
         s.seq = i;
         et_snapshot_new_id(s.id, boot, i);
         et_snap_id_hex(s.id, B.hex[i]);
         et_strlcpy(s.device_id, identity, sizeof(s.device_id));
         et_strlcpy(s.board, "bench", sizeof(s.board));
-        et_strlcpy(s.service, "bench", sizeof(s.service));
+        if (!full)
+            et_strlcpy(s.service, "bench", sizeof(s.service));
         s.wall_ms = et_now_wall_ms();
         s.mono_ms = et_now_mono_ms();
-        s.goroutines = 2000;
+        if (!full)
+            s.goroutines = 2000;
         if (pad) {
             for (unsigned k = 0; k < pad && k < sizeof(junk); k++)
                 junk[k] = (uint8_t)(k * 131 + i);

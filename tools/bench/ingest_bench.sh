@@ -35,9 +35,15 @@ run_collector() { # $1 = label, rest = extra serve options
     local pid=$!; PIDS+=("$pid")
     for _ in $(seq 50); do grep -q ready "$DIR/serve.out" 2>/dev/null && break; sleep 0.1; done
     local out; out=$("$GEN" --url coaps://127.0.0.1:$p/s --identity gw-bench --psk "$PSK" --sessions "$SESSIONS" \
-        --window "$WINDOW" --count "$COUNT" --json) || true
+        --window "$WINDOW" --count "$COUNT" ${GEN_EXTRA:-} --json) || true
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-    local rows; rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from snapshots').fetchone()[0])" "$DIR/run.db")
+    # rows, and the database's bytes per stored snapshot once the WAL is folded in
+    local rows; rows=$(python3 -c "
+import sqlite3,sys
+c=sqlite3.connect(sys.argv[1]); c.execute('pragma wal_checkpoint(truncate)')
+n=c.execute('select count(*) from snapshots').fetchone()[0]
+b=c.execute('select page_count*page_size from pragma_page_count(), pragma_page_size()').fetchone()[0]
+print('%d  db %d B/snapshot' % (n, b // max(n, 1)))" "$DIR/run.db")
     local commits; commits=$(grep -o 'commits=[0-9]*' "$DIR/serve-$label.log" | tail -1 | cut -d= -f2)
     echo "$out" | python3 -c "
 import json,sys
@@ -63,4 +69,7 @@ print('%-34s %8.0f/s  answered %d (2.01 %d, 2.04 %d, timeouts %d)  (memory only)
 echo "ingest rate: $COUNT POSTs of real snapshot envelopes, $SESSIONS DTLS PSK sessions x $WINDOW in flight, $(nproc) cores"
 run_collector "collector (group commit, durable)"
 run_collector "collector (commit per snapshot)" --no-group-commit
+# what real agents send: 16 sites (memo refs), memstats, /proc, a finding every tenth
+GEN_EXTRA=--full run_collector "collector, full snapshots (group)"
+GEN_EXTRA=--full run_collector "collector, full, no raw payload" --no-payload
 run_stock
