@@ -88,7 +88,7 @@ int store_prune_step(coll_store *s, const store_retention *r, int64_t now_ms);
 /* Totals since open: rows pruned and rolled up (for /metrics "prune progress"). */
 void store_prune_progress(coll_store *s, int64_t *rows_pruned, int64_t *rows_rolled_up);
 /* A thread with its own handle on PATH running store_prune_step: back to back while there is
- * work (20 ms apart, so ingest's transactions interleave), once a minute when idle. */
+ * work (100 ms apart, so ingest's transactions interleave), once a minute when idle. */
 typedef struct store_pruner store_pruner;
 store_pruner *store_pruner_start(const char *path, const store_retention *r, char *err, size_t errlen);
 void store_pruner_stop(store_pruner *p);

@@ -363,7 +363,7 @@ static void by_state_json(const et_snapshot *w, char *out, size_t cap)
 
 static int put_series(coll_store *s, int64_t tid, const et_snapshot *w, int64_t t, int64_t snap)
 {
-    char bys[ET_G_STATE_COUNT * 32 + 4];
+    char bys[ET_G_STATE_COUNT * 48 + 4];
     sqlite3_stmt *st = s->st[ST_SERIES_INS];
     int down = (w->flags & ET_SNAP_F_TARGET_DOWN) != 0;
     bind_i64(st, 1, tid);

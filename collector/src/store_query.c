@@ -444,7 +444,7 @@ typedef struct bucketer {
     int64_t t;
     int has[NV];
     int64_t v[NV];
-    char by_state[ET_G_STATE_COUNT * 32 + 4];
+    char by_state[ET_G_STATE_COUNT * 48 + 4];
     json_t *tarr, *varr[NV], *bys;
     size_t n;
 } bucketer;
