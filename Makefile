@@ -138,9 +138,9 @@ WEB_FILES := $(sort $(wildcard collector/web/*.html collector/web/*.js collector
 WEB_NPM := $(H)/web
 WEB_UPLOT := $(WEB_NPM)/node_modules/uplot/dist
 $(WEB_NPM)/.ready: collector/web/package.json collector/web/package-lock.json
-	@command -v npm >/dev/null || { echo "error: npm not found: the collector's web page needs it to fetch uPlot (run make setup, or apt-get install npm)" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "error: npm not found: the collector's web page needs it to fetch uPlot (install Node.js and npm, e.g. apt-get install npm)" >&2; exit 1; }
 	@mkdir -p $(WEB_NPM) && cp $^ $(WEB_NPM)/
-	cd $(WEB_NPM) && npm ci --ignore-scripts --no-audit --no-fund --cache $(CACHE)/npm
+	cd $(WEB_NPM) && npm ci --ignore-scripts --prefer-offline --no-audit --no-fund --cache $(CACHE)/npm
 	@touch $@
 $(WEB_ASSETS_C): collector/web/gen_assets.py $(WEB_FILES) $(WEB_NPM)/.ready
 	@mkdir -p $(dir $@)
@@ -273,7 +273,7 @@ demo: setup
 	@$(MAKE) --no-print-directory -j$(JOBS) agent collector lossy-link
 	@$(MAKE) --no-print-directory -j$(JOBS) BOARD=rpi4 agent
 	@$(MAKE) --no-print-directory testsvc GO_VERSIONS=1.23
-	@bash tools/demo.sh
+	@KEEP=$(KEEP) bash tools/demo.sh
 
 bench: setup
 	@$(MAKE) --no-print-directory host-deps

@@ -8,9 +8,13 @@
 #                                 lossy-link (10% loss each way, 80±40 ms)
 #                                      │
 #                               edgetrace-collector ── build/demo/collector.db (SQLite)
+#                                      │ HTTP (loopback): JSON API + the fleet web page
+#                               headless Chromium ── build/demo/fleet.png, finding.png
 #
-# After about a minute it prints the collector's findings, stops everything it started and
-# exits 0 if the leak's site is among them.
+# After about a minute it prints the collector's findings, screenshots the fleet overview and
+# the leak's finding page, prints the page's URL, stops everything it started and exits 0 if
+# the leak's site is among the findings. KEEP=1 (make demo KEEP=1) leaves the collector, the
+# agent and the services running so a person can open the page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +30,11 @@ AGENT=(${QEMU} "build/$BOARD/edgetrace-agent")
 LEAKY=${DEMO_LEAKY:-range-unclosed}
 HEALTHY=${DEMO_HEALTHY:-worker-pool}
 SECONDS_MAX=${DEMO_SECONDS:-120}
+KEEP=${KEEP:-}
 
 pids=()
 cleanup() {
+    [ -n "$KEEP" ] && return
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
@@ -55,9 +61,11 @@ start_svc() { # NAME RATE -> sets svc_url (not a $(...) subshell: the PID must r
 say "provisioning device demo-gw"
 "$COLLECTOR" provision demo-gw --db "$DEMO/collector.db" --out "$DEMO/credentials" >/dev/null
 
-cport=$(free_port); lport=$(free_port)
-say "collector on 127.0.0.1:$cport (DTLS-PSK), database $DEMO/collector.db"
-"$COLLECTOR" serve --db "$DEMO/collector.db" --listen "127.0.0.1:$cport" >"$DEMO/collector.log" 2>&1 &
+cport=$(free_port); lport=$(free_port); hport=$(free_port)
+web="http://127.0.0.1:$hport/"
+say "collector on 127.0.0.1:$cport (DTLS-PSK), database $DEMO/collector.db, web page $web"
+"$COLLECTOR" serve --db "$DEMO/collector.db" --listen "127.0.0.1:$cport" --http "127.0.0.1:$hport" \
+    >"$DEMO/collector.log" 2>&1 &
 pids+=($!)
 
 say "lossy-link 127.0.0.1:$lport -> collector: 10% loss each way, 80±40 ms delay"
@@ -119,9 +127,29 @@ say "findings"
 say "lossy-link counters"
 sleep 1.1; cat "$DEMO/lossy-link.json" 2>/dev/null; echo
 
+# Screenshots of the page as a person sees it, by headless Chromium (the same browser the
+# web tests drive); --virtual-time-budget lets the page fetch its data and draw the plots.
+shot() { # ROUTE FILE
+    chromium --headless=new --no-sandbox --disable-gpu --hide-scrollbars --window-size=1440,1000 \
+        --virtual-time-budget=8000 --screenshot="$2" "$web#$1" >/dev/null 2>&1 || true
+    [ -s "$2" ] && echo "   $2" || echo "   (no screenshot: $2)"
+}
+finding_id=$(curl -sf "${web}api/findings?state=open" | python3 -c "
+import json, sys
+d = json.load(sys.stdin); fs = d if isinstance(d, list) else d.get('findings', [])
+print(next((str(f['id']) for f in fs if f.get('function') == '$expected_fn'), ''))" 2>/dev/null || true)
+say "screenshots of the web page"
+shot / "$PWD/$DEMO/fleet.png"
+[ -n "$finding_id" ] && shot "/findings/$finding_id" "$PWD/$DEMO/finding.png"
+
 if [ $found = 1 ]; then
     say "OK: the leak in $expected_fn reached the collector through the lossy link"
     echo "   query again: $COLLECTOR findings --db $DEMO/collector.db --json"
+    [ -n "$finding_id" ] && echo "   the finding's page: ${web}#/findings/$finding_id"
+    if [ -n "$KEEP" ]; then
+        echo "   KEEP=1: still running (pids ${pids[*]}); stop with: kill ${pids[*]}"
+    fi
+    say "fleet page: $web"
     exit 0
 fi
 say "FAILED: no finding for $expected_fn; see $DEMO/*.log"

@@ -75,8 +75,11 @@
     var t = sessionStorage.getItem(TOKEN_KEY);
     return t ? { Authorization: "Bearer " + t } : {};
   }
+  // Absolute from location.origin: a page opened as http://user:token@host/ (HTTP Basic) has a
+  // document URL with credentials, against which fetch() refuses to resolve a relative path.
+  function url(path) { return location.origin + path; }
   function api(path) {
-    return fetch(path, { headers: authHeaders(), cache: "no-store" }).then(function (r) {
+    return fetch(url(path), { headers: authHeaders(), cache: "no-store" }).then(function (r) {
       if (r.status === 401) throw new NeedToken(!!sessionStorage.getItem(TOKEN_KEY));
       if (!r.ok) {
         return r.json().catch(function () { return {}; }).then(function (b) {
@@ -115,7 +118,7 @@
     var a = e.target.closest && e.target.closest("a[data-download]");
     if (!a || !sessionStorage.getItem(TOKEN_KEY)) return;
     e.preventDefault();
-    fetch(a.getAttribute("href"), { headers: authHeaders() }).then(function (r) {
+    fetch(url(a.getAttribute("href")), { headers: authHeaders() }).then(function (r) {
       if (!r.ok) throw new HttpError(r.status, r.statusText);
       return r.blob();
     }).then(function (b) {
@@ -158,6 +161,7 @@
     var drawn = 0;
     series.forEach(function (s) { s.values.forEach(function (v) { if (v !== null && v !== undefined) drawn++; }); });
     el.setAttribute("data-points", String(drawn));
+    el.setAttribute("data-markers", String((opts.markers || []).length));
     if (!xs.length) {
       el.innerHTML = '<div class="plot-empty">' + esc(title) + ": no data in this range</div>";
       return null;
@@ -273,9 +277,16 @@
           '"><a href="' + href + '" title="' + esc(d.id + " / " + s + ": " + (c.worst || "no open finding")) + '">' + esc(label) + "</a></td>");
       });
       // from the device's own counts, so a device stays marked even past the findings list's limit
-      h.push('<td class="open">' + (d.worst ? counts(d.open_findings) : badge(null)) + '</td><td class="num">' + num(d.targets) + "</td></tr>");
+      h.push('<td class="open">' + (d.worst ? counts(d.open_findings) : d.status === "online" ? badge(null) : '<span class="muted">–</span>') + '</td><td class="num">' + num(d.targets) + "</td></tr>");
     });
     h.push("</tbody></table></div></section>");
+    // the worst open findings under the grid: where in the code, how fast, since when
+    var top = findings.slice().sort(function (a, b) {
+      return (SEVERITY[b.confidence] || 0) - (SEVERITY[a.confidence] || 0) || (b.growth_per_min || 0) - (a.growth_per_min || 0);
+    }).slice(0, 25);
+    h.push('<section class="card"><div class="card-head"><h2>Open findings</h2>' +
+      (findings.length > top.length ? '<a href="#/findings">all ' + num(findings.length) + " →</a>" : "") + "</div>" +
+      findingsTable(top, false) + "</section>");
     app.innerHTML = h.join("");
 
     var filter = document.getElementById("filter"), onlyBad = document.getElementById("only-bad");
@@ -345,7 +356,7 @@
       h.push('<tr class="' + (f.state === "cleared" ? "cleared" : "") + '" data-finding="' + esc(f.id) + '"><td>' + badge(f.confidence) + "</td>" +
         (withState ? "<td>" + esc(f.state) + "</td>" : "") +
         '<td><a href="#/devices/' + enc(f.device) + '">' + esc(f.device) + '</a></td><td><a href="#/targets/' + enc(f.target) + '">' +
-        esc(f.service || "(unnamed)") + '</a></td><td>' + esc(f.kind) + '</td><td><a href="#/findings/' + enc(f.id) + '">' + site(f) +
+        esc(f.service || "(unnamed)") + '</a></td><td>' + esc(f.kind) + '</td><td class="wrap"><a href="#/findings/' + enc(f.id) + '">' + site(f) +
         "</a></td><td>" + esc(f.goroutine_state || "–") + '</td><td class="num">' + num(f.count) + '</td><td class="num">' +
         (f.growth_per_min === null || f.growth_per_min === undefined ? "–" : Number(f.growth_per_min).toFixed(1)) + "</td><td>" +
         when(f.first_seen_ms) + "</td><td>" + when(f.last_seen_ms) + "</td></tr>");
@@ -479,19 +490,21 @@
   }
 
   // ---- router ----------------------------------------------------------------------------
+  // A hand-edited hash with a stray '%' must not throw out of the router.
+  function dec(v) { try { return decodeURIComponent(v); } catch (e) { return v; } }
   function parseHash() {
     var h = location.hash.replace(/^#/, "") || "/";
     var qi = h.indexOf("?"), path = qi >= 0 ? h.slice(0, qi) : h, params = {};
     if (qi >= 0) h.slice(qi + 1).split("&").forEach(function (kv) {
       var p = kv.split("=");
-      if (p[0]) params[decodeURIComponent(p[0])] = decodeURIComponent(p[1] || "");
+      if (p[0]) params[dec(p[0])] = dec(p[1] || "");
     });
-    return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), params: params };
+    return { parts: path.split("/").filter(Boolean).map(dec), params: params };
   }
 
   function route() {
     clearView();
-    var r = parseHash(), p = r.parts, seq = ++renderSeq, view;
+    var r = parseHash(), p = r.parts, seq = ++renderSeq, view, t0 = performance.now();
     document.querySelectorAll("[data-nav]").forEach(function (a) {
       a.classList.toggle("on", (p[0] || "fleet") === a.getAttribute("data-nav") ||
         (a.getAttribute("data-nav") === "findings" && p[0] === "findings" && !p[1]));
@@ -507,6 +520,8 @@
       if (seq !== renderSeq) return;
       setStatus("updated " + new Date().toLocaleTimeString(), "ok");
       document.body.setAttribute("data-view", p[0] || "fleet");
+      // fetch + render time of the view, read by the browser tests to keep the page fast
+      document.body.setAttribute("data-load-ms", String(Math.round(performance.now() - t0)));
       document.body.setAttribute("data-ready", String(seq));
       // the overview follows the fleet live; other pages stay still while someone reads them
       if (!p.length) refreshTimer = setInterval(function () { if (!document.hidden) refresh(seq, r.params); }, 15000);

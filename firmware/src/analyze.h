@@ -174,6 +174,8 @@ typedef struct et_analyzer {
     /* process-wide verdicts from the last evaluation */
     et_an_series_verdict v_total, v_stack, v_heap, v_rss, v_threads;
     int v_heap_site;         /* index into hsites of the growing heap site reported, or -1 */
+    uint64_t heap_anchor;    /* heap site key that inherited the site-less fingerprint (0 = none) */
+    uint8_t heap_siteless;   /* the current heap episode was raised before any site grew */
     int v_thread_site;       /* index into sites of the syscall site that grows with threads, or -1 */
     uint32_t evictions;      /* tracked sites replaced (churn) */
     uint32_t untracked;      /* sites seen that found no slot */

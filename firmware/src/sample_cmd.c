@@ -14,6 +14,7 @@
 
 #include "base.h"
 #include "config.h"
+#include "discover.h"
 #include "finding.h"
 #include "httpc.h"
 #include "loop.h"
@@ -175,8 +176,16 @@ int sample_cmd_main(int argc, char **argv)
      * our namespace. Without it RSS and thread leaks cannot be seen, so say so. */
     if (pu.host[0] && (!strcmp(pu.host, "127.0.0.1") || !strcmp(pu.host, "localhost") || !strcmp(pu.host, "::1")))
         t.pid = et_pid_for_local_port(conf.proc_root, pu.port);
-    if (!t.pid)
+    if (!t.pid) {
         et_info("sample: no local PID found for port %u; /proc figures (RSS, threads) unavailable", pu.port);
+    } else {
+        /* Neither the proto goroutine profile nor debug=1 names the Go release; the binary's
+         * build info does (as discovery reads it for the daemon's targets). */
+        char exe[ET_PATH_MAX + 32];
+        snprintf(exe, sizeof exe, "%s/%d/exe", conf.proc_root[0] ? conf.proc_root : "/proc", t.pid);
+        if (et_elf_go_version_path(exe, run.go_version, sizeof run.go_version) != 1)
+            run.go_version[0] = 0;
+    }
     et_sched_add(sched, &t, 0);
 
     if (et_loop_run(loop) != 0)

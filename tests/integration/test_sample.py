@@ -25,6 +25,8 @@ def test_sample_reports_goroutine_total(go_service, go, board):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["target"] == svc.url
+    # the release comes from the binary's build info (the proto profile does not carry it)
+    assert r["go_version"].startswith("go" + go), r
     # basic runs 16 workers + a ticker loop + main + pprof server: about 25 goroutines
     assert 18 <= r["goroutines"] <= 40, r
     assert r["findings"] == []

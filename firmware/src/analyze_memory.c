@@ -1,0 +1,257 @@
+/* analyze_memory.c - the heap-growth and RSS-growth detectors (policy in analyze.c). */
+#include "analyze_int.h"
+#include "base.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- heap sites ---- */
+
+/* debug=1 heap profiles print sampled counts; estimate the real in-use bytes the way pprof
+ * does (runtime/pprof/protomem.go scaleHeapSample, Go 1.21..1.27): with a sampling rate R and
+ * an average object size s, each sample stands for 1/(1-exp(-s/R)) objects. The header's
+ * "heap/N" is 2*MemProfileRate. Sites merge records of different sizes; their average size
+ * is a fair approximation for a trend. */
+static uint64_t scaled_inuse(const et_hprofile *hp, const et_hsite *h)
+{
+    if (hp->sample_rate < 2 || h->inuse_objects == 0 || h->inuse_bytes == 0)
+        return h->inuse_bytes;
+    double rate = (double)hp->sample_rate / 2.0;
+    double avg = (double)h->inuse_bytes / (double)h->inuse_objects;
+    double p = 1.0 - exp(-avg / rate);
+    if (!(p > 0))
+        return h->inuse_bytes;
+    double v = (double)h->inuse_bytes / p;
+    return v >= 1.8e19 ? UINT64_MAX - 1 : (uint64_t)v;
+}
+
+void an_ingest_heap(et_analyzer *a, const et_hprofile *hp, uint32_t slot)
+{
+    for (int i = 0; i < ET_AN_HSITES; i++)
+        if (a->hsites[i].key)
+            a->hsites[i].inuse[slot] = hp->trunc.sites ? UINT64_MAX : 0;
+    uint32_t ns = hp->nsites < ET_MAX_HSITES ? hp->nsites : ET_MAX_HSITES;
+    for (uint32_t i = 0; i < ns; i++) {
+        const et_hsite *h = &hp->sites[i];
+        if (h->overflow || h->key == 0)
+            continue;
+        int k = -1, victim = -1;
+        uint64_t vlast = UINT64_MAX;
+        for (int j = 0; j < ET_AN_HSITES; j++) {
+            if (a->hsites[j].key == h->key) {
+                k = j;
+                break;
+            }
+            if (a->hsites[j].key == 0) {
+                if (vlast != 0 || victim < 0) {
+                    victim = j;
+                    vlast = 0;
+                }
+                continue;
+            }
+            if (a->hsites[j].growing)
+                continue;
+            uint64_t last = a->hsites[j].inuse[slot] == UINT64_MAX ? 0 : a->hsites[j].inuse[slot];
+            if (last < vlast) {
+                vlast = last;
+                victim = j;
+            }
+        }
+        if (k < 0) {
+            if (victim < 0 || (a->hsites[victim].key && scaled_inuse(hp, h) <= vlast))
+                continue;
+            an_clear_hsite(&a->hsites[victim]);
+            a->hsites[victim].key = h->key;
+            a->hsites[victim].user = h->user;
+            a->hsites[victim].user.func[ET_FUNC_MAX - 1] = 0;
+            a->hsites[victim].user.file[ET_FILE_MAX - 1] = 0;
+            k = victim;
+        }
+        a->hsites[k].inuse[slot] = scaled_inuse(hp, h);
+    }
+}
+
+/* rise / bytes allocated (TotalAlloc) from the window start t0 to t1, the first sample of
+ * the newest GC epoch. Not to the newest sample: the floor only moves at a GC, so counting
+ * what was allocated since would make the retention decay through every epoch (and a
+ * finding flap between likely and suspected until the next GC). */
+static double heap_retention(const et_analyzer *a, double t0, double t1, double rise)
+{
+    uint32_t m = an_win(a);
+    const et_an_rec *first = NULL, *last = NULL;
+    for (uint32_t i = 0; i < m; i++) {
+        const et_an_rec *r = &a->rec[an_slot_of(a, m, i)];
+        if (!(r->flags & ET_AN_HAS_MS) || (double)r->t_ms < t0 || (double)r->t_ms > t1)
+            continue;
+        if (!first)
+            first = r;
+        last = r;
+    }
+    if (!first || last == first || last->total_alloc <= first->total_alloc)
+        return 0;
+    double ret = rise / (double)(last->total_alloc - first->total_alloc);
+    return ret > 1 ? 1 : ret;
+}
+
+/* Heap growth (post-GC floor per epoch, heap sites) and RSS growth outside the Go runtime. */
+void an_eval_memory(et_analyzer *a, an_eval *cx)
+{
+    float scratch[PAIRS_MAX];
+    series s;
+    gresult g;
+    gparams p;
+    memset(&p, 0, sizeof p);
+    const et_an_rec *nr = cx->nr;
+    uint64_t now = cx->now;
+    int total_grows = cx->total_grows;
+
+    /* heap growth */
+    series fl, goal;
+    int ne = an_heap_epochs(a, &fl, &goal);
+    int heap_conf1 = 0;
+    gresult gh;
+    a->v_heap_site = -1;
+    double best_site_rise = 0;
+    for (int i = 0; i < ET_AN_HSITES; i++) {
+        et_an_hsite *h = &a->hsites[i];
+        if (!h->key)
+            continue;
+        an_hsite_series(a, h, &s);
+        p.min_rise = 512.0 * 1024;
+        p.rel = 0.10;
+        p.tol = 0;
+        p.drawdown = 0.25;
+        h->growing = (uint8_t)an_growth_eval(&s, &p, &g, scratch);
+        h->slope_per_min = h->growing ? g.slope : 0;
+        if (h->growing && g.rise > best_site_rise) {
+            best_site_rise = g.rise;
+            a->v_heap_site = i;
+        }
+    }
+    if (ne >= 3 && !total_grows) {
+        p.min_rise = (double)a->conf.min_heap_rise;
+        p.rel = a->conf.min_heap_rel;
+        p.tol = fl.x[0] * 0.005;
+        p.drawdown = 0.25;
+        if (an_growth_eval(&fl, &p, &gh, scratch)) {
+            gresult gg;
+            p.tol = goal.x[0] * 0.005;
+            int goal_grows = an_growth_eval(&goal, &p, &gg, scratch);
+            int site = a->v_heap_site >= 0;
+            /* Retention: how much of what was allocated over the growth window stayed live.
+             * A leak keeps (nearly) everything it allocates there; a heap that is merely
+             * warming up or sawing (a catalog rebuilt, request garbage) frees most of it.
+             * With high retention a few GC cycles are enough; otherwise the floor must have
+             * risen across at least 4 GC cycles. */
+            double retention = heap_retention(a, gh.t0, fl.t[fl.n - 1], gh.rise);
+            /* Steadiness: a leak accumulates, so no single GC epoch carries most of the
+             * rise. A working set built at once (a cache filled, a catalog rebuilt while the
+             * previous generation is still referenced, a config loaded) moves the floor in
+             * one jump, and that jump looks fully retained until the GC after the swap frees
+             * the old copy. Until the floor has risen across 6 epochs, the largest step may
+             * carry at most 2/3 of the climb. */
+            double step_max = 0, step_sum = 0;
+            for (int q = fl.n - gh.L + 1; q < fl.n; q++) {
+                double d = fl.x[q] - fl.x[q - 1];
+                if (d > 0) {
+                    step_sum += d;
+                    if (d > step_max)
+                        step_max = d;
+                }
+            }
+            int steady = gh.k_up >= 6 || (step_sum > 0 && step_max <= step_sum * (2.0 / 3.0));
+            /* The more of what it allocated the process kept, the fewer epochs are needed. */
+            int likely = (goal_grows || site) && steady &&
+                         ((gh.k_up >= 2 && retention >= 0.7) || (gh.k_up >= 3 && retention >= 0.4) || gh.k_up >= 4);
+            heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
+        }
+    }
+    p.drawdown = 0;
+    int was_raised = a->v_heap.confidence1 != 0;
+    an_set_series_verdict(&a->v_heap, heap_conf1, &gh, nr ? nr->heap_inuse : 0, now);
+    /* Fingerprint continuity: an episode raised before any heap site had moved across GCs
+     * carries the site-less fingerprint; the first site that appears later inherits it, so
+     * the collector keeps following one finding instead of seeing it clear and a new one open. */
+    if (!heap_conf1) {
+        a->heap_siteless = 0;
+        a->heap_anchor = 0;
+    } else if (!was_raised) {
+        a->heap_siteless = a->v_heap_site < 0;
+        a->heap_anchor = 0;
+    }
+    if (heap_conf1 && a->heap_siteless && !a->heap_anchor && a->v_heap_site >= 0)
+        a->heap_anchor = a->hsites[a->v_heap_site].key;
+
+    /* RSS outside the Go runtime */
+    an_rec_series(a, F_RSS_OUTSIDE, &s);
+    int rss_conf1 = 0;
+    gresult gr;
+    /* growing goroutines bring stacks and runtime metadata: that is the goroutine finding */
+    if (s.n >= 3 && !total_grows) {
+        const et_an_rec *r0 = NULL;
+        uint32_t m = an_win(a);
+        for (uint32_t i = 0; i < m && !r0; i++) {
+            const et_an_rec *r = &a->rec[an_slot_of(a, m, i)];
+            if ((r->flags & ET_AN_HAS_PROC) && (r->flags & ET_AN_HAS_MS) && r->rss_kb)
+                r0 = r;
+        }
+        p.min_rise = (double)a->conf.min_rss_rise_kb;
+        p.rel = 0;
+        p.tol = 16;
+        if (r0 && a->conf.min_rss_rel * (double)r0->rss_kb > p.min_rise)
+            p.min_rise = a->conf.min_rss_rel * (double)r0->rss_kb;
+        if (an_growth_eval(&s, &p, &gr, scratch))
+            rss_conf1 = 1 + (gr.k_up >= 3 ? ET_C_LIKELY : ET_C_SUSPECTED);
+    }
+    an_set_series_verdict(&a->v_rss, rss_conf1, &gr, nr ? nr->rss_kb * 1024u : 0, now);
+
+}
+
+/* Heap findings: one per growing allocation site while the process heap grows (two leaks in
+ * one service are two findings, each fingerprinted by its site's function), the site that
+ * grew most first; a single site-less finding while no site has moved across GCs yet (the
+ * heap profile is as of the last GC, so a fresh leak has no site for its first epochs). */
+#define HEAP_SITE_FINDINGS 4
+void an_findings_memory(const et_analyzer *a, et_findings *out, uint64_t now)
+{
+    et_finding f;
+    if (a->v_heap.confidence1) {
+        int order[HEAP_SITE_FINDINGS], n = 0;
+        if (a->v_heap_site >= 0)
+            order[n++] = a->v_heap_site;
+        for (int i = 0; i < ET_AN_HSITES && n < HEAP_SITE_FINDINGS; i++)
+            if (i != a->v_heap_site && a->hsites[i].key && a->hsites[i].growing)
+                order[n++] = i;
+        for (int k = 0; k < (n ? n : 1); k++) {
+            memset(&f, 0, sizeof f);
+            f.kind = ET_F_HEAP_GROWTH;
+            f.confidence = (uint8_t)(a->v_heap.confidence1 - 1);
+            f.evidence = ET_E_MEMSTATS;
+            f.growth_per_min = a->v_heap.slope_per_min;
+            f.value = a->v_heap.value;
+            f.first_seen_ms = a->v_heap.first_seen_ms;
+            f.last_seen_ms = now;
+            const et_an_hsite *h = n ? &a->hsites[order[k]] : NULL;
+            if (h) {
+                f.evidence |= ET_E_HEAP_SITE;
+                f.site = h->user;
+                if (k > 0)
+                    f.growth_per_min = h->slope_per_min; /* the process figure belongs to the first */
+            }
+            an_fingerprint(&f, "heap", h && h->key != a->heap_anchor ? h->user.func : "");
+            an_push(out, &f);
+        }
+    }
+    if (a->v_rss.confidence1) {
+        memset(&f, 0, sizeof f);
+        f.kind = ET_F_RSS_GROWTH;
+        f.confidence = (uint8_t)(a->v_rss.confidence1 - 1);
+        f.evidence = ET_E_PROC | ET_E_MEMSTATS;
+        f.growth_per_min = a->v_rss.slope_per_min * 1024.0; /* KiB/min -> bytes/min */
+        f.value = a->v_rss.value;
+        f.first_seen_ms = a->v_rss.first_seen_ms;
+        f.last_seen_ms = now;
+        an_fingerprint(&f, "rss", "");
+        an_push(out, &f);
+    }
+}
