@@ -167,6 +167,9 @@ $(H)/$(basename $(notdir $(1))): $(1) $$(H_AGENT_OBJS)
 endef
 $(foreach t,$(HOST_TOOL_SRCS),$(eval $(call host_tool_rule,$(t))))
 host-tools: $(HOST_TOOLS)
+# The API bench's database generator writes through the collector's own store (tools/bench/api/).
+$(H)/api_dbgen: tools/bench/api/api_dbgen.c $(filter-out $(H)/obj/collector/src/main.o,$(COLL_OBJS))
+	$(HOST_CC) $(HOST_CFLAGS) $^ $(HOST_LIBS) -o $@
 
 lossy-link: $(H)/lossy-link
 $(H)/lossy-link: tools/lossy-link/lossy-link.c

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every speed, size and memory figure of edgetrace side by side with a baseline.
 #
-#   bash tools/bench/run.sh [SECTION...]      sections: parse detect snapshot trace ingest size flash
+#   bash tools/bench/run.sh [SECTION...]      sections: parse detect snapshot trace ingest size flash api
 #
 # `make bench` builds the agent, collector, lossy-link and the Go test services first; the
 # host tools (build/host/parse_bench, snapshot_bench, ...) are built here if missing.
@@ -43,7 +43,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 SECTIONS=("$@")
-[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect snapshot trace ingest size flash)
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect snapshot trace ingest size flash api)
 
 declare -A status
 declare -A took
@@ -124,7 +124,9 @@ for s in "${SECTIONS[@]}"; do
         "5. Collector ingest: the collector helper's bench (its own output, then the table)" ;;
     flash) printf '\n7. Flash wear: bytes the spool writes per snapshot and per day (build/host/flash_bench)\n'
         run_section flash 120 "$ET_BUILD/host/flash_bench" ;;
-    *) echo "unknown section $s (parse detect snapshot trace ingest size flash)"; failed=1 ;;
+    api) helper_bench api api_bench 2400 \
+        "8. HTTP API latency on a fleet-sized database, and ingest while the API is hammered" ;;
+    *) echo "unknown section $s (parse detect snapshot trace ingest size flash api)"; failed=1 ;;
     esac
 done
 
