@@ -172,6 +172,9 @@ $(H)/$(basename $(notdir $(1))): $(1) $$(H_AGENT_OBJS)
 endef
 $(foreach t,$(HOST_TOOL_SRCS),$(eval $(call host_tool_rule,$(t))))
 host-tools: $(HOST_TOOLS)
+# The API bench's database generator writes through the collector's own store (tools/bench/api/).
+$(H)/api_dbgen: tools/bench/api/api_dbgen.c $(filter-out $(H)/obj/collector/src/main.o,$(COLL_OBJS))
+	$(HOST_CC) $(HOST_CFLAGS) $^ $(HOST_LIBS) -o $@
 
 lossy-link: $(H)/lossy-link
 $(H)/lossy-link: tools/lossy-link/lossy-link.c
@@ -215,7 +218,13 @@ $(XT)/$(1): tests/unit/$(1).c $$(XT_AGENT_OBJS)
 	$$(AGENT_CC) $$(AGENT_CFLAGS) -D_UINTPTR_T_DEFINED $$(AGENT_LDFLAGS) $$^ -lcmocka-static $$(DEP_LIBS) -o $$@
 endef
 $(foreach t,$(filter-out test_collector_%,$(basename $(notdir $(UNIT_TESTS)))),$(eval $(call unit_cross_rule,$(t))))
-unit-cross: $(XT_BINS)
+# Test drivers (tools/et-push.c, tools/spool-crashtest.c) cross-built for qemu-user: the test
+# harness runs on the board's architecture without being part of the device binary.
+XT_TOOLS := $(XT)/et-push $(XT)/spool-crashtest
+$(XT)/et-push $(XT)/spool-crashtest: $(XT)/%: tools/%.c $(XT_AGENT_OBJS)
+	@mkdir -p $(XT)
+	$(AGENT_CC) $(AGENT_CFLAGS) $(AGENT_LDFLAGS) $^ $(DEP_LIBS) -o $@
+unit-cross: $(XT_BINS) $(XT_TOOLS)
 
 # libFuzzer targets (clang), same linking rule as the unit tests.
 FZ := build/fuzz
@@ -251,15 +260,28 @@ image: all-boards collector
 # ---- the two commands ------------------------------------------------------------------------
 TEST_BOARDS_QEMU := rpi4 bbb
 PYTEST := /usr/bin/python3 -m pytest
+PYTEST_PATHS ?= tests/integration
 
-test: setup
+test: test-build
+	@$(MAKE) --no-print-directory run-tests
+
+# Everything the tests need, built (and installed on a fresh machine) once.
+.PHONY: test-build test-unit test-integration
+test-build: setup
 	@$(MAKE) --no-print-directory host-deps
 	@$(MAKE) --no-print-directory -j$(JOBS) all-boards
 	@$(MAKE) --no-print-directory -j$(JOBS) collector lossy-link host-tools unit-host fuzz
 	@for b in $(TEST_BOARDS_QEMU); do $(MAKE) --no-print-directory -j$(JOBS) BOARD=$$b unit-cross || exit 1; done
 	@$(MAKE) --no-print-directory testsvc
 	@$(MAKE) --no-print-directory -s size
-	@$(MAKE) --no-print-directory run-tests
+
+# Quick loops: the unit tests (host ASan/UBSan, qemu cross builds) and fuzz smoke runs, or
+# every test with real processes; `make run-tests PYTEST_PATHS=tests/integration/test_web.py`
+# runs one module.
+test-unit: test-build
+	@$(MAKE) --no-print-directory run-tests PYTEST_PATHS=tests/integration/test_unit.py
+test-integration: test-build
+	@$(MAKE) --no-print-directory run-tests PYTEST_ARGS="--ignore=tests/integration/test_unit.py $(PYTEST_ARGS)"
 
 .PHONY: run-tests unit-host unit-cross
 run-tests:
@@ -269,7 +291,7 @@ run-tests:
 	ET_AGENT_BBB=$(CURDIR)/build/bbb/edgetrace-agent ET_QEMU_BBB="$(shell $(MAKE) -s --no-print-directory BOARD=bbb print-qemu)" \
 	ET_COLLECTOR=$(CURDIR)/build/host/edgetrace-collector ET_LOSSY_LINK=$(CURDIR)/build/host/lossy-link \
 	ET_TESTSVC=$(TESTSVC) ET_GO_VERSIONS="$(GO_VERSIONS)" \
-	$(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	$(PYTEST) -q -p no:cacheprovider $(PYTEST_PATHS) $(PYTEST_ARGS)
 
 .PHONY: print-qemu
 print-qemu:

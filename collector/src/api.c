@@ -86,7 +86,8 @@ static void pprof_reply(api_ctx *ctx, api_response *out, const api_request *r)
     char *name = out->disposition;
     if (r->route == API_TARGET_PPROF) {
         rc = store_q_sites_at(ctx->ro, r->id, r->has_at ? r->at_ms : 0, &snap_ms, add_site, b);
-        snprintf(name, sizeof(out->disposition), "goroutine-target%lld-%lld.pb.gz", (long long)r->id, (long long)snap_ms);
+        snprintf(name, sizeof(out->disposition), "goroutine-target%lld-%lld.pb.gz", (long long)r->id,
+                 (long long)snap_ms);
     } else {
         rc = store_q_finding_stack(ctx->ro, r->id, add_site, b);
         snprintf(name, sizeof(out->disposition), "goroutine-finding%lld.pb.gz", (long long)r->id);

@@ -198,7 +198,8 @@ static void render_fleet(FILE *f, json_t *g)
     }
     head(f, "edgetrace_database_size_bytes", "gauge", "Bytes the collector database occupies.");
     fprintf(f, "edgetrace_database_size_bytes %lld\n", jint(g, "db_bytes"));
-    counter(f, "edgetrace_prune_rows_total", "Rows pruned or downsampled by retention since start.",
+    counter(f, "edgetrace_prune_rows_total",
+            "Rows pruned or downsampled by retention (kept in the database: survives restarts).",
             (uint64_t)jint(g, "prune_rows_total"));
 }
 

@@ -35,7 +35,7 @@ typedef struct scache_ent {
 
 enum {
     ST_PSK_GET, ST_SNAP_INS, ST_TARGET_INS, ST_TARGET_GET, ST_TARGET_FLUSH, ST_SERIES_INS, ST_SITE_UPSERT,
-    ST_SITECOUNT_INS, ST_FINDING_GET, ST_FINDING_INS, ST_FINDING_UPD, ST_FINDING_EVENT, ST_FINDING_COUNT,
+    ST_SITECOUNT_INS, ST_FINDING_GET, ST_FINDING_INS, ST_FINDING_UPD, ST_FINDING_SURV, ST_FINDING_EVENT, ST_FINDING_COUNT,
     ST_FINDING_OPEN, ST_FINDING_CLEAR, ST_DEVICE_SEEN, ST_ATTACH_INS, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
     ST_COUNT
 };
@@ -54,7 +54,7 @@ struct coll_store {
                                   store_pg_* (store_pg_int.h) and nothing above is SQLite's */
 };
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* store_schema.c: creates or upgrades the schema to STORE_SCHEMA_VERSION. 0 or -1 (err). */
 int store_schema_migrate(sqlite3 *db, char *err, size_t errlen);

@@ -74,6 +74,8 @@ static const char *const SQL[ST_COUNT] = {
         " go_version=CASE WHEN ?14>=last_seen THEN ?17 ELSE go_version END,"
         " status=coalesce(?18,status), cleared_at=CASE WHEN ?18='open' THEN NULL ELSE cleared_at END,"
         " last_seen=max(last_seen,?14) WHERE id=?1",
+    /* the survivor evidence of the newest snapshot that carried any */
+    [ST_FINDING_SURV] = "UPDATE findings SET survivors=?2, survivors_of=?3, oldest_id=?4, wait_hist=?5 WHERE id=?1",
     [ST_FINDING_EVENT] = "INSERT INTO finding_events(finding,t,event,confidence) VALUES(?1,?2,?3,?4)",
     [ST_FINDING_COUNT] = "INSERT OR REPLACE INTO finding_counts(finding,t,count) VALUES(?1,?2,?3)",
     [ST_FINDING_OPEN] = "SELECT id, fingerprint, confidence FROM findings WHERE target=?1 AND status='open'",
@@ -489,6 +491,7 @@ static int put_finding(coll_store *s, const char *device, int64_t tid, const et_
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return -1;
+    int existing = fid != 0;
 
     if (!fid) {
         st = s->st[ST_FINDING_INS];
@@ -546,6 +549,19 @@ static int put_finding(coll_store *s, const char *device, int64_t tid, const et_
         bind_text(st, 17, w->go_version);
         if (newstatus)
             bind_text(st, 18, newstatus);
+        if (step_done(st))
+            return -1;
+    }
+    if ((f->survivors_of || f->oldest_id) && (!existing || t >= last_seen)) {
+        char hist[64];
+        snprintf(hist, sizeof hist, "[%u,%u,%u,%u]", f->wait_hist[0], f->wait_hist[1], f->wait_hist[2],
+                 f->wait_hist[3]);
+        st = s->st[ST_FINDING_SURV];
+        bind_i64(st, 1, fid);
+        bind_i64(st, 2, f->survivors);
+        bind_i64(st, 3, f->survivors_of);
+        bind_u64(st, 4, f->oldest_id);
+        bind_text(st, 5, hist);
         if (step_done(st))
             return -1;
     }

@@ -321,10 +321,11 @@ int store_q_device(coll_store *s, const char *device, int64_t now_ms, json_t **o
     "SELECT f.id, f.device, f.target, t.service, f.kind, f.confidence, f.status, f.function, f.file, f.line," \
     " f.state, f.count, f.growth_per_min, f.first_seen, f.last_seen, f.snapshots, f.fingerprint,"         \
     " f.evidence, f.created_by, f.stack, f.oldest_wait_s, f.value, coalesce(f.go_version, t.go_version),"  \
-    " f.max_count, f.cleared_at FROM findings f JOIN targets t ON t.id=f.target"
+    " f.max_count, f.cleared_at, f.survivors, f.survivors_of, f.oldest_id, f.wait_hist"                    \
+    " FROM findings f JOIN targets t ON t.id=f.target"
 
 static const char *const EVIDENCE[] = {"trend",        "cluster",   "wait",     "trace", "gc-proof",
-                                       "stack-growth", "heap-site", "memstats", "proc"};
+                                       "stack-growth", "heap-site", "memstats", "proc", "survivors"};
 
 static json_t *finding_json(sqlite3_stmt *st, int detail)
 {
@@ -365,6 +366,16 @@ static json_t *finding_json(sqlite3_stmt *st, int detail)
     json_object_set_new(f, "go_version", col_text(st, 22));
     json_object_set_new(f, "max_count", col_int(st, 23));
     json_object_set_new(f, "cleared_ms", col_int(st, 24));
+    /* why a slow leak was raised: of the oldest goroutines an earlier debug=2 dump saw at the
+     * site, how many are still parked there (null when no dump compared them) */
+    json_object_set_new(f, "survivors", col_int(st, 25));
+    json_object_set_new(f, "survivors_of", col_int(st, 26));
+    json_object_set_new(f, "oldest_id", col_int(st, 27));
+    const char *wh = (const char *)sqlite3_column_text(st, 28);
+    json_t *hj = wh ? json_loads(wh, 0, NULL) : NULL;
+    json_object_set_new(f, "wait_hist", json_is_array(hj) ? hj : json_null());
+    if (hj && !json_is_array(hj))
+        json_decref(hj);
     return f;
 }
 

@@ -153,7 +153,16 @@ static const char V2[] =
     "  count_min INTEGER, count_max INTEGER, count_last INTEGER, PRIMARY KEY(target, key, t)) WITHOUT ROWID;"
     "UPDATE meta SET value='2' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2};
+/* v3: the survivor evidence of a slow leak (wire schema 2, finding keys 16-19): why it was
+ * raised, shown on the finding page. */
+static const char V3[] =
+    "ALTER TABLE findings ADD COLUMN survivors INTEGER;"
+    "ALTER TABLE findings ADD COLUMN survivors_of INTEGER;"
+    "ALTER TABLE findings ADD COLUMN oldest_id INTEGER;"
+    "ALTER TABLE findings ADD COLUMN wait_hist TEXT;"
+    "UPDATE meta SET value='3' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3};
 
 int store_schema_read(sqlite3 *db)
 {

@@ -454,6 +454,11 @@
         fact("First seen", when(f.first_seen_ms)) + fact("Last seen", when(f.last_seen_ms)) +
         fact("Snapshots", num(f.snapshots)) + fact("Go", esc(f.go_version || "–")) +
         fact("Evidence", (f.evidence || []).map(function (e) { return '<span class="chip">' + esc(e) + "</span>"; }).join(" ") || "–") +
+        (f.survivors_of ? fact("Survivors", '<span id="survivors">' + num(f.survivors) + " of the " + num(f.survivors_of) +
+          " oldest goroutines of an earlier dump still parked, none woke</span>" +
+          (f.oldest_id ? ' <span class="muted small">(oldest goroutine ' + esc(f.oldest_id) + ")</span>" : "")) : "") +
+        (Array.isArray(f.wait_hist) ? fact("Waiting", ["&lt; 1 min", "1–4 min", "5–29 min", "≥ 30 min"].map(function (l, i) {
+          return num(f.wait_hist[i]) + " " + l; }).join(", ")) : "") +
         fact("Fingerprint", "<code>" + esc(f.fingerprint || "–") + "</code>") + "</dl>");
       h.push('<div class="downloads"><a class="button" href="/api/findings/' + enc(f.id) + '/profile.pb.gz" data-download="finding-' +
         esc(f.id) + '.pb.gz">Download profile (pprof)</a> <a class="button secondary" href="/api/targets/' + enc(f.target) +

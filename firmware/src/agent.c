@@ -25,9 +25,15 @@
 #include "snapshot.h"
 #include "spool.h"
 #include "uplink.h"
+#include "uplink_creds.h"
 
 #define DISCOVER_PERIOD_MS 60000u
 #define SPOOL_TICK_MS 1000u
+/* The /proc scan runs SCAN_BUDGET entries (fd readlinks) per loop turn, one turn every
+ * SCAN_STEP_MS: a few ms of work at a time, so CoAP retransmissions and HTTP timeouts keep
+ * their deadlines while a Go server with 16k fds is scanned. */
+#define SCAN_BUDGET 256u
+#define SCAN_STEP_MS 5u
 
 typedef struct agent {
     et_config conf;
@@ -38,13 +44,14 @@ typedef struct agent {
     et_uplink *up;
     et_wire_enc *enc;
     uint8_t boot_id[16];
-    uint64_t seq;
     int sigfd;
     int stopping;
     /* discovery */
     et_target_set found;
     et_confirm_job confirm;
-    int confirming;
+    int confirming;                  /* scan or confirm in progress */
+    et_scan_job scan;
+    et_timer_id scan_timer;
     et_discover_opts dopts;
     /* per-sampler site memos for the steady-state site references */
     struct {
@@ -56,6 +63,16 @@ typedef struct agent {
     uint64_t snapshots, spool_errors;
     uint8_t *dict; /* zstd dictionary ([uplink] dict), kept for the encoder's lifetime */
     size_t dict_len;
+    /* credentials: watched while running (uplink_creds.h); cur is what the uplink uses */
+    et_creds_watch cw;
+    int watch_creds;
+    int have_creds;
+    struct {
+        char device_id[64];
+        uint8_t psk[ET_UPLINK_PSK_MAX];
+        size_t psk_len;
+        char collector[160];
+    } cur;
 } agent;
 
 static et_site_memo *memo_for(agent *a, const et_sampler *sp)
@@ -79,11 +96,13 @@ static void on_cycle(void *ud, const et_cycle *c)
     et_snapshot *s = &a->snap;
     const et_sample_target *t = c->target;
     et_snapshot_init(s);
-    et_snapshot_new_id(s->id, a->boot_id, a->seq);
+    /* seq comes from the spool state, so it keeps rising across agent restarts */
+    uint64_t seq = spool_next_seq(a->sp);
+    et_snapshot_new_id(s->id, a->boot_id, seq);
     et_strlcpy(s->device_id, a->conf.device_id, sizeof s->device_id);
     et_strlcpy(s->board, ET_BOARD, sizeof s->board);
     et_strlcpy(s->agent_version, ET_VERSION, sizeof s->agent_version);
-    s->seq = a->seq++;
+    s->seq = seq;
     memcpy(s->boot_id, a->boot_id, sizeof s->boot_id);
     s->mono_ms = c->t_ms;
     s->wall_ms = et_now_wall_ms();
@@ -233,22 +252,48 @@ static void on_confirmed(void *ud)
     apply_targets(a);
 }
 
+static void scan_done(agent *a)
+{
+    if (!a->conf.discover) {
+        a->confirming = 0;
+        apply_targets(a);
+        return;
+    }
+    if (et_discover_confirm_start(&a->confirm, a->http, &a->found, a->conf.proc_root, 2000, on_confirmed, a) < 0) {
+        a->confirming = 0;
+        apply_targets(a);
+    }
+}
+
+static void on_scan_step(et_loop *l, et_timer_id id, void *ud)
+{
+    agent *a = ud;
+    if (!et_discover_scan_step(&a->scan, SCAN_BUDGET))
+        return;
+    et_loop_cancel_timer(l, id);
+    a->scan_timer = 0;
+    scan_done(a);
+}
+
 static void discover_now(agent *a)
 {
     if (a->confirming)
         return;
-    if (et_discover_scan(&a->conf, &a->dopts, &a->found) < 0) {
+    if (et_discover_scan_start(&a->scan, &a->conf, &a->dopts, &a->found) < 0) {
         et_warn("discovery: cannot read %s", a->conf.proc_root);
         return;
     }
-    if (!a->conf.discover) {
-        apply_targets(a);
+    a->confirming = 1;
+    if (a->scan.done) {
+        scan_done(a);
         return;
     }
-    a->confirming = 1;
-    if (et_discover_confirm_start(&a->confirm, a->http, &a->found, a->conf.proc_root, 2000, on_confirmed, a) < 0) {
-        a->confirming = 0;
-        apply_targets(a);
+    a->scan_timer = et_loop_add_timer(a->loop, 0, SCAN_STEP_MS, on_scan_step, a);
+    if (!a->scan_timer) {
+        /* timer table full: scan in one go rather than not at all */
+        while (!et_discover_scan_step(&a->scan, UINT32_MAX))
+            ;
+        scan_done(a);
     }
 }
 
@@ -267,6 +312,8 @@ static void on_spool_tick(et_loop *l, et_timer_id id, void *ud)
     spool_tick(a->sp);
 }
 
+static void on_creds_timer(et_loop *l, et_timer_id id, void *ud);
+
 static void on_signal(et_loop *l, int fd, unsigned ev, void *ud)
 {
     (void)ev;
@@ -275,6 +322,8 @@ static void on_signal(et_loop *l, int fd, unsigned ev, void *ud)
     while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGHUP) {
             discover_now(a);
+            if (a->watch_creds)
+                on_creds_timer(l, 0, a); /* and look at the credentials file now */
             continue;
         }
         et_info("signal %u: stopping", si.ssi_signo);
@@ -304,9 +353,120 @@ static void default_device_id(char *out, size_t cap)
     }
 }
 
+/* ---- credentials ----------------------------------------------------------------------- */
+
+/* What the file says, once per change (et_creds_poll reports each state once). */
+static void report_creds(agent *a, int ev, const char *why)
+{
+    if (ev == ET_CREDS_MISSING && !a->have_creds)
+        et_warn("no credentials at %s: sampling and spooling; snapshots are delivered once they exist (%s)",
+                a->cw.path, why);
+    else if (ev == ET_CREDS_MISSING)
+        et_warn("credentials %s are gone (%s): the ones loaded before stay in use", a->cw.path, why);
+    else if (ev == ET_CREDS_BAD)
+        et_error("credentials %s (%llu bad so far): %s", why,
+                 (unsigned long long)a->cw.load_errors,
+                 a->have_creds ? "the ones loaded before stay in use"
+                               : "sampling and spooling; snapshots are delivered once the file is valid");
+}
+
+static void remember_creds(agent *a, const et_uplink_params *up)
+{
+    et_creds_wipe(&a->cur, sizeof a->cur);
+    et_strlcpy(a->cur.device_id, up->device_id, sizeof a->cur.device_id);
+    memcpy(a->cur.psk, up->psk, up->psk_len);
+    a->cur.psk_len = up->psk_len;
+    et_strlcpy(a->cur.collector, up->collector, sizeof a->cur.collector);
+}
+
+/* [uplink] settings on top of what the credentials file gave (its collector only if the
+ * config names none), then the uplink, which drains whatever the spool holds. */
+static int uplink_open(agent *a, et_uplink_params *up, char *err, size_t errlen)
+{
+    if (a->conf.collector[0])
+        et_strlcpy(up->collector, a->conf.collector, sizeof up->collector);
+    if (!up->collector[0]) {
+        if (a->have_creds)
+            remember_creds(a, up);
+        return 0; /* nowhere to send: the caller says so */
+    }
+    up->ack_timeout_ms = a->conf.ack_timeout_ms;
+    up->max_retransmit = a->conf.max_retransmit;
+    up->budget_bytes_per_day = a->conf.budget_bytes_per_day;
+    if (a->conf.pki_cert[0]) {
+        et_strlcpy(up->pki_cert, a->conf.pki_cert, sizeof up->pki_cert);
+        et_strlcpy(up->pki_key, a->conf.pki_key, sizeof up->pki_key);
+        et_strlcpy(up->pki_ca, a->conf.pki_ca, sizeof up->pki_ca);
+        up->insecure_skip_verify = a->conf.insecure_skip_verify;
+    }
+    up->hold_max_ms = a->conf.hold_max_ms;
+    et_strlcpy(up->state_dir, a->conf.spool_dir, sizeof up->state_dir);
+    if (!up->device_id[0])
+        et_strlcpy(up->device_id, a->conf.device_id, sizeof up->device_id);
+    a->up = et_uplink_create(a->loop, a->sp, up, err, errlen);
+    if (!a->up)
+        return -1;
+    /* The DTLS identity is what the collector believes; keep the snapshot's device id
+     * the same so that the two never disagree. */
+    et_strlcpy(a->conf.device_id, up->device_id, sizeof a->conf.device_id);
+    remember_creds(a, up);
+    et_uplink_kick(a->up); /* whatever is in the spool: an earlier run's, or this one's */
+    return 0;
+}
+
+/* A valid file appeared or changed: the first one starts the uplink; a new key (rotation)
+ * makes it drop its session and handshake again; the same contents (touch, a Secret
+ * re-projected) change nothing. */
+static void take_creds(agent *a, et_uplink_params *np)
+{
+    char err[256];
+    int first = !a->have_creds;
+    if (!first && !strcmp(np->device_id, a->cur.device_id) && np->psk_len == a->cur.psk_len &&
+        !memcmp(np->psk, a->cur.psk, np->psk_len) && !strcmp(np->collector, a->cur.collector))
+        return;
+    a->have_creds = 1;
+    int moved = strcmp(np->collector, a->cur.collector) && !a->conf.collector[0];
+    if (a->up && !moved) {
+        if (et_uplink_set_identity(a->up, np->device_id, np->psk, np->psk_len) == 0) {
+            remember_creds(a, np);
+            et_strlcpy(a->conf.device_id, np->device_id, sizeof a->conf.device_id);
+            et_warn("credentials %s: new key for %s: new DTLS session", a->cw.path, np->device_id);
+        }
+        return;
+    }
+    if (a->up) {
+        /* the file names another collector: a new uplink (the spool keeps what was in flight) */
+        et_uplink_destroy(a->up);
+        a->up = NULL;
+    }
+    if (uplink_open(a, np, err, sizeof err) != 0)
+        et_error("credentials %s: uplink: %s; sampling and spooling go on", a->cw.path, err);
+    else if (!a->up)
+        et_warn("credentials %s: no collector ([uplink] collector or the file's): snapshots stay in the spool",
+                a->cw.path);
+    else
+        et_warn("credentials %s: loaded for %s: delivering the spooled snapshots", a->cw.path, a->conf.device_id);
+}
+
+static void on_creds_timer(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    agent *a = ud;
+    static et_uplink_params np; /* ~1 KB: not on every tick's stack */
+    char err[256];
+    et_uplink_params_defaults(&np);
+    int ev = et_creds_poll(&a->cw, &np, &np, err, sizeof err);
+    if (ev == ET_CREDS_LOADED)
+        take_creds(a, &np);
+    else if (ev != ET_CREDS_UNCHANGED)
+        report_creds(a, ev, err);
+    et_creds_wipe(&np, sizeof np);
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: edgetrace-agent run [--config FILE] [-v]\n");
+    fprintf(stderr, "usage: edgetrace-agent run [--config FILE] [--device-id ID] [-v]\n");
 }
 
 
@@ -334,10 +494,13 @@ static int load_dict(agent *a, char *err, size_t errlen)
 int agent_run_main(int argc, char **argv)
 {
     const char *conf_path = "/etc/edgetrace/agent.conf";
+    const char *device_id = NULL;
     int verbose = 0;
     for (int i = 2; i < argc; i++) {
         if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
             conf_path = argv[++i];
+        else if (!strcmp(argv[i], "--device-id") && i + 1 < argc)
+            device_id = argv[++i];
         else if (!strcmp(argv[i], "-v"))
             verbose++;
         else {
@@ -355,6 +518,12 @@ int agent_run_main(int argc, char **argv)
         return 2;
     }
     et_log_level = a->conf.log_level + verbose;
+    /* --device-id beats [agent] device_id: a DaemonSet passes the node name ($(NODE_NAME)) to
+     * one ConfigMap shared by every node. */
+    if (device_id && et_strlcpy(a->conf.device_id, device_id, sizeof a->conf.device_id)) {
+        fprintf(stderr, "edgetrace-agent: --device-id too long\n");
+        return 2;
+    }
     if (!a->conf.device_id[0])
         default_device_id(a->conf.device_id, sizeof a->conf.device_id);
     if (et_read_boot_id(NULL, a->boot_id) != 0)
@@ -388,46 +557,44 @@ int agent_run_main(int argc, char **argv)
         return 1;
     }
 
-    /* The collector address comes from [uplink] collector, or else from the credentials
-     * file that `edgetrace-collector provision --collector URL` wrote. */
+    /* The credentials file may be absent (not provisioned yet, or the node's key not yet in
+     * the Kubernetes Secret), unreadable or broken: the agent samples and spools anyway and
+     * watches the file, so the backlog goes as soon as a valid file appears. */
+    char cpath[sizeof a->cw.path];
+    if (a->conf.credentials_dir[0]) {
+        if (et_creds_path_in_dir(a->conf.credentials_dir, a->conf.device_id, cpath, sizeof cpath) != 0) {
+            fprintf(stderr, "edgetrace-agent: credentials_dir %s: device id '%s' cannot name a file in it\n",
+                    a->conf.credentials_dir, a->conf.device_id);
+            return 2;
+        }
+    } else {
+        et_strlcpy(cpath, a->conf.credentials, sizeof cpath);
+    }
+    et_creds_watch_init(&a->cw, cpath);
+    a->watch_creds = !a->conf.pki_cert[0]; /* certificates instead of the PSK: nothing to watch */
     et_uplink_params up;
     et_uplink_params_defaults(&up);
-    int have_creds = access(a->conf.credentials, R_OK) == 0;
-    if (have_creds && et_uplink_load_credentials(a->conf.credentials, &up, err, sizeof err) != 0) {
-        fprintf(stderr, "edgetrace-agent: credentials %s: %s\n", a->conf.credentials, err);
-        return 2;
+    if (a->watch_creds) {
+        int ev = et_creds_poll(&a->cw, &up, &up, err, sizeof err);
+        if (ev == ET_CREDS_LOADED)
+            a->have_creds = 1;
+        else
+            report_creds(a, ev, err);
     }
     if (a->conf.collector[0])
         et_strlcpy(up.collector, a->conf.collector, sizeof up.collector);
-    if (up.collector[0]) {
-        if (!have_creds && !a->conf.pki_cert[0] && !strncmp(up.collector, "coaps:", 6)) {
-            fprintf(stderr, "edgetrace-agent: credentials %s: %s\n", a->conf.credentials, strerror(errno));
-            return 2;
-        }
-        up.ack_timeout_ms = a->conf.ack_timeout_ms;
-        up.max_retransmit = a->conf.max_retransmit;
-        up.budget_bytes_per_day = a->conf.budget_bytes_per_day;
-        if (a->conf.pki_cert[0]) {
-            et_strlcpy(up.pki_cert, a->conf.pki_cert, sizeof up.pki_cert);
-            et_strlcpy(up.pki_key, a->conf.pki_key, sizeof up.pki_key);
-            et_strlcpy(up.pki_ca, a->conf.pki_ca, sizeof up.pki_ca);
-            up.insecure_skip_verify = a->conf.insecure_skip_verify;
-        }
-        up.hold_max_ms = a->conf.hold_max_ms;
-        et_strlcpy(up.state_dir, a->conf.spool_dir, sizeof up.state_dir);
-        if (!up.device_id[0])
-            et_strlcpy(up.device_id, a->conf.device_id, sizeof up.device_id);
-        /* The DTLS identity is what the collector believes; keep the snapshot's device id
-         * the same so that the two never disagree. */
-        et_strlcpy(a->conf.device_id, up.device_id, sizeof a->conf.device_id);
-        a->up = et_uplink_create(a->loop, a->sp, &up, err, sizeof err);
-        if (!a->up) {
+    if (a->have_creds || a->conf.pki_cert[0] || !strncmp(up.collector, "coap:", 5)) {
+        /* a plain coap:// collector (tests) names the device by query: no key needed */
+        if (uplink_open(a, &up, err, sizeof err) != 0) {
             fprintf(stderr, "edgetrace-agent: uplink: %s\n", err);
             return 1;
         }
-    } else {
-        et_warn("no collector configured ([uplink] collector or the credentials file): snapshots stay in the spool");
     }
+    et_creds_wipe(&up, sizeof up);
+    if (!a->up && a->have_creds)
+        et_warn("no collector configured ([uplink] collector or the credentials file): snapshots stay in the spool");
+    if (a->watch_creds)
+        et_loop_add_timer(a->loop, ET_CREDS_POLL_MS, ET_CREDS_POLL_MS, on_creds_timer, a);
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -446,8 +613,6 @@ int agent_run_main(int argc, char **argv)
     discover_now(a);
     et_loop_add_timer(a->loop, DISCOVER_PERIOD_MS, DISCOVER_PERIOD_MS, on_discover_timer, a);
     et_loop_add_timer(a->loop, SPOOL_TICK_MS, SPOOL_TICK_MS, on_spool_tick, a);
-    if (a->up)
-        et_uplink_kick(a->up); /* whatever an earlier run left in the spool */
     et_info("device %s: running", a->conf.device_id);
 
     int rc = et_loop_run(a->loop) == 0 ? 0 : 1;
@@ -455,6 +620,7 @@ int agent_run_main(int argc, char **argv)
     et_sched_destroy(a->sched);
     if (a->up)
         et_uplink_destroy(a->up);
+    et_discover_scan_abort(&a->scan);
     spool_close(a->sp); /* persists acks and counters */
     et_httpc_destroy(a->http);
     if (a->sigfd >= 0)
@@ -462,6 +628,7 @@ int agent_run_main(int argc, char **argv)
     et_loop_destroy(a->loop);
     et_wire_enc_free(a->enc);
     free(a->dict);
+    et_creds_wipe(&a->cur, sizeof a->cur);
     et_info("stopped after %llu snapshots", (unsigned long long)a->snapshots);
     return rc;
 }

@@ -232,6 +232,8 @@ static int on_kv(void *ud, const char *sec, const char *k, const char *v)
             SET_STR(c->collector);
         if (!strcmp(k, "credentials"))
             SET_STR(c->credentials);
+        if (!strcmp(k, "credentials_dir"))
+            SET_STR(c->credentials_dir);
         if (!strcmp(k, "budget_bytes_per_day")) {
             int64_t n = et_parse_size(v);
             if (n < 0)

@@ -19,6 +19,8 @@
  *   [uplink]
  *   collector = coaps://collector.example:5684
  *   credentials = /etc/edgetrace/credentials   ; written by `edgetrace-collector provision`
+ *   credentials_dir = /etc/edgetrace/creds     ; instead: DIR/<device_id> (a Kubernetes Secret
+ *                                              ; mounted whole, one key per node)
  *   budget_bytes_per_day = 0       ; 0 = unlimited
  *   ack_timeout = 4s  max_retransmit = 6        ; tuned for high-RTT cellular links
  *   pki_cert = / pki_key = / pki_ca =           ; optional: certificates instead of the PSK
@@ -77,6 +79,7 @@ typedef struct et_config {
     /* [uplink] */
     char collector[ET_URL_MAX];  /* coaps://host:port or coap://host:port (tests only) */
     char credentials[ET_PATH_MAX];
+    char credentials_dir[ET_PATH_MAX]; /* "" = use credentials; else DIR/<device_id> */
     uint64_t budget_bytes_per_day;
     uint32_t ack_timeout_ms;
     uint32_t max_retransmit;

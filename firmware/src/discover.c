@@ -1195,26 +1195,45 @@ static et_target *match_config(et_target_set *s, uint16_t port)
     return NULL;
 }
 
-static void scan_process(et_target_set *out, const et_discover_opts *o, uint64_t self_ns, int pid)
+/* One process being scanned. The scan is split in three so that the agent's loop can run it
+ * a budget of entries at a time (et_discover_scan_step): proc_begin (exe, Go build info,
+ * listeners), one readlink per fd (up to MAX_FDS_PER_PROC: a Go server may hold 16k), and
+ * proc_finish (pod labels, targets). */
+typedef struct proc_scan {
+    int pid;
+    char exe[ET_PATH_MAX];
+    char ver[ET_GOVER_MAX];
+    uint64_t start, ns;
+    int foreign;
+    listen_sock ls[MAX_LISTEN_PER_PROC];
+    unsigned nls, nfd, owned;
+    char fdpath[ET_PATH_MAX + 64];
+    DIR *fds;
+} proc_scan;
+
+/* 1 = a Go process with listeners whose fds are to be read (c->fds open), 0 = skip it. */
+static int proc_begin(et_target_set *out, const et_discover_opts *o, uint64_t self_ns, int pid, proc_scan *c)
 {
     const char *root = o->proc_root;
     char path[ET_PATH_MAX + 64];
-    char exe[ET_PATH_MAX];
+    char *exe = c->exe, *ver = c->ver;
+    c->pid = pid;
+    c->fds = NULL;
+    c->nls = c->nfd = c->owned = 0;
     snprintf(path, sizeof(path), "%s/%d/exe", root, pid);
-    if (readlink_s(path, exe, sizeof(exe)) <= 0) {
+    if (readlink_s(path, exe, sizeof(c->exe)) <= 0) {
         if (errno == EACCES || errno == EPERM)
             out->unreadable++;
-        return; /* kernel thread, or gone */
+        return 0; /* kernel thread, or gone */
     }
     /* A binary replaced under a running process reads "... (deleted)"; the identity should
      * not change because of it. */
     size_t el = strlen(exe);
     if (el > 10 && !strcmp(exe + el - 10, " (deleted)"))
         exe[el - 10] = 0;
-    char ver[ET_GOVER_MAX];
-    int go = et_elf_go_version_path(path, ver, sizeof(ver));
+    int go = et_elf_go_version_path(path, ver, sizeof(c->ver));
     if (go != 1)
-        return;
+        return 0;
     out->go_procs++;
 
     char text[1024];
@@ -1224,48 +1243,68 @@ static void scan_process(et_target_set *out, const et_discover_opts *o, uint64_t
     if (n > 0)
         et_parse_stat_starttime(text, (size_t)n, &start);
 
+    c->start = start;
     snprintf(path, sizeof(path), "%s/%d/ns/net", root, pid);
-    uint64_t ns = ns_inode(path);
-    int foreign = ns != 0 && self_ns != 0 && ns != self_ns;
+    c->ns = ns_inode(path);
+    c->foreign = c->ns != 0 && self_ns != 0 && c->ns != self_ns;
 
-    listen_sock ls[MAX_LISTEN_PER_PROC];
-    unsigned nls = 0;
     snprintf(path, sizeof(path), "%s/%d/net/tcp", root, pid);
-    nls = read_listeners(path, 0, ls, nls, MAX_LISTEN_PER_PROC);
+    c->nls = read_listeners(path, 0, c->ls, c->nls, MAX_LISTEN_PER_PROC);
     snprintf(path, sizeof(path), "%s/%d/net/tcp6", root, pid);
-    nls = read_listeners(path, 1, ls, nls, MAX_LISTEN_PER_PROC);
-    if (nls == 0)
-        return;
+    c->nls = read_listeners(path, 1, c->ls, c->nls, MAX_LISTEN_PER_PROC);
+    if (c->nls == 0)
+        return 0;
 
     /* Which of the namespace's listeners belong to this process: its fds name socket inodes. */
-    snprintf(path, sizeof(path), "%s/%d/fd", root, pid);
-    DIR *d = opendir(path);
-    if (!d) {
+    snprintf(c->fdpath, sizeof(c->fdpath), "%s/%d/fd", root, pid);
+    c->fds = opendir(c->fdpath);
+    if (!c->fds) {
         out->unreadable++;
-        return;
+        return 0;
     }
+    return 1;
+}
+
+/* Reads up to budget fds of the process; 1 when its fds are all read (c->fds closed). */
+static int proc_fds(proc_scan *c, unsigned *budget)
+{
     struct dirent *de;
-    unsigned nfd = 0, owned = 0;
-    while ((de = readdir(d)) != NULL && nfd < MAX_FDS_PER_PROC) {
+    while (*budget) {
+        if (c->nfd >= MAX_FDS_PER_PROC || (de = readdir(c->fds)) == NULL) {
+            closedir(c->fds);
+            c->fds = NULL;
+            return 1;
+        }
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
-        nfd++;
+        c->nfd++;
+        (*budget)--;
         char fdp[ET_PATH_MAX + 64 + 260], link[64];
-        snprintf(fdp, sizeof(fdp), "%s/%s", path, de->d_name);
+        snprintf(fdp, sizeof(fdp), "%s/%s", c->fdpath, de->d_name);
         if (readlink_s(fdp, link, sizeof(link)) <= 0)
             continue;
         uint64_t ino = bracket_number(link, "socket");
         if (!ino)
             continue;
-        for (unsigned i = 0; i < nls; i++)
-            if (ls[i].s.inode == ino && !ls[i].owned) {
-                ls[i].owned = 1;
-                owned++;
+        for (unsigned i = 0; i < c->nls; i++)
+            if (c->ls[i].s.inode == ino && !c->ls[i].owned) {
+                c->ls[i].owned = 1;
+                c->owned++;
             }
     }
-    closedir(d);
-    if (owned == 0)
+    return 0;
+}
+
+static void proc_finish(et_target_set *out, const et_discover_opts *o, proc_scan *c)
+{
+    if (c->owned == 0)
         return;
+    const char *root = o->proc_root;
+    int pid = c->pid, foreign = c->foreign;
+    const char *exe = c->exe, *ver = c->ver;
+    uint64_t start = c->start, ns = c->ns;
+    listen_sock *ls = c->ls;
+    unsigned nls = c->nls;
 
     pod_info pi;
     pod_lookup(root, o->run_root, pid, &pi);
@@ -1361,39 +1400,99 @@ static void scan_process(et_target_set *out, const et_discover_opts *o, uint64_t
     }
 }
 
-int et_discover_scan(const et_config *cfg, const et_discover_opts *o, et_target_set *out)
+int et_discover_scan_start(et_scan_job *j, const et_config *cfg, const et_discover_opts *o, et_target_set *out)
 {
-    et_discover_opts def;
-    if (!o) {
-        et_discover_opts_default(&def);
-        o = &def;
-    }
+    memset(j, 0, sizeof(*j));
+    if (o)
+        j->opts = *o;
+    else
+        et_discover_opts_default(&j->opts);
+    j->out = out;
     memset(out, 0, sizeof(*out));
     if (cfg)
         for (uint32_t i = 0; i < cfg->ntargets && i < ET_MAX_CONF_TARGETS; i++)
             add_config_target(out, &cfg->targets[i]);
-    if (!o->scan_proc)
+    if (!j->opts.scan_proc) {
+        j->done = 1;
         return (int)out->n;
-    const char *root = o->proc_root ? o->proc_root : "/proc";
-    et_discover_opts eff = *o;
-    eff.proc_root = root;
-    uint64_t self_ns = o->self_netns_ino ? o->self_netns_ino : ns_inode("/proc/self/ns/net");
-    int self_pid = o->self_pid ? o->self_pid : (int)getpid();
-    DIR *d = opendir(root);
-    if (!d) {
-        et_error("discover: cannot read %s: %s", root, strerror(errno));
+    }
+    if (!j->opts.proc_root)
+        j->opts.proc_root = "/proc";
+    j->self_ns = j->opts.self_netns_ino ? j->opts.self_netns_ino : ns_inode("/proc/self/ns/net");
+    j->self_pid = j->opts.self_pid ? j->opts.self_pid : (int)getpid();
+    j->proc_dir = opendir(j->opts.proc_root);
+    if (!j->proc_dir) {
+        et_error("discover: cannot read %s: %s", j->opts.proc_root, strerror(errno));
+        j->done = 1;
         return -1;
     }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
+    j->cur = malloc(sizeof(proc_scan));
+    if (!j->cur) {
+        closedir(j->proc_dir);
+        j->proc_dir = NULL;
+        j->done = 1;
+        return -1;
+    }
+    ((proc_scan *)j->cur)->fds = NULL;
+    return (int)out->n;
+}
+
+/* What a process costs before its fds, in budget entries: readlink of exe, the ELF build-info
+ * read, stat, the namespace link and two listener tables. */
+#define PROC_BEGIN_COST 8u
+
+int et_discover_scan_step(et_scan_job *j, unsigned budget)
+{
+    if (j->done)
+        return 1;
+    proc_scan *c = j->cur;
+    while (budget) {
+        if (c->fds) {
+            unsigned before = budget;
+            int finished = proc_fds(c, &budget);
+            j->entries += before - budget;
+            if (finished)
+                proc_finish(j->out, &j->opts, c);
+            continue;
+        }
+        struct dirent *de = readdir(j->proc_dir);
+        if (!de) {
+            et_discover_scan_abort(j);
+            return 1;
+        }
         char *end;
         long pid = strtol(de->d_name, &end, 10);
-        if (*end || pid <= 0 || pid > 0x3fffffff || pid == self_pid)
+        if (*end || pid <= 0 || pid > 0x3fffffff || pid == j->self_pid)
             continue;
-        out->procs_scanned++;
-        scan_process(out, &eff, self_ns, (int)pid);
+        j->out->procs_scanned++;
+        budget -= ET_MIN(budget, PROC_BEGIN_COST);
+        j->entries += PROC_BEGIN_COST;
+        proc_begin(j->out, &j->opts, j->self_ns, (int)pid, c);
     }
-    closedir(d);
+    return 0;
+}
+
+void et_discover_scan_abort(et_scan_job *j)
+{
+    proc_scan *c = j->cur;
+    if (c && c->fds)
+        closedir(c->fds);
+    free(c);
+    j->cur = NULL;
+    if (j->proc_dir)
+        closedir(j->proc_dir);
+    j->proc_dir = NULL;
+    j->done = 1;
+}
+
+int et_discover_scan(const et_config *cfg, const et_discover_opts *o, et_target_set *out)
+{
+    et_scan_job j;
+    int n = et_discover_scan_start(&j, cfg, o, out);
+    if (n < 0)
+        return -1;
+    while (!et_discover_scan_step(&j, UINT32_MAX))
+        ;
     return (int)out->n;
 }
 

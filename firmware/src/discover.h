@@ -93,6 +93,28 @@ void et_discover_opts_default(et_discover_opts *o);
  * unreadable while scanning was asked for. */
 int et_discover_scan(const et_config *cfg, const et_discover_opts *o, et_target_set *out);
 
+/* The same scan, a budget of entries at a time, for the agent's event loop: a Go server may
+ * hold 16k fds, and each is a readlink, so a whole scan could stall CoAP retransmissions
+ * and HTTP timeouts. One entry is one fd readlink; a process costs 8 before its fds.
+ *   et_discover_scan_start(&job, cfg, opts, out);      // config targets; opens PROC_ROOT
+ *   while (!et_discover_scan_step(&job, 256)) { ...let the loop run... }
+ * start returns like et_discover_scan (-1: PROC_ROOT unreadable; the job is then done).
+ * step returns 1 once the scan is complete (resources freed), 0 if there is more. abort
+ * frees a job that will not be finished. out must stay alive while the job runs. */
+typedef struct et_scan_job {
+    et_target_set *out;
+    et_discover_opts opts;
+    uint64_t self_ns;
+    int self_pid;
+    void *proc_dir;                  /* DIR * of PROC_ROOT */
+    void *cur;                       /* the process being scanned (discover.c) */
+    unsigned long entries;           /* budget spent so far */
+    int done;
+} et_scan_job;
+int et_discover_scan_start(et_scan_job *job, const et_config *cfg, const et_discover_opts *o, et_target_set *out);
+int et_discover_scan_step(et_scan_job *job, unsigned budget);
+void et_discover_scan_abort(et_scan_job *job);
+
 /* Confirms candidates with GET <prefix> (pprof's index page must mention "goroutine"), up to
  * 8 at a time, inside a private loop; blocks at most about o->confirm_timeout_ms per wave.
  * Discovered candidates that fail are removed (config targets stay, marked FAILED). Returns

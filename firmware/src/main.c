@@ -1,12 +1,14 @@
 /* main.c - edgetrace-agent command line: one subcommand per job.
  *
  *   edgetrace-agent --version                      version, board, CPU, linked libraries
- *   edgetrace-agent run [--config FILE]            the daemon (agent.c)
+ *   edgetrace-agent run [--config FILE] [--device-id ID]  the daemon (agent.c)
  *   edgetrace-agent sample URL [...]               one-shot sampling for an engineer (sample_cmd.c)
  *   edgetrace-agent discover [--json] [...]        what discovery finds, and why (discover_cmd.c)
  *   edgetrace-agent trace FILE|URL [--json]        execution-trace lifecycle summary (trace_cmd.c)
  *   edgetrace-agent spool [stats|ls] [--dir DIR]   the flash spool (spool_cmd.c)
- *   edgetrace-agent push FILE... [...]             one-shot uploads to a collector (uplink_cmd.c)
+ *
+ * Test harnesses are not here: one-shot uploads of made-up snapshots (`et-push`, the
+ * uplink_cmd.c loop) and the spool crash driver are host tools under tools/.
  *
  * Reading order for a newcomer following one snapshot: main.c -> agent.c -> discover.c ->
  * sample.c -> parse_*.c -> analyze.c -> wire/snapshot.c -> spool.c -> uplink.c. */
@@ -44,12 +46,11 @@ static int print_version(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: edgetrace-agent --version\n"
-               "       edgetrace-agent run [--config FILE] [-v]\n"
+               "       edgetrace-agent run [--config FILE] [--device-id ID] [-v]\n"
                "       edgetrace-agent sample URL [--samples N] [--interval D] [--json] [--all]\n"
                "       edgetrace-agent discover [--json] [--proc-root DIR] [--config FILE] [--no-confirm]\n"
                "       edgetrace-agent trace FILE|URL [--json]\n"
-               "       edgetrace-agent spool [stats|ls] [--dir DIR] [--json]\n"
-               "       edgetrace-agent push FILE... --collector URL --credentials FILE\n");
+               "       edgetrace-agent spool [stats|ls] [--dir DIR] [--json]\n");
 }
 
 static const struct {
@@ -57,8 +58,7 @@ static const struct {
     int (*fn)(int, char **);
 } commands[] = {
     {"run", agent_run_main},        {"sample", sample_cmd_main}, {"discover", discover_cmd_main},
-    {"trace", trace_cmd_main},      {"spool", spool_cmd_main},   {"push", uplink_cmd_main},
-    {"upload", uplink_cmd_main},
+    {"trace", trace_cmd_main},      {"spool", spool_cmd_main},
 };
 
 int main(int argc, char **argv)

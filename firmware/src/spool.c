@@ -14,89 +14,20 @@
  *  - Records are validated by CRC on open (streamed in 4 KiB chunks, no record-sized buffer);
  *    a bad record is skipped by searching for the next valid header; a bad tail of a
  *    stream's newest segment is a torn write and is cut off. */
-#include "spool.h"
+#include "spool_int.h"
 #include "base.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <zlib.h>
 
-#define REC_MAGIC 0x31525445u   /* "ETR1" little-endian */
-#define STATE_MAGIC 0x31535445u /* "ETS1" */
-#define STATE_VERSION 1u
-#define CHUNK 4096u
-#define NRECENT 8
-#define DIR_MAX 200
-#define SEGNO_MAX 99999999u /* names carry 8 digits: 3 centuries at one segment a minute */
-
-enum { ST_ROUTINE = 0, ST_FINDING = 1, NSTREAMS = 2 };
 static const char stream_prefix[NSTREAMS] = {'r', 'f'};
 
-typedef struct seg {
-    uint32_t segno;
-    uint8_t cls;        /* ST_* */
-    uint32_t size;      /* bytes of valid content (== file size except for a corrupt old tail) */
-    uint32_t nrec;
-    uint32_t npending;
-} seg;
-
-typedef struct pos {
-    uint32_t segno, off;
-} pos;
-
-typedef struct stream {
-    pos cursor;                    /* every record before it is delivered */
-    pos ooo[ET_SPOOL_OOO_ACKS];    /* acked records after the cursor */
-    uint32_t nooo;
-    int fd;                        /* active (newest) segment, open for writing; -1 if none */
-    uint32_t active_segno;
-    int unsynced;                  /* data written since the last fdatasync */
-} stream;
-
-typedef struct recent {
-    uint8_t id[SPOOL_ID_LEN];
-    uint8_t cls, valid;
-    uint32_t segno, off;
-} recent;
-
-struct spool {
-    char dir[DIR_MAX];
-    int dirfd;
-    spool_params p;
-    seg segs[ET_SPOOL_MAX_SEGS];   /* sorted by segno */
-    uint32_t nsegs;
-    uint32_t next_segno;
-    stream st[NSTREAMS];
-    recent rc[NRECENT];
-    unsigned rc_next;
-    /* counters (persisted) */
-    uint64_t appended_total, acked_total, routine_dropped, findings_dropped, corrupt_dropped, torn_tails;
-    uint64_t bytes_today, bytes_total;
-    uint32_t day;
-    /* sync bookkeeping */
-    int state_dirty;
-    int dir_dirty;
-    uint32_t unsynced_records;
-    uint64_t first_unsynced_ms;
-    uint32_t acks_since_save;
-    uint64_t last_save_ms;
-};
-
-typedef struct rec_hdr {
-    uint32_t len, crc;
-    uint8_t flags;
-    uint8_t id[SPOOL_ID_LEN];
-} rec_hdr;
+static void job_start(spool *sp, int with_state);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -110,62 +41,12 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static void put32(uint8_t *b, uint32_t v)
-{
-    b[0] = (uint8_t)v;
-    b[1] = (uint8_t)(v >> 8);
-    b[2] = (uint8_t)(v >> 16);
-    b[3] = (uint8_t)(v >> 24);
-}
-static uint32_t get32(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-static void put64(uint8_t *b, uint64_t v)
-{
-    put32(b, (uint32_t)v);
-    put32(b + 4, (uint32_t)(v >> 32));
-}
-static uint64_t get64(const uint8_t *b) { return (uint64_t)get32(b) | (uint64_t)get32(b + 4) << 32; }
-
-static int pos_lt(pos a, pos b) { return a.segno < b.segno || (a.segno == b.segno && a.off < b.off); }
 
 static void seg_name(char *out, size_t n, const spool *sp, unsigned cls, uint32_t segno)
 {
     snprintf(out, n, "%s/%c-%08u.seg", sp->dir, stream_prefix[cls], (unsigned)segno);
 }
 
-/* UTC day number; a board without a synced clock keeps counting into the day it last knew. */
-static void account_write(spool *sp, uint64_t n)
-{
-    int64_t wall = et_now_wall_ms();
-    if (wall >= 1704067200000LL) {
-        uint32_t day = (uint32_t)(wall / 86400000LL);
-        if (day != sp->day) {
-            sp->day = day;
-            sp->bytes_today = 0;
-        }
-    }
-    sp->bytes_today += n;
-    sp->bytes_total += n;
-}
-
-static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (uint8_t *)buf + got, n - got, off + (off_t)got);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
 
 static seg *find_seg(spool *sp, uint32_t segno)
 {
@@ -173,220 +54,6 @@ static seg *find_seg(spool *sp, uint32_t segno)
         if (sp->segs[i].segno == segno)
             return &sp->segs[i];
     return NULL;
-}
-
-/* ---- records ----------------------------------------------------------------------------- */
-static void hdr_encode(uint8_t b[SPOOL_HDR_LEN], uint32_t len, uint32_t crc, uint8_t flags, const uint8_t *id)
-{
-    put32(b, REC_MAGIC);
-    put32(b + 4, len);
-    put32(b + 8, crc);
-    b[12] = flags;
-    b[13] = b[14] = b[15] = 0;
-    memcpy(b + 16, id, SPOOL_ID_LEN);
-}
-
-/* Reads and validates the record at off of a segment whose content ends at end. Copies the
- * payload into buf if buf and cap >= len. 1 = valid, 0 = not a valid record, -1 = I/O error. */
-static int rec_read(int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, void *buf, size_t cap)
-{
-    uint8_t hb[SPOOL_HDR_LEN];
-    if (end < SPOOL_HDR_LEN || off > end - SPOOL_HDR_LEN)
-        return 0;
-    ssize_t r = pread_full(fd, hb, sizeof hb, off);
-    if (r < 0)
-        return -1;
-    if (r != SPOOL_HDR_LEN || get32(hb) != REC_MAGIC)
-        return 0;
-    h->len = get32(hb + 4);
-    h->crc = get32(hb + 8);
-    h->flags = hb[12];
-    memcpy(h->id, hb + 16, SPOOL_ID_LEN);
-    if (h->len > SPOOL_REC_MAX || (h->flags & ~SPOOL_F_FINDING) || hb[13] || hb[14] || hb[15])
-        return 0;
-    if (((h->flags & SPOOL_F_FINDING) ? ST_FINDING : ST_ROUTINE) != cls)
-        return 0;
-    if (h->len > end - off - SPOOL_HDR_LEN)
-        return 0;
-    memset(hb + 8, 0, 4);
-    uLong crc = crc32(0L, hb, SPOOL_HDR_LEN);
-    uint32_t done = 0;
-    if (buf && cap >= h->len) {
-        r = pread_full(fd, buf, h->len, (off_t)off + SPOOL_HDR_LEN);
-        if (r < 0)
-            return -1;
-        if ((uint32_t)r != h->len)
-            return 0;
-        crc = crc32(crc, buf, h->len);
-        done = h->len;
-    }
-    uint8_t chunk[CHUNK];
-    while (done < h->len) {
-        uint32_t n = h->len - done < CHUNK ? h->len - done : CHUNK;
-        r = pread_full(fd, chunk, n, (off_t)off + SPOOL_HDR_LEN + done);
-        if (r < 0)
-            return -1;
-        if ((uint32_t)r != n)
-            return 0;
-        crc = crc32(crc, chunk, n);
-        done += n;
-    }
-    return (uint32_t)crc == h->crc ? 1 : 0;
-}
-
-/* Next valid record at or after off (resynchronising past garbage). Returns 1 with *at set,
- * 0 if none before end, -1 on I/O error. *skipped is set if garbage was passed over. */
-static int rec_next(int fd, uint32_t off, uint32_t end, unsigned cls, rec_hdr *h, uint32_t *at, int *skipped)
-{
-    *skipped = 0;
-    int r = rec_read(fd, off, end, cls, h, NULL, 0);
-    if (r != 0) {
-        *at = off;
-        return r;
-    }
-    *skipped = 1;
-    uint8_t chunk[CHUNK + 3];
-    uint32_t p = off + 1;
-    while (end >= 4 && p <= end - 4) {
-        uint32_t n = end - p < CHUNK + 3 ? end - p : CHUNK + 3;
-        ssize_t got = pread_full(fd, chunk, n, p);
-        if (got < 0)
-            return -1;
-        if (got < 4)
-            break;
-        for (uint32_t i = 0; i + 4 <= (uint32_t)got; i++) {
-            if (chunk[i] == 'E' && get32(chunk + i) == REC_MAGIC) {
-                r = rec_read(fd, p + i, end, cls, h, NULL, 0);
-                if (r != 0) {
-                    *at = p + i;
-                    return r;
-                }
-            }
-        }
-        p += (uint32_t)got - 3;
-    }
-    return 0;
-}
-
-static int is_done(const stream *s, pos p)
-{
-    if (pos_lt(p, s->cursor))
-        return 1;
-    for (uint32_t i = 0; i < s->nooo; i++)
-        if (s->ooo[i].segno == p.segno && s->ooo[i].off == p.off)
-            return 1;
-    return 0;
-}
-
-/* ---- state file --------------------------------------------------------------------------- */
-#define STATE_LEN (4 + 4 + 4 + 4 + 8 * 8 + NSTREAMS * (4 + 4 + 4 + ET_SPOOL_OOO_ACKS * 8) + 4)
-
-static int fsync_dir(spool *sp)
-{
-    if (sp->p.fsync_policy == SPOOL_FSYNC_NEVER)
-        return 0;
-    sp->dir_dirty = 0;
-    return fsync(sp->dirfd);
-}
-
-static int state_save(spool *sp)
-{
-    if (sp->p.read_only)
-        return 0;
-    uint8_t b[STATE_LEN];
-    memset(b, 0, sizeof b);
-    uint8_t *q = b;
-    put32(q, STATE_MAGIC), q += 4;
-    put32(q, STATE_VERSION), q += 4;
-    put32(q, sp->next_segno), q += 4;
-    put32(q, sp->day), q += 4;
-    uint64_t c[8] = {sp->appended_total, sp->acked_total, sp->routine_dropped, sp->findings_dropped,
-                     sp->corrupt_dropped, sp->torn_tails, sp->bytes_today, sp->bytes_total};
-    for (int i = 0; i < 8; i++)
-        put64(q, c[i]), q += 8;
-    for (int s = 0; s < NSTREAMS; s++) {
-        put32(q, sp->st[s].cursor.segno), q += 4;
-        put32(q, sp->st[s].cursor.off), q += 4;
-        put32(q, sp->st[s].nooo), q += 4;
-        for (int i = 0; i < ET_SPOOL_OOO_ACKS; i++) {
-            put32(q, sp->st[s].ooo[i].segno), q += 4;
-            put32(q, sp->st[s].ooo[i].off), q += 4;
-        }
-    }
-    put32(q, (uint32_t)crc32(0L, b, (uInt)(q - b)));
-    char tmp[DIR_MAX + 16], fin[DIR_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s/state.tmp", sp->dir);
-    snprintf(fin, sizeof fin, "%s/state", sp->dir);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    ssize_t w = write(fd, b, sizeof b);
-    int ok = w == (ssize_t)sizeof b;
-    if (ok && sp->p.fsync_policy != SPOOL_FSYNC_NEVER)
-        ok = fdatasync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, fin) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    account_write(sp, sizeof b);
-    sp->state_dirty = 0;
-    sp->acks_since_save = 0;
-    sp->last_save_ms = et_now_mono_ms();
-    return fsync_dir(sp);
-}
-
-/* 0 loaded, 1 missing or invalid (fresh state), -1 I/O error. */
-static int state_load(spool *sp)
-{
-    char fin[DIR_MAX + 16];
-    snprintf(fin, sizeof fin, "%s/state", sp->dir);
-    int fd = open(fin, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 1 : -1;
-    uint8_t b[STATE_LEN + 1];
-    ssize_t n = pread_full(fd, b, sizeof b, 0);
-    close(fd);
-    if (n != STATE_LEN || get32(b) != STATE_MAGIC || get32(b + 4) != STATE_VERSION ||
-        get32(b + STATE_LEN - 4) != (uint32_t)crc32(0L, b, STATE_LEN - 4)) {
-        et_warn("spool: %s is invalid; starting from the oldest record (the collector dedups)", fin);
-        return 1;
-    }
-    const uint8_t *q = b + 8;
-    sp->next_segno = get32(q), q += 4;
-    sp->day = get32(q), q += 4;
-    uint64_t *c[8] = {&sp->appended_total, &sp->acked_total, &sp->routine_dropped, &sp->findings_dropped,
-                      &sp->corrupt_dropped, &sp->torn_tails, &sp->bytes_today, &sp->bytes_total};
-    for (int i = 0; i < 8; i++)
-        *c[i] = get64(q), q += 8;
-    int sane = sp->next_segno <= SEGNO_MAX;
-    for (int s = 0; s < NSTREAMS; s++) {
-        sp->st[s].cursor.segno = get32(q), q += 4;
-        sp->st[s].cursor.off = get32(q), q += 4;
-        sp->st[s].nooo = get32(q), q += 4;
-        if (sp->st[s].nooo > ET_SPOOL_OOO_ACKS)
-            sane = 0;
-        if (sp->st[s].cursor.segno > sp->next_segno)
-            sane = 0;
-        for (int i = 0; i < ET_SPOOL_OOO_ACKS; i++) {
-            sp->st[s].ooo[i].segno = get32(q), q += 4;
-            sp->st[s].ooo[i].off = get32(q), q += 4;
-            if (i < (int)sp->st[s].nooo && sp->st[s].ooo[i].segno > sp->next_segno)
-                sane = 0;
-        }
-    }
-    /* The CRC matched, so this is a bug's output, not flash decay: distrust all of it except
-     * the counters, and resend from the oldest record (the collector dedups). */
-    if (!sane) {
-        et_warn("spool: %s holds impossible cursors; starting from the oldest record", fin);
-        sp->next_segno = 0;
-        for (int s = 0; s < NSTREAMS; s++) {
-            memset(&sp->st[s].cursor, 0, sizeof sp->st[s].cursor);
-            sp->st[s].nooo = 0;
-        }
-        return 1;
-    }
-    return 0;
 }
 
 /* ---- segments ----------------------------------------------------------------------------- */
@@ -397,14 +64,15 @@ static void seg_remove_at(spool *sp, uint32_t i)
 }
 
 /* Deletes a segment file (state must already say its records are done or dropped). */
-static int seg_unlink(spool *sp, uint32_t i)
+/* defer: the background job deletes it after the state that passes it is on flash. */
+static int seg_unlink(spool *sp, uint32_t i, int defer)
 {
     seg *g = &sp->segs[i];
     stream *s = &sp->st[g->cls];
     char path[DIR_MAX + 32];
     seg_name(path, sizeof path, sp, g->cls, g->segno);
     if (s->fd >= 0 && s->active_segno == g->segno) {
-        close(s->fd);
+        IO(sp, close, s->fd);
         s->fd = -1;
         s->unsynced = 0;
     }
@@ -412,7 +80,11 @@ static int seg_unlink(spool *sp, uint32_t i)
         if (sp->rc[k].valid && sp->rc[k].segno == g->segno)
             sp->rc[k].valid = 0;
     seg_remove_at(sp, i);
-    if (unlink(path) != 0 && errno != ENOENT)
+    if (defer) {
+        memcpy(sp->pend_unlink[sp->npend_unlink++], path, sizeof path);
+        return 0;
+    }
+    if (IO(sp, unlink, path) != 0 && errno != ENOENT)
         return -1;
     sp->dir_dirty = 1;
     return 0;
@@ -477,14 +149,14 @@ static int settle(spool *sp)
             /* the record at the cursor (past any corrupt bytes): done out of order? */
             char path[DIR_MAX + 32];
             seg_name(path, sizeof path, sp, c, g->segno);
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            int fd = IO(sp, open, path, SPOOL_O_RDONLY, 0);
             if (fd < 0)
                 return -1;
             rec_hdr h;
             uint32_t at;
             int skipped;
-            int r = rec_next(fd, s->cursor.off, g->size, c, &h, &at, &skipped);
-            close(fd);
+            int r = spool_rec_next(sp, fd, s->cursor.off, g->size, c, &h, &at, &skipped);
+            IO(sp, close, fd);
             if (r < 0)
                 return -1;
             if (r == 0) {
@@ -521,18 +193,20 @@ static int settle(spool *sp)
     }
     if (!need_delete || sp->p.read_only)
         return 0;
-    if (state_save(sp) != 0)
+    /* batch: no fsync on the loop; the next background job saves the state, then deletes */
+    int defer = sp->p.fsync_policy == SPOOL_FSYNC_BATCH && sp->opened;
+    if (!defer && spool_state_save(sp) != 0)
         return -1;
     for (uint32_t i = 0; i < sp->nsegs;) {
         seg *g = &sp->segs[i];
-        if (!is_newest(sp, i) && g->npending == 0) {
-            if (seg_unlink(sp, i) != 0)
+        if (!is_newest(sp, i) && g->npending == 0 && (!defer || sp->npend_unlink < SJ_PEND)) {
+            if (seg_unlink(sp, i, defer) != 0)
                 return -1;
         } else {
             i++;
         }
     }
-    return fsync_dir(sp);
+    return defer ? 0 : spool_fsync_dir(sp);
 }
 
 /* Scans one segment at open: validates every record, counts pending ones, cuts a torn tail. */
@@ -542,24 +216,24 @@ static int seg_scan(spool *sp, uint32_t i, int newest)
     stream *s = &sp->st[g->cls];
     char path[DIR_MAX + 32];
     seg_name(path, sizeof path, sp, g->cls, g->segno);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = IO(sp, open, path, SPOOL_O_RDONLY, 0);
     if (fd < 0)
         return -1;
-    struct stat stt;
-    if (fstat(fd, &stt) != 0) {
-        close(fd);
+    uint64_t fsz;
+    if (IO(sp, fsize, fd, &fsz) != 0) {
+        IO(sp, close, fd);
         return -1;
     }
-    uint32_t fsize = stt.st_size > (off_t)UINT32_MAX ? UINT32_MAX : (uint32_t)stt.st_size;
+    uint32_t fsize = fsz > UINT32_MAX ? UINT32_MAX : (uint32_t)fsz;
     uint32_t off = 0;
     g->nrec = g->npending = 0;
     while (off < fsize) {
         rec_hdr h;
         uint32_t at;
         int skipped;
-        int r = rec_next(fd, off, fsize, g->cls, &h, &at, &skipped);
+        int r = spool_rec_next(sp, fd, off, fsize, g->cls, &h, &at, &skipped);
         if (r < 0) {
-            close(fd);
+            IO(sp, close, fd);
             return -1;
         }
         if (r == 0) {
@@ -567,14 +241,14 @@ static int seg_scan(spool *sp, uint32_t i, int newest)
             if (newest) {
                 sp->torn_tails++;
                 if (!sp->p.read_only) {
-                    int wfd = open(path, O_WRONLY | O_CLOEXEC);
-                    if (wfd < 0 || ftruncate(wfd, off) != 0 || (sp->p.fsync_policy != SPOOL_FSYNC_NEVER && fsync(wfd) != 0)) {
+                    int wfd = IO(sp, open, path, SPOOL_O_WRONLY, 0);
+                    if (wfd < 0 || IO(sp, ftruncate, wfd, off) != 0 || (sp->p.fsync_policy != SPOOL_FSYNC_NEVER && IO(sp, fsync, wfd) != 0)) {
                         if (wfd >= 0)
-                            close(wfd);
-                        close(fd);
+                            IO(sp, close, wfd);
+                        IO(sp, close, fd);
                         return -1;
                     }
-                    close(wfd);
+                    IO(sp, close, wfd);
                 }
                 et_warn("spool: %s: torn record at offset %u cut off (%u bytes)", path, (unsigned)off,
                         (unsigned)(fsize - off));
@@ -592,11 +266,11 @@ static int seg_scan(spool *sp, uint32_t i, int newest)
         }
         g->nrec++;
         pos p = {g->segno, at};
-        if (!is_done(s, p))
+        if (!spool_is_done(s, p))
             g->npending++;
         off = at + SPOOL_HDR_LEN + h.len;
     }
-    close(fd);
+    IO(sp, close, fd);
     g->size = off;
     return 0;
 }
@@ -605,6 +279,35 @@ static int cmp_seg(const void *a, const void *b)
 {
     const seg *x = a, *y = b;
     return x->segno < y->segno ? -1 : x->segno > y->segno;
+}
+
+/* One directory entry at open: a segment goes into the table, a stale state.tmp is removed. */
+static int list_cb(void *ctx, const char *name)
+{
+    spool *sp = ctx;
+    char c;
+    unsigned segno;
+    char tail[8];
+    if (!strcmp(name, "state.tmp")) {
+        if (!sp->p.read_only) {
+            char path[DIR_MAX + 16];
+            snprintf(path, sizeof path, "%s/%s", sp->dir, name);
+            IO(sp, unlink, path);
+        }
+        return 0;
+    }
+    if (sscanf(name, "%c-%8u.%3s", &c, &segno, tail) != 3 || strcmp(tail, "seg") || strlen(name) != 14 ||
+        (c != 'r' && c != 'f') || segno > SEGNO_MAX)
+        return 0;
+    if (sp->nsegs >= ET_SPOOL_MAX_SEGS) {
+        sp->nsegs = ET_SPOOL_MAX_SEGS + 1; /* reported by spool_open */
+        return 1;
+    }
+    seg *g = &sp->segs[sp->nsegs++];
+    memset(g, 0, sizeof *g);
+    g->segno = segno;
+    g->cls = c == 'f' ? ST_FINDING : ST_ROUTINE;
+    return 0;
 }
 
 spool *spool_open(const spool_params *p, char *err, size_t errlen)
@@ -640,56 +343,40 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
         sp->p.batch_records = 8;
     if (!sp->p.batch_ms)
         sp->p.batch_ms = 5000;
+    if (!sp->p.ack_persist_every)
+        sp->p.ack_persist_every = 16;
+    if (!sp->p.ack_persist_ms)
+        sp->p.ack_persist_ms = 300000;
     if (sp->p.fsync_policy < SPOOL_FSYNC_ALWAYS || sp->p.fsync_policy > SPOOL_FSYNC_NEVER)
         sp->p.fsync_policy = SPOOL_FSYNC_BATCH;
     for (int c = 0; c < NSTREAMS; c++)
         sp->st[c].fd = -1;
     sp->dirfd = -1;
 
-    if (!p->read_only && mkdir(sp->dir, 0700) != 0 && errno != EEXIST) {
+    sp->vfs = p->vfs ? p->vfs : spool_vfs_posix();
+    if (!p->read_only && IO(sp, mkdir, sp->dir, 0700) != 0 && errno != EEXIST) {
         seterr(err, errlen, "spool: mkdir %s: %s", sp->dir, strerror(errno));
         free(sp);
         return NULL;
     }
-    sp->dirfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    sp->dirfd = IO(sp, open, sp->dir, SPOOL_O_RDONLY | SPOOL_O_DIRECTORY, 0);
     if (sp->dirfd < 0) {
         seterr(err, errlen, "spool: open %s: %s", sp->dir, strerror(errno));
         free(sp);
         return NULL;
     }
-    if (state_load(sp) < 0) {
+    if (spool_state_load(sp) < 0) {
         seterr(err, errlen, "spool: reading state in %s: %s", sp->dir, strerror(errno));
         goto fail;
     }
-
-    DIR *d = opendir(sp->dir);
-    if (!d) {
-        seterr(err, errlen, "spool: opendir %s: %s", sp->dir, strerror(errno));
+    if (IO(sp, list, sp->dir, list_cb, sp) != 0) {
+        seterr(err, errlen, "spool: listing %s: %s", sp->dir, strerror(errno));
         goto fail;
     }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        char c;
-        unsigned segno;
-        char tail[8];
-        if (!strcmp(de->d_name, "state.tmp") && !p->read_only) {
-            unlinkat(sp->dirfd, de->d_name, 0);
-            continue;
-        }
-        if (sscanf(de->d_name, "%c-%8u.%3s", &c, &segno, tail) != 3 || strcmp(tail, "seg") ||
-            strlen(de->d_name) != 14 || (c != 'r' && c != 'f') || segno > SEGNO_MAX)
-            continue;
-        if (sp->nsegs >= ET_SPOOL_MAX_SEGS) {
-            closedir(d);
-            seterr(err, errlen, "spool: more than %d segments in %s", ET_SPOOL_MAX_SEGS, sp->dir);
-            goto fail;
-        }
-        seg *g = &sp->segs[sp->nsegs++];
-        memset(g, 0, sizeof *g);
-        g->segno = segno;
-        g->cls = c == 'f' ? ST_FINDING : ST_ROUTINE;
+    if (sp->nsegs > ET_SPOOL_MAX_SEGS) {
+        seterr(err, errlen, "spool: more than %d segments in %s", ET_SPOOL_MAX_SEGS, sp->dir);
+        goto fail;
     }
-    closedir(d);
     qsort(sp->segs, sp->nsegs, sizeof sp->segs[0], cmp_seg);
 
     /* Segments the cursor already passed were fully acked or evicted before a crash. */
@@ -698,7 +385,7 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
         if (g->segno < sp->st[g->cls].cursor.segno && !p->read_only) {
             char path[DIR_MAX + 32];
             seg_name(path, sizeof path, sp, g->cls, g->segno);
-            unlink(path);
+            IO(sp, unlink, path);
             seg_remove_at(sp, i);
             sp->dir_dirty = 1;
             continue;
@@ -735,16 +422,17 @@ spool *spool_open(const spool_params *p, char *err, size_t errlen)
         }
     }
     if (!p->read_only) {
-        if (settle(sp) != 0 || ((sp->state_dirty || sp->dir_dirty) && state_save(sp) != 0)) {
+        if (settle(sp) != 0 || ((sp->state_dirty || sp->dir_dirty) && spool_state_save(sp) != 0)) {
             seterr(err, errlen, "spool: writing state in %s: %s", sp->dir, strerror(errno));
             goto fail;
         }
     }
-    sp->last_save_ms = et_now_mono_ms();
+    sp->last_save_ms = spool_now_ms(sp);
+    sp->opened = 1;
     return sp;
 fail:
     if (sp->dirfd >= 0)
-        close(sp->dirfd);
+        IO(sp, close, sp->dirfd);
     free(sp);
     return NULL;
 }
@@ -754,11 +442,11 @@ static int sync_data(spool *sp)
     int rc = 0;
     for (int c = 0; c < NSTREAMS; c++)
         if (sp->st[c].fd >= 0 && sp->st[c].unsynced) {
-            if (fdatasync(sp->st[c].fd) != 0)
+            if (IO(sp, fdatasync, sp->st[c].fd) != 0)
                 rc = -1;
             sp->st[c].unsynced = 0;
         }
-    if (sp->dir_dirty && fsync(sp->dirfd) != 0)
+    if (sp->dir_dirty && IO(sp, fsync, sp->dirfd) != 0)
         rc = -1;
     sp->dir_dirty = 0;
     sp->unsynced_records = 0;
@@ -770,20 +458,26 @@ int spool_sync(spool *sp)
     if (sp->p.read_only)
         return 0;
     int rc = 0;
+    spool_job_poll(sp, 1);
+    if (sp->npend_sync || sp->npend_unlink) {
+        job_start(sp, 1);
+        if (spool_job_poll(sp, 1) != 0)
+            rc = -1;
+    }
     for (int c = 0; c < NSTREAMS; c++)
         if (sp->st[c].fd >= 0 && sp->st[c].unsynced) {
-            if (fdatasync(sp->st[c].fd) != 0)
+            if (IO(sp, fdatasync, sp->st[c].fd) != 0)
                 rc = -1;
             sp->st[c].unsynced = 0;
         }
-    if (fsync(sp->dirfd) != 0)
+    if (IO(sp, fsync, sp->dirfd) != 0)
         rc = -1;
     sp->dir_dirty = 0;
     sp->unsynced_records = 0;
-    if (state_save(sp) != 0)
+    if (spool_state_save(sp) != 0)
         rc = -1;
     /* state_save skips the directory fsync under "never"; a forced sync does it anyway */
-    if (fsync(sp->dirfd) != 0)
+    if (IO(sp, fsync, sp->dirfd) != 0)
         rc = -1;
     return rc;
 }
@@ -793,17 +487,24 @@ void spool_close(spool *sp)
     if (!sp)
         return;
     if (!sp->p.read_only) {
+        /* whatever the background job had pending (closed segments, deletions) goes first */
+        spool_job_poll(sp, 1);
+        if (sp->npend_sync || sp->npend_unlink) {
+            job_start(sp, 1);
+            spool_job_poll(sp, 1);
+        }
+        spool_job_stop(sp);
         if (sp->p.fsync_policy == SPOOL_FSYNC_NEVER) {
-            state_save(sp);
+            spool_state_save(sp);
         } else {
             sync_data(sp);
-            state_save(sp);
+            spool_state_save(sp);
         }
     }
     for (int c = 0; c < NSTREAMS; c++)
         if (sp->st[c].fd >= 0)
-            close(sp->st[c].fd);
-    close(sp->dirfd);
+            IO(sp, close, sp->st[c].fd);
+    IO(sp, close, sp->dirfd);
     free(sp);
 }
 
@@ -847,20 +548,27 @@ static int evict_one(spool *sp)
         else
             k++;
     /* counters and cursor on flash before the file goes, so a crash cannot count twice */
-    if (state_save(sp) != 0)
+    if (spool_state_save(sp) != 0)
         return -1;
-    if (seg_unlink(sp, (uint32_t)idx) != 0)
+    if (seg_unlink(sp, (uint32_t)idx, 0) != 0)
         return -1;
-    return fsync_dir(sp);
+    return spool_fsync_dir(sp);
 }
 
 static int open_new_segment(spool *sp, unsigned cls)
 {
     stream *s = &sp->st[cls];
     if (s->fd >= 0) {
-        if (s->unsynced && sp->p.fsync_policy != SPOOL_FSYNC_NEVER && fdatasync(s->fd) != 0)
+        if (s->unsynced && sp->p.fsync_policy == SPOOL_FSYNC_BATCH && sp->npend_sync < SJ_PEND) {
+            /* the next background job syncs it by name */
+            char prev[DIR_MAX + 32];
+            seg_name(prev, sizeof prev, sp, cls, s->active_segno);
+            memcpy(sp->pend_sync[sp->npend_sync++], prev, sizeof prev);
+            s->unsynced = 0;
+        }
+        if (s->unsynced && sp->p.fsync_policy != SPOOL_FSYNC_NEVER && IO(sp, fdatasync, s->fd) != 0)
             return -1;
-        close(s->fd);
+        IO(sp, close, s->fd);
         s->fd = -1;
         s->unsynced = 0;
     }
@@ -874,7 +582,7 @@ static int open_new_segment(spool *sp, unsigned cls)
     uint32_t segno = sp->next_segno++;
     char path[DIR_MAX + 32];
     seg_name(path, sizeof path, sp, cls, segno);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = IO(sp, open, path, SPOOL_O_WRONLY | SPOOL_O_CREAT | SPOOL_O_EXCL, 0600);
     if (fd < 0)
         return -1;
     seg *g = &sp->segs[sp->nsegs++];
@@ -886,7 +594,7 @@ static int open_new_segment(spool *sp, unsigned cls)
     sp->dir_dirty = 1;
     /* the new file must survive a power cut before its first record is reported durable */
     if (sp->p.fsync_policy == SPOOL_FSYNC_ALWAYS)
-        return fsync_dir(sp);
+        return spool_fsync_dir(sp);
     return 0;
 }
 
@@ -912,11 +620,11 @@ int spool_append(spool *sp, uint8_t flags, const uint8_t id[SPOOL_ID_LEN], const
                 if (sp->segs[i].size < sp->p.segment_bytes) {
                     char path[DIR_MAX + 32];
                     seg_name(path, sizeof path, sp, cls, sp->segs[i].segno);
-                    int fd = open(path, O_WRONLY | O_CLOEXEC);
+                    int fd = IO(sp, open, path, SPOOL_O_WRONLY, 0);
                     if (fd < 0)
                         return -1;
                     if (s->fd >= 0)
-                        close(s->fd);
+                        IO(sp, close, s->fd);
                     s->fd = fd;
                     s->active_segno = sp->segs[i].segno;
                     g = &sp->segs[i];
@@ -930,77 +638,132 @@ int spool_append(spool *sp, uint8_t flags, const uint8_t id[SPOOL_ID_LEN], const
         g = find_seg(sp, s->active_segno);
     }
     uint8_t hb[SPOOL_HDR_LEN];
-    hdr_encode(hb, (uint32_t)len, 0, flags, id);
+    spool_hdr_encode(hb, (uint32_t)len, 0, flags, id);
     uLong crc = crc32(0L, hb, SPOOL_HDR_LEN);
     crc = crc32(crc, payload, (uInt)len);
     put32(hb + 8, (uint32_t)crc);
-    size_t done = 0;
-    while (done < need) {
-        /* pwritev may be short on a full disk: finish it or undo it */
-        ssize_t w;
-        if (done < SPOOL_HDR_LEN) {
-            struct iovec v2[2] = {{hb + done, SPOOL_HDR_LEN - done}, {(void *)payload, len}};
-            w = pwritev(s->fd, v2, 2, (off_t)g->size + (off_t)done);
-        } else {
-            w = pwrite(s->fd, (const uint8_t *)payload + (done - SPOOL_HDR_LEN), need - done,
-                       (off_t)g->size + (off_t)done);
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = errno;
-            if (ftruncate(s->fd, g->size) != 0)
-                et_warn("spool: cannot undo a partial write: %s", strerror(errno));
-            errno = w == 0 ? ENOSPC : e;
-            return -1;
-        }
-        done += (size_t)w;
+    /* The first record after an fsync starts on a fresh sector: a power cut during a write
+     * can garble the whole sector being written (flash rewrites a page, not bytes), and a
+     * record already reported durable must not share that sector. The gap is a hole (no
+     * bytes written); the scan reads zeros up to a sector boundary as padding. */
+    uint32_t at = g->size;
+    if (!s->unsynced && at % SPOOL_SECTOR)
+        at += SPOOL_SECTOR - at % SPOOL_SECTOR;
+    /* header then payload; a failure part-way is undone, so the next append starts at a record
+     * boundary (a power cut part-way is the torn tail that open cuts off) */
+    if (spool_write_full(sp, s->fd, hb, SPOOL_HDR_LEN, at) != 0 ||
+        spool_write_full(sp, s->fd, payload, len, (uint64_t)at + SPOOL_HDR_LEN) != 0) {
+        int e = errno;
+        if (IO(sp, ftruncate, s->fd, g->size) != 0)
+            et_warn("spool: cannot undo a partial write: %s", strerror(errno));
+        errno = e;
+        return -1;
     }
-    g->size += need;
+    g->size = at + need;
     g->nrec++;
     g->npending++;
     s->unsynced = 1;
     sp->appended_total++;
-    account_write(sp, need);
+    sp->payload_bytes_total += len;
     sp->state_dirty = 1;
     if (sp->p.fsync_policy == SPOOL_FSYNC_ALWAYS) {
-        if (fdatasync(s->fd) != 0)
+        if (IO(sp, fdatasync, s->fd) != 0)
             return -1;
         s->unsynced = 0;
-        if (sp->dir_dirty && fsync_dir(sp) != 0)
+        if (sp->dir_dirty && spool_fsync_dir(sp) != 0)
             return -1;
     } else if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH) {
         if (sp->unsynced_records++ == 0)
-            sp->first_unsynced_ms = et_now_mono_ms();
-        if (sp->unsynced_records >= sp->p.batch_records)
+            sp->first_unsynced_ms = spool_now_ms(sp);
+        /* never more than batch_records appended but not on flash: wait for the job in
+         * flight if the next one could not start in time (only when appends outrun the card) */
+        if (sp->unsynced_records + sp->inflight_records >= sp->p.batch_records && spool_job_busy(sp))
+            if (spool_job_poll(sp, 1) != 0)
+                return -1;
+        if (2 * sp->unsynced_records >= sp->p.batch_records)
             return spool_tick(sp);
     }
     return 0;
+}
+
+/* Starts the background job: the segments with unsynced records, the directory, and if
+ * with_state the state (written to state.tmp here, synced and renamed by the job), then the
+ * deletion of the segments it passes. */
+static void job_start(spool *sp, int with_state)
+{
+    sjob *j = &sp->job;
+    j->n = 0;
+    j->err = 0;
+    j->has_state = 0;
+    j->acks = 0;
+    j->synced_streams = 0;
+    char path[DIR_MAX + 32];
+    for (unsigned i = 0; i < sp->npend_sync; i++)
+        spool_job_add(sp, SJ_SYNC, sp->pend_sync[i], NULL);
+    sp->npend_sync = 0;
+    for (int c = 0; c < NSTREAMS; c++) {
+        stream *s = &sp->st[c];
+        if (s->fd >= 0 && s->unsynced) {
+            seg_name(path, sizeof path, sp, (unsigned)c, s->active_segno);
+            spool_job_add(sp, SJ_SYNC, path, NULL);
+            s->unsynced = 0; /* the next record starts a fresh sector (spool_append) */
+            j->synced_streams |= 1u << c;
+        }
+    }
+    /* one directory fsync at the end covers new segments and the state's rename alike */
+    int dir = sp->dir_dirty;
+    sp->dir_dirty = 0;
+    if (with_state) {
+        char tmp[DIR_MAX + 16], fin[DIR_MAX + 16];
+        spool_state_paths(sp, tmp, fin);
+        j->seq_written = sp->seq_reserved;
+        if (spool_state_write_tmp(sp) == 0) {
+            spool_job_add(sp, SJ_SYNC, tmp, NULL);
+            spool_job_add(sp, SJ_RENAME, tmp, fin);
+            spool_job_add(sp, SJ_SYNC_DIR, NULL, NULL);
+            dir = 0;
+            for (unsigned i = 0; i < sp->npend_unlink; i++)
+                spool_job_add(sp, SJ_UNLINK, sp->pend_unlink[i], NULL);
+            sp->npend_unlink = 0;
+            j->has_state = 1;
+            j->acks = sp->acks_since_save;
+            sp->acks_since_save = 0;
+            sp->state_dirty = 0;
+        } else {
+            et_warn("spool: writing %s: %s", tmp, strerror(errno));
+        }
+    }
+    if (dir)
+        spool_job_add(sp, SJ_SYNC_DIR, NULL, NULL);
+    j->records = sp->unsynced_records;
+    sp->inflight_records = sp->unsynced_records;
+    sp->unsynced_records = 0;
+    if (j->n)
+        spool_job_submit(sp);
 }
 
 int spool_tick(spool *sp)
 {
     if (sp->p.read_only)
         return 0;
-    uint64_t now = et_now_mono_ms();
-    if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH) {
-        if (sp->unsynced_records &&
-            (sp->unsynced_records >= sp->p.batch_records || now - sp->first_unsynced_ms >= sp->p.batch_ms)) {
-            if (sync_data(sp) != 0)
-                return -1;
-            if (sp->state_dirty && state_save(sp) != 0)
-                return -1;
-        } else if (sp->acks_since_save && now - sp->last_save_ms >= sp->p.batch_ms) {
-            if (state_save(sp) != 0)
-                return -1;
-        }
-    } else if (sp->p.fsync_policy == SPOOL_FSYNC_NEVER) {
-        /* no fsync at all, but acks reach the page cache now and then (60 s or 64 acks) */
-        if (sp->acks_since_save && (sp->acks_since_save >= 64 || now - sp->last_save_ms >= 60000))
-            if (state_save(sp) != 0)
-                return -1;
+    uint64_t now = spool_now_ms(sp);
+    int rc = spool_job_poll(sp, 0);
+    if (sp->p.fsync_policy != SPOOL_FSYNC_BATCH) {
+        /* always: appends are synced as they come; never: nothing is. Acks alike, lazily. */
+        if (spool_state_due(sp, now) && spool_state_save(sp) != 0)
+            rc = -1;
+        return rc;
     }
-    return 0;
+    /* Data first: an append waits at most batch_records / batch_ms to be on flash. The state
+     * (acks) goes lazily (spool_state.c). Both in one background job (spool_sync.c). */
+    if (spool_job_busy(sp))
+        return rc;
+    int data = sp->unsynced_records &&
+               (2 * sp->unsynced_records >= sp->p.batch_records || now - sp->first_unsynced_ms >= sp->p.batch_ms);
+    int state = spool_state_due(sp, now);
+    if (data || state || sp->npend_sync)
+        job_start(sp, state);
+    return rc;
 }
 
 /* ---- consumer side ------------------------------------------------------------------------- */
@@ -1014,29 +777,29 @@ static int stream_first_pending(spool *sp, unsigned cls, rec_hdr *h, pos *at)
             continue;
         char path[DIR_MAX + 32];
         seg_name(path, sizeof path, sp, cls, g->segno);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = IO(sp, open, path, SPOOL_O_RDONLY, 0);
         if (fd < 0)
             return -1;
         uint32_t off = g->segno == s->cursor.segno ? s->cursor.off : 0;
         while (off < g->size) {
             uint32_t a;
             int skipped;
-            int r = rec_next(fd, off, g->size, cls, h, &a, &skipped);
+            int r = spool_rec_next(sp, fd, off, g->size, cls, h, &a, &skipped);
             if (r < 0) {
-                close(fd);
+                IO(sp, close, fd);
                 return -1;
             }
             if (r == 0)
                 break;
             pos p = {g->segno, a};
-            if (!is_done(s, p)) {
-                close(fd);
+            if (!spool_is_done(s, p)) {
+                IO(sp, close, fd);
                 *at = p;
                 return 1;
             }
             off = a + SPOOL_HDR_LEN + h->len;
         }
-        close(fd);
+        IO(sp, close, fd);
     }
     return 0;
 }
@@ -1080,13 +843,13 @@ long spool_peek(spool *sp, spool_rec *out, void *buf, size_t cap)
             return -2;
         char path[DIR_MAX + 32];
         seg_name(path, sizeof path, sp, cls, p.segno);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = IO(sp, open, path, SPOOL_O_RDONLY, 0);
         if (fd < 0)
             return -1;
         seg *g = find_seg(sp, p.segno);
         rec_hdr h2;
-        r = rec_read(fd, p.off, g ? g->size : 0, cls, &h2, buf, cap);
-        close(fd);
+        r = spool_rec_read(sp, fd, p.off, g ? g->size : 0, cls, &h2, buf, cap);
+        IO(sp, close, fd);
         if (r < 0)
             return -1;
         if (r == 0) /* changed under us (flash corruption since open): report as I/O error */
@@ -1113,7 +876,7 @@ static int locate(spool *sp, const uint8_t *id, unsigned *cls, pos *p)
             continue;
         char path[DIR_MAX + 32];
         seg_name(path, sizeof path, sp, g->cls, g->segno);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = IO(sp, open, path, SPOOL_O_RDONLY, 0);
         if (fd < 0)
             return -1;
         uint32_t off = g->segno == s->cursor.segno ? s->cursor.off : 0;
@@ -1121,24 +884,24 @@ static int locate(spool *sp, const uint8_t *id, unsigned *cls, pos *p)
             rec_hdr h;
             uint32_t a;
             int skipped;
-            int r = rec_next(fd, off, g->size, g->cls, &h, &a, &skipped);
+            int r = spool_rec_next(sp, fd, off, g->size, g->cls, &h, &a, &skipped);
             if (r <= 0) {
                 if (r < 0) {
-                    close(fd);
+                    IO(sp, close, fd);
                     return -1;
                 }
                 break;
             }
             pos q = {g->segno, a};
-            if (!memcmp(h.id, id, SPOOL_ID_LEN) && !is_done(s, q)) {
-                close(fd);
+            if (!memcmp(h.id, id, SPOOL_ID_LEN) && !spool_is_done(s, q)) {
+                IO(sp, close, fd);
                 *cls = g->cls;
                 *p = q;
                 return 1;
             }
             off = a + SPOOL_HDR_LEN + h.len;
         }
-        close(fd);
+        IO(sp, close, fd);
     }
     return 0;
 }
@@ -1154,7 +917,7 @@ int spool_ack(spool *sp, const uint8_t id[SPOOL_ID_LEN])
         return r < 0 ? -1 : 1;
     stream *s = &sp->st[cls];
     seg *g = find_seg(sp, p.segno);
-    if (!g || is_done(s, p))
+    if (!g || spool_is_done(s, p))
         return 1;
     for (unsigned k = 0; k < NRECENT; k++)
         if (sp->rc[k].valid && !memcmp(sp->rc[k].id, id, SPOOL_ID_LEN))
@@ -1167,12 +930,20 @@ int spool_ack(spool *sp, const uint8_t id[SPOOL_ID_LEN])
     s->ooo[s->nooo++] = p;
     g->npending--;
     sp->acked_total++;
-    sp->acks_since_save++;
+    if (sp->acks_since_save++ == 0)
+        sp->first_unsaved_ack_ms = spool_now_ms(sp);
     sp->state_dirty = 1;
     if (settle(sp) != 0)
         return -1;
-    if (sp->p.fsync_policy == SPOOL_FSYNC_ALWAYS && sp->state_dirty && state_save(sp) != 0)
-        return -1;
+    /* not saved on every ack, whatever the fsync policy: see spool_state.c for why and for
+     * the bound on what a power cut can bring back. Under batch the save is a background job
+     * (spool_sync.c), started here if none is running, else by the next tick. */
+    if (sp->acks_since_save >= sp->p.ack_persist_every) {
+        if (sp->p.fsync_policy == SPOOL_FSYNC_BATCH)
+            return spool_tick(sp);
+        if (spool_state_save(sp) != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -1200,6 +971,10 @@ void spool_get_stats(const spool *sp, spool_stats *st)
     st->torn_tails = sp->torn_tails;
     st->bytes_written_today = sp->bytes_today;
     st->bytes_written_total = sp->bytes_total;
+    st->state_bytes_total = sp->state_bytes_total;
+    st->payload_bytes_total = sp->payload_bytes_total;
+    st->state_saves = sp->state_saves;
+    st->next_seq = sp->seq_next;
     st->day = sp->day;
     st->fsync_policy = sp->p.fsync_policy;
 }
@@ -1215,7 +990,7 @@ int spool_foreach(spool *sp, int (*cb)(const spool_rec *r, int acked, void *ctx)
                 continue;
             char path[DIR_MAX + 32];
             seg_name(path, sizeof path, sp, cls, g->segno);
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            int fd = IO(sp, open, path, SPOOL_O_RDONLY, 0);
             if (fd < 0)
                 return -1;
             uint32_t off = 0;
@@ -1223,9 +998,9 @@ int spool_foreach(spool *sp, int (*cb)(const spool_rec *r, int acked, void *ctx)
                 rec_hdr h;
                 uint32_t a;
                 int skipped;
-                int r = rec_next(fd, off, g->size, cls, &h, &a, &skipped);
+                int r = spool_rec_next(sp, fd, off, g->size, cls, &h, &a, &skipped);
                 if (r < 0) {
-                    close(fd);
+                    IO(sp, close, fd);
                     return -1;
                 }
                 if (r == 0)
@@ -1237,13 +1012,13 @@ int spool_foreach(spool *sp, int (*cb)(const spool_rec *r, int acked, void *ctx)
                 rec.segno = g->segno;
                 rec.offset = a;
                 pos p = {g->segno, a};
-                if (cb(&rec, is_done(&sp->st[cls], p), ctx)) {
-                    close(fd);
+                if (cb(&rec, spool_is_done(&sp->st[cls], p), ctx)) {
+                    IO(sp, close, fd);
                     return 0;
                 }
                 off = a + SPOOL_HDR_LEN + h.len;
             }
-            close(fd);
+            IO(sp, close, fd);
         }
     }
     return 0;

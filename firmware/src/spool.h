@@ -11,7 +11,8 @@
  *
  * Layout in DIR: two append-only segment streams, "f-%08u.seg" (snapshots carrying findings)
  * and "r-%08u.seg" (routine), numbered from one counter, plus "state" (cursors, out-of-order
- * acks, counters; replaced atomically with write-tmp + fsync + rename + fsync dir).
+ * acks, counters, the seq ceiling; replaced atomically with write-tmp + fsync + rename + fsync
+ * dir; see spool_state.c). All file system calls go through a spool_vfs (spool_io.h).
  * Each record: a 32-byte header {magic "ETR1", payload length u32, crc32 u32, flags u8,
  * 3 reserved, snapshot id [16]} (little-endian) + payload; the CRC covers the header
  * (with the crc field as zero) and the payload.
@@ -21,9 +22,12 @@
  *  - After a power cut at any byte offset the torn last record is detected (length/CRC)
  *    and cut off at open; everything before it is kept. A corrupt record in the middle is
  *    skipped (resync on the next valid header), counted in corrupt_dropped.
- *  - Acked records are not returned again after a restart once the ack was persisted
- *    (always: before spool_ack returns; batch: at the next batch sync; never: at close).
- *    An unpersisted ack only means a resend, which the collector dedups by snapshot id.
+ *  - Acks are persisted lazily, whatever the policy: after ack_persist_every acks or
+ *    ack_persist_ms, before a segment is deleted, and at close. After a power cut at most
+ *    ack_persist_every acknowledged records are returned again; the collector dedups them
+ *    by snapshot id. (This keeps the flash writes near the snapshot bytes: `spool stats`.)
+ *  - With batch, a power cut loses at most the records appended since the last batch sync
+ *    (batch_records / batch_ms); a record cut in half is counted in torn_tails.
  *  - The total size stays under max_bytes: when full, whole routine segments are evicted
  *    oldest first, then finding segments oldest first; every pending record evicted is
  *    counted (routine_dropped / findings_dropped), and the counters persist.
@@ -54,6 +58,10 @@ typedef struct spool_params {
     uint32_t batch_records;       /* batch: fsync after this many appends (0 = 8) */
     uint32_t batch_ms;            /* batch: or this long after the first unsynced append (0 = 5000) */
     int read_only;                /* `spool stats|ls`: no truncation, no deletion, no state writes */
+    uint32_t ack_persist_every;   /* acks are persisted after this many (0 = 16) ... */
+    uint32_t ack_persist_ms;      /* ... or this long after the first unsaved one (0 = 300000) */
+    const struct spool_vfs *vfs;  /* file system calls (spool_io.h); NULL = POSIX */
+    uint64_t (*now_ms)(void);     /* monotonic clock; NULL = et_now_mono_ms (benches fake a day) */
 } spool_params;
 
 typedef struct spool_rec {
@@ -76,6 +84,11 @@ typedef struct spool_stats {
     uint64_t torn_tails;                        /* torn last records cut off at open */
     uint64_t bytes_written_today;               /* segment + state bytes written, this UTC day */
     uint64_t bytes_written_total;
+    uint64_t state_bytes_total;                 /* of which the state file (included above) */
+    uint64_t payload_bytes_total;               /* snapshot bytes appended: the write amplification
+                                                   is bytes_written_total / payload_bytes_total */
+    uint64_t state_saves;                       /* state rewrites by this process */
+    uint64_t next_seq;                          /* the next snapshot seq spool_next_seq returns */
     uint32_t day;                               /* days since epoch of bytes_written_today */
     int fsync_policy;
 } spool_stats;
@@ -107,6 +120,10 @@ int spool_sync(spool *sp);
 
 void spool_get_stats(const spool *sp, spool_stats *st);
 
+/* The next snapshot sequence number. Rises across restarts and power cuts (numbers are
+ * reserved in blocks in the state file; a restart skips the rest of a block). */
+uint64_t spool_next_seq(spool *sp);
+
 /* Visits every record on disk, oldest first per stream (findings stream, then routine), with
  * acked = 1 for records before the cursor or acked out of order. cb returns non-zero to stop.
  * Returns 0, or -1 on I/O error. */
@@ -115,7 +132,7 @@ int spool_foreach(spool *sp, int (*cb)(const spool_rec *r, int acked, void *ctx)
 const char *spool_fsync_name(int policy);      /* "always" | "batch" | "never" */
 int spool_fsync_parse(const char *s);          /* -1 if unknown */
 
-/* `edgetrace-agent spool [stats|ls|torture] [--dir DIR] [--json]` (spool_cmd.c). */
+/* `edgetrace-agent spool [stats|ls] [--dir DIR] [--json]` (spool_cmd.c). */
 int spool_cmd_main(int argc, char **argv);
 
 #endif

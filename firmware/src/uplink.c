@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <coap3/coap.h>
+#include <mbedtls/platform_util.h>
 
 #include "base.h"
 #include "resolve.h"
@@ -890,7 +891,33 @@ void et_uplink_destroy(et_uplink *u)
     close_session(u);
     coap_free_context(u->ctx);
     free(u->buf);
+    mbedtls_platform_zeroize(u->p.psk, sizeof(u->p.psk));
     free(u);
+}
+
+int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *psk, size_t psk_len)
+{
+    if (!device_id[0] || strlen(device_id) >= sizeof(u->p.device_id) || !psk_len || psk_len > ET_UPLINK_PSK_MAX)
+        return -1;
+    mbedtls_platform_zeroize(u->p.psk, sizeof(u->p.psk));
+    memcpy(u->p.psk, psk, psk_len);
+    u->p.psk_len = psk_len;
+    et_strlcpy(u->p.device_id, device_id, sizeof(u->p.device_id));
+    /* The session was keyed with the old PSK: the collector may already have revoked it, so
+     * a request on it would only time out. Drop it (with the request in flight: its record
+     * stays in the spool, and should the collector have stored it, the resend is answered
+     * 2.04) and handshake with the new key now, without the backoff the old key earned. */
+    if (u->in_flight) {
+        u->in_flight = 0;
+        stop_watchdog(u);
+    }
+    close_session(u);
+    u->sess_dead = 0;
+    u->backoff_ms = 0;
+    u->same_fails = 0;
+    u->hold_streak = 0;
+    schedule(u, 0);
+    return 0;
 }
 
 void et_uplink_kick(et_uplink *u)

@@ -150,6 +150,11 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
  * stays in the spool (it was never acked). */
 void et_uplink_destroy(et_uplink *u);
 
+/* New PSK credentials (a gateway provisioned while running, or a key rotation): the old PSK
+ * is wiped, the session is dropped and the next request handshakes with the new identity.
+ * -1 (nothing changed) if the identity or key is empty or too long. */
+int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *psk, size_t psk_len);
+
 /* Something was appended to the spool: start sending now unless busy or backing off. */
 void et_uplink_kick(et_uplink *u);
 /* 1 when nothing is in flight and the spool has nothing that may be sent now. */

@@ -2,8 +2,9 @@
  * and a state file made of fuzz bytes, then open (scan, torn-tail cut, resync past garbage),
  * list, peek/ack, append, close, reopen read-only. Flash goes bad in ways no test imagines.
  *
- * Input: byte 0 = options (bit 0: findings stream, bit 1: fix the state file's CRC, bit 2:
- * fix every record CRC, so the fuzzer reaches the semantic checks behind them), bytes 1-2 =
+ * Input: byte 0 = options (bit 0: findings stream, bit 1: fix the state file's CRC as a
+ * version 1 file, bit 3: as a version 2 file of the given length, bit 2: fix every record CRC,
+ * so the fuzzer reaches the semantic checks behind them), bytes 1-2 =
  * state length (little-endian), then the state bytes, then the segment bytes. */
 #include <dirent.h>
 #include <fcntl.h>
@@ -18,7 +19,8 @@
 
 #include "spool.h"
 
-#define STATE_LEN 1132 /* spool.c's state layout: 16 + 8*8 + 2*(12 + 64*8) + 4 */
+#define STATE_LEN 1132 /* version 1 state layout: 16 + 8*8 + 2*(12 + 64*8) + 4 */
+#define STATE_V2_MAX 1156 /* version 2 (spool_state.c): 16 + 10*8 + 8 + 2*(12 + 64*8) + 4 */
 
 static char dir[64];
 
@@ -79,8 +81,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         slen = size;
     clean();
     if (slen) {
-        static uint8_t st[STATE_LEN];
-        if (opt & 2) {
+        static uint8_t st[STATE_V2_MAX];
+        if (opt & 8) {
+            size_t n = slen < 20 ? 20 : slen > STATE_V2_MAX ? STATE_V2_MAX : slen;
+            memset(st, 0, sizeof st);
+            memcpy(st, data, slen < n ? slen : n);
+            put32(st, 0x31535445u);
+            put32(st + 4, 2);
+            put32(st + n - 4, (uint32_t)crc32(0L, st, (uInt)(n - 4)));
+            write_file("state", st, n);
+        } else if (opt & 2) {
             memset(st, 0, sizeof st);
             memcpy(st, data, slen < STATE_LEN ? slen : STATE_LEN);
             put32(st, 0x31535445u);

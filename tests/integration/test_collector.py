@@ -37,8 +37,9 @@ from conftest import AGENT, BUILD, COLLECTOR, ROOT, wait_for
 
 HOST_DEPS = Path(os.environ.get("ET_HOST_DEPS", ""))
 COAP_CLIENT = HOST_DEPS / "bin" / "coap-client"
-# The agent's `push` subcommand makes the snapshot files; ET_PUSH_CMD overrides the argv prefix.
-PUSH = shlex.split(os.environ.get("ET_PUSH_CMD", "")) or [str(AGENT), "push"]
+# tools/et-push.c (the agent's `push` loop plus the test harness's made-up snapshots, kept out
+# of the device binary) makes the snapshot files; ET_PUSH_CMD overrides the argv prefix.
+PUSH = shlex.split(os.environ.get("ET_PUSH_CMD", "")) or [str(BUILD / "host" / "et-push")]
 
 
 def free_udp_port():

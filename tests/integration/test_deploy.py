@@ -5,6 +5,7 @@ manifest (python3-yaml) and checks the fields the deployment depends on, against
 they must agree with: the image build (names, tags, entrypoint), the agent's measured memory,
 the capabilities the crun test runs the image with, the collector's ports and /healthz.
 When kubectl is on the machine, `kubectl kustomize` must render the set too."""
+import os
 import re
 import shutil
 import signal
@@ -14,7 +15,7 @@ import time
 import pytest
 import yaml
 
-from conftest import AGENT, ROOT
+from conftest import AGENT, COLLECTOR, ROOT, wait_for
 from test_image import CAPS, VERSION
 
 DEPLOY = ROOT / "deploy"
@@ -61,7 +62,8 @@ def test_daemonset_sees_the_node_with_the_fewest_capabilities(m):
     assert pod["hostPID"] is True and not pod.get("hostNetwork")
     (c,) = pod["containers"]
     assert c["image"] == f"edgetrace/agent:{VERSION}"
-    assert c["args"] == ["run", "--config", "/etc/edgetrace/agent.conf"]   # the image's Cmd
+    assert c["args"][:3] == ["run", "--config", "/etc/edgetrace/agent.conf"]   # the image's Cmd
+    assert c["args"][3:] == ["--device-id", "$(NODE_NAME)"]   # expanded by Kubernetes from env
     sc = c["securityContext"]
     assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
@@ -78,16 +80,23 @@ def test_daemonset_identity_credentials_spool_and_discovery_mounts(m):
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     mounts = {v["mountPath"]: v for v in c["volumeMounts"]}
     vols = {v["name"]: v for v in pod["volumes"]}
-    cred = mounts["/etc/edgetrace/credentials"]
-    assert cred["subPathExpr"] == "$(NODE_NAME)"   # the node's key of the one Secret
-    assert vols[cred["name"]]["secret"]["secretName"] == "edgetrace-credentials"
-    assert vols[cred["name"]]["secret"]["defaultMode"] == 0o400
+    # The whole Secret as a directory, keyed by node name: no subPath (never updated in place, and
+    # a missing key would keep the container from starting), optional (the agent spools before
+    # the Secret exists), not readable by others.
+    cred = mounts["/etc/edgetrace/creds"]
+    assert "subPath" not in cred and "subPathExpr" not in cred and cred["readOnly"] is True
+    secret = vols[cred["name"]]["secret"]
+    assert secret["secretName"] == "edgetrace-credentials"
+    assert secret["defaultMode"] == 0o400 and secret["optional"] is True
+    assert not any(v.get("subPath") or v.get("subPathExpr") for v in c["volumeMounts"]
+                   if v["name"] == cred["name"])
     spool = mounts["/var/lib/edgetrace/spool"]
     assert vols[spool["name"]]["hostPath"]["path"] == "/var/lib/edgetrace/spool"
     conf = mounts["/etc/edgetrace/agent.conf"]
     cm = m[("ConfigMap", vols[conf["name"]]["configMap"]["name"])]
     text = cm["data"][conf["subPath"]]
-    assert "dir = /var/lib/edgetrace/spool" in text and "credentials = /etc/edgetrace/credentials" in text
+    assert "dir = /var/lib/edgetrace/spool" in text and "credentials_dir = /etc/edgetrace/creds" in text
+    assert "device_id" not in text   # one ConfigMap for every node: the id comes from --device-id
     assert "discover = yes" in text
     # the collector address names the CoAP Service in the kustomization's namespace
     host, port = re.search(r"coaps://([^:]+):(\d+)", text).groups()
@@ -153,3 +162,47 @@ def test_kustomize_renders_into_the_namespace():
         if d["kind"] != "Namespace":
             assert d["metadata"]["namespace"] == "edgetrace", d["metadata"]["name"]
         assert d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "edgetrace"
+
+
+def test_agent_takes_its_node_key_from_the_secret_directory_without_a_restart(m, tmp_path):
+    """The DaemonSet's container as the kubelet runs it: the ConfigMap's agent.conf, its args with
+    $(NODE_NAME) expanded, and the Secret (as `provision --from --k8s-secret` writes it) mounted
+    as a directory. The pod starts before the node has a key, samples and spools, and takes the
+    key when it is added to the Secret. (With the old subPathExpr mount the container could not
+    start until the key existed, and the agent refused to start without its file.)"""
+    import base64
+    pod = agent_pod(m)
+    (c,) = pod["containers"]
+    mounts = {v["name"]: v["mountPath"] for v in c["volumeMounts"]}
+    cm_name = next(v for v in pod["volumes"] if "configMap" in v)["configMap"]["name"]
+    text = m[("ConfigMap", cm_name)]["data"]["agent.conf"]
+    creds_dir, spool = tmp_path / "creds", tmp_path / "spool"
+    creds_dir.mkdir()
+    text = text.replace(mounts["credentials"], str(creds_dir)).replace(mounts["spool"], str(spool))
+    conf = tmp_path / "agent.conf"
+    conf.write_text(text)
+    args = [a.replace("$(NODE_NAME)", "node-b") for a in c["args"]]
+    args[args.index("--config") + 1] = str(conf)
+    nodes = tmp_path / "nodes"
+    nodes.write_text("node-a\nnode-b\n")
+    r = subprocess.run([str(COLLECTOR), "provision", "--from", str(nodes), "--db",
+                        str(tmp_path / "c.db"), "--k8s-secret", "-"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = {k: base64.b64decode(v).decode() for k, v in yaml.safe_load(r.stdout)["data"].items()}
+    assert set(data) == {"node-a", "node-b"} and "device_id = node-b" in data["node-b"]
+    (creds_dir / "node-a").write_text(data["node-a"])   # another node's key only
+    log = tmp_path / "agent.log"
+    p = subprocess.Popen([str(AGENT), *args], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: "no credentials at" in log.read_text(), timeout=10), log.read_text()
+        assert f"no credentials at {creds_dir}/node-b: sampling and spooling" in log.read_text()
+        time.sleep(2.5)
+        assert p.poll() is None and log.read_text().count("no credentials at") == 1
+        (creds_dir / "node-b").write_text(data["node-b"])
+        os.chmod(creds_dir / "node-b", 0o400)
+        assert wait_for(lambda: f"credentials {creds_dir}/node-b: loaded for node-b" in log.read_text(),
+                        timeout=10), log.read_text()
+        assert p.poll() is None
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)

@@ -2,14 +2,17 @@
 a loop and is SIGKILLed at random points, 60 times in a row on the same spool directory.
 After every kill the spool is reopened (the agent's recovery path) and:
   - every record reported durable ("D id") and not acked is present, exactly once;
-  - no record reported acked ("A id") comes back;
+  - at most ACK_BOUND records reported acked ("A id") come back (acks are persisted lazily;
+    the collector dedups the resend);
   - the only record allowed to be missing is the one whose ack was in flight ("K id");
   - the only record allowed to appear unreported is the one whose append was in flight;
   - every payload length matches what the driver wrote (CRC-checked by the spool).
 
-The driver is `edgetrace-agent spool torture` when the agent dispatches `spool`, else
-tools/spool-crashtest.c (the same spool_cmd.c) built here against the host deps. The same
-test runs the 32-bit armv7 agent (BeagleBone build) under qemu-user when it is built."""
+The driver is tools/spool-crashtest.c (a test tool, not in the device binary): build/host/
+spool-crashtest from `make host-tools`, else built here against the host deps. The same test
+runs its 32-bit armv7 build (BeagleBone, `make BOARD=bbb unit-cross`) under qemu-user.
+A kill -9 cannot lose what the kernel already has; power loss is tested in
+tests/unit/test_spool_powerloss.c."""
 import shlex
 import os
 import random
@@ -26,6 +29,7 @@ BUILD = Path(os.environ.get("ET_BUILD", ROOT / "build"))
 AGENT = Path(os.environ.get("ET_AGENT", BUILD / "x86_64" / "edgetrace-agent"))
 HOST_DEPS = os.environ.get("ET_HOST_DEPS", "")
 TRIALS = int(os.environ.get("ET_SPOOL_CRASH_TRIALS", "60"))
+ACK_BOUND = 16  # spool_params.ack_persist_every default
 
 
 def torture_len(i):
@@ -44,15 +48,14 @@ def agent_supports_spool(cmd, tmp):
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("spooldrv")
-    if AGENT.exists() and agent_supports_spool([str(AGENT), "spool"], tmp):
-        return [str(AGENT), "spool"]
     built = BUILD / "host" / "spool-crashtest"  # `make host-tools`
     if built.exists() and agent_supports_spool([str(built)], tmp):
         return [str(built)]
     exe = tmp / "spool-crashtest"
     inc = [f"-I{HOST_DEPS}/include"] if HOST_DEPS else []
     lib = [f"-L{HOST_DEPS}/lib"] if HOST_DEPS else []
-    src = ["tools/spool-crashtest.c", "firmware/src/spool.c", "firmware/src/spool_cmd.c", "firmware/src/base.c"]
+    src = ["tools/spool-crashtest.c", "firmware/src/spool.c", "firmware/src/spool_io.c", "firmware/src/spool_state.c",
+           "firmware/src/base.c"]
     cc = ["gcc", "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-fsanitize=address,undefined",
           "-Ifirmware/src", *inc, *src, *lib, "-lz", "-o", str(exe)]
     r = subprocess.run(cc, cwd=ROOT, capture_output=True, text=True)
@@ -62,13 +65,12 @@ def driver(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def arm_driver(tmp_path_factory):
-    agent = os.environ.get("ET_AGENT_BBB", str(BUILD / "bbb" / "edgetrace-agent"))
+    drv = BUILD / "bbb" / "unit" / "spool-crashtest"
     qemu = shlex.split(os.environ.get("ET_QEMU_BBB", "qemu-arm-static -cpu cortex-a8"))
-    if not Path(agent).exists():
-        pytest.skip(f"no armv7 agent at {agent} (make BOARD=bbb)")
-    cmd = qemu + [agent, "spool"]
-    if not agent_supports_spool(cmd, tmp_path_factory.mktemp("armprobe")):
-        pytest.skip("the armv7 agent does not dispatch `spool` yet")
+    if not drv.exists():
+        pytest.skip(f"no armv7 driver at {drv} (make BOARD=bbb unit-cross)")
+    cmd = qemu + [str(drv)]
+    assert agent_supports_spool(cmd, tmp_path_factory.mktemp("armprobe")), "the armv7 driver does not start"
     return cmd
 
 
@@ -103,6 +105,7 @@ def kill9_trials(driver, tmp_path, trials, tmin, tmax):
     durable, acked = set(), set()
     started = time.monotonic()
     kills_mid_write = 0
+    resent = 0
     for trial in range(trials):
         cmd = driver + ["torture", "--dir", str(d), "--policy", "always", "--seed", str(trial + 1),
                         "--ack-every", str(rng.choice([2, 3, 5])), "--max-bytes", str(64 << 20),
@@ -136,8 +139,13 @@ def kill9_trials(driver, tmp_path, trials, tmin, tmax):
         for rid, n in pending:
             assert n == torture_len(int(rid[:16], 16)), f"trial {trial}: {rid} has the wrong length"
         present = set(ids)
+        # Acks are persisted lazily (every ACK_BOUND acks, firmware/src/spool_state.c): a kill
+        # may bring back that many acked records, which are then pending again (the collector
+        # dedups the resend). More would be a lost ack cursor.
         came_back = present & acked
-        assert not came_back, f"trial {trial}: acked records came back: {sorted(came_back)[:5]}"
+        assert len(came_back) <= ACK_BOUND, f"trial {trial}: {len(came_back)} acked records came back"
+        acked -= came_back
+        resent += len(came_back)
         missing = (durable - acked) - present
         assert missing <= ({inflight_ack} if inflight_ack else set()), \
             f"trial {trial}: durable records lost: {sorted(missing)[:5]}"
@@ -150,6 +158,6 @@ def kill9_trials(driver, tmp_path, trials, tmin, tmax):
         durable |= unreported
     elapsed = time.monotonic() - started
     print(f"{trials} kills, {len(durable)} records appended, {len(acked)} acked, "
-          f"{kills_mid_write} kills between write and report, {elapsed:.1f}s")
+          f"{kills_mid_write} kills between write and report, {resent} acked records resent, {elapsed:.1f}s")
     assert len(durable) > trials, "the driver hardly appended anything"
     assert elapsed < 90

@@ -32,8 +32,10 @@ from chaos import start_lossy_link
 from conftest import AGENT, BUILD, COLLECTOR, wait_for
 from test_collector import Collector
 
-PUSH = shlex.split(os.environ.get("ET_PUSH_CMD", "")) or [str(AGENT), "push"]
-AGENT_RPI4 = Path(os.environ.get("ET_AGENT_RPI4", BUILD / "rpi4" / "edgetrace-agent"))
+# tools/et-push.c: the agent's `push` loop with the harness's synthetic snapshots (host build,
+# and cross-built for rpi4 by `make BOARD=rpi4 unit-cross`)
+PUSH = shlex.split(os.environ.get("ET_PUSH_CMD", "")) or [str(BUILD / "host" / "et-push")]
+AGENT_RPI4 = Path(os.environ.get("ET_PUSH_RPI4", BUILD / "rpi4" / "unit" / "et-push"))
 QEMU_RPI4 = shlex.split(os.environ.get("ET_QEMU_RPI4", "qemu-aarch64-static"))
 
 
@@ -122,7 +124,7 @@ def test_rebinding_keeps_the_dtls_session(coll, tmp_path):
     assert stats["timeouts"] == 0, stats
 
 
-@pytest.mark.skipif(not AGENT_RPI4.exists(), reason="rpi4 agent not built (make BOARD=rpi4)")
+@pytest.mark.skipif(not AGENT_RPI4.exists(), reason="rpi4 et-push not built (make BOARD=rpi4 unit-cross)")
 def test_arm_agent_under_qemu_through_lossy_link(coll, tmp_path):
     n = 8
     with start_lossy_link(("127.0.0.1", coll.port), workdir=tmp_path / "link", loss=30, delay_ms=300,
@@ -130,7 +132,7 @@ def test_arm_agent_under_qemu_through_lossy_link(coll, tmp_path):
         url = "coaps://%s:%d" % link.addr
         cmd = push_cmd(coll.creds, url, tmp_path / "spool", tmp_path / "ids", "--synthetic", n, "--interval-ms", 1000,
                        "--ack-timeout-ms", 1200, "--max-retransmit", 4, "--backoff-min-ms", 1000,
-                       "--backoff-max-ms", 6000, "--timeout", 300, prefix=QEMU_RPI4 + [str(AGENT_RPI4), "push"])
+                       "--backoff-max-ms", 6000, "--timeout", 300, prefix=QEMU_RPI4 + [str(AGENT_RPI4)])
         agent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         link.wait_outage_over(margin=1)
         link.rebind()

@@ -328,6 +328,28 @@ static void test_every_field(void **state)
     assert_int_equal(q1(s, "SELECT (SELECT count(*) FROM json_each(by_state)) FROM series WHERE json_valid(by_state)"
                            " ORDER BY t DESC LIMIT 1"),
                      ET_G_STATE_COUNT);
+    /* survivor evidence (wire schema 2): stored, and shown in the finding's detail */
+    mk("f4", "gw-1", "billing", 1700000090000LL, 43, 1, 1);
+    et_finding *sf = &snap.w.findings[0];
+    sf->evidence |= ET_E_SURVIVORS;
+    sf->survivors = sf->survivors_of = 5;
+    sf->oldest_id = 4242;
+    sf->wait_hist[1] = 5;
+    sf->wait_hist[2] = 1;
+    assert_int_equal(put1(s, "gw-1"), STORE_NEW);
+    json_t *fj = NULL;
+    assert_int_equal(store_q_finding(s, q1(s, "SELECT id FROM findings"), &fj), 0);
+    assert_int_equal(json_integer_value(json_object_get(fj, "survivors")), 5);
+    assert_int_equal(json_integer_value(json_object_get(fj, "survivors_of")), 5);
+    assert_int_equal(json_integer_value(json_object_get(fj, "oldest_id")), 4242);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(fj, "wait_hist"), 1)), 5);
+    int has_surv = 0;
+    json_t *ev;
+    size_t ei;
+    json_array_foreach(json_object_get(fj, "evidence"), ei, ev)
+        has_surv |= !strcmp(json_string_value(ev), "survivors");
+    assert_true(has_surv);
+    json_decref(fj);
     store_close(s);
 }
 
@@ -409,7 +431,7 @@ static void test_migrate_v1(void **state)
     sqlite3_close(db);
 
     coll_store *s = open_db();
-    assert_int_equal(store_db_schema_version(s), 2);
+    assert_int_equal(store_db_schema_version(s), 3); /* v1 -> v2 -> v3 in place */
     assert_int_equal(store_count(s, "snapshots"), 2);
     assert_int_equal(store_count(s, "series"), 2);
     assert_int_equal(q1(s, "SELECT goroutines FROM series WHERE snap=2"), 20);

@@ -62,7 +62,7 @@ static void test_full_file(void **st)
                   "[spool]\ndir = /data/spool\nmax_bytes = 4M\nfsync = always\n"
                   "[uplink]\ncollector = coaps://10.0.0.1:5684\nbudget_bytes_per_day = 2M\nmax_retransmit = 8\n"
                   "pki_cert = /etc/edgetrace/gw.crt\npki_key = /etc/edgetrace/gw.key\npki_ca = /etc/edgetrace/ca.crt\n"
-                  "hold_max = 10m\ndict = /etc/edgetrace/snap.dict\n"
+                  "hold_max = 10m\ndict = /etc/edgetrace/snap.dict\ncredentials_dir = /etc/edgetrace/creds\n"
                   "[target \"billing\"]\nurl = http://127.0.0.1:6060\ninterval = 10s\nprofiles = goroutine,heap\n"
                   "[target \"edge\"]\nurl = http://[::1]:7070\n",
                   err);
@@ -83,6 +83,8 @@ static void test_full_file(void **st)
     assert_int_equal(c.insecure_skip_verify, 0);
     assert_int_equal(c.hold_max_ms, 600000);
     assert_string_equal(c.dict, "/etc/edgetrace/snap.dict");
+    assert_string_equal(c.credentials_dir, "/etc/edgetrace/creds");
+    assert_string_equal(c.credentials, "/etc/edgetrace/credentials"); /* default, unused then */
     assert_int_equal(c.ntargets, 2);
     assert_string_equal(c.targets[0].name, "billing");
     assert_int_equal(c.targets[0].profiles, ET_P_GOROUTINE | ET_P_HEAP);

@@ -541,18 +541,25 @@ static const et_target *by_port(const et_target_set *s, uint16_t port)
 
 static et_target_set set, set2;
 
+static char fixture_proc[128], fixture_run[128];
+
+/* Scan options for the fixture (the paths live in the two statics above). */
+static void fixture_opts(et_discover_opts *o)
+{
+    snprintf(fixture_proc, sizeof(fixture_proc), "%s/proc", root);
+    snprintf(fixture_run, sizeof(fixture_run), "%s/run", root);
+    et_discover_opts_default(o);
+    o->proc_root = fixture_proc;
+    o->run_root = fixture_run;
+    o->confirm = 0;
+    o->self_netns_ino = SELF_NS;
+    o->self_pid = 1;
+}
+
 static void scan(et_target_set *out, const et_config *cfg)
 {
-    char proc[128], run[128];
-    snprintf(proc, sizeof(proc), "%s/proc", root);
-    snprintf(run, sizeof(run), "%s/run", root);
     et_discover_opts o;
-    et_discover_opts_default(&o);
-    o.proc_root = proc;
-    o.run_root = run;
-    o.confirm = 0;
-    o.self_netns_ino = SELF_NS;
-    o.self_pid = 1;
+    fixture_opts(&o);
     assert_true(et_discover_scan(cfg, &o, out) >= 0);
 }
 
@@ -777,6 +784,51 @@ static void test_missing_proc_root(void **state)
     assert_int_equal(et_discover_scan(NULL, &o, &set), 0);
 }
 
+/* A Go server with thousands of fds: the budgeted scan (what the agent's loop runs) never
+ * does more than its budget per step, and finds exactly what the one-shot scan finds. */
+static void test_scan_budgeted_many_fds(void **state)
+{
+    (void)state;
+    enum { NFD = 3000, BUDGET = 100 };
+    char abs[256], rel[64];
+    snprintf(abs, sizeof(abs), "%s/bin/billing", root);
+    wlink("proc/1000/exe", abs);
+    write_stat(1000, "busy", 9000);
+    wlink("proc/1000/ns/net", "net:[4026531840]");
+    wtext("proc/1000/cgroup", "0::/system.slice/busy.service\n");
+    wtext("proc/1000/net/tcp", TCP_HDR "%s", tcp4(0, "127.0.0.1", 6070, 0x0A, 4001));
+    wtext("proc/1000/net/tcp6", TCP6_HDR);
+    for (int fd = 0; fd < NFD; fd++) {
+        snprintf(rel, sizeof(rel), "proc/1000/fd/%d", fd);
+        wlink(rel, fd == NFD - 7 ? "socket:[4001]" : "/dev/null");
+    }
+    scan(&set, NULL);
+    assert_non_null(by_port(&set, 6070));
+
+    et_discover_opts o;
+    fixture_opts(&o);
+    et_scan_job job;
+    assert_true(et_discover_scan_start(&job, NULL, &o, &set2) >= 0);
+    unsigned steps = 0;
+    unsigned long before = 0;
+    int done;
+    do {
+        done = et_discover_scan_step(&job, BUDGET);
+        /* a process's fixed cost may start on the last unit of a step */
+        assert_true(job.entries - before <= BUDGET + 8);
+        before = job.entries;
+        steps++;
+    } while (!done);
+    assert_true(steps >= NFD / BUDGET);
+    assert_int_equal(set2.n, set.n);
+    assert_int_equal(set2.go_procs, set.go_procs);
+    for (unsigned i = 0; i < set.n; i++)
+        assert_non_null(et_target_find(&set2, set.t[i].identity_hash));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/proc/1000", root);
+    rm_rf(path);
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -798,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_restart_changes_incarnation_only),
         cmocka_unit_test(test_config_targets_merge),
         cmocka_unit_test(test_confirm_waits_for_busy_pool),
+        cmocka_unit_test(test_scan_budgeted_many_fds),
         cmocka_unit_test(test_missing_proc_root),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);

@@ -692,6 +692,23 @@ def helper_ingest(log):
     return True
 
 
+def helper_api(log):
+    """tools/bench/api_bench.py prints 'latency NAME p50 X ms p99 Y ms' per query and
+    'ingest (API idle|hammered) N/s' lines."""
+    text = Path(log).read_text(errors="replace")
+    rows = [(f"{m.group(1).strip()}: p50 / p99", f"{float(m.group(2)):.1f} / {float(m.group(3)):.1f} ms", "",
+             "p99 < 100 ms", verdict(float(m.group(3)) < 100))
+            for m in re.finditer(r"^latency (.+?)\s+p50\s+([\d.]+) ms\s+p99\s+([\d.]+) ms", text, re.M)]
+    ing = {m.group(1): float(m.group(2)) for m in re.finditer(r"^ingest \(API (idle|hammered)\)\s+([\d.]+)/s", text, re.M)}
+    if not rows or len(ing) != 2:
+        return False
+    rows.append(("ingest snapshots/s while 4 clients hammer the API", f"{ing['hammered']:.0f}/s",
+                 f"{ing['idle']:.0f}/s (API idle)", ">= 5000/s", verdict(ing["hammered"] >= 5000)))
+    head = re.search(r"^api bench: ([^\n]*)", text, re.M)
+    table(f"7. HTTP API{' (' + head.group(1) + ')' if head else ''}", rows)
+    return True
+
+
 # ---- section 6: agent size and RSS ---------------------------------------------------------
 
 def board_var(board, var):
@@ -808,7 +825,7 @@ SECTIONS = {"parse": section_parse, "detect": section_detect, "snapshot": sectio
 
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "helper":  # helper trace|ingest LOG -> table
-        f = {"trace": helper_trace, "ingest": helper_ingest}.get(sys.argv[2])
+        f = {"trace": helper_trace, "ingest": helper_ingest, "api": helper_api}.get(sys.argv[2])
         return 0 if f and f(sys.argv[3]) else 3
     if len(sys.argv) != 2 or sys.argv[1] not in SECTIONS:
         print(f"usage: {sys.argv[0]} {'|'.join(SECTIONS)}", file=sys.stderr)

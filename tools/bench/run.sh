@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every speed, size and memory figure of edgetrace side by side with a baseline.
 #
-#   bash tools/bench/run.sh [SECTION...]      sections: parse detect snapshot trace ingest size
+#   bash tools/bench/run.sh [SECTION...]      sections: parse detect snapshot trace ingest size flash api
 #
 # `make bench` builds the agent, collector, lossy-link and the Go test services first; the
 # host tools (build/host/parse_bench, snapshot_bench, ...) are built here if missing.
@@ -43,7 +43,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 SECTIONS=("$@")
-[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect snapshot trace ingest size)
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect snapshot trace ingest size flash api)
 
 declare -A status
 declare -A took
@@ -122,7 +122,11 @@ for s in "${SECTIONS[@]}"; do
         "4. Trace parsing: the trace helper's bench (its own output, then the table)" ;;
     ingest) helper_bench ingest ingest_bench 240 \
         "5. Collector ingest: the collector helper's bench (its own output, then the table)" ;;
-    *) echo "unknown section $s (parse detect snapshot trace ingest size)"; failed=1 ;;
+    flash) printf '\n7. Flash wear: bytes the spool writes per snapshot and per day (build/host/flash_bench)\n'
+        run_section flash 120 "$ET_BUILD/host/flash_bench" ;;
+    api) helper_bench api api_bench 2400 \
+        "8. HTTP API latency on a fleet-sized database, and ingest while the API is hammered" ;;
+    *) echo "unknown section $s (parse detect snapshot trace ingest size flash api)"; failed=1 ;;
     esac
 done
 
