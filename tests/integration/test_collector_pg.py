@@ -13,7 +13,7 @@ Covered:
     node reconnects by itself and stores again;
   - retention drops a whole expired partition.
 
-Run: make collector host-tools agent; /usr/bin/python3 -m pytest tests/integration/test_collector_pg.py
+Run: make collector host-tools host-deps (coap-client, et-push, ingest_bench); /usr/bin/python3 -m pytest tests/integration/test_collector_pg.py
 """
 
 import json
@@ -28,7 +28,7 @@ import pytest
 
 from conftest import BUILD, COLLECTOR, free_port, wait_for
 from pgcluster import PgCluster
-from test_collector import (AGENT, COAP_CLIENT, Collector, coap_post, free_udp_port, gen_snapshots, read_creds,
+from test_collector import (Collector, coap_post, free_udp_port, gen_snapshots, read_creds,
                             snapshot_id)
 
 BENCH = Path(os.environ.get("ET_INGEST_BENCH", BUILD / "host" / "ingest_bench"))
@@ -146,7 +146,6 @@ def test_ingest_api_and_cli_on_postgresql(pg, db, nodes, tmp_path):
     assert len(snaps) == 5 and all(s["device"] == "gw-1" and s["goroutines"] is not None for s in snaps)
 
 
-@pytest.mark.skipif(not COAP_CLIENT.exists() or not AGENT.exists(), reason="needs coap-client and the x86_64 agent")
 def test_retry_on_another_node_is_a_duplicate(pg, db, nodes, tmp_path):
     name, url = db
     creds = provision(url, "gw-1", tmp_path)
@@ -160,7 +159,6 @@ def test_retry_on_another_node_is_a_duplicate(pg, db, nodes, tmp_path):
     assert stored_ids(pg, name) == [snapshot_id(f)]
 
 
-@pytest.mark.skipif(not COAP_CLIENT.exists() or not AGENT.exists(), reason="needs coap-client and the x86_64 agent")
 def test_revoke_in_the_database_holds_on_a_running_node(pg, db, nodes, tmp_path):
     name, url = db
     creds = provision(url, "gw-1", tmp_path)
@@ -203,7 +201,6 @@ def test_kill9_of_a_node_under_load_loses_nothing_acknowledged(pg, db, nodes, tm
     assert not missing, f"{len(missing)} of {len(ids)} acknowledged snapshots lost"
 
 
-@pytest.mark.skipif(not COAP_CLIENT.exists() or not AGENT.exists(), reason="needs coap-client and the x86_64 agent")
 def test_database_restart_under_a_running_node(pg, db, nodes, tmp_path):
     name, url = db
     creds = provision(url, "gw-1", tmp_path)
