@@ -88,6 +88,7 @@ PKGS=(
   chromium chromium-driver python3-selenium prometheus-alertmanager prometheus
   # images, init systems and scale-out, tested with the real programs:
   busybox-static crun umoci skopeo nginx libnginx-mod-stream postgresql libpq-dev
+  panicparse  # make bench: baseline of the goroutine-dump parser (tools/bench/bench.py parse)
 )
 for v in $GO_BOOKWORM_VERSIONS; do PKGS+=("golang-$v-go"); done
 apt-get install -y --no-install-recommends "${PKGS[@]}" >/dev/null
