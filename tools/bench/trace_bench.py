@@ -5,7 +5,7 @@
 
 Without --trace it builds tools/tracegen with Go 1.27 and records a busy service (N goroutine
 pairs ping-ponging on channels, a contended mutex, short-lived goroutines) for --window, which
-gives a trace of ~150 MB. Then it runs, --runs times each, alternating (best run kept):
+gives a trace of ~100 MB. Then it runs, --runs times each, alternating (best run kept):
 
     edgetrace-agent trace FILE --json          (our parser; summary to /dev/null)
     ettracebench FILE                          (Go 1.27's internal/trace.Reader: a ReadEvent
