@@ -54,7 +54,8 @@ def run_corpus(go):
     try:
         for p in PROGRAMS:
             # A brisk but modest load: leaks show within a few intervals, the machine keeps up.
-            services[p["name"]] = GoService(p["name"], go=go, args=("-rate", "40"))
+            # A label's "args" scale a program to this window (see corpus.json).
+            services[p["name"]] = GoService(p["name"], go=go, args=("-rate", "40", *p.get("args", [])))
         with ThreadPoolExecutor(max_workers=len(services)) as ex:
             by_name = {p["name"]: p for p in PROGRAMS}
             futs = {name: ex.submit(sample, s.url, samples_for(by_name[name])) for name, s in services.items()}
