@@ -109,9 +109,12 @@
  * so its per-epoch series is the post-GC heap without the sawtooth. The same growth test and
  * confidence rule apply to it (retention from its rise scaled to live bytes by the lowest
  * floor/goal ratio), so a slow leak that keeps under 1% of what the process allocates is
- * likely after 4 rising epochs. A finding with no site says why (enum et_no_site): the
- * growth is under 4 GC cycles old (the profile lags), no single site has grown by the site
- * thresholds yet, the profile was truncated, or it lists no sites.
+ * likely after 4 rising epochs. A raised episode that passes neither test stays suspected
+ * while the goal keeps making new highs (the floor can drop out, one epoch sampled high on
+ * the sawtooth, before the goal has risen 5%), and clears once it stops. A finding with no
+ * site says why (enum et_no_site): the growth is under 4 GC cycles old (the profile lags), no
+ * single site has grown by the site thresholds yet, the profile was truncated, or it lists
+ * no sites.
  * RSS growth: anonymous RSS beyond all the Go runtime holds (Sys - HeapReleased) grows, with a
  * flat goroutine count; RSS merely above the heap is never a finding, nor RSS catching up with
  * pages Go mapped earlier, nor the binary's file pages. likely at k_up >= 3.

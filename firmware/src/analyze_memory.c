@@ -202,6 +202,19 @@ static int no_site_reason(const et_analyzer *a, double t0)
     return have && gc1 - gc0 >= 4 ? ET_NS_NO_SITE_GREW : ET_NS_PROFILE_LAG;
 }
 
+/* The newest epoch's goal is above every earlier one in the window. No tolerance: a slow leak
+ * under frequent GCs moves the goal by less than the growth test's tol per epoch, and a flat
+ * goal's jitter makes a new high rarely (1 in n epochs), so a healthy episode is not held. */
+static int goal_new_high(const series *goal)
+{
+    if (goal->n < 2)
+        return 0;
+    double hi = goal->x[0];
+    for (int i = 1; i < goal->n - 1; i++)
+        hi = goal->x[i] > hi ? goal->x[i] : hi;
+    return goal->x[goal->n - 1] > hi;
+}
+
 /* Heap growth (post-GC floor per epoch, heap sites) and RSS growth outside the Go runtime. */
 void an_eval_memory(et_analyzer *a, an_eval *cx)
 {
@@ -217,7 +230,7 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
     /* heap growth */
     series fl, goal;
     int ne = an_heap_epochs(a, &fl, &goal);
-    int heap_conf1 = 0;
+    int heap_conf1 = 0, held = 0;
     gresult gh;
     a->v_heap_site = -1;
     double best_site_rise = 0;
@@ -273,6 +286,17 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
             double retention = heap_retention(a, gh.t0, goal.t[goal.n - 1], gh.rise);
             int likely = heap_steady(&goal, &gg) && heap_persistent(&gg, retention);
             heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
+        } else if (a->v_heap.confidence1 && goal_new_high(&goal)) {
+            /* The hand-over: a slow leak's sampled floor may stop passing (one epoch sampled
+             * low on the sawtooth) before its goal has risen by the 5% the goal test asks
+             * for. A raised episode whose goal keeps making new highs stays suspected rather
+             * than clearing and reopening; one that stops climbing clears. */
+            held = 1;
+            heap_conf1 = 1 + ET_C_SUSPECTED;
+            gh.L = 0;
+            gh.k_up = a->v_heap.k_up;
+            gh.slope = a->v_heap.slope_per_min;
+            gh.rise = a->v_heap.rise;
         }
     }
     p.drawdown = 0;
@@ -290,7 +314,12 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
     }
     if (heap_conf1 && a->heap_siteless && !a->heap_anchor && a->v_heap_site >= 0)
         a->heap_anchor = a->hsites[a->v_heap_site].key;
-    a->heap_no_site = heap_conf1 && a->v_heap_site < 0 ? (uint8_t)no_site_reason(a, gh.t0) : ET_NS_NONE;
+    if (!held)
+        a->heap_no_site = heap_conf1 && a->v_heap_site < 0 ? (uint8_t)no_site_reason(a, gh.t0) : ET_NS_NONE;
+    else if (a->v_heap_site >= 0)
+        a->heap_no_site = ET_NS_NONE;
+    else if (!a->heap_no_site)
+        a->heap_no_site = ET_NS_NO_SITE_GREW; /* it had a site: that site stopped growing */
 
     /* RSS outside the Go runtime */
     an_rec_series(a, F_RSS_OUTSIDE, &s);

@@ -94,6 +94,10 @@ def test_positive_detected(go, program):
     f = found[0]
     assert f["confidence"] in ("likely", "confirmed")
     assert len(f["fingerprint"]) == 16
+    for h in found:
+        if h["kind"] == "heap-growth":  # a heap finding names its site, or says why not
+            assert h["function"] or (h["no_site"] and h["no_site_reason"]), h
+            assert not (h["function"] and h["no_site"]), h
     if program["kind"] == "goroutine-leak":
         assert f["file"].endswith(program["file"]), f
         assert f["line"] == program["line"], f

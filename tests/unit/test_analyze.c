@@ -1219,6 +1219,7 @@ static void test_heap_sawtooth(void **state)
 enum { CHURN_LEAK, CHURN_FLAT, CHURN_BATCH, CHURN_CACHE };
 
 static uint32_t churn_rng;
+static int churn_gaps; /* samples where a raised heap finding had cleared again */
 static double churn_rand(void) /* [0,1) */
 {
     churn_rng = churn_rng * 1103515245u + 12345u;
@@ -1239,6 +1240,7 @@ static double churn_live(int pat, double t)
 
 /* Feeds `samples` samples every iv_s seconds; returns the sample index of the first likely
  * heap finding (-1: none) and fails on any finding when quiet is set. */
+static int churn_forced; /* the sampler forces a GC before every third sample (its debug=2 dumps) */
 static int churn_run(int pat, double iv_s, int samples, int quiet, uint32_t seed)
 {
     et_analyzer_init(an, NULL);
@@ -1247,10 +1249,16 @@ static int churn_run(int pat, double iv_s, int samples, int quiet, uint32_t seed
     double next_gc_t = 3.0 + 3.0 * churn_rand(), last_gc_t = 0;
     double marked = churn_live(pat, 0), goal = 4e6 > 2 * marked ? 4e6 : 2 * marked;
     uint32_t num_gc = 5;
-    int likely_at = -1;
+    int likely_at = -1, raised = 0;
+    churn_gaps = 0;
     for (int i = 0; i < samples; i++) {
         double t = 30.0 + iv_s * i; /* the service has been up half a minute */
-        while (next_gc_t <= t) {
+        int force = churn_forced && i % 3 == 2;
+        while (next_gc_t <= t || force) {
+            if (force && next_gc_t > t) {
+                next_gc_t = t; /* a forced GC now; the pacer's next one follows it */
+                force = 0;
+            }
             last_gc_t = next_gc_t;
             num_gc++;
             /* what the collector marks: the live heap plus what was allocated black while it
@@ -1280,6 +1288,8 @@ static int churn_run(int pat, double iv_s, int samples, int quiet, uint32_t seed
         const et_finding *f = find_kind(ET_F_HEAP_GROWTH, NULL);
         if (f && f->confidence >= ET_C_LIKELY && likely_at < 0)
             likely_at = i;
+        churn_gaps += raised && !f;
+        raised |= f != NULL;
     }
     return likely_at;
 }
@@ -1293,6 +1303,17 @@ static void test_heap_slow_leak_under_churn(void **state)
         if (at < 0 || at >= 16)
             fprintf(stderr, "seed %u: likely at %d\n", seed, at);
         assert_true(at >= 0 && at < 16); /* measured: at the 11th-13th sample */
+        /* once raised it stays raised: the floor test hands over to the goal test */
+        assert_int_equal(churn_gaps, 0);
+        /* the same when the sampler forces a GC before every third sample (its debug=2 dumps):
+         * those samples land on the floor, which then passes for a while on its own */
+        churn_forced = 1;
+        at = churn_run(CHURN_LEAK, 5.0, 36, 0, seed);
+        churn_forced = 0;
+        if (at < 0 || at >= 16 || churn_gaps)
+            fprintf(stderr, "seed %u (forced GCs): likely at %d, %d gaps\n", seed, at, churn_gaps);
+        assert_true(at >= 0 && at < 16);
+        assert_int_equal(churn_gaps, 0);
         const et_finding *f = find_kind(ET_F_HEAP_GROWTH, NULL);
         assert_non_null(f);
         assert_true(f->confidence >= ET_C_LIKELY);
@@ -1319,6 +1340,42 @@ static void test_heap_slow_leak_under_churn(void **state)
         churn_run(CHURN_CACHE, 5.0, 48, 1, seed);
         churn_run(CHURN_CACHE, 30.0, 48, 1, seed);
     }
+}
+
+/* The hand-over from the floor test to the goal test: GCs every 5 s, one sample each. The
+ * samples drift up the sawtooth, so the floor rises 1 MB per epoch while the goal rises 0.75
+ * (the live heap 0.375): the floor passes first (suspected). Then one epoch is sampled high
+ * on the sawtooth, and the floor turns blind while the goal is still short of its 5%: the
+ * finding stays suspected while the goal keeps making new highs, then turns likely, and
+ * clears once the goal stops climbing. */
+static void test_heap_floor_goal_handover(void **state)
+{
+    (void)state;
+    et_analyzer_init(an, NULL);
+    ms_total_alloc = 0;
+    int raised_at = -1, gaps = 0, likely_at = -1;
+    for (int k = 0; k < 48; k++) {
+        double goal = 128e6 + 0.75e6 * (k < 30 ? k : 30);
+        double floor = k == 9 ? 120e6 : (k < 30 ? 64e6 + 1e6 * k : goal * 0.55);
+        ms_total_alloc += 50u << 20;
+        hp_reset(hp);
+        hp_ms(hp, (uint64_t)floor, (uint64_t)(goal * 1.1), 0, (uint64_t)goal, 100u + (uint32_t)k, 512 << 10);
+        hp_site(hp, "main.NewIndex", "index.go", 17, 60u << 20);
+        feed(T0 + (uint64_t)k * 5000, NULL, NULL, hp, NULL);
+        const et_finding *f = find_kind(ET_F_HEAP_GROWTH, NULL);
+        if (k < 30) {
+            gaps += raised_at >= 0 && !f;
+            if (f && raised_at < 0)
+                raised_at = k;
+            if (f && f->confidence >= ET_C_LIKELY && likely_at < 0)
+                likely_at = k;
+        }
+        if (k == 47)
+            assert_null(f); /* the goal stopped climbing 18 epochs ago */
+    }
+    assert_true(raised_at >= 0 && raised_at < 9);
+    assert_true(likely_at > 9 && likely_at < 30);
+    assert_int_equal(gaps, 0);
 }
 
 /* Two allocation sites leaking in one service are two heap findings with distinct
@@ -1887,6 +1944,7 @@ int main(void)
         cmocka_unit_test(test_slow_growth_healthy_patterns),
         cmocka_unit_test(test_heap_findings_per_site),
         cmocka_unit_test(test_heap_slow_leak_under_churn),
+        cmocka_unit_test(test_heap_floor_goal_handover),
         cmocka_unit_test(test_heap_generation_swap),
         cmocka_unit_test(test_rss_outside_heap),
         cmocka_unit_test(test_thread_growth),
