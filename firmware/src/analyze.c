@@ -110,7 +110,7 @@
  * confidence rule apply to it (retention from its rise scaled to live bytes by the lowest
  * floor/goal ratio), so a slow leak that keeps under 1% of what the process allocates is
  * likely after 4 rising epochs. A raised episode that passes neither test stays suspected
- * while the goal keeps making new highs (the floor can drop out, one epoch sampled high on
+ * while the goal keeps climbing (the floor can drop out, one epoch sampled high on
  * the sawtooth, before the goal has risen 5%), and clears once it stops. A finding with no
  * site says why (enum et_no_site): the growth is under 4 GC cycles old (the profile lags), no
  * single site has grown by the site thresholds yet, the profile was truncated, or it lists

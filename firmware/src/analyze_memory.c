@@ -202,17 +202,20 @@ static int no_site_reason(const et_analyzer *a, double t0)
     return have && gc1 - gc0 >= 4 ? ET_NS_NO_SITE_GREW : ET_NS_PROFILE_LAG;
 }
 
-/* The newest epoch's goal is above every earlier one in the window. No tolerance: a slow leak
- * under frequent GCs moves the goal by less than the growth test's tol per epoch, and a flat
- * goal's jitter makes a new high rarely (1 in n epochs), so a healthy episode is not held. */
-static int goal_new_high(const series *goal)
+/* Is the goal still climbing? The newest epoch's goal is at the window's high (within 0.1%:
+ * two cycles can mark the same heap, and a forced GC lands between the pacer's) and above the
+ * goal 3 epochs back. No growth-test tolerance: a slow leak under frequent GCs moves the goal
+ * by less than that per epoch. A flat goal's jitter rarely meets both, and a pinned one never
+ * rises, so a healthy episode is not held for long. */
+static int goal_climbing(const series *goal)
 {
-    if (goal->n < 2)
+    int n = goal->n;
+    if (n < 4)
         return 0;
     double hi = goal->x[0];
-    for (int i = 1; i < goal->n - 1; i++)
+    for (int i = 1; i < n - 1; i++)
         hi = goal->x[i] > hi ? goal->x[i] : hi;
-    return goal->x[goal->n - 1] > hi;
+    return goal->x[n - 1] >= hi * 0.999 && goal->x[n - 1] > goal->x[n - 4];
 }
 
 /* Heap growth (post-GC floor per epoch, heap sites) and RSS growth outside the Go runtime. */
@@ -286,11 +289,11 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
             double retention = heap_retention(a, gh.t0, goal.t[goal.n - 1], gh.rise);
             int likely = heap_steady(&goal, &gg) && heap_persistent(&gg, retention);
             heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
-        } else if (a->v_heap.confidence1 && goal_new_high(&goal)) {
+        } else if (a->v_heap.confidence1 && goal_climbing(&goal)) {
             /* The hand-over: a slow leak's sampled floor may stop passing (one epoch sampled
              * low on the sawtooth) before its goal has risen by the 5% the goal test asks
-             * for. A raised episode whose goal keeps making new highs stays suspected rather
-             * than clearing and reopening; one that stops climbing clears. */
+             * for. A raised episode whose goal is still climbing stays suspected rather than
+             * clearing and reopening; one that stops climbing clears. */
             held = 1;
             heap_conf1 = 1 + ET_C_SUSPECTED;
             gh.L = 0;
