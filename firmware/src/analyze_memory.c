@@ -114,6 +114,16 @@ static int heap_steady(const series *x, const gresult *g)
     return g->k_up >= 6 || (step_sum > 0 && step_max <= step_sum * (2.0 / 3.0));
 }
 
+/* A leak accumulates at its own pace; a warm-up decelerates (a catalog's generations pile up
+ * fast, then the goal settles: 4 -> 33 -> 59 -> 66 -> 67 -> 69 MiB). The later half of the
+ * passing window must carry at least a quarter of its rise. */
+static int heap_not_decelerating(const series *x, const gresult *g)
+{
+    int st = x->n - g->L, mid = st + (g->L - 1) / 2;
+    double total = x->x[x->n - 1] - x->x[st];
+    return total > 0 && x->x[x->n - 1] - x->x[mid] >= 0.25 * total;
+}
+
 /* The more of what it allocated the process kept, the fewer epochs are needed. */
 static int heap_persistent(const gresult *g, double retention)
 {
@@ -273,27 +283,38 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
             double retention = heap_retention(a, gh.t0, fl.t[fl.n - 1], gh.rise);
             int likely = (goal_grows || site) && heap_steady(&fl, &gh) && heap_persistent(&gh, retention);
             heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
-        } else if (goal_grows) {
+        }
+        if (!heap_conf1 && goal_grows) {
             /* The floor did not grow, or is blind (see floor_blind): one fall of the sampled
              * "floor" by over 25% below an earlier high reads as memory reclaimed, and the
              * retention is tiny under churn. NextGC has no such noise: the runtime sets it at the
              * end of every cycle from the bytes it marked live (Go 1.21+: marked *
              * (1 + GOGC/100), plus a share for stacks and globals), so its per-epoch series is
              * the post-GC live heap as the collector itself measured it. The same growth
-             * test holds it (rise, levelling off, drawdown), and the same confidence rule,
-             * with the live-heap rise estimated from the goal's (see goal_share). */
+             * test holds it (rise, levelling off, drawdown), with the live-heap rise estimated
+             * from the goal's (see goal_share). It stands in for the floor only under churn
+             * (retention < 40%), and then needs 4 rising epochs: a process that keeps most of
+             * what it allocates (a catalog warming up, its generations still referenced)
+             * climbs a steady goal for a few epochs, and there the floor is the judge, with
+             * the checks it has always had. */
             double share = goal_share(&fl, &goal);
-            gh = gg;
-            gh.rise *= share;
-            gh.slope *= share;
-            double retention = heap_retention(a, gh.t0, goal.t[goal.n - 1], gh.rise);
-            int likely = heap_steady(&goal, &gg) && heap_persistent(&gg, retention);
-            heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
-        } else if (a->v_heap.confidence1 && goal_climbing(&goal)) {
+            gresult gl = gg;
+            gl.rise *= share;
+            gl.slope *= share;
+            double retention = heap_retention(a, gl.t0, goal.t[goal.n - 1], gl.rise);
+            if (retention < 0.4) {
+                gh = gl;
+                int likely = heap_steady(&goal, &gg) && heap_not_decelerating(&goal, &gg) &&
+                             heap_persistent(&gg, retention);
+                heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
+            }
+        }
+        if (!heap_conf1 && a->v_heap.confidence1 && goal_climbing(&goal)) {
             /* The hand-over: a slow leak's sampled floor may stop passing (one epoch sampled
-             * low on the sawtooth) before its goal has risen by the 5% the goal test asks
-             * for. A raised episode whose goal is still climbing stays suspected rather than
-             * clearing and reopening; one that stops climbing clears. */
+             * only high on the sawtooth, and the next one's fall reads as a drawdown) before
+             * its goal has risen by the 5% the goal test asks for. A raised episode whose
+             * goal is still climbing stays suspected rather than clearing and reopening; one
+             * that stops climbing clears. */
             held = 1;
             heap_conf1 = 1 + ET_C_SUSPECTED;
             gh.L = 0;
@@ -318,7 +339,8 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
     if (heap_conf1 && a->heap_siteless && !a->heap_anchor && a->v_heap_site >= 0)
         a->heap_anchor = a->hsites[a->v_heap_site].key;
     if (!held)
-        a->heap_no_site = heap_conf1 && a->v_heap_site < 0 ? (uint8_t)no_site_reason(a, gh.t0) : ET_NS_NONE;
+        a->heap_no_site =
+            heap_conf1 && a->v_heap_site < 0 ? (uint8_t)no_site_reason(a, gh.t0) : (uint8_t)ET_NS_NONE;
     else if (a->v_heap_site >= 0)
         a->heap_no_site = ET_NS_NONE;
     else if (!a->heap_no_site)

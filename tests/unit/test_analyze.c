@@ -1471,6 +1471,29 @@ static void test_heap_generation_swap(void **state)
         assert_int_equal(count_at_least(ET_C_LIKELY), 0);
     }
 
+    /* the same catalog sampled from its first GC, one sample per epoch (heap-breathing on Go
+     * 1.23 at 2 s): the goal leaves the 4 MiB minimum and climbs by a generation per epoch
+     * while the floor lands anywhere on the sawtooth. Everything built is still referenced
+     * (high retention): not churn, so the goal test does not stand in for the floor */
+    et_analyzer_init(an, NULL);
+    const double warm2[][4] = {
+        {3.1, 4.0, 1, 3.0},    {18.8, 32.6, 2, 19.9}, {55.0, 58.8, 3, 57.0}, {37.8, 65.9, 4, 61.2},
+        {60.1, 66.5, 5, 80.1}, {39.6, 68.9, 6, 99.0}, {21.2, 34.7, 7, 101.4}, {52.3, 58.8, 8, 120.6},
+    };
+    for (size_t i = 0; i < ET_ARRAY_LEN(warm2); i++) {
+        ms_total_alloc = (uint64_t)(warm2[i][3] * 1048576.0);
+        hp_reset(hp);
+        hp_ms(hp, (uint64_t)(warm2[i][0] * 1048576.0), 80u << 20, 0, (uint64_t)(warm2[i][1] * 1048576.0),
+              (uint32_t)warm2[i][2], 512 << 10);
+        hp_site(hp, "main.(*Catalog).Rebuild", "catalog.go", 27, 1u << 20);
+        gp_reset(gp, ET_GP_GOROUTINE, 1);
+        gp_background(gp);
+        feed(T0 + (uint64_t)i * 2000, gp, NULL, hp, NULL);
+        if (count_at_least(ET_C_LIKELY))
+            dump_findings("catalog warm-up, one sample per epoch");
+        assert_int_equal(count_at_least(ET_C_LIKELY), 0);
+    }
+
     /* heap-growth on Go 1.21: floors 2.2, 3.1, 4.5, 6.9, 8.4 MiB, a GC per sample, about half
      * of the allocations kept */
     et_analyzer_init(an, NULL);
