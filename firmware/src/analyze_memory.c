@@ -116,12 +116,20 @@ static int heap_steady(const series *x, const gresult *g)
 
 /* A leak accumulates at its own pace; a warm-up decelerates (a catalog's generations pile up
  * fast, then the goal settles: 4 -> 33 -> 59 -> 66 -> 67 -> 69 MiB). The later half of the
- * passing window must carry at least a quarter of its rise. */
-static int heap_not_decelerating(const series *x, const gresult *g)
+ * passing window must carry at least a quarter of its rise, measured like the growth test
+ * does (medians of 3 at the ends of windows of 9 or more, so that the first epoch of a
+ * process, its goal still at the 4 MiB minimum, does not make a slow leak look settled). */
+static int heap_not_decelerating(const series *s, const gresult *g)
 {
-    int st = x->n - g->L, mid = st + (g->L - 1) / 2;
-    double total = x->x[x->n - 1] - x->x[st];
-    return total > 0 && x->x[x->n - 1] - x->x[mid] >= 0.25 * total;
+    const double *x = s->x;
+    int n = s->n, st = n - g->L, mid = st + (g->L - 1) / 2;
+    double base = x[st], end = x[n - 1];
+    if (g->L >= 9) {
+        base = an_med3(x[st], x[st + 1], x[st + 2]);
+        end = an_med3(x[n - 3], x[n - 2], x[n - 1]);
+    }
+    double total = end - base;
+    return total > 0 && end - x[mid] >= 0.25 * total;
 }
 
 /* The more of what it allocated the process kept, the fewer epochs are needed. */
