@@ -71,6 +71,19 @@ int64_t store_count(coll_store *s, const char *table);
 /* Bytes the database occupies (page_count * page_size), for /metrics and the bench. */
 int64_t store_db_bytes(coll_store *s);
 
+/* ---- downlink commands (wire/command.h) -----------------------------------------------
+ * Queued per device; handed out in the answers to that device's own requests (it sits behind
+ * NAT). The agent runs each id at most once (it keeps the ids it ran), so a command is simply
+ * handed out again, redeliver_ms after the last time, until it expires: an answer lost on a
+ * lossy link costs nothing but a later re-delivery. */
+#include "command.h"
+/* Queues one command (validated with the wire rules: err says why not). 0 with *id, or -1. */
+int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t now_ms, int64_t *id, char *err,
+                  size_t errlen);
+/* The commands due for DEVICE (not expired; never handed out, or last handed out at least
+ * redeliver_ms ago), oldest first, at most ET_CMD_MAX, marked handed out now. Count or -1. */
+int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out);
+
 /* ---- retention ------------------------------------------------------------------------ */
 typedef struct store_retention {
     int payload_days;     /* raw envelopes (snapshots.payload): default 7; 0 = keep */

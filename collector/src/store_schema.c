@@ -162,7 +162,17 @@ static const char V3[] =
     "ALTER TABLE findings ADD COLUMN wait_hist TEXT;"
     "UPDATE meta SET value='3' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2, V3};
+/* v4: downlink commands queued per device (store_cmd.c), delivered in the answers to that
+ * device's own requests (wire/command.h). */
+static const char V4[] =
+    "CREATE TABLE commands("
+    "  id INTEGER PRIMARY KEY, device TEXT NOT NULL, kind INTEGER NOT NULL, target TEXT NOT NULL,"
+    "  seconds INTEGER NOT NULL, created_ms INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,"
+    "  delivered_ms INTEGER, deliveries INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX commands_device ON commands(device, expiry_ms);"
+    "UPDATE meta SET value='4' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3, V4};
 
 int store_schema_read(sqlite3 *db)
 {
