@@ -297,6 +297,19 @@ static void discover_now(agent *a)
     }
 }
 
+/* A downlink command (downlink.h: already claimed, so it runs at most once). */
+static void on_command(void *ctx, const et_cmd *c)
+{
+    agent *a = ctx;
+    if (c->kind == ET_CMD_REDISCOVER) {
+        discover_now(a);
+        return;
+    }
+    /* captures come with their own record type (issue 12 step 2); until then, say so */
+    et_warn("downlink: command %llu (%s %s) is not supported by this agent build",
+            (unsigned long long)c->id, et_cmd_kind_name(c->kind), c->target);
+}
+
 static void on_discover_timer(et_loop *l, et_timer_id id, void *ud)
 {
     (void)l;
@@ -400,12 +413,15 @@ static int uplink_open(agent *a, et_uplink_params *up, char *err, size_t errlen)
         up->insecure_skip_verify = a->conf.insecure_skip_verify;
     }
     up->hold_max_ms = a->conf.hold_max_ms;
+    /* a command reaches an idle gateway within one sampling interval (README "Commands") */
+    up->checkin_ms = a->conf.interval_ms;
     et_strlcpy(up->state_dir, a->conf.spool_dir, sizeof up->state_dir);
     if (!up->device_id[0])
         et_strlcpy(up->device_id, a->conf.device_id, sizeof up->device_id);
     a->up = et_uplink_create(a->loop, a->sp, up, err, errlen);
     if (!a->up)
         return -1;
+    et_uplink_set_command_handler(a->up, on_command, a);
     /* The DTLS identity is what the collector believes; keep the snapshot's device id
      * the same so that the two never disagree. */
     et_strlcpy(a->conf.device_id, up->device_id, sizeof a->conf.device_id);

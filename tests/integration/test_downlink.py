@@ -1,0 +1,101 @@
+"""Downlink commands (wire/command.h, README "Commands"): the real collector queues a command
+for a device and hands it out in the answer to that device's own request; the real agent
+daemon runs it once. An idle agent (nothing to upload) fetches it with an empty check-in
+within one sampling interval; a busy one gets it in an upload's 2.01."""
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import AGENT, COLLECTOR, wait_for
+from test_agent_run import collector, udp_port  # noqa: F401 (fixture)
+
+
+def queue(db, *args):
+    out = subprocess.run([str(COLLECTOR), "command", "gw-run", *args, "--db", str(db)], capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout)
+
+
+def start_agent(tmp_path, cport, creds, targets=""):
+    conf = tmp_path / "agent.conf"
+    conf.write_text(f"""[agent]
+interval = 1s
+discover = no
+log_level = info
+[spool]
+dir = {tmp_path / "spool"}
+[uplink]
+collector = coaps://127.0.0.1:{cport}
+credentials = {creds}
+ack_timeout = 1s
+{targets}""")
+    log = tmp_path / "agent.log"
+    return subprocess.Popen([str(AGENT), "run", "--config", str(conf)], stdout=open(log, "a"),
+                            stderr=subprocess.STDOUT), log
+
+
+def stop(agent):
+    agent.send_signal(signal.SIGTERM)
+    return agent.wait(timeout=30)
+
+
+def ran(log, cid):
+    return log.read_text().count(f"downlink: command {cid}: ")
+
+
+def test_idle_agent_checks_in_and_runs_each_command_once(collector, tmp_path):  # noqa: F811
+    db, cport, creds = collector
+    agent, log = start_agent(tmp_path, cport, creds)
+    try:
+        time.sleep(1)  # running, nothing to upload (no targets): only check-ins go out
+        assert agent.poll() is None
+        rd = queue(db, "rediscover", "--ttl", "120")
+        heap = queue(db, "heap", "svc-a")
+        t0 = time.monotonic()
+        assert wait_for(lambda: ran(log, rd) and ran(log, heap), timeout=10), log.read_text()[-2000:]
+        # within about one sampling interval (1 s), plus a handshake on a loaded machine
+        assert time.monotonic() - t0 < 6
+        # handed out again after the collector's re-delivery period would still not run twice:
+        # an agent restart keeps the executed ids (spool state v3)
+        assert stop(agent) == 0
+        con = sqlite3.connect(db)
+        con.execute("UPDATE commands SET delivered_ms=NULL")  # due again at once
+        con.commit()
+        con.close()
+        agent, log = start_agent(tmp_path, cport, creds)
+        assert wait_for(lambda: sqlite3.connect(db).execute("SELECT min(deliveries) FROM commands").fetchone()[0] >= 2,
+                        timeout=10)
+        time.sleep(1.5)
+        assert ran(log, rd) == 1 and ran(log, heap) == 1, log.read_text()[-2000:]
+    finally:
+        stop(agent)
+
+
+def test_command_rides_on_an_upload_answer(go_service, collector, tmp_path):  # noqa: F811
+    db, cport, creds = collector
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    agent, log = start_agent(tmp_path, cport, creds, f'[target "svc"]\nurl = {svc.url}\n')
+    try:
+        assert wait_for(lambda: "s=2" in log.read_text() or
+                        subprocess.run([str(COLLECTOR), "snapshots", "--db", str(db), "--json"],
+                                       capture_output=True, text=True).stdout.count("snapshot_id") >= 2,
+                        timeout=30)
+        cid = queue(db, "trace", "svc", "--seconds", "3")
+        assert wait_for(lambda: ran(log, cid), timeout=10), log.read_text()[-2000:]
+        assert "trace svc" in log.read_text()
+    finally:
+        stop(agent)
+
+
+def test_cli_refuses_an_invalid_command(collector):  # noqa: F811
+    db, _, _ = collector
+    out = subprocess.run([str(COLLECTOR), "command", "gw-run", "heap", "--db", str(db)], capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 1 and "needs a target" in out.stderr
+    out = subprocess.run([str(COLLECTOR), "command", "gw-run", "trace", "svc", "--seconds", "99", "--db", str(db)],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2
