@@ -84,6 +84,19 @@ int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t no
  * redeliver_ms ago), oldest first, at most ET_CMD_MAX, marked handed out now. Count or -1. */
 int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out);
 
+/* A capture of target TARGET (kind ET_CMD_TRACE..ET_CMD_HEAP) asked for through the HTTP API,
+ * queued for the target's device with expiry now + ttl_ms (finding: 0 or the finding it was
+ * asked from). Rate limits: one capture in flight per target (an earlier one not yet expired),
+ * at most per_hour per device in the last hour. STORE_Q_OK with *id; STORE_Q_NOTFOUND (target);
+ * STORE_Q_BADARG (err: invalid); STORE_Q_LIMIT (err: which limit); -1 database error. */
+enum { STORE_Q_LIMIT = 3 };
+int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned seconds, int64_t finding, int64_t now_ms,
+                      int64_t ttl_ms, int per_hour, int64_t *id, char *err, size_t errlen);
+/* {"id","device","target","finding","kind","seconds","state","created_ms","delivered_ms",
+ *  "expiry_ms","deliveries"}; state "queued" (never handed out), "delivered", "expired" (never
+ * handed out before its expiry). NOTFOUND for an unknown id. */
+int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
+
 /* ---- retention ------------------------------------------------------------------------ */
 typedef struct store_retention {
     int payload_days;     /* raw envelopes (snapshots.payload): default 7; 0 = keep */

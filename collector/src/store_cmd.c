@@ -84,3 +84,111 @@ int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t red
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? (int)out->n : -1;
 }
+
+/* One integer from a query with up to two int64 parameters; -1 on error. */
+static int64_t count_q(coll_store *s, const char *sql, int64_t a, int64_t b)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, a);
+        sqlite3_bind_int64(st, 2, b);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned seconds, int64_t finding, int64_t now_ms,
+                      int64_t ttl_ms, int per_hour, int64_t *id, char *err, size_t errlen)
+{
+    if (kind < ET_CMD_TRACE || kind > ET_CMD_HEAP) {
+        snprintf(err, errlen, "not a capture kind");
+        return STORE_Q_BADARG;
+    }
+    et_cmd c = {.kind = (uint8_t)kind, .seconds = seconds, .expiry_ms = (uint64_t)(now_ms + ttl_ms)};
+    char device[COLL_ID_MAX] = "";
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT device, service FROM targets WHERE id=?", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, target);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(device, sizeof(device), "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(c.target, sizeof(c.target), "%s", (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+    /* both limits protect the gateway's CPU and its metered link */
+    int64_t active = count_q(s, "SELECT count(*) FROM commands WHERE target_id=? AND expiry_ms>?", target, now_ms);
+    if (active < 0)
+        return -1;
+    if (active > 0) {
+        snprintf(err, errlen, "a capture of this target is already in flight");
+        return STORE_Q_LIMIT;
+    }
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM commands WHERE device=? AND target_id IS NOT NULL"
+                                  " AND created_ms>?", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ms - 3600 * 1000LL);
+    int64_t hour = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (hour < 0)
+        return -1;
+    if (hour >= per_hour) {
+        snprintf(err, errlen, "device %s had %lld captures in the last hour (limit %d)", device, (long long)hour,
+                 per_hour);
+        return STORE_Q_LIMIT;
+    }
+    if (store_cmd_add(s, device, &c, now_ms, id, err, errlen))
+        return STORE_Q_BADARG;
+    if (sqlite3_prepare_v2(s->db, "UPDATE commands SET target_id=?, finding=? WHERE id=?", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, target);
+    if (finding > 0)
+        sqlite3_bind_int64(st, 2, finding);
+    else
+        sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, *id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? STORE_Q_OK : -1;
+}
+
+int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    *out = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms,"
+                           " deliveries FROM commands WHERE id=? AND target_id IS NOT NULL",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+    }
+    int delivered = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    int64_t expiry = sqlite3_column_int64(st, 7);
+    const char *state = delivered ? "delivered" : expiry <= now_ms ? "expired" : "queued";
+    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)id, "device",
+                          (const char *)sqlite3_column_text(st, 0), "target", (json_int_t)sqlite3_column_int64(st, 1),
+                          "kind", et_cmd_kind_name((unsigned)sqlite3_column_int(st, 3)), "seconds",
+                          (json_int_t)sqlite3_column_int64(st, 4), "state", state, "created_ms",
+                          (json_int_t)sqlite3_column_int64(st, 5), "expiry_ms", (json_int_t)expiry);
+    if (o) {
+        json_object_set_new(o, "finding",
+                            sqlite3_column_type(st, 2) == SQLITE_NULL ? json_null()
+                                                                       : json_integer(sqlite3_column_int64(st, 2)));
+        json_object_set_new(o, "delivered_ms", delivered ? json_integer(sqlite3_column_int64(st, 6)) : json_null());
+        json_object_set_new(o, "deliveries", json_integer(sqlite3_column_int64(st, 8)));
+    }
+    sqlite3_finalize(st);
+    *out = o;
+    return o ? STORE_Q_OK : -1;
+}

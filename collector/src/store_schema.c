@@ -168,8 +168,11 @@ static const char V4[] =
     "CREATE TABLE commands("
     "  id INTEGER PRIMARY KEY, device TEXT NOT NULL, kind INTEGER NOT NULL, target TEXT NOT NULL,"
     "  seconds INTEGER NOT NULL, created_ms INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,"
-    "  delivered_ms INTEGER, deliveries INTEGER NOT NULL DEFAULT 0);"
+    "  delivered_ms INTEGER, deliveries INTEGER NOT NULL DEFAULT 0,"
+    /* captures requested through the HTTP API: the target (and finding) they were asked for */
+    "  target_id INTEGER, finding INTEGER);"
     "CREATE INDEX commands_device ON commands(device, expiry_ms);"
+    "CREATE INDEX commands_target ON commands(target_id, created_ms);"
     "UPDATE meta SET value='4' WHERE key='schema_version';";
 
 static const char *const STEPS[] = {V1, V2, V3, V4};

@@ -99,3 +99,61 @@ def test_cli_refuses_an_invalid_command(collector):  # noqa: F811
     out = subprocess.run([str(COLLECTOR), "command", "gw-run", "trace", "svc", "--seconds", "99", "--db", str(db)],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 2
+
+
+def http(port, method, path, body=None, ctype="application/json"):
+    import json
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=None if body is None else body.encode())
+    if body is not None:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tmp_path):
+    from test_http_api import start_collector
+    from conftest import free_port
+    db = tmp_path / "collector.db"
+    subprocess.run([str(COLLECTOR), "provision", "gw-run", "--db", str(db), "--out", str(tmp_path / "creds")],
+                   check=True, capture_output=True)
+    hport = free_port()
+    coll, cport = start_collector(tmp_path, db, ["--http", f"127.0.0.1:{hport}"])
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    agent, log = start_agent(tmp_path, cport, tmp_path / "creds", f'[target "svc"]\nurl = {svc.url}\n')
+    try:
+        def target_id():
+            st, doc = http(hport, "GET", "/api/devices/gw-run/targets")
+            return st == 200 and doc["targets"] and doc["targets"][0]["id"]
+        tid = wait_for(target_id, timeout=30, step=0.5)
+        assert tid, log.read_text()[-2000:]
+        path = f"/api/targets/{tid}/captures"
+        # refused: a cross-site form (no JSON content type), bad kinds and members, unknown target
+        assert http(hport, "POST", path, '{"kind":"trace"}', ctype="text/plain")[0] == 415
+        assert http(hport, "POST", path, '{"kind":"cpu"}')[0] == 400
+        assert http(hport, "POST", path, '{"kind":"heap","seconds":3}')[0] == 400
+        assert http(hport, "POST", path, '{"kind":"trace","seconds":99}')[0] == 400
+        assert http(hport, "POST", path, '{"kind":"trace","x":1}')[0] == 400
+        assert http(hport, "POST", path, "[1,2")[0] == 400
+        assert http(hport, "POST", "/api/targets/999999/captures", '{"kind":"heap"}')[0] == 404
+        assert http(hport, "GET", path)[0] == 405
+        st, doc = http(hport, "POST", path, '{"kind":"trace","seconds":3}')
+        assert st == 201, doc
+        cid = doc["id"]
+        st, cap = http(hport, "GET", f"/api/captures/{cid}")
+        assert st == 200 and cap["kind"] == "trace" and cap["seconds"] == 3 and cap["target"] == tid
+        # one capture in flight per target
+        assert http(hport, "POST", path, '{"kind":"heap"}')[0] == 429
+        # handed out with the next upload's answer, run by the agent
+        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] == "delivered", timeout=10)
+        assert wait_for(lambda: ran(log, cid), timeout=10), log.read_text()[-2000:]
+        assert http(hport, "GET", "/api/captures/424242")[0] == 404
+    finally:
+        stop(agent)
+        coll.terminate()
+        coll.wait(timeout=10)
