@@ -22,8 +22,7 @@ unsigned et_cmd_kind_parse(const char *name)
     return 0;
 }
 
-static int failf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int failf(char *err, size_t errlen, const char *fmt, ...)
+int et_wire_failf(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -38,24 +37,24 @@ static int failf(char *err, size_t errlen, const char *fmt, ...)
 static int cmd_check(const et_cmd *c, char *err, size_t errlen)
 {
     if (!c->id)
-        return failf(err, errlen, "command id 0");
+        return et_wire_failf(err, errlen, "command id 0");
     if (c->kind < 1 || c->kind > ET_CMD_KIND_MAX)
-        return failf(err, errlen, "command %llu: unknown kind %u", (unsigned long long)c->id, c->kind);
+        return et_wire_failf(err, errlen, "command %llu: unknown kind %u", (unsigned long long)c->id, c->kind);
     if (c->kind != ET_CMD_REDISCOVER && !c->target[0])
-        return failf(err, errlen, "command %llu: %s needs a target", (unsigned long long)c->id,
+        return et_wire_failf(err, errlen, "command %llu: %s needs a target", (unsigned long long)c->id,
                      kind_names[c->kind]);
     if (c->kind == ET_CMD_TRACE && (c->seconds < 1 || c->seconds > ET_CMD_SECONDS_MAX))
-        return failf(err, errlen, "command %llu: trace seconds %u not in 1..%d", (unsigned long long)c->id,
+        return et_wire_failf(err, errlen, "command %llu: trace seconds %u not in 1..%d", (unsigned long long)c->id,
                      c->seconds, ET_CMD_SECONDS_MAX);
     if (c->kind != ET_CMD_TRACE && c->seconds)
-        return failf(err, errlen, "command %llu: seconds only apply to trace", (unsigned long long)c->id);
+        return et_wire_failf(err, errlen, "command %llu: seconds only apply to trace", (unsigned long long)c->id);
     return 0;
 }
 
 int et_cmd_encode(const et_cmd_list *l, uint8_t *out, size_t cap, size_t *n, char *err, size_t errlen)
 {
     if (l->n > ET_CMD_MAX)
-        return failf(err, errlen, "%u commands, at most %d", l->n, ET_CMD_MAX);
+        return et_wire_failf(err, errlen, "%u commands, at most %d", l->n, ET_CMD_MAX);
     CborEncoder enc, top, arr;
     cbor_encoder_init(&enc, out, cap, 0);
     CborError e = cbor_encoder_create_map(&enc, &top, 2);
@@ -89,7 +88,7 @@ int et_cmd_encode(const et_cmd_list *l, uint8_t *out, size_t cap, size_t *n, cha
     e |= cbor_encoder_close_container(&top, &arr);
     e |= cbor_encoder_close_container(&enc, &top);
     if (e)
-        return failf(err, errlen, "command document: %s", cbor_error_string(e));
+        return et_wire_failf(err, errlen, "command document: %s", cbor_error_string(e));
     *n = cbor_encoder_get_buffer_size(&enc, out);
     return 0;
 }
@@ -97,24 +96,24 @@ int et_cmd_encode(const et_cmd_list *l, uint8_t *out, size_t cap, size_t *n, cha
 static int get_uint(CborValue *v, const char *name, uint64_t max, uint64_t *out, char *err, size_t errlen)
 {
     if (!cbor_value_is_unsigned_integer(v))
-        return failf(err, errlen, "%s: expected an unsigned integer", name);
+        return et_wire_failf(err, errlen, "%s: expected an unsigned integer", name);
     uint64_t x;
     cbor_value_get_uint64(v, &x);
     if (x > max)
-        return failf(err, errlen, "%s: %llu out of range", name, (unsigned long long)x);
+        return et_wire_failf(err, errlen, "%s: %llu out of range", name, (unsigned long long)x);
     *out = x;
     CborError e = cbor_value_advance_fixed(v);
-    return e ? failf(err, errlen, "%s: %s", name, cbor_error_string(e)) : 0;
+    return e ? et_wire_failf(err, errlen, "%s: %s", name, cbor_error_string(e)) : 0;
 }
 
 static int get_cmd(CborValue *v, et_cmd *c, char *err, size_t errlen)
 {
     if (!cbor_value_is_map(v))
-        return failf(err, errlen, "command: expected a map");
+        return et_wire_failf(err, errlen, "command: expected a map");
     CborValue m;
     CborError e = cbor_value_enter_container(v, &m);
     if (e)
-        return failf(err, errlen, "command: %s", cbor_error_string(e));
+        return et_wire_failf(err, errlen, "command: %s", cbor_error_string(e));
     unsigned seen = 0;
     memset(c, 0, sizeof(*c));
     while (!cbor_value_at_end(&m)) {
@@ -122,12 +121,12 @@ static int get_cmd(CborValue *v, et_cmd *c, char *err, size_t errlen)
         if (get_uint(&m, "command key", 5, &key, err, errlen))
             return -1;
         if (key < 1)
-            return failf(err, errlen, "command: unknown key 0");
+            return et_wire_failf(err, errlen, "command: unknown key 0");
         if (seen & (1u << key))
-            return failf(err, errlen, "command: duplicate key %llu", (unsigned long long)key);
+            return et_wire_failf(err, errlen, "command: duplicate key %llu", (unsigned long long)key);
         seen |= 1u << key;
         if (cbor_value_at_end(&m))
-            return failf(err, errlen, "command: key %llu has no value", (unsigned long long)key);
+            return et_wire_failf(err, errlen, "command: key %llu has no value", (unsigned long long)key);
         switch (key) {
         case 1:
             if (get_uint(&m, "id", UINT64_MAX, &c->id, err, errlen))
@@ -144,18 +143,18 @@ static int get_cmd(CborValue *v, et_cmd *c, char *err, size_t errlen)
             break;
         case 4: {
             if (!cbor_value_is_text_string(&m))
-                return failf(err, errlen, "target: expected a text string");
+                return et_wire_failf(err, errlen, "target: expected a text string");
             size_t len = 0;
             e = cbor_value_calculate_string_length(&m, &len);
             if (e || len == 0 || len >= ET_CMD_TARGET_MAX)
-                return failf(err, errlen, "target: length %zu not in 1..%d", len, ET_CMD_TARGET_MAX - 1);
+                return et_wire_failf(err, errlen, "target: length %zu not in 1..%d", len, ET_CMD_TARGET_MAX - 1);
             size_t n = ET_CMD_TARGET_MAX - 1;
             e = cbor_value_copy_text_string(&m, c->target, &n, &m);
             if (e)
-                return failf(err, errlen, "target: %s", cbor_error_string(e));
+                return et_wire_failf(err, errlen, "target: %s", cbor_error_string(e));
             c->target[n] = 0;
             if (memchr(c->target, 0, n))
-                return failf(err, errlen, "target: contains a NUL byte");
+                return et_wire_failf(err, errlen, "target: contains a NUL byte");
             break;
         }
         case 5:
@@ -167,9 +166,9 @@ static int get_cmd(CborValue *v, et_cmd *c, char *err, size_t errlen)
     }
     e = cbor_value_leave_container(v, &m);
     if (e)
-        return failf(err, errlen, "command: %s", cbor_error_string(e));
+        return et_wire_failf(err, errlen, "command: %s", cbor_error_string(e));
     if ((seen & 0xe) != 0xe)
-        return failf(err, errlen, "command: id, expiry and kind are required");
+        return et_wire_failf(err, errlen, "command: id, expiry and kind are required");
     if (c->kind == ET_CMD_TRACE && !c->seconds)
         c->seconds = ET_CMD_SECONDS_DEFAULT;
     return cmd_check(c, err, errlen);
@@ -181,58 +180,58 @@ static int decode(const uint8_t *buf, size_t len, et_cmd_list *l, char *err, siz
     CborValue top, m;
     CborError e = cbor_parser_init(buf, len, 0, &p, &top);
     if (e)
-        return failf(err, errlen, "CBOR: %s", cbor_error_string(e));
+        return et_wire_failf(err, errlen, "CBOR: %s", cbor_error_string(e));
     /* one pass over the whole document first: bounded nesting, well-formed, valid UTF-8 */
     e = cbor_value_validate(&top, CborValidateCompleteData | CborValidateUtf8 | CborValidateNoTags);
     if (e)
-        return failf(err, errlen, "CBOR: %s", cbor_error_string(e));
+        return et_wire_failf(err, errlen, "CBOR: %s", cbor_error_string(e));
     if (!cbor_value_is_map(&top))
-        return failf(err, errlen, "expected a map");
+        return et_wire_failf(err, errlen, "expected a map");
     e = cbor_value_enter_container(&top, &m);
     if (e)
-        return failf(err, errlen, "CBOR: %s", cbor_error_string(e));
+        return et_wire_failf(err, errlen, "CBOR: %s", cbor_error_string(e));
     unsigned seen = 0;
     while (!cbor_value_at_end(&m)) {
         uint64_t key, ver;
         if (get_uint(&m, "key", 1, &key, err, errlen))
             return -1;
         if (seen & (1u << key))
-            return failf(err, errlen, "duplicate key %llu", (unsigned long long)key);
+            return et_wire_failf(err, errlen, "duplicate key %llu", (unsigned long long)key);
         seen |= 1u << key;
         if (cbor_value_at_end(&m))
-            return failf(err, errlen, "key %llu has no value", (unsigned long long)key);
+            return et_wire_failf(err, errlen, "key %llu has no value", (unsigned long long)key);
         if (key == 0) {
             if (get_uint(&m, "version", UINT64_MAX, &ver, err, errlen))
                 return -1;
             if (ver != ET_CMD_VERSION)
-                return failf(err, errlen, "command document version %llu; this agent reads %d",
+                return et_wire_failf(err, errlen, "command document version %llu; this agent reads %d",
                              (unsigned long long)ver, ET_CMD_VERSION);
             continue;
         }
         if (!cbor_value_is_array(&m))
-            return failf(err, errlen, "commands: expected an array");
+            return et_wire_failf(err, errlen, "commands: expected an array");
         CborValue a;
         e = cbor_value_enter_container(&m, &a);
         if (e)
-            return failf(err, errlen, "commands: %s", cbor_error_string(e));
+            return et_wire_failf(err, errlen, "commands: %s", cbor_error_string(e));
         while (!cbor_value_at_end(&a)) {
             if (l->n >= ET_CMD_MAX)
-                return failf(err, errlen, "more than %d commands", ET_CMD_MAX);
+                return et_wire_failf(err, errlen, "more than %d commands", ET_CMD_MAX);
             if (get_cmd(&a, &l->c[l->n], err, errlen))
                 return -1;
             l->n++;
         }
         e = cbor_value_leave_container(&m, &a);
         if (e)
-            return failf(err, errlen, "commands: %s", cbor_error_string(e));
+            return et_wire_failf(err, errlen, "commands: %s", cbor_error_string(e));
     }
     e = cbor_value_leave_container(&top, &m);
     if (e)
-        return failf(err, errlen, "CBOR: %s", cbor_error_string(e));
+        return et_wire_failf(err, errlen, "CBOR: %s", cbor_error_string(e));
     if (seen != 3)
-        return failf(err, errlen, "version and commands are required");
+        return et_wire_failf(err, errlen, "version and commands are required");
     if (cbor_value_get_next_byte(&top) != buf + len)
-        return failf(err, errlen, "trailing bytes after the command document");
+        return et_wire_failf(err, errlen, "trailing bytes after the command document");
     return 0;
 }
 
@@ -240,7 +239,7 @@ int et_cmd_decode(const uint8_t *buf, size_t len, et_cmd_list *l, char *err, siz
 {
     memset(l, 0, sizeof(*l));
     if (!buf || !len || len > ET_CMD_DOC_MAX)
-        return failf(err, errlen, "command document of %zu bytes (1..%d)", len, ET_CMD_DOC_MAX);
+        return et_wire_failf(err, errlen, "command document of %zu bytes (1..%d)", len, ET_CMD_DOC_MAX);
     if (decode(buf, len, l, err, errlen)) {
         memset(l, 0, sizeof(*l));
         return -1;

@@ -64,4 +64,7 @@ int et_cmd_decode(const uint8_t *buf, size_t len, et_cmd_list *l, char *err, siz
  * document after it. Returns the document's length (0: the answer carries no commands). */
 size_t et_cmd_split_answer(const uint8_t *payload, size_t len, const uint8_t **doc);
 
+/* printf into err (if any) and return -1: the decoders' (command.c, capture.c) one error path */
+int et_wire_failf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -218,6 +218,9 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
         rc = store_q_capture(ctx->ro, r->id, now_ms, &doc);
         api_from_store(ctx, out, rc, doc, "capture");
         return;
+    case API_CAPTURE_DATA:
+        api_capture_data(ctx, r, out);
+        return;
     case API_TARGET_CAPTURES:
         api_error(out, 405, "POST a JSON body {\"kind\":...,\"seconds\":N} here");
         return;

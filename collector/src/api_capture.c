@@ -114,3 +114,26 @@ void api_capture_create(api_ctx *ctx, const api_request *r, const char *body, si
         return;
     }
 }
+
+void api_capture_data(api_ctx *ctx, const api_request *r, api_response *out)
+{
+    uint8_t *data;
+    size_t len;
+    unsigned kind = 0;
+    int rc = store_capture_data(ctx->ro, r->id, &data, &len, &kind);
+    if (rc != STORE_Q_OK) {
+        if (rc == STORE_Q_NOTFOUND)
+            api_error(out, 404, "no such capture, or no result yet");
+        else
+            api_error(out, 500, "database error");
+        return;
+    }
+    /* names the tools expect: a runtime trace, a gzipped pprof proto, debug=2 text */
+    static const char *const ext[] = {"", "trace", "txt", "pb.gz", "pb.gz"};
+    snprintf(out->disposition, sizeof(out->disposition), "capture-%lld-%s.%s", (long long)r->id,
+             et_cmd_kind_name(kind), ext[kind <= ET_CMD_HEAP ? kind : 0]);
+    out->status = 200;
+    out->ctype = kind == ET_CMD_GOROUTINE_DEBUG2 ? "text/plain; charset=utf-8" : "application/octet-stream";
+    out->body = (char *)data;
+    out->len = len;
+}

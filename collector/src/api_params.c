@@ -113,9 +113,15 @@ int api_parse_path(const char *path, api_request *r, char *err, size_t errlen)
     }
     if (!strncmp(path, "/api/captures/", 14)) {
         seg = path + 14;
-        if (parse_id(seg, strlen(seg), &r->id))
+        slash = strchr(seg, '/');
+        n = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (parse_id(seg, n, &r->id))
             return ERR("bad id '%.24s': a positive integer", seg);
-        return r->route = API_CAPTURE, 0;
+        if (!slash)
+            return r->route = API_CAPTURE, 0;
+        if (!strcmp(slash, "/data"))
+            return r->route = API_CAPTURE_DATA, 0;
+        return ERR("no such resource");
     }
     return ERR("no such resource");
 }

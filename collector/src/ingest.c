@@ -20,12 +20,52 @@
 #include <coap3/coap.h>
 
 #include "ingest.h"
+#include "capture.h"
 #include "metrics.h"
 #include "ingest_block1.h"
 #include "ingest_commit.h"
 #include "ingest_identity.h"
 
 /* ---- the pure part: decode, validate, stage ---------------------------------------------- */
+
+/* A capture record (wire/capture.h): the result of a command this device was given. Stored
+ * once per (device, command id); a repeat, or a result for a command that is not this
+ * device's, is answered 2.04 / 4.00 (the agent drops it: no collector could store it). */
+static void ingest_capture(coll_store *st, ingest_counters *c, const char *device, const uint8_t *body, size_t len,
+                           int64_t received_ms, ingest_result *r)
+{
+    et_capture cap;
+    if (et_capture_decode(body, len, &cap, r->diag, sizeof(r->diag))) {
+        c->bad_request++;
+        r->code = 400;
+        return;
+    }
+    if (store_begin(st)) {
+        c->store_errors++;
+        r->code = 500;
+        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        return;
+    }
+    int rc = store_capture_put(st, device, &cap, received_ms);
+    if (rc < 0) {
+        c->store_errors++;
+        r->code = 500;
+        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        return;
+    }
+    if (rc == STORE_Q_NOTFOUND) {
+        c->bad_request++;
+        r->code = 400;
+        snprintf(r->diag, sizeof(r->diag), "capture for command %llu: no such command for this device",
+                 (unsigned long long)cap.cmd_id);
+        return;
+    }
+    r->staged = 1;
+    c->captures++;
+    r->code = rc == STORE_DUPLICATE ? 204 : 201;
+    snprintf(r->diag, sizeof(r->diag), "%s capture %llu s=%d", rc == STORE_DUPLICATE ? "dup" : "new",
+             (unsigned long long)cap.cmd_id, coll_decode_schema_max());
+}
 
 void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const char *device,
                     const uint8_t *body, size_t len, int content_format, size_t max_body, int64_t received_ms,
@@ -52,6 +92,10 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
         c->too_large++;
         r->code = 413;
         snprintf(r->diag, sizeof(r->diag), "body %zu bytes > limit %zu", len, max_body);
+        return;
+    }
+    if (et_capture_is(body, len)) {
+        ingest_capture(st, c, device, body, len, received_ms, r);
         return;
     }
     const char *kind = "";
@@ -122,12 +166,12 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              " block_restarted=%" PRIu64 " reassembly_bytes=%" PRIu64 " reassembly_bodies=%" PRIu64
              " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " revoked=%" PRIu64 " key_retired=%" PRIu64
              " key_promoted=%" PRIu64 " key_fallback=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64
-             " unreadable=%" PRIu64 " checkins=%" PRIu64 " commands_sent=%" PRIu64,
+             " unreadable=%" PRIu64 " checkins=%" PRIu64 " commands_sent=%" PRIu64 " captures=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
              c->block_incomplete, c->block_busy, c->block_expired, c->block_evicted, c->block_restarted,
              c->reassembly_bytes, c->reassembly_bodies, c->store_errors, c->unknown_identity, c->revoked,
-             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes, c->unreadable, c->checkins, c->commands_sent);
+             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes, c->unreadable, c->checkins, c->commands_sent, c->captures);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */

@@ -97,6 +97,15 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
  * handed out before its expiry). NOTFOUND for an unknown id. */
 int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
 
+/* Inside a transaction: the result of command cap->cmd_id from DEVICE. STORE_NEW,
+ * STORE_DUPLICATE (already stored: nothing changes), STORE_Q_NOTFOUND (no such command of
+ * this device), -1. */
+#include "capture.h"
+int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms);
+/* The stored bytes of capture ID: STORE_Q_OK with *data (malloc'ed, the caller frees), *len,
+ * *kind; STORE_Q_NOTFOUND when there is no such capture or no result yet. */
+int store_capture_data(coll_store *s, int64_t id, uint8_t **data, size_t *len, unsigned *kind);
+
 /* ---- retention ------------------------------------------------------------------------ */
 typedef struct store_retention {
     int payload_days;     /* raw envelopes (snapshots.payload): default 7; 0 = keep */

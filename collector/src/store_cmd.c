@@ -1,5 +1,6 @@
 /* store_cmd.c - the SQLite side of the downlink command queue (store.h, "downlink commands"). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store_int.h"
@@ -122,7 +123,7 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
     /* both limits protect the gateway's CPU and its metered link */
-    int64_t active = count_q(s, "SELECT count(*) FROM commands WHERE target_id=? AND expiry_ms>?", target, now_ms);
+    int64_t active = count_q(s, "SELECT count(*) FROM commands WHERE target_id=? AND expiry_ms>? AND uploaded_ms IS NULL", target, now_ms);
     if (active < 0)
         return -1;
     if (active > 0) {
@@ -164,7 +165,8 @@ int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms,"
-                           " deliveries FROM commands WHERE id=? AND target_id IS NOT NULL",
+                           " deliveries, uploaded_ms, cut, error, length(data) FROM commands"
+                           " WHERE id=? AND target_id IS NOT NULL",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, id);
@@ -175,7 +177,12 @@ int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
     }
     int delivered = sqlite3_column_type(st, 6) != SQLITE_NULL;
     int64_t expiry = sqlite3_column_int64(st, 7);
-    const char *state = delivered ? "delivered" : expiry <= now_ms ? "expired" : "queued";
+    int uploaded = sqlite3_column_type(st, 9) != SQLITE_NULL;
+    const unsigned char *error = sqlite3_column_text(st, 11);
+    const char *state = uploaded ? (error && *error ? "failed" : "done")
+                        : delivered ? "delivered"
+                        : expiry <= now_ms ? "expired"
+                                           : "queued";
     json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)id, "device",
                           (const char *)sqlite3_column_text(st, 0), "target", (json_int_t)sqlite3_column_int64(st, 1),
                           "kind", et_cmd_kind_name((unsigned)sqlite3_column_int(st, 3)), "seconds",
@@ -187,8 +194,70 @@ int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
                                                                        : json_integer(sqlite3_column_int64(st, 2)));
         json_object_set_new(o, "delivered_ms", delivered ? json_integer(sqlite3_column_int64(st, 6)) : json_null());
         json_object_set_new(o, "deliveries", json_integer(sqlite3_column_int64(st, 8)));
+        json_object_set_new(o, "uploaded_ms", uploaded ? json_integer(sqlite3_column_int64(st, 9)) : json_null());
+        json_object_set_new(o, "cut", json_boolean(sqlite3_column_int(st, 10)));
+        json_object_set_new(o, "error", json_string(error ? (const char *)error : ""));
+        json_object_set_new(o, "bytes", json_integer(sqlite3_column_int64(st, 12)));
     }
     sqlite3_finalize(st);
     *out = o;
     return o ? STORE_Q_OK : -1;
+}
+
+int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms)
+{
+    int64_t have = -1;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT uploaded_ms IS NOT NULL FROM commands WHERE id=? AND device=?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, (int64_t)cap->cmd_id);
+    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        have = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return STORE_Q_NOTFOUND;
+    if (rc != SQLITE_ROW)
+        return -1;
+    if (have)
+        return STORE_DUPLICATE;
+    if (sqlite3_prepare_v2(s->db, "UPDATE commands SET uploaded_ms=?, cut=?, error=?, data=? WHERE id=?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, received_ms);
+    sqlite3_bind_int(st, 2, cap->cut != 0);
+    sqlite3_bind_text(st, 3, cap->error, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, cap->len ? (const void *)cap->data : "", (int)cap->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (int64_t)cap->cmd_id);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? STORE_NEW : -1;
+}
+
+int store_capture_data(coll_store *s, int64_t id, uint8_t **data, size_t *len, unsigned *kind)
+{
+    *data = NULL;
+    *len = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT data, kind FROM commands WHERE id=? AND target_id IS NOT NULL"
+                           " AND uploaded_ms IS NOT NULL AND (error IS NULL OR error='')",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        *data = malloc(n ? n : 1);
+        if (*data && n)
+            memcpy(*data, sqlite3_column_blob(st, 0), n);
+        *len = n;
+        *kind = (unsigned)sqlite3_column_int(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return STORE_Q_NOTFOUND;
+    return rc == SQLITE_ROW && *data ? STORE_Q_OK : -1;
 }

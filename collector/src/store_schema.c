@@ -170,7 +170,9 @@ static const char V4[] =
     "  seconds INTEGER NOT NULL, created_ms INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,"
     "  delivered_ms INTEGER, deliveries INTEGER NOT NULL DEFAULT 0,"
     /* captures requested through the HTTP API: the target (and finding) they were asked for */
-    "  target_id INTEGER, finding INTEGER);"
+    "  target_id INTEGER, finding INTEGER,"
+    /* the result (wire/capture.h): when it arrived, whether it was cut, why it failed */
+    "  uploaded_ms INTEGER, cut INTEGER, error TEXT, data BLOB);"
     "CREATE INDEX commands_device ON commands(device, expiry_ms);"
     "CREATE INDEX commands_target ON commands(target_id, created_ms);"
     "UPDATE meta SET value='4' WHERE key='schema_version';";

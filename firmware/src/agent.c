@@ -25,6 +25,7 @@
 #include "snapshot.h"
 #include "spool.h"
 #include "uplink.h"
+#include "capture_run.h"
 #include "uplink_creds.h"
 
 #define DISCOVER_PERIOD_MS 60000u
@@ -42,6 +43,7 @@ typedef struct agent {
     et_sched *sched;
     spool *sp;
     et_uplink *up;
+    et_caprun *caprun; /* downlink capture commands */
     et_wire_enc *enc;
     uint8_t boot_id[16];
     int sigfd;
@@ -305,9 +307,14 @@ static void on_command(void *ctx, const et_cmd *c)
         discover_now(a);
         return;
     }
-    /* captures come with their own record type (issue 12 step 2); until then, say so */
-    et_warn("downlink: command %llu (%s %s) is not supported by this agent build",
-            (unsigned long long)c->id, et_cmd_kind_name(c->kind), c->target);
+    et_caprun_submit(a->caprun, c);
+}
+
+static void kick_uplink(void *ud)
+{
+    agent *a = ud;
+    if (a->up)
+        et_uplink_kick(a->up);
 }
 
 static void on_discover_timer(et_loop *l, et_timer_id id, void *ud)
@@ -568,7 +575,8 @@ int agent_run_main(int argc, char **argv)
     et_sched_conf sc;
     et_sched_conf_from_config(&sc, &a->conf);
     a->sched = a->http ? et_sched_create(a->loop, a->http, &sc, on_cycle, a) : NULL;
-    if (!a->enc || !a->sched) {
+    a->caprun = a->sched ? et_caprun_create(a->loop, a->http, a->sched, a->sp, a->boot_id, kick_uplink, a) : NULL;
+    if (!a->enc || !a->sched || !a->caprun) {
         fprintf(stderr, "edgetrace-agent: out of memory at start\n");
         return 1;
     }
@@ -633,6 +641,7 @@ int agent_run_main(int argc, char **argv)
 
     int rc = et_loop_run(a->loop) == 0 ? 0 : 1;
 
+    et_caprun_destroy(a->caprun); /* before the client its request uses */
     et_sched_destroy(a->sched);
     if (a->up)
         et_uplink_destroy(a->up);

@@ -116,7 +116,9 @@ def http(port, method, path, body=None, ctype="application/json"):
         return e.code, json.loads(e.read() or b"null")
 
 
-def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tmp_path):
+def http_fleet(go_service, tmp_path, go="1.23"):
+    """A real collector with its HTTP API, a real Go service and the agent sampling it; returns
+    (collector, agent, log, http port, the service's target id)."""
     from test_http_api import start_collector
     from conftest import free_port
     db = tmp_path / "collector.db"
@@ -124,14 +126,23 @@ def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tm
                    check=True, capture_output=True)
     hport = free_port()
     coll, cport = start_collector(tmp_path, db, ["--http", f"127.0.0.1:{hport}"])
-    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    svc = go_service("worker-pool", go=go, args=("-rate", "40"))
     agent, log = start_agent(tmp_path, cport, tmp_path / "creds", f'[target "svc"]\nurl = {svc.url}\n')
+
+    def target_id():
+        st, doc = http(hport, "GET", "/api/devices/gw-run/targets")
+        return st == 200 and doc["targets"] and doc["targets"][0]["id"]
+    tid = wait_for(target_id, timeout=30, step=0.5)
+    if not tid:
+        stop(agent)
+        coll.terminate()
+        raise AssertionError(log.read_text()[-2000:])
+    return coll, agent, log, hport, tid
+
+
+def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tmp_path):
+    coll, agent, log, hport, tid = http_fleet(go_service, tmp_path)
     try:
-        def target_id():
-            st, doc = http(hport, "GET", "/api/devices/gw-run/targets")
-            return st == 200 and doc["targets"] and doc["targets"][0]["id"]
-        tid = wait_for(target_id, timeout=30, step=0.5)
-        assert tid, log.read_text()[-2000:]
         path = f"/api/targets/{tid}/captures"
         # refused: a cross-site form (no JSON content type), bad kinds and members, unknown target
         assert http(hport, "POST", path, '{"kind":"trace"}', ctype="text/plain")[0] == 415
@@ -150,9 +161,48 @@ def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tm
         # one capture in flight per target
         assert http(hport, "POST", path, '{"kind":"heap"}')[0] == 429
         # handed out with the next upload's answer, run by the agent
-        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] == "delivered", timeout=10)
+        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in ("delivered", "done"),
+                        timeout=10)
         assert wait_for(lambda: ran(log, cid), timeout=10), log.read_text()[-2000:]
         assert http(hport, "GET", "/api/captures/424242")[0] == 404
+    finally:
+        stop(agent)
+        coll.terminate()
+        coll.wait(timeout=10)
+
+
+GO = "/var/cache/edgetrace/go/1.27/bin/go"
+
+
+def test_trace_and_debug2_captures_arrive_and_open(go_service, tmp_path):
+    import json
+    import os
+    import urllib.request
+    coll, agent, log, hport, tid = http_fleet(go_service, tmp_path, go="1.27")
+    try:
+        results = {}
+        for body in ('{"kind":"trace","seconds":1}', '{"kind":"goroutine-debug2"}'):
+            st, doc = http(hport, "POST", f"/api/targets/{tid}/captures", body)
+            assert st == 201, doc
+            cid = doc["id"]
+            assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in ("done", "failed"),
+                            timeout=40, step=0.5), (http(hport, "GET", f"/api/captures/{cid}"), log.read_text()[-2000:])
+            cap = http(hport, "GET", f"/api/captures/{cid}")[1]
+            assert cap["state"] == "done" and cap["error"] == "" and cap["bytes"] > 0, cap
+            with urllib.request.urlopen(f"http://127.0.0.1:{hport}/api/captures/{cid}/data", timeout=10) as r:
+                results[json.loads(body)["kind"]] = (r.read(), r.headers.get("Content-Disposition", ""))
+        trace, disp = results["trace"]
+        assert "capture-" in disp and disp.endswith('.trace"')
+        path = tmp_path / "capture.trace"
+        path.write_bytes(trace)
+        if os.path.exists(GO):
+            out = subprocess.run([GO, "tool", "trace", "-d=parsed", str(path)], capture_output=True, text=True,
+                                 timeout=120)
+            assert out.returncode == 0, out.stderr[-2000:]
+        dump, _ = results["goroutine-debug2"]
+        assert dump.startswith(b"goroutine ") and b"created by" in dump
+        # exactly once: one result per command, whatever the retries
+        assert ran(log, cid) == 1
     finally:
         stop(agent)
         coll.terminate()
