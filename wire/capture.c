@@ -14,7 +14,7 @@ int et_capture_encode(const et_capture *c, uint8_t *out, size_t cap, size_t *n, 
 {
     if (!c->cmd_id || c->kind < ET_CMD_TRACE || c->kind > ET_CMD_HEAP || c->len > ET_CAPTURE_DATA_MAX || cap < 4)
         return failf(err, errlen, "capture: invalid fields");
-    out[0] = 'E', out[1] = ET_CAPTURE_MAGIC1, out[2] = ET_CAPTURE_VERSION, out[3] = 0;
+    out[0] = 'E', out[1] = ET_CAPTURE_MAGIC1, out[2] = ET_CAPTURE_VERSION, out[3] = c->zstd ? ET_CAPTURE_F_ZSTD : 0;
     CborEncoder enc, m;
     cbor_encoder_init(&enc, out + 4, cap - 4, 0);
     CborError e = cbor_encoder_create_map(&enc, &m, 7);
@@ -56,8 +56,9 @@ int et_capture_decode(const uint8_t *buf, size_t len, et_capture *c, char *err, 
     memset(c, 0, sizeof(*c));
     if (!et_capture_is(buf, len))
         return failf(err, errlen, "not a capture record");
-    if (buf[2] != ET_CAPTURE_VERSION || buf[3] != 0)
+    if (buf[2] != ET_CAPTURE_VERSION || (buf[3] & ~ET_CAPTURE_F_ZSTD))
         return failf(err, errlen, "capture record version %u flags %u unknown", buf[2], buf[3]);
+    c->zstd = buf[3] & ET_CAPTURE_F_ZSTD;
     CborParser p;
     CborValue top, m;
     if (cbor_parser_init(buf + 4, len - 4, 0, &p, &top) ||

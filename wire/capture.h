@@ -6,7 +6,9 @@
  * A snapshot's attachments stay <= 4096 bytes (schema 2); a trace or a debug=2 dump is far
  * larger, so a capture is a record of its own, told apart by its envelope:
  *
- *   'E' 'C' version(1) flags(0)  then raw CBOR:
+ *   'E' 'C' version(1) flags  then raw CBOR; flags bit 0 (ET_CAPTURE_F_ZSTD): the data
+ *   (key 6) is one zstd frame of the served bytes (the agent compresses: a debug=2 dump shrinks
+ *   ~10x, which is what a lossy cellular link needs); the collector stores them decompressed.
  *   map { 1: command id (uint > 0), 2: kind (uint, et_cmd_kind 1..4), 3: target (tstr),
  *         4: cut (bool: the result was larger than ET_CAPTURE_DATA_MAX and was cut there),
  *         5: error (tstr, "" on success: why the capture failed), 6: data (bstr),
@@ -24,6 +26,7 @@
 
 #define ET_CAPTURE_MAGIC1 0x43 /* 'C' (byte 0 is 'E', as for snapshots) */
 #define ET_CAPTURE_VERSION 1
+#define ET_CAPTURE_F_ZSTD 0x01
 #define ET_CAPTURE_DATA_MAX (120u * 1024u) /* fits one spool record with the header */
 #define ET_CAPTURE_ERR_MAX 160
 #define ET_CAPTURE_WIRE_MAX (ET_CAPTURE_DATA_MAX + 512u)
@@ -32,6 +35,7 @@ typedef struct et_capture {
     uint64_t cmd_id;
     uint8_t kind;
     int cut;
+    int zstd;            /* data is a zstd frame (envelope flag) */
     uint64_t wall_ms;
     char target[ET_CMD_TARGET_MAX];
     char error[ET_CAPTURE_ERR_MAX];

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 struct et_caprun {
     et_loop *loop;
     et_httpc *http;
@@ -36,6 +38,15 @@ static void finish(et_caprun *c, const et_cmd *cmd, const uint8_t *data, size_t 
 {
     et_capture cap = {.cmd_id = cmd->id, .kind = cmd->kind, .cut = cut, .wall_ms = (uint64_t)et_now_wall_ms(),
                       .data = data, .len = len};
+    /* zstd when it pays (a pprof proto is gzip already; text and traces shrink): bytes on a
+     * lossy cellular link are what a capture costs */
+    uint8_t *z = len ? malloc(ET_CAPTURE_DATA_MAX) : NULL;
+    size_t zn = z ? ZSTD_compress(z, ET_CAPTURE_DATA_MAX, data, len, 3) : 0;
+    if (z && !ZSTD_isError(zn) && zn < len) {
+        cap.data = z;
+        cap.len = zn;
+        cap.zstd = 1;
+    }
     et_strlcpy(cap.target, cmd->target, sizeof(cap.target));
     et_strlcpy(cap.error, error ? error : "", sizeof(cap.error));
     uint8_t *wire = malloc(ET_CAPTURE_WIRE_MAX);
@@ -51,6 +62,7 @@ static void finish(et_caprun *c, const et_cmd *cmd, const uint8_t *data, size_t 
                 et_cmd_kind_name(cmd->kind), cmd->target, len, cut ? ", cut" : "", error ? ": " : "",
                 error ? error : "");
     free(wire);
+    free(z);
     if (c->kick)
         c->kick(c->ud);
 }

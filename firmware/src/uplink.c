@@ -468,7 +468,8 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         /* nothing of the spool was in flight: only commands to take, or a failure to retry */
         u->checkin = 0;
         if (cls == 2) {
-            peer_schema(u, diag);
+            /* the schema is learned from upload answers only (README "Schema versions"): a
+             * check-in says nothing about whether this collector stored what we write */
             et_downlink_answer(u->sp, data, dlen, u->cmd_fn, u->cmd_ctx, &u->st.cmd);
             succeed(u);
         } else {

@@ -207,3 +207,58 @@ def test_trace_and_debug2_captures_arrive_and_open(go_service, tmp_path):
         stop(agent)
         coll.terminate()
         coll.wait(timeout=10)
+
+
+def test_capture_through_loss_and_an_outage_runs_once(go_service, tmp_path):
+    """30% loss both ways and an outage: a debug=2 capture queued while the link is down is
+    handed out when it returns, run once, and its bytes arrive intact."""
+    import urllib.request
+    from chaos import start_lossy_link
+    from test_http_api import start_collector
+    from conftest import free_port
+    db = tmp_path / "collector.db"
+    subprocess.run([str(COLLECTOR), "provision", "gw-run", "--db", str(db), "--out", str(tmp_path / "creds")],
+                   check=True, capture_output=True)
+    hport = free_port()
+    coll, cport = start_collector(tmp_path, db, ["--http", f"127.0.0.1:{hport}"])
+    # the outage starts once the agent is sampling and has found its target (below)
+    link = start_lossy_link(("127.0.0.1", cport), workdir=tmp_path / "link", seed=12, loss=30,
+                            outage=[(12, 10)])
+    svc = go_service("worker-pool", go="1.23", args=("-rate", "40"))
+    agent, log = start_agent(tmp_path, link.addr[1], tmp_path / "creds", f'[target "svc"]\nurl = {svc.url}\n')
+    try:
+        def target_id():
+            st, doc = http(hport, "GET", "/api/devices/gw-run/targets")
+            return st == 200 and doc["targets"] and doc["targets"][0]["id"]
+        tid = wait_for(target_id, timeout=12, step=0.5)
+        assert tid, log.read_text()[-2000:]
+        # into the outage
+        time.sleep(max(0.0, link.started_at + 13 - time.monotonic()))
+        st, doc = http(hport, "POST", f"/api/targets/{tid}/captures", '{"kind":"goroutine-debug2"}')
+        assert st == 201, doc
+        cid = doc["id"]
+        assert http(hport, "GET", f"/api/captures/{cid}")[1]["state"] == "queued"
+        # the link returns 22 s after it started; then loss alone
+        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in ("done", "failed"),
+                        timeout=120, step=1), (http(hport, "GET", f"/api/captures/{cid}")[1], log.read_text()[-2000:])
+        cap = http(hport, "GET", f"/api/captures/{cid}")[1]
+        assert cap["state"] == "done" and not cap["cut"], cap
+        assert cap["delivered_ms"] >= cap["created_ms"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{hport}/api/captures/{cid}/data", timeout=10) as r:
+            dump = r.read()
+        # intact: what the collector stored, and a whole debug=2 dump (every goroutine block ends
+        # in a frame's file:line; the service's own code is in it)
+        assert len(dump) == cap["bytes"] and dump.startswith(b"goroutine "), dump[:200]
+        assert dump.rstrip().split(b"\n")[-1].startswith(b"\t"), dump[-300:]
+        assert b"main." in dump
+        time.sleep(2)  # re-deliveries (30 s apart) and retried uploads change nothing
+        assert ran(log, cid) == 1
+        assert log.read_text().count(f"capture: command {cid} ") == 1
+        st = link.stats()
+        assert st["up"]["dropped_loss"] + st["down"]["dropped_loss"] > 0, st
+        assert st["up"]["dropped_outage"] + st["down"]["dropped_outage"] > 0, st
+    finally:
+        stop(agent)
+        link.stop()
+        coll.terminate()
+        coll.wait(timeout=10)
