@@ -749,7 +749,7 @@ static void try_send(et_uplink *u)
         return; /* idle: et_uplink_kick() wakes us */
     if (n == 0) {
         uint64_t now = (uint64_t)et_now_mono_ms(), due = u->last_exchange_ms + u->p.checkin_ms;
-        if (u->last_exchange_ms && now < due) {
+        if (now < due) {
             schedule(u, (uint32_t)(due - now));
             u->held_wait = 1; /* only a check-in waits: a new snapshot may go now (et_uplink_kick) */
             return;
@@ -863,6 +863,9 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
     if (getrandom(&u->rng, sizeof(u->rng), GRND_NONBLOCK) != sizeof(u->rng) || !u->rng)
         u->rng = (uint32_t)et_now_mono_ms() ^ (uint32_t)getpid() ^ 0x9e3779b9u;
     budget_load(u);
+    /* the first check-in one interval after start, not at once: a gateway that boots with the
+     * collector (or its network) not up yet would start its backoff on an empty request */
+    u->last_exchange_ms = (uint64_t)et_now_mono_ms();
     if (u->p.hold_min_ms > u->p.hold_max_ms)
         u->p.hold_min_ms = u->p.hold_max_ms;
     if (!u->p.hold_min_ms)
