@@ -90,6 +90,7 @@ PKGS=(
   busybox-static crun umoci skopeo nginx libnginx-mod-stream postgresql libpq-dev
   # `ctr images import` of the agent image into a private containerd (test_image.py)
   containerd
+  panicparse  # make bench: baseline of the goroutine-dump parser (tools/bench/bench.py parse)
 )
 for v in $GO_BOOKWORM_VERSIONS; do PKGS+=("golang-$v-go"); done
 apt-get install -y --no-install-recommends "${PKGS[@]}" >/dev/null

@@ -433,10 +433,10 @@ static CborError enc_site(CborEncoder *arr, const et_snap_site *st)
     return e | cbor_encoder_close_container(arr, &a);
 }
 
-/* The survivor evidence (schema 2) a finding carries, if any. */
+/* The survivor evidence or the no-site reason (schema 2) a finding carries, if any. */
 int et_finding_needs_v2(const et_finding *f)
 {
-    return (f->evidence >> ET_EVIDENCE_COUNT_V1) != 0 || f->survivors || f->survivors_of || f->oldest_id ||
+    return (f->evidence >> ET_EVIDENCE_COUNT_V1) != 0 || f->survivors || f->survivors_of || f->oldest_id || f->no_site ||
            f->wait_hist[0] || f->wait_hist[1] || f->wait_hist[2] || f->wait_hist[3];
 }
 
@@ -475,6 +475,7 @@ static CborError enc_finding(CborEncoder *arr, const et_finding *f, int v2)
         e |= put_u(&m, ETK_F_SURVIVORS, f->survivors);
         e |= put_u(&m, ETK_F_SURVIVORS_OF, f->survivors_of);
         e |= put_u(&m, ETK_F_OLDEST_ID, f->oldest_id);
+        e |= put_u(&m, ETK_F_NO_SITE, f->no_site);
         if (f->wait_hist[0] || f->wait_hist[1] || f->wait_hist[2] || f->wait_hist[3]) {
             CborEncoder h;
             e |= cbor_encode_uint(&m, ETK_F_WAIT_HIST);

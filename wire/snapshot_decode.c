@@ -419,6 +419,7 @@ static int finding_field(dec *d, unsigned key, CborValue *v, void *obj)
         case ETK_F_SURVIVORS: return get_u32(d, v, "survivors", UINT32_MAX, &f->survivors);
         case ETK_F_SURVIVORS_OF: return get_u32(d, v, "survivors_of", ET_GSITE_IDS, &f->survivors_of);
         case ETK_F_OLDEST_ID: return get_uint(d, v, "oldest_id", UINT64_MAX, &f->oldest_id);
+        case ETK_F_NO_SITE: return get_u8(d, v, "no_site", ET_NS_COUNT - 1, &f->no_site);
         case ETK_F_WAIT_HIST: {
             if (!cbor_value_is_array(v))
                 return fail(d, "wait_hist: expected an array");

@@ -57,6 +57,8 @@ enum {
     ETK_F_VALUE = 11, ETK_F_CREATED_BY = 12, ETK_F_STACK = 13, ETK_F_FIRST_SEEN = 14, ETK_F_LAST_SEEN = 15,
     /* schema 2: the debug=2 id evidence behind a slow leak (analyze_survivors.c) */
     ETK_F_SURVIVORS = 16, ETK_F_SURVIVORS_OF = 17, ETK_F_OLDEST_ID = 18, ETK_F_WAIT_HIST = 19,
+    /* schema 2: why a heap-growth finding names no allocation site (enum et_no_site) */
+    ETK_F_NO_SITE = 20,
     ETK_F_KEYS
 };
 

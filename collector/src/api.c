@@ -39,7 +39,7 @@ void api_error(api_response *out, int status, const char *msg)
 }
 
 /* A store_q_* result onto the response. */
-static void from_store(api_ctx *ctx, api_response *out, int rc, json_t *doc, const char *what)
+void api_from_store(api_ctx *ctx, api_response *out, int rc, json_t *doc, const char *what)
 {
     char msg[200];
     switch (rc) {
@@ -95,7 +95,7 @@ static void pprof_reply(api_ctx *ctx, api_response *out, const api_request *r)
     if (rc != STORE_Q_OK) {
         pprof_free(b);
         name[0] = 0;
-        from_store(ctx, out, rc, NULL, r->route == API_TARGET_PPROF ? "target or snapshot at that time" : "finding");
+        api_from_store(ctx, out, rc, NULL, r->route == API_TARGET_PPROF ? "target or snapshot at that time" : "finding");
         return;
     }
     uint8_t *gz;
@@ -172,23 +172,23 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
         return;
     case API_DEVICES:
         rc = store_q_devices(ctx->ro, now_ms, &doc);
-        from_store(ctx, out, rc, doc, "devices");
+        api_from_store(ctx, out, rc, doc, "devices");
         return;
     case API_DEVICE:
         rc = store_q_device(ctx->ro, r->device, now_ms, &doc);
-        from_store(ctx, out, rc, doc, "device");
+        api_from_store(ctx, out, rc, doc, "device");
         return;
     case API_DEVICE_TARGETS:
         rc = store_q_targets(ctx->ro, r->device, &doc);
-        from_store(ctx, out, rc, doc, "device");
+        api_from_store(ctx, out, rc, doc, "device");
         return;
     case API_TARGET:
         rc = store_q_target(ctx->ro, r->id, &doc);
-        from_store(ctx, out, rc, doc, "target");
+        api_from_store(ctx, out, rc, doc, "target");
         return;
     case API_TARGET_SERIES:
         rc = store_q_series(ctx->ro, r->id, r->from_ms, r->to_ms, 1000, &doc);
-        from_store(ctx, out, rc, doc, "target");
+        api_from_store(ctx, out, rc, doc, "target");
         return;
     case API_FINDINGS: {
         store_finding_filter f = {
@@ -200,12 +200,12 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
             .limit = r->limit,
         };
         rc = store_q_findings(ctx->ro, &f, &doc);
-        from_store(ctx, out, rc, doc, "findings filter");
+        api_from_store(ctx, out, rc, doc, "findings filter");
         return;
     }
     case API_FINDING:
         rc = store_q_finding(ctx->ro, r->id, &doc);
-        from_store(ctx, out, rc, doc, "finding");
+        api_from_store(ctx, out, rc, doc, "finding");
         return;
     case API_TARGET_PPROF:
     case API_FINDING_PPROF:
@@ -213,6 +213,16 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
         return;
     case API_PAGE:
         api_page(r->path, out);
+        return;
+    case API_CAPTURE:
+        rc = store_q_capture(ctx->ro, r->id, now_ms, &doc);
+        api_from_store(ctx, out, rc, doc, "capture");
+        return;
+    case API_CAPTURE_DATA:
+        api_capture_data(ctx, r, out);
+        return;
+    case API_TARGET_CAPTURES:
+        api_error(out, 405, "POST a JSON body {\"kind\":...,\"seconds\":N} here");
         return;
     case API_NOT_FOUND:
     default:

@@ -27,6 +27,19 @@ typedef struct api_response {
 
 void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response *out);
 
+/* A store_q_* result onto the response (200 + doc, 404, 400, 500); takes doc. */
+void api_from_store(api_ctx *ctx, api_response *out, int rc, json_t *doc, const char *what);
+
+/* POST /api/targets/{id}/captures with its JSON body (api_capture.c): queues a capture
+ * command for the target's device; 201 {"id":N}, 400, 404, 429. */
+#define API_CAPTURE_BODY_MAX 512
+#define API_CAPTURE_TTL_MS (10 * 60 * 1000LL) /* a capture not picked up by then is "expired" */
+#define API_CAPTURES_PER_HOUR 6               /* per device */
+/* GET /api/captures/{id}/data: the bytes as the Go service served them, as a download. */
+void api_capture_data(api_ctx *ctx, const api_request *r, api_response *out);
+void api_capture_create(api_ctx *ctx, const api_request *r, const char *body, size_t len, int64_t now_ms,
+                        api_response *out);
+
 /* {"error":"msg"} with STATUS. */
 void api_error(api_response *out, int status, const char *msg);
 void api_response_free(api_response *r);

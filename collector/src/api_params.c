@@ -105,8 +105,22 @@ int api_parse_path(const char *path, api_request *r, char *err, size_t errlen)
             return r->route = API_TARGET_SERIES, 0;
         if (targets && !strcmp(rest, "/goroutine.pb.gz"))
             return r->route = API_TARGET_PPROF, 0;
+        if (targets && !strcmp(rest, "/captures"))
+            return r->route = API_TARGET_CAPTURES, 0;
         if (!targets && !strcmp(rest, "/profile.pb.gz"))
             return r->route = API_FINDING_PPROF, 0;
+        return ERR("no such resource");
+    }
+    if (!strncmp(path, "/api/captures/", 14)) {
+        seg = path + 14;
+        slash = strchr(seg, '/');
+        n = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (parse_id(seg, n, &r->id))
+            return ERR("bad id '%.24s': a positive integer", seg);
+        if (!slash)
+            return r->route = API_CAPTURE, 0;
+        if (!strcmp(slash, "/data"))
+            return r->route = API_CAPTURE_DATA, 0;
         return ERR("no such resource");
     }
     return ERR("no such resource");

@@ -8,6 +8,7 @@
  *   /api/devices  /api/devices/{device}  /api/devices/{device}/targets
  *   /api/targets/{id}  /api/targets/{id}/series  /api/targets/{id}/goroutine.pb.gz
  *   /api/findings  /api/findings/{id}  /api/findings/{id}/profile.pb.gz
+ *   /api/targets/{id}/captures (POST)  /api/captures/{id}  /api/captures/{id}/data
  * Query parameters per route (any other parameter is a 400, so a typo is never silently
  * ignored):
  *   series:          from, to (ms since the epoch; default the last 24 h)
@@ -44,6 +45,9 @@ typedef enum api_route {
     API_FINDINGS,
     API_FINDING,
     API_FINDING_PPROF,
+    API_TARGET_CAPTURES, /* POST /api/targets/{id}/captures (api_capture.c) */
+    API_CAPTURE,         /* GET /api/captures/{id} */
+    API_CAPTURE_DATA,    /* GET /api/captures/{id}/data */
 } api_route;
 
 typedef struct api_request {

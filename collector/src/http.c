@@ -228,11 +228,50 @@ static enum MHD_Result reply(struct MHD_Connection *c, api_response *r, double t
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"edgetrace\"");
     }
     if (r->status == 405)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST");
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     metrics_http_observe(r->status, mono_s() - t0);
     return rc;
+}
+
+/* The one POST route: its body, bounded, collected over libmicrohttpd's calls. */
+typedef struct post_req {
+    api_request r;
+    size_t len;
+    int too_big;
+    char body[API_CAPTURE_BODY_MAX];
+} post_req;
+
+static enum MHD_Result post_body(http_server *h, struct MHD_Connection *c, const char *url, const char *data,
+                                 size_t *size, void *cls, double t0)
+{
+    (void)url;
+    post_req *p = cls;
+    if (*size) {
+        if (p->len + *size > sizeof(p->body))
+            p->too_big = 1;
+        else
+            memcpy(p->body + p->len, data, *size), p->len += *size;
+        *size = 0;
+        return MHD_YES;
+    }
+    api_response out;
+    memset(&out, 0, sizeof(out));
+    if (p->too_big)
+        api_error(&out, 413, "body larger than 512 bytes");
+    else
+        api_capture_create(&h->api, &p->r, p->body, p->len, wall_ms(), &out);
+    return reply(c, &out, t0); /* p is freed by on_completed */
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    if (*req_cls && *req_cls != cls)
+        free(*req_cls);
+    *req_cls = NULL;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -245,13 +284,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     double t0 = mono_s();
     api_response out;
     memset(&out, 0, sizeof(out));
-    /* Answer on the first call; a body (which only methods we refuse carry) is never read. */
+    if (*req_cls && *req_cls != h)
+        return post_body(h, c, url, upload_data, upload_data_size, *req_cls, t0);
+    /* Answer on the first call; a body (which only the one POST route reads) is never read. */
+    int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
     if (*upload_data_size)
         *upload_data_size = 0;
     *req_cls = h;
 
-    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD)) {
-        api_error(&out, 405, "only GET and HEAD");
+    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD) && !is_post) {
+        api_error(&out, 405, "only GET and HEAD (and POST to /api/targets/{id}/captures)");
         return reply(c, &out, t0);
     }
     if (strlen(url) > API_MAX_URL) {
@@ -267,6 +309,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r.route != API_HEALTHZ && !authorized(h, c)) {
         api_error(&out, 401, "missing or wrong token (Authorization: Bearer TOKEN)");
         return reply(c, &out, t0);
+    }
+    if (is_post != (r.route == API_TARGET_CAPTURES)) {
+        api_error(&out, 405, is_post ? "only GET and HEAD here" : "POST a JSON body here");
+        return reply(c, &out, t0);
+    }
+    if (is_post) {
+        /* CSRF: a page on another origin can POST a form (text/plain, urlencoded) to a loopback
+         * collector without preflight, never application/json; we answer no CORS preflight. */
+        const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (!ct || strncasecmp(ct, "application/json", 16) || (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
+            api_error(&out, 415, "Content-Type must be application/json");
+            return reply(c, &out, t0);
+        }
+        post_req *p = calloc(1, sizeof(*p));
+        if (!p) {
+            api_error(&out, 500, "out of memory");
+            return reply(c, &out, t0);
+        }
+        p->r = r;
+        *req_cls = p;
+        return MHD_YES; /* the body comes in the next calls (post_body) */
     }
     arg_walk w = {.r = &r};
     MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, on_arg, &w);
@@ -325,7 +388,8 @@ http_server *http_start(const http_config *cfg, char *err, size_t errlen)
     h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)128,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
+                            (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, errlen, "http: cannot listen on %s", cfg->listen);
         free(h);

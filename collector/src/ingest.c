@@ -18,14 +18,69 @@
 #include <time.h>
 
 #include <coap3/coap.h>
+#include <zstd.h>
 
 #include "ingest.h"
+#include "capture.h"
 #include "metrics.h"
 #include "ingest_block1.h"
 #include "ingest_commit.h"
 #include "ingest_identity.h"
 
 /* ---- the pure part: decode, validate, stage ---------------------------------------------- */
+
+/* A capture record (wire/capture.h): the result of a command this device was given. Stored
+ * once per (device, command id); a repeat, or a result for a command that is not this
+ * device's, is answered 2.04 / 4.00 (the agent drops it: no collector could store it). */
+static void ingest_capture(coll_store *st, ingest_counters *c, const char *device, const uint8_t *body, size_t len,
+                           int64_t received_ms, ingest_result *r)
+{
+    et_capture cap;
+    if (et_capture_decode(body, len, &cap, r->diag, sizeof(r->diag))) {
+        c->bad_request++;
+        r->code = 400;
+        return;
+    }
+    if (cap.zstd) {
+        /* bounded: a frame that would expand past the cap is refused, not allocated for */
+        static uint8_t plain[ET_CAPTURE_DATA_MAX];
+        size_t n = ZSTD_decompress(plain, sizeof(plain), cap.data, cap.len);
+        if (ZSTD_isError(n)) {
+            c->bad_request++;
+            r->code = 400;
+            snprintf(r->diag, sizeof(r->diag), "capture data: zstd: %s", ZSTD_getErrorName(n));
+            return;
+        }
+        cap.data = plain;
+        cap.len = n;
+        cap.zstd = 0;
+    }
+    if (store_begin(st)) {
+        c->store_errors++;
+        r->code = 500;
+        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        return;
+    }
+    int rc = store_capture_put(st, device, &cap, received_ms);
+    if (rc < 0) {
+        c->store_errors++;
+        r->code = 500;
+        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        return;
+    }
+    if (rc == STORE_Q_NOTFOUND) {
+        c->bad_request++;
+        r->code = 400;
+        snprintf(r->diag, sizeof(r->diag), "capture for command %llu: no such command for this device",
+                 (unsigned long long)cap.cmd_id);
+        return;
+    }
+    r->staged = 1;
+    c->captures++;
+    r->code = rc == STORE_DUPLICATE ? 204 : 201;
+    snprintf(r->diag, sizeof(r->diag), "%s capture %llu s=%d", rc == STORE_DUPLICATE ? "dup" : "new",
+             (unsigned long long)cap.cmd_id, coll_decode_schema_max());
+}
 
 void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const char *device,
                     const uint8_t *body, size_t len, int content_format, size_t max_body, int64_t received_ms,
@@ -52,6 +107,10 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
         c->too_large++;
         r->code = 413;
         snprintf(r->diag, sizeof(r->diag), "body %zu bytes > limit %zu", len, max_body);
+        return;
+    }
+    if (et_capture_is(body, len)) {
+        ingest_capture(st, c, device, body, len, received_ms, r);
         return;
     }
     const char *kind = "";
@@ -122,12 +181,12 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              " block_restarted=%" PRIu64 " reassembly_bytes=%" PRIu64 " reassembly_bodies=%" PRIu64
              " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " revoked=%" PRIu64 " key_retired=%" PRIu64
              " key_promoted=%" PRIu64 " key_fallback=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64
-             " unreadable=%" PRIu64,
+             " unreadable=%" PRIu64 " checkins=%" PRIu64 " commands_sent=%" PRIu64 " captures=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
              c->block_incomplete, c->block_busy, c->block_expired, c->block_evicted, c->block_restarted,
              c->reassembly_bytes, c->reassembly_bodies, c->store_errors, c->unknown_identity, c->revoked,
-             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes, c->unreadable);
+             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes, c->unreadable, c->checkins, c->commands_sent, c->captures);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */
@@ -223,7 +282,29 @@ static void reject(coap_pdu_t *response, int code, uint64_t *counter, const char
 {
     if (counter)
         (*counter)++;
-    ingest_respond(response, code, diag, 0, 0);
+    ingest_respond(response, code, diag, 0, 0, NULL, 0);
+}
+
+/* Commands are handed out again this long after the last time until they expire: the agent
+ * runs each id once, so a re-delivery only costs bytes, and an answer lost on a lossy link
+ * is made good by the next request after this. */
+#define CMD_REDELIVER_MS 30000
+
+/* The device's due commands into r->cmd (the answer to its own request: it is behind NAT).
+ * Failing to read them is not the upload's failure: they come with a later answer. */
+static void attach_commands(const char *device, ingest_result *r)
+{
+    r->cmdlen = 0;
+    et_cmd_list l;
+    char err[96];
+    if (store_cmd_due(S.st, device, wall_ms(), CMD_REDELIVER_MS, &l) <= 0)
+        return;
+    if (et_cmd_encode(&l, r->cmd, sizeof(r->cmd), &r->cmdlen, err, sizeof(err))) {
+        ingest_log("commands for %s not sent: %s", device, err);
+        r->cmdlen = 0;
+        return;
+    }
+    S.c.commands_sent += l.n;
 }
 
 /* Block1: the answer for a block that does not complete the body, or 0 with o filled with
@@ -254,7 +335,7 @@ static int block1_step(coap_session_t *session, const coap_pdu_t *request, const
     case B1_DONE:
         return 0;
     case B1_CONTINUE:
-        ingest_respond(response, 231, NULL, 1, o->echo);
+        ingest_respond(response, 231, NULL, 1, o->echo, NULL, 0);
         break;
     case B1_TOO_LARGE: {
         S.c.too_large++;
@@ -318,6 +399,16 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     /* Block1: collect the body, bounded by max_body. */
     coap_block_t blk;
     int has_block1 = coap_get_block(request, COAP_OPTION_BLOCK1, &blk);
+
+    /* An empty POST is a check-in: a device with nothing to upload asking for its commands. */
+    if (!has_block1 && len == 0) {
+        S.c.checkins++;
+        ingest_result ci = {.code = 204};
+        snprintf(ci.diag, sizeof(ci.diag), "idle s=%d", coll_decode_schema_max());
+        attach_commands(device, &ci);
+        ingest_respond(response, ci.code, ci.diag, 0, 0, ci.cmd, ci.cmdlen);
+        return;
+    }
     uint32_t block1_echo = 0;
     b1_out body = {0};
     if (has_block1) {
@@ -345,9 +436,10 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     sync_block1_counters();
     if (!r.staged) {
         ingest_log("rejected %d.%02d from %s: %s", r.code / 100, r.code % 100, device, r.diag);
-        ingest_respond(response, r.code, r.diag, has_block1, block1_echo);
+        ingest_respond(response, r.code, r.diag, has_block1, block1_echo, NULL, 0);
         return;
     }
+    attach_commands(device, &r);
     commit_staged(session, request, response, &r, has_block1, block1_echo);
 }
 

@@ -35,6 +35,7 @@
 
 #include "decode.h"
 #include "store.h"
+#include "command.h"
 
 #define INGEST_CF_OCTET_STREAM 42
 #define INGEST_PATH "s"
@@ -66,6 +67,9 @@ typedef struct ingest_counters {
     uint64_t commits;
     uint64_t bytes;            /* body bytes of accepted snapshots */
     uint64_t unreadable;       /* 5.01: unknown envelope/schema version or dictionary */
+    uint64_t checkins;         /* empty POSTs: a device with nothing to upload asking for commands */
+    uint64_t commands_sent;    /* commands handed out in answers (re-deliveries included) */
+    uint64_t captures;         /* capture results stored (wire/capture.h) */
 } ingest_counters;
 
 /* Result of ingest_payload. */
@@ -73,6 +77,8 @@ typedef struct ingest_result {
     int code;                  /* 201, 204, 400, 413, 415, 422, 500, 501 */
     int staged;                /* 1: written to the open transaction, answer after commit */
     char diag[160];
+    size_t cmdlen;             /* downlink commands for the answer (wire/command.h); 0 = none */
+    uint8_t cmd[ET_CMD_DOC_MAX];
 } ingest_result;
 
 /* The decode + validate + stage step, without CoAP (fuzzed by tests/fuzz/fuzz_collector_ingest.c).

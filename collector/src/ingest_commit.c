@@ -23,6 +23,8 @@ typedef struct pending {
     int has_block1;
     uint32_t block1;   /* encoded Block1 value to echo */
     char diag[80];
+    size_t cmdlen;     /* the device's commands for the answer (ingest_respond) */
+    uint8_t cmd[];
 } pending;
 
 static struct {
@@ -48,12 +50,24 @@ void commit_setup(coll_store *st, ingest_counters *c, int coap_fd, int group_com
 
 unsigned commit_pending(void) { return B.npend; }
 
-void ingest_respond(coap_pdu_t *response, int code, const char *diag, int has_block1, uint32_t block1)
+void ingest_respond(coap_pdu_t *response, int code, const char *diag, int has_block1, uint32_t block1,
+                    const uint8_t *cmd, size_t cmdlen)
 {
     coap_pdu_set_code(response, (coap_pdu_code_t)COAP_RESPONSE_CODE(code));
     if (has_block1) {
         uint8_t b[4];
         coap_add_option(response, COAP_OPTION_BLOCK1, coap_encode_var_safe(b, sizeof(b), block1), b);
+    }
+    if (cmdlen && code / 100 == 2) {
+        /* diagnostic, NUL, commands: one payload (coap_add_data may be called only once) */
+        uint8_t buf[200 + ET_CMD_DOC_MAX];
+        size_t dl = diag ? strnlen(diag, 200 - 1) : 0;
+        if (dl)
+            memcpy(buf, diag, dl);
+        buf[dl] = 0;
+        memcpy(buf + dl + 1, cmd, cmdlen);
+        coap_add_data(response, dl + 1 + cmdlen, buf);
+        return;
     }
     if (diag && diag[0])
         coap_add_data(response, strlen(diag), (const uint8_t *)diag);
@@ -66,12 +80,12 @@ int commit_answer_async(coap_session_t *session, const coap_pdu_t *request, coap
         return 0;
     pending *pd = coap_async_get_app_data(async);
     if (pd && pd->done) {
-        ingest_respond(response, pd->code, pd->diag, pd->has_block1, pd->block1);
+        ingest_respond(response, pd->code, pd->diag, pd->has_block1, pd->block1, pd->cmd, pd->cmdlen);
         coap_async_set_app_data(async, NULL);
         free(pd);
         B.outstanding--;
     } else {
-        ingest_respond(response, 500, "internal: async without result", 0, 0);
+        ingest_respond(response, 500, "internal: async without result", 0, 0, NULL, 0);
     }
     return 1; /* libcoap frees the async after we return */
 }
@@ -85,7 +99,7 @@ void commit_staged(coap_session_t *session, const coap_pdu_t *request, coap_pdu_
     struct pollfd pfd = {.fd = B.coap_fd, .events = POLLIN};
     int busy = B.npend > 0 || poll(&pfd, 1, 0) > 0;
     if (B.group_commit && busy && B.npend < MAX_PENDING) {
-        pending *pd = calloc(1, sizeof(*pd));
+        pending *pd = calloc(1, sizeof(*pd) + r->cmdlen);
         coap_async_t *a = pd ? coap_register_async(session, request, 0) : NULL;
         if (!a)
             free(pd);
@@ -96,16 +110,18 @@ void commit_staged(coap_session_t *session, const coap_pdu_t *request, coap_pdu_
             pd->has_block1 = has_block1;
             pd->block1 = block1;
             snprintf(pd->diag, sizeof(pd->diag), "%.79s", r->diag);
+            memcpy(pd->cmd, r->cmd, r->cmdlen);
+            pd->cmdlen = r->cmdlen;
             coap_async_set_app_data(a, pd);
             return; /* no code: libcoap sends an empty ACK now, our answer after COMMIT */
         }
     }
     /* Synchronous path: commit (with whatever else is staged) before answering. */
     if (commit_flush()) {
-        ingest_respond(response, 500, "database commit failed; retry", has_block1, block1);
+        ingest_respond(response, 500, "database commit failed; retry", has_block1, block1, NULL, 0);
         return;
     }
-    ingest_respond(response, r->code, r->diag, has_block1, block1);
+    ingest_respond(response, r->code, r->diag, has_block1, block1, r->cmd, r->cmdlen);
 }
 
 void commit_gather(coap_context_t *ctx, volatile sig_atomic_t *stop)

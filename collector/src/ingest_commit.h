@@ -18,8 +18,11 @@
 
 void commit_setup(coll_store *st, ingest_counters *c, int coap_fd, int group_commit);
 
-/* Sets the answer: code, an optional Block1 echo and a diagnostic payload. */
-void ingest_respond(coap_pdu_t *response, int code, const char *diag, int has_block1, uint32_t block1);
+/* Sets the answer: code, an optional Block1 echo and a diagnostic payload; on a 2.xx answer
+ * the command document cmd (cmdlen > 0) follows the diagnostic after one NUL byte
+ * (wire/command.h). */
+void ingest_respond(coap_pdu_t *response, int code, const char *diag, int has_block1, uint32_t block1,
+                    const uint8_t *cmd, size_t cmdlen);
 
 /* A request libcoap hands us again after its batch committed: answers it and returns 1;
  * 0 when the request is not one of ours. */

@@ -404,6 +404,8 @@ int main(int argc, char **argv)
         return revoke_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "keys"))
         return keys_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "command"))
+        return command_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "snapshots") || !strcmp(cmd, "findings"))
         return query_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "edgetrace-collector: unknown command '%s'\n", cmd);

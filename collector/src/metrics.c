@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert.h"
 #include "metrics.h"
 
 /* Ingest-to-commit latency buckets (seconds): group commit keeps most under a few ms; an
@@ -210,6 +211,11 @@ int metrics_render(coll_store *ro, int64_t now_ms, char **out, size_t *len)
         return -1;
     render_ingest(f);
     render_http(f);
+    /* the alert thread's counters, when it runs (alert.c publishes a copy) */
+    char alerts[2048];
+    int an = alert_metrics_text(alerts, sizeof alerts);
+    if (an > 0 && (size_t)an < sizeof alerts)
+        fwrite(alerts, 1, (size_t)an, f);
     json_t *g = NULL;
     int up = ro && store_q_gauges(ro, now_ms, &g) == STORE_Q_OK;
     head(f, "edgetrace_store_up", "gauge", "1 if the fleet gauges below could be read from the database.");

@@ -37,6 +37,7 @@
 #include "collector.h"
 #include "provision_fleet.h"
 #include "store.h"
+#include "store_keys.h"
 
 #define PSK_LEN 32
 #define CRED_MAX 1024
@@ -271,25 +272,39 @@ static int parse_args(int argc, char **argv, fleet_opts *o)
     return 0;
 }
 
-/* Keys: the stored one unless --rotate, else a new random one; recorded in the store. */
+/* Keys: the stored one unless --rotate, else a new random one; recorded in the store.
+ * device_keys (store_keys.c) is the authority the collector's handshakes read: a key a
+ * rotation already moved to is the one to hand out, and a new key goes there too. */
 static int assign_keys(coll_store *st, fleet_dev *devs, size_t n, int rotate)
 {
     for (size_t i = 0; i < n; i++) {
         fleet_dev *d = &devs[i];
-        int found = rotate ? 0 : store_device_psk(st, d->id, d->psk, sizeof(d->psk), &d->psklen);
+        store_key_state k;
+        int found = rotate ? 0 : store_keys_get(st, d->id, &k, NULL);
         if (found < 0) {
             fprintf(stderr, "edgetrace-collector provision: %s: %s\n", d->id, store_errmsg(st));
             return -1;
         }
-        if (found)
+        if (found && k.psk_len == 0) {
+            store_keys_wipe(&k);
+            fprintf(stderr, "edgetrace-collector provision: %s is revoked; --rotate gives it a new key\n", d->id);
+            return -1;
+        }
+        if (found) {
+            const uint8_t *key = k.next_len ? k.next_psk : k.psk;
+            size_t len = k.next_len ? k.next_len : k.psk_len;
+            d->psklen = len < sizeof(d->psk) ? len : sizeof(d->psk);
+            memcpy(d->psk, key, d->psklen);
+            store_keys_wipe(&k);
             continue;
+        }
         d->is_new = 1;
         d->psklen = PSK_LEN;
         if (getrandom(d->psk, PSK_LEN, 0) != PSK_LEN) {
             fprintf(stderr, "edgetrace-collector provision: getrandom: %s\n", strerror(errno));
             return -1;
         }
-        if (store_device_add(st, d->id, d->psk, PSK_LEN, rotate)) {
+        if (store_device_add(st, d->id, d->psk, PSK_LEN, rotate) || store_keys_set(st, d->id, d->psk, PSK_LEN)) {
             fprintf(stderr, "edgetrace-collector provision: cannot add '%s': %s\n", d->id, store_errmsg(st));
             return -1;
         }
@@ -393,6 +408,11 @@ int provision_fleet_main(int argc, char **argv)
     if (bad)
         return 2;
     char err[256];
+    /* the database (keys inside) is created 0600 whatever the umask, as provision does */
+    if (store_keys_prepare_file(o.db, err, sizeof(err))) {
+        fprintf(stderr, "edgetrace-collector provision: %s\n", err);
+        return 1;
+    }
     coll_store *st = store_open(o.db, err, sizeof(err));
     int rc = 1;
     if (!st)

@@ -71,6 +71,41 @@ int64_t store_count(coll_store *s, const char *table);
 /* Bytes the database occupies (page_count * page_size), for /metrics and the bench. */
 int64_t store_db_bytes(coll_store *s);
 
+/* ---- downlink commands (wire/command.h) -----------------------------------------------
+ * Queued per device; handed out in the answers to that device's own requests (it sits behind
+ * NAT). The agent runs each id at most once (it keeps the ids it ran), so a command is simply
+ * handed out again, redeliver_ms after the last time, until it expires: an answer lost on a
+ * lossy link costs nothing but a later re-delivery. */
+#include "command.h"
+/* Queues one command (validated with the wire rules: err says why not). 0 with *id, or -1. */
+int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t now_ms, int64_t *id, char *err,
+                  size_t errlen);
+/* The commands due for DEVICE (not expired; never handed out, or last handed out at least
+ * redeliver_ms ago), oldest first, at most ET_CMD_MAX, marked handed out now. Count or -1. */
+int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out);
+
+/* A capture of target TARGET (kind ET_CMD_TRACE..ET_CMD_HEAP) asked for through the HTTP API,
+ * queued for the target's device with expiry now + ttl_ms (finding: 0 or the finding it was
+ * asked from). Rate limits: one capture in flight per target (an earlier one not yet expired),
+ * at most per_hour per device in the last hour. STORE_Q_OK with *id; STORE_Q_NOTFOUND (target);
+ * STORE_Q_BADARG (err: invalid); STORE_Q_LIMIT (err: which limit); -1 database error. */
+enum { STORE_Q_LIMIT = 3 };
+int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned seconds, int64_t finding, int64_t now_ms,
+                      int64_t ttl_ms, int per_hour, int64_t *id, char *err, size_t errlen);
+/* {"id","device","target","finding","kind","seconds","state","created_ms","delivered_ms",
+ *  "expiry_ms","deliveries"}; state "queued" (never handed out), "delivered", "expired" (never
+ * handed out before its expiry). NOTFOUND for an unknown id. */
+int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
+
+/* Inside a transaction: the result of command cap->cmd_id from DEVICE. STORE_NEW,
+ * STORE_DUPLICATE (already stored: nothing changes), STORE_Q_NOTFOUND (no such command of
+ * this device), -1. */
+#include "capture.h"
+int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms);
+/* The stored bytes of capture ID: STORE_Q_OK with *data (malloc'ed, the caller frees), *len,
+ * *kind; STORE_Q_NOTFOUND when there is no such capture or no result yet. */
+int store_capture_data(coll_store *s, int64_t id, uint8_t **data, size_t *len, unsigned *kind);
+
 /* ---- retention ------------------------------------------------------------------------ */
 typedef struct store_retention {
     int payload_days;     /* raw envelopes (snapshots.payload): default 7; 0 = keep */

@@ -139,7 +139,8 @@ static int is_silent(sqlite3_stmt *st, int last_col, int interval_col, int64_t n
     "SELECT d.id, d.board, d.agent_version, coalesce(d.first_seen, d.created), d.last_seen,"                  \
     " (SELECT max(interval_ms) FROM targets t WHERE t.device=d.id),"                                          \
     " coalesce(d.spool_routine_dropped,0)+coalesce(d.spool_findings_dropped,0)+coalesce(d.spool_corrupt_dropped,0)," \
-    " (SELECT count(*) FROM targets t WHERE t.device=d.id), d.snapshots FROM devices d"
+    " (SELECT count(*) FROM targets t WHERE t.device=d.id), d.snapshots,"                                       \
+    " (SELECT revoked_at IS NOT NULL FROM device_keys k WHERE k.device=d.id) FROM devices d"
 
 static json_t *device_json(sqlite3_stmt *st, json_t *counts_map, int64_t now_ms)
 {
@@ -151,7 +152,9 @@ static json_t *device_json(sqlite3_stmt *st, json_t *counts_map, int64_t now_ms)
     json_object_set_new(d, "first_seen_ms", col_int(st, 3));
     json_object_set_new(d, "last_seen_ms", col_int(st, 4));
     json_object_set_new(d, "interval_s", json_integer((interval_or_default(st, 5) + 500) / 1000));
-    json_object_set_new(d, "status", json_string(is_silent(st, 4, 5, now_ms) ? "silent" : "online"));
+    int revoked = sqlite3_column_type(st, 9) != SQLITE_NULL && sqlite3_column_int64(st, 9) > 0;
+    json_object_set_new(d, "status",
+                        json_string(revoked ? "revoked" : is_silent(st, 4, 5, now_ms) ? "silent" : "online"));
     json_object_set_new(d, "spool_pending", json_null()); /* not carried by the snapshot yet */
     json_object_set_new(d, "spool_dropped", col_int(st, 6));
     json_object_set_new(d, "targets", col_int(st, 7));
@@ -161,6 +164,53 @@ static json_t *device_json(sqlite3_stmt *st, json_t *counts_map, int64_t now_ms)
     set_counts(d, z);
     json_decref(z);
     return d;
+}
+
+/* Each device's services with the worst open finding of each (null: healthy), so that the
+ * fleet overview shows every service, quiet ones too, from this one answer. Bounded per
+ * device: a gateway with more services than fit shows the first by name. */
+#define DEVICE_SERVICES_MAX 64
+static int device_services(coll_store *s, json_t *devices)
+{
+    sqlite3_stmt *st = NULL;
+    if (prep(s, &st,
+             "SELECT t.device, t.service, t.id, (SELECT max(CASE f.confidence WHEN 'confirmed' THEN 3"
+             " WHEN 'likely' THEN 2 WHEN 'suspected' THEN 1 ELSE 0 END) FROM findings f"
+             " WHERE f.target=t.id AND f.status='open') FROM targets t ORDER BY t.device, t.service, t.id"))
+        return -1;
+    json_t *by_device = json_object();
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *dev = (const char *)sqlite3_column_text(st, 0);
+        if (!dev)
+            continue;
+        json_t *list = json_object_get(by_device, dev);
+        if (!list) {
+            list = json_array();
+            json_object_set_new(by_device, dev, list);
+        }
+        if (json_array_size(list) >= DEVICE_SERVICES_MAX)
+            continue;
+        int w = sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 3);
+        json_array_append_new(list, json_pack("{s:o,s:o,s:o}", "service", col_text(st, 1), "target", col_int(st, 2),
+                                              "worst", w > 0 && w < 4 ? json_string(CONF_NAMES[w]) : json_null()));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(by_device);
+        return -1;
+    }
+    size_t i;
+    json_t *d;
+    json_array_foreach(devices, i, d) {
+        json_t *list = json_object_get(by_device, json_string_value(json_object_get(d, "id")));
+        if (list)
+            json_object_set(d, "services", list);
+        else
+            json_object_set_new(d, "services", json_array());
+    }
+    json_decref(by_device);
+    return 0;
 }
 
 int store_q_devices(coll_store *s, int64_t now_ms, json_t **out)
@@ -184,7 +234,7 @@ int store_q_devices(coll_store *s, int64_t now_ms, json_t **out)
         json_array_append_new(arr, device_json(st, counts, now_ms));
     sqlite3_finalize(st);
     json_decref(counts);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_DONE || device_services(s, arr)) {
         json_decref(arr);
         return -1;
     }

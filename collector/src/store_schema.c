@@ -162,7 +162,22 @@ static const char V3[] =
     "ALTER TABLE findings ADD COLUMN wait_hist TEXT;"
     "UPDATE meta SET value='3' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2, V3};
+/* v4: downlink commands queued per device (store_cmd.c), delivered in the answers to that
+ * device's own requests (wire/command.h). */
+static const char V4[] =
+    "CREATE TABLE commands("
+    "  id INTEGER PRIMARY KEY, device TEXT NOT NULL, kind INTEGER NOT NULL, target TEXT NOT NULL,"
+    "  seconds INTEGER NOT NULL, created_ms INTEGER NOT NULL, expiry_ms INTEGER NOT NULL,"
+    "  delivered_ms INTEGER, deliveries INTEGER NOT NULL DEFAULT 0,"
+    /* captures requested through the HTTP API: the target (and finding) they were asked for */
+    "  target_id INTEGER, finding INTEGER,"
+    /* the result (wire/capture.h): when it arrived, whether it was cut, why it failed */
+    "  uploaded_ms INTEGER, cut INTEGER, error TEXT, data BLOB);"
+    "CREATE INDEX commands_device ON commands(device, expiry_ms);"
+    "CREATE INDEX commands_target ON commands(target_id, created_ms);"
+    "UPDATE meta SET value='4' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3, V4};
 
 int store_schema_read(sqlite3 *db)
 {

@@ -414,8 +414,10 @@
       if (s.step_ms && s.step_ms > 1) h.push('<p class="muted small">Downsampled: one point per ' + duration(s.step_ms / 1000) + " (last value of each bucket).</p>");
       h.push('<div class="plots"><div class="plot" id="p-gor"></div><div class="plot" id="p-heap"></div>' +
         '<div class="plot" id="p-rss"></div><div class="plot" id="p-thr"></div></div></section>');
+      h.push(captureCard());
       h.push('<section class="card"><h2>Findings</h2>' + findingsTable(t.findings || [], true) + "</section>");
       app.innerHTML = h.join("");
+      wireCapture(seq, id, 0);
 
       var tt = s.t || [], byState = s.by_state || {};
       var gs = [{ label: "total", values: s.goroutines || [], color: "#212529" }];
@@ -432,6 +434,57 @@
       plot(document.getElementById("p-thr"), "Threads and file descriptors", tt, [
         { label: "threads", values: s.threads || [], color: "#f76707" },
         { label: "fds", values: s.fds || [], color: "#74b816" }], { markers: markers });
+    });
+  }
+
+  // ---- capture now (POST /api/targets/{id}/captures, then poll /api/captures/{id}) -----------
+  var CAPTURE_EXT = { trace: "trace", "goroutine-debug2": "txt", goroutineleak: "pb.gz", heap: "pb.gz" };
+  function captureCard() {
+    return '<section class="card"><h2>Capture now</h2><form id="capture-form" class="capture">' +
+      '<select id="capture-kind"><option value="trace">execution trace</option>' +
+      '<option value="goroutine-debug2">goroutine dump (debug=2)</option>' +
+      '<option value="goroutineleak">goroutineleak profile</option><option value="heap">heap profile</option></select> ' +
+      '<label>seconds <input id="capture-seconds" type="number" min="1" max="30" value="2"></label> ' +
+      '<button id="capture-go" class="button" type="submit">Capture now</button></form>' +
+      '<p id="capture-state" class="muted small"></p></section>';
+  }
+  function wireCapture(seq, target, finding) {
+    var form = document.getElementById("capture-form");
+    if (!form) return;
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var kind = document.getElementById("capture-kind").value, body = { kind: kind };
+      if (kind === "trace") body.seconds = parseInt(document.getElementById("capture-seconds").value, 10) || 2;
+      if (finding) body.finding = finding;
+      var out = document.getElementById("capture-state"), btn = document.getElementById("capture-go");
+      btn.disabled = true;
+      out.textContent = "requesting…";
+      var hdr = authHeaders();
+      hdr["Content-Type"] = "application/json";
+      fetch(url("/api/targets/" + enc(target) + "/captures"), { method: "POST", headers: hdr, body: JSON.stringify(body) })
+        .then(function (r) {
+          return r.json().then(function (b) { if (!r.ok) throw new HttpError(r.status, b.error || r.statusText); return b; });
+        }).then(function (b) { poll(b.id); })
+        .catch(function (err) { btn.disabled = false; out.textContent = "refused: " + (err.message || err); out.className = "error"; });
+      function poll(id) {
+        if (seq !== renderSeq) return; // the user went elsewhere
+        api("/api/captures/" + enc(id)).then(function (c) {
+          out.setAttribute("data-state", c.state);
+          if (c.state === "done") {
+            var name = "capture-" + c.id + "-" + c.kind + "." + (CAPTURE_EXT[c.kind] || "bin");
+            out.innerHTML = "done: " + esc(bytes(c.bytes)) + (c.cut ? " (cut at the size cap)" : "") +
+              ' <a id="capture-download" class="button" href="/api/captures/' + enc(c.id) + '/data" data-download="' +
+              esc(name) + '">Download ' + esc(name) + "</a>";
+            btn.disabled = false;
+          } else if (c.state === "failed" || c.state === "expired") {
+            out.textContent = c.state + (c.error ? ": " + c.error : "");
+            btn.disabled = false;
+          } else {
+            out.textContent = c.state + "…";
+            setTimeout(function () { poll(id); }, 1000);
+          }
+        }).catch(function (err) { out.textContent = "error: " + (err.message || err); btn.disabled = false; });
+      }
     });
   }
 

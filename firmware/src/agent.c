@@ -25,6 +25,7 @@
 #include "snapshot.h"
 #include "spool.h"
 #include "uplink.h"
+#include "capture_run.h"
 #include "uplink_creds.h"
 
 #define DISCOVER_PERIOD_MS 60000u
@@ -42,6 +43,7 @@ typedef struct agent {
     et_sched *sched;
     spool *sp;
     et_uplink *up;
+    et_caprun *caprun; /* downlink capture commands */
     et_wire_enc *enc;
     uint8_t boot_id[16];
     int sigfd;
@@ -297,6 +299,24 @@ static void discover_now(agent *a)
     }
 }
 
+/* A downlink command (downlink.h: already claimed, so it runs at most once). */
+static void on_command(void *ctx, const et_cmd *c)
+{
+    agent *a = ctx;
+    if (c->kind == ET_CMD_REDISCOVER) {
+        discover_now(a);
+        return;
+    }
+    et_caprun_submit(a->caprun, c);
+}
+
+static void kick_uplink(void *ud)
+{
+    agent *a = ud;
+    if (a->up)
+        et_uplink_kick(a->up);
+}
+
 static void on_discover_timer(et_loop *l, et_timer_id id, void *ud)
 {
     (void)l;
@@ -400,12 +420,15 @@ static int uplink_open(agent *a, et_uplink_params *up, char *err, size_t errlen)
         up->insecure_skip_verify = a->conf.insecure_skip_verify;
     }
     up->hold_max_ms = a->conf.hold_max_ms;
+    /* a command reaches an idle gateway within one sampling interval (README "Commands") */
+    up->checkin_ms = a->conf.interval_ms;
     et_strlcpy(up->state_dir, a->conf.spool_dir, sizeof up->state_dir);
     if (!up->device_id[0])
         et_strlcpy(up->device_id, a->conf.device_id, sizeof up->device_id);
     a->up = et_uplink_create(a->loop, a->sp, up, err, errlen);
     if (!a->up)
         return -1;
+    et_uplink_set_command_handler(a->up, on_command, a);
     /* The DTLS identity is what the collector believes; keep the snapshot's device id
      * the same so that the two never disagree. */
     et_strlcpy(a->conf.device_id, up->device_id, sizeof a->conf.device_id);
@@ -552,7 +575,8 @@ int agent_run_main(int argc, char **argv)
     et_sched_conf sc;
     et_sched_conf_from_config(&sc, &a->conf);
     a->sched = a->http ? et_sched_create(a->loop, a->http, &sc, on_cycle, a) : NULL;
-    if (!a->enc || !a->sched) {
+    a->caprun = a->sched ? et_caprun_create(a->loop, a->http, a->sched, a->sp, a->boot_id, kick_uplink, a) : NULL;
+    if (!a->enc || !a->sched || !a->caprun) {
         fprintf(stderr, "edgetrace-agent: out of memory at start\n");
         return 1;
     }
@@ -617,6 +641,7 @@ int agent_run_main(int argc, char **argv)
 
     int rc = et_loop_run(a->loop) == 0 ? 0 : 1;
 
+    et_caprun_destroy(a->caprun); /* before the client its request uses */
     et_sched_destroy(a->sched);
     if (a->up)
         et_uplink_destroy(a->up);

@@ -101,6 +101,22 @@
  * grows across GC cycles is HEAP_SITE evidence and names the allocation site. A floor (or a
  * site) that fell by more than 25% from an earlier high anywhere in the window is memory the
  * collector does reclaim: not growth.
+ * Under heavy churn (or at a cadence slower than the GC) the floor is blind: most epochs hold
+ * one sample, which lands anywhere between the live heap and the goal. It is ignored when
+ * epochs average under 1.5 samples and the floor/goal ratio spreads over more than 0.25, and a
+ * floor rise is dismissed when the goal (not pinned at one value) rose by under half as much.
+ * Then, under churn (under 40% of the bytes allocated kept), NextGC speaks alone: the runtime
+ * sets it at every cycle from the bytes it marked live, so its per-epoch series is the
+ * post-GC heap without the sawtooth. The same growth test applies to it (its rise scaled to
+ * live bytes by the lowest floor/goal ratio), and it is likely after 4 rising epochs that do
+ * not decelerate (the later half of the window carries >= 1/4 of the rise: a warm-up piles
+ * up fast, then settles), so a slow leak that keeps under 1% of what the process allocates
+ * is found. A process keeping most of what it allocates is left to the floor and its checks.
+ * A raised episode that passes neither test stays suspected while the goal keeps climbing
+ * (the floor can drop out, one epoch sampled high on the sawtooth, before the goal has risen
+ * 5%), and clears once it stops. A finding with no site says why (enum et_no_site): the
+ * growth is under 4 GC cycles old (the profile lags), no single site has grown by the site
+ * thresholds yet, the profile was truncated, or it lists no sites.
  * RSS growth: anonymous RSS beyond all the Go runtime holds (Sys - HeapReleased) grows, with a
  * flat goroutine count; RSS merely above the heap is never a finding, nor RSS catching up with
  * pages Go mapped earlier, nor the binary's file pages. likely at k_up >= 3.

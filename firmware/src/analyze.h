@@ -189,6 +189,9 @@ typedef struct et_analyzer {
     int v_heap_site;         /* index into hsites of the growing heap site reported, or -1 */
     uint64_t heap_anchor;    /* heap site key that inherited the site-less fingerprint (0 = none) */
     uint8_t heap_siteless;   /* the current heap episode was raised before any site grew */
+    uint8_t heap_no_site;    /* enum et_no_site: why the heap finding names no site */
+    uint8_t heap_prof_trunc; /* the latest heap profile folded sites away */
+    uint32_t heap_prof_sites; /* allocation sites in the latest heap profile */
     int v_thread_site;       /* index into sites of the syscall site that grows with threads, or -1 */
     uint32_t ref_req_seq;    /* sample (seq+1) when a reference dump was last asked for */
     uint32_t evictions;      /* tracked sites replaced (churn) */

@@ -54,6 +54,7 @@ void an_set_series_verdict(et_an_series_verdict *v, int conf1, const gresult *g,
 
 /* analyze_stats.c */
 float an_select_kth(float *v, int n, int k);
+double an_med3(double a, double b, double c);
 int an_growth_eval(const series *s, const gparams *p, gresult *r, float *scratch);
 
 /* analyze_history.c: the ring and the series drawn from it */

@@ -27,6 +27,8 @@ static uint64_t scaled_inuse(const et_hprofile *hp, const et_hsite *h)
 
 void an_ingest_heap(et_analyzer *a, const et_hprofile *hp, uint32_t slot)
 {
+    a->heap_prof_trunc = hp->trunc.sites != 0;
+    a->heap_prof_sites = hp->nsites;
     for (int i = 0; i < ET_AN_HSITES; i++)
         if (a->hsites[i].key)
             a->hsites[i].inuse[slot] = hp->trunc.sites ? UINT64_MAX : 0;
@@ -93,6 +95,147 @@ static double heap_retention(const et_analyzer *a, double t0, double t1, double 
     return ret > 1 ? 1 : ret;
 }
 
+/* Steadiness: a leak accumulates, so no single GC epoch carries most of the rise. A working
+ * set built at once (a cache filled, a catalog rebuilt while the previous generation is still
+ * referenced, a config loaded) moves the floor in one jump, and that jump looks fully retained
+ * until the GC after the swap frees the old copy. Until the series has risen across 6 epochs,
+ * the largest step may carry at most 2/3 of the climb. */
+static int heap_steady(const series *x, const gresult *g)
+{
+    double step_max = 0, step_sum = 0;
+    for (int q = x->n - g->L + 1; q < x->n; q++) {
+        double d = x->x[q] - x->x[q - 1];
+        if (d > 0) {
+            step_sum += d;
+            if (d > step_max)
+                step_max = d;
+        }
+    }
+    return g->k_up >= 6 || (step_sum > 0 && step_max <= step_sum * (2.0 / 3.0));
+}
+
+/* A leak accumulates at its own pace; a warm-up decelerates (a catalog's generations pile up
+ * fast, then the goal settles: 4 -> 33 -> 59 -> 66 -> 67 -> 69 MiB). The later half of the
+ * passing window must carry at least a quarter of its rise, measured like the growth test
+ * does (medians of 3 at the ends of windows of 9 or more, so that the first epoch of a
+ * process, its goal still at the 4 MiB minimum, does not make a slow leak look settled). */
+static int heap_not_decelerating(const series *s, const gresult *g)
+{
+    const double *x = s->x;
+    int n = s->n, st = n - g->L, mid = st + (g->L - 1) / 2;
+    double base = x[st], end = x[n - 1];
+    if (g->L >= 9) {
+        base = an_med3(x[st], x[st + 1], x[st + 2]);
+        end = an_med3(x[n - 3], x[n - 2], x[n - 1]);
+    }
+    double total = end - base;
+    return total > 0 && end - x[mid] >= 0.25 * total;
+}
+
+/* The more of what it allocated the process kept, the fewer epochs are needed. */
+static int heap_persistent(const gresult *g, double retention)
+{
+    return (g->k_up >= 2 && retention >= 0.7) || (g->k_up >= 3 && retention >= 0.4) || g->k_up >= 4;
+}
+
+/* The live heap's share of the GC goal (1/(1+GOGC/100) at the default pacing): the lowest
+ * floor/goal ratio over the window's epochs. HeapInuse never drops below the marked heap, so
+ * the lowest ratio is the epoch sampled closest to its GC, the best bound available without
+ * knowing GOGC. Scales the goal's rise and slope to bytes of live heap. */
+static double goal_share(const series *fl, const series *goal)
+{
+    double share = 1;
+    for (int i = 0; i < fl->n && i < goal->n; i++)
+        if (goal->x[i] > 0 && fl->x[i] / goal->x[i] < share)
+            share = fl->x[i] / goal->x[i];
+    return share < 0.05 ? 0.05 : share;
+}
+
+/* Is the per-epoch floor blind? When the GC runs more often than the sampler (heavy churn,
+ * or the default 30 s cadence), most epochs hold a single sample, and that sample lands
+ * anywhere on the sawtooth between the live heap and the goal: the "floor" then moves by up
+ * to half the goal between epochs for no reason at all, and a rise of it is as meaningless
+ * as a fall. Blind when epochs average under 1.5 samples and the floor/goal ratio of the
+ * window's epochs spreads over more than a quarter (a floor sampled near its GC keeps a
+ * steady ratio, 1/(1+GOGC/100), whatever the heap does). The goal then speaks alone. */
+static int floor_blind(const et_analyzer *a, const series *fl, const series *goal)
+{
+    uint32_t m = an_win(a), nms = 0;
+    for (uint32_t i = 0; i < m; i++)
+        nms += (a->rec[an_slot_of(a, m, i)].flags & ET_AN_HAS_MS) != 0;
+    if ((double)nms >= 1.5 * fl->n)
+        return 0;
+    double lo = 1e9, hi = 0;
+    for (int i = 0; i < fl->n && i < goal->n; i++) {
+        if (!(goal->x[i] > 0))
+            return 0;
+        double r = fl->x[i] / goal->x[i];
+        lo = r < lo ? r : lo;
+        hi = r > hi ? r : hi;
+    }
+    return hi - lo > 0.25;
+}
+
+/* Does the goal contradict a rising floor? The runtime sets NextGC from the heap it marked
+ * live, (1 + GOGC/100) times it, so a live heap that rose by X moves the goal by about 2X.
+ * A floor that rose while the goal, over the same epochs, rose by under half as much is the
+ * sampler landing higher on the sawtooth, not memory kept. Unless the goal is pinned (the
+ * 4 MiB minimum of a small heap, GOGC=off, a memory limit holding it): then it says nothing. */
+static int goal_contradicts(const series *fl, const series *goal, const gresult *g)
+{
+    if (goal->n != fl->n || g->L < 2)
+        return 0;
+    double lo = goal->x[0], hi = goal->x[0];
+    for (int i = 1; i < goal->n; i++) {
+        lo = goal->x[i] < lo ? goal->x[i] : lo;
+        hi = goal->x[i] > hi ? goal->x[i] : hi;
+    }
+    if (hi == lo)
+        return 0;
+    double goal_rise = goal->x[goal->n - 1] - goal->x[goal->n - g->L];
+    return goal_rise < 0.5 * g->rise;
+}
+
+/* Why a heap finding raised at t0 (its growth window's start) names no allocation site. The
+ * profile's in-use figures are as of the last completed GC cycles (the runtime publishes a
+ * cycle's allocations and frees only after the following ones), and a site needs 3 cycles of
+ * growth by 512 KiB and 10% to count: under 4 cycles, the profile cannot have caught up. */
+static int no_site_reason(const et_analyzer *a, double t0)
+{
+    if (a->heap_prof_trunc)
+        return ET_NS_TRUNCATED;
+    if (a->heap_prof_sites == 0)
+        return ET_NS_NO_PROFILE;
+    uint32_t m = an_win(a), gc0 = 0, gc1 = 0;
+    int have = 0;
+    for (uint32_t i = 0; i < m; i++) {
+        const et_an_rec *r = &a->rec[an_slot_of(a, m, i)];
+        if (!(r->flags & ET_AN_HAS_MS) || (double)r->t_ms < t0)
+            continue;
+        if (!have)
+            gc0 = r->num_gc;
+        have = 1;
+        gc1 = r->num_gc;
+    }
+    return have && gc1 - gc0 >= 4 ? ET_NS_NO_SITE_GREW : ET_NS_PROFILE_LAG;
+}
+
+/* Is the goal still climbing? The newest epoch's goal is at the window's high (within 0.1%:
+ * two cycles can mark the same heap, and a forced GC lands between the pacer's) and above the
+ * goal 3 epochs back. No growth-test tolerance: a slow leak under frequent GCs moves the goal
+ * by less than that per epoch. A flat goal's jitter rarely meets both, and a pinned one never
+ * rises, so a healthy episode is not held for long. */
+static int goal_climbing(const series *goal)
+{
+    int n = goal->n;
+    if (n < 4)
+        return 0;
+    double hi = goal->x[0];
+    for (int i = 1; i < n - 1; i++)
+        hi = goal->x[i] > hi ? goal->x[i] : hi;
+    return goal->x[n - 1] >= hi * 0.999 && goal->x[n - 1] > goal->x[n - 4];
+}
+
 /* Heap growth (post-GC floor per epoch, heap sites) and RSS growth outside the Go runtime. */
 void an_eval_memory(et_analyzer *a, an_eval *cx)
 {
@@ -108,7 +251,7 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
     /* heap growth */
     series fl, goal;
     int ne = an_heap_epochs(a, &fl, &goal);
-    int heap_conf1 = 0;
+    int heap_conf1 = 0, held = 0;
     gresult gh;
     a->v_heap_site = -1;
     double best_site_rise = 0;
@@ -133,37 +276,59 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
         p.rel = a->conf.min_heap_rel;
         p.tol = fl.x[0] * 0.005;
         p.drawdown = 0.25;
-        if (an_growth_eval(&fl, &p, &gh, scratch)) {
-            gresult gg;
-            p.tol = goal.x[0] * 0.005;
-            int goal_grows = an_growth_eval(&goal, &p, &gg, scratch);
-            int site = a->v_heap_site >= 0;
+        int floor_grows = !floor_blind(a, &fl, &goal) && an_growth_eval(&fl, &p, &gh, scratch) &&
+                          !goal_contradicts(&fl, &goal, &gh);
+        gresult gg;
+        p.tol = goal.x[0] * 0.005;
+        int goal_grows = an_growth_eval(&goal, &p, &gg, scratch);
+        int site = a->v_heap_site >= 0;
+        if (floor_grows) {
             /* Retention: how much of what was allocated over the growth window stayed live.
              * A leak keeps (nearly) everything it allocates there; a heap that is merely
              * warming up or sawing (a catalog rebuilt, request garbage) frees most of it.
              * With high retention a few GC cycles are enough; otherwise the floor must have
              * risen across at least 4 GC cycles. */
             double retention = heap_retention(a, gh.t0, fl.t[fl.n - 1], gh.rise);
-            /* Steadiness: a leak accumulates, so no single GC epoch carries most of the
-             * rise. A working set built at once (a cache filled, a catalog rebuilt while the
-             * previous generation is still referenced, a config loaded) moves the floor in
-             * one jump, and that jump looks fully retained until the GC after the swap frees
-             * the old copy. Until the floor has risen across 6 epochs, the largest step may
-             * carry at most 2/3 of the climb. */
-            double step_max = 0, step_sum = 0;
-            for (int q = fl.n - gh.L + 1; q < fl.n; q++) {
-                double d = fl.x[q] - fl.x[q - 1];
-                if (d > 0) {
-                    step_sum += d;
-                    if (d > step_max)
-                        step_max = d;
-                }
-            }
-            int steady = gh.k_up >= 6 || (step_sum > 0 && step_max <= step_sum * (2.0 / 3.0));
-            /* The more of what it allocated the process kept, the fewer epochs are needed. */
-            int likely = (goal_grows || site) && steady &&
-                         ((gh.k_up >= 2 && retention >= 0.7) || (gh.k_up >= 3 && retention >= 0.4) || gh.k_up >= 4);
+            int likely = (goal_grows || site) && heap_steady(&fl, &gh) && heap_persistent(&gh, retention);
             heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
+        }
+        if (!heap_conf1 && goal_grows) {
+            /* The floor did not grow, or is blind (see floor_blind): one fall of the sampled
+             * "floor" by over 25% below an earlier high reads as memory reclaimed, and the
+             * retention is tiny under churn. NextGC has no such noise: the runtime sets it at the
+             * end of every cycle from the bytes it marked live (Go 1.21+: marked *
+             * (1 + GOGC/100), plus a share for stacks and globals), so its per-epoch series is
+             * the post-GC live heap as the collector itself measured it. The same growth
+             * test holds it (rise, levelling off, drawdown), with the live-heap rise estimated
+             * from the goal's (see goal_share). It stands in for the floor only under churn
+             * (retention < 40%), and then needs 4 rising epochs: a process that keeps most of
+             * what it allocates (a catalog warming up, its generations still referenced)
+             * climbs a steady goal for a few epochs, and there the floor is the judge, with
+             * the checks it has always had. */
+            double share = goal_share(&fl, &goal);
+            gresult gl = gg;
+            gl.rise *= share;
+            gl.slope *= share;
+            double retention = heap_retention(a, gl.t0, goal.t[goal.n - 1], gl.rise);
+            if (retention < 0.4) {
+                gh = gl;
+                int likely = heap_steady(&goal, &gg) && heap_not_decelerating(&goal, &gg) &&
+                             heap_persistent(&gg, retention);
+                heap_conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
+            }
+        }
+        if (!heap_conf1 && a->v_heap.confidence1 && goal_climbing(&goal)) {
+            /* The hand-over: a slow leak's sampled floor may stop passing (one epoch sampled
+             * only high on the sawtooth, and the next one's fall reads as a drawdown) before
+             * its goal has risen by the 5% the goal test asks for. A raised episode whose
+             * goal is still climbing stays suspected rather than clearing and reopening; one
+             * that stops climbing clears. */
+            held = 1;
+            heap_conf1 = 1 + ET_C_SUSPECTED;
+            gh.L = 0;
+            gh.k_up = a->v_heap.k_up;
+            gh.slope = a->v_heap.slope_per_min;
+            gh.rise = a->v_heap.rise;
         }
     }
     p.drawdown = 0;
@@ -181,6 +346,13 @@ void an_eval_memory(et_analyzer *a, an_eval *cx)
     }
     if (heap_conf1 && a->heap_siteless && !a->heap_anchor && a->v_heap_site >= 0)
         a->heap_anchor = a->hsites[a->v_heap_site].key;
+    if (!held)
+        a->heap_no_site =
+            heap_conf1 && a->v_heap_site < 0 ? (uint8_t)no_site_reason(a, gh.t0) : (uint8_t)ET_NS_NONE;
+    else if (a->v_heap_site >= 0)
+        a->heap_no_site = ET_NS_NONE;
+    else if (!a->heap_no_site)
+        a->heap_no_site = ET_NS_NO_SITE_GREW; /* it had a site: that site stopped growing */
 
     /* RSS outside the Go runtime */
     an_rec_series(a, F_RSS_OUTSIDE, &s);
@@ -238,6 +410,8 @@ void an_findings_memory(const et_analyzer *a, et_findings *out, uint64_t now)
                 if (k > 0)
                     f.growth_per_min = h->slope_per_min; /* the process figure belongs to the first */
             }
+            if (!h)
+                f.no_site = a->heap_no_site;
             an_fingerprint(&f, "heap", h && h->key != a->heap_anchor ? h->user.func : "");
             an_push(out, &f);
         }

@@ -82,7 +82,7 @@ int et_mann_kendall_s(const double *x, int n)
     return s;
 }
 
-static double med3(double a, double b, double c)
+double an_med3(double a, double b, double c)
 {
     if (a > b) {
         double t = a;
@@ -145,8 +145,8 @@ int an_growth_eval(const series *s, const gparams *p, gresult *r, float *scratch
             continue;
         double base, rise;
         if (L >= 9) {
-            base = med3(x[st], x[st + 1], x[st + 2]);
-            rise = med3(x[n - 3], x[n - 2], x[n - 1]) - base;
+            base = an_med3(x[st], x[st + 1], x[st + 2]);
+            rise = an_med3(x[n - 3], x[n - 2], x[n - 1]) - base;
         } else {
             base = x[st];
             rise = x[n - 1] - base;

@@ -36,6 +36,30 @@ const char *et_evidence_name(unsigned bit_index)
     return bit_index < ET_EVIDENCE_COUNT ? names[bit_index] : "unknown";
 }
 
+const char *et_no_site_name(unsigned code)
+{
+    static const char *const names[ET_NS_COUNT] = {
+        [ET_NS_NONE] = "", [ET_NS_PROFILE_LAG] = "profile-lag", [ET_NS_NO_SITE_GREW] = "no-site-grew",
+        [ET_NS_TRUNCATED] = "profile-truncated", [ET_NS_NO_PROFILE] = "no-heap-sites",
+    };
+    return code < ET_NS_COUNT ? names[code] : "unknown";
+}
+
+const char *et_no_site_text(unsigned code)
+{
+    static const char *const text[ET_NS_COUNT] = {
+        [ET_NS_NONE] = "",
+        [ET_NS_PROFILE_LAG] = "the heap profile counts allocations as of the last completed GC cycles, and this "
+                              "growth is under 4 cycles old: the site shows once the profile has moved across GCs",
+        [ET_NS_NO_SITE_GREW] = "no single allocation site has grown by 512 KiB and 10% across GC cycles yet: "
+                               "the growth is slow for the sampled profile, or spread over many sites",
+        [ET_NS_TRUNCATED] = "the heap profile had more sites than the agent keeps, and the growing one may be among "
+                            "those folded away",
+        [ET_NS_NO_PROFILE] = "the heap profile lists no allocation sites (runtime.MemProfileRate is 0?)",
+    };
+    return code < ET_NS_COUNT ? text[code] : "unknown";
+}
+
 void et_findings_keep(et_findings *fs, enum et_confidence min)
 {
     uint32_t w = 0;
@@ -185,6 +209,13 @@ void et_findings_json(FILE *out, const et_findings *fs)
                     (unsigned long)f->survivors, (unsigned long)f->survivors_of, (unsigned long long)f->oldest_id,
                     (unsigned long)f->wait_hist[0], (unsigned long)f->wait_hist[1], (unsigned long)f->wait_hist[2],
                     (unsigned long)f->wait_hist[3]);
+        if (f->kind == ET_F_HEAP_GROWTH) {
+            fputs("\"no_site\":", out);
+            et_json_string(out, et_no_site_name(f->no_site));
+            fputs(",\"no_site_reason\":", out);
+            et_json_string(out, et_no_site_text(f->no_site));
+            fputc(',', out);
+        }
         fputs("\"stack\":[", out);
         for (unsigned k = 0; k < f->nstack && k < ET_STACK_MAX; k++) {
             if (k)
@@ -243,6 +274,8 @@ void et_findings_print(FILE *out, const et_findings *fs)
             fputs(", +", out);
             print_bytes(out, finite_or_zero(f->growth_per_min));
             fputs("/min\n", out);
+            if (f->no_site)
+                fprintf(out, "    no site: %s\n", et_no_site_text(f->no_site));
             break;
         case ET_F_THREAD_LEAK:
             fprintf(out, "    %llu threads, +%.1f/min\n", (unsigned long long)f->value, finite_or_zero(f->growth_per_min));

@@ -34,6 +34,20 @@ enum et_evidence {
 };
 #define ET_EVIDENCE_COUNT 10
 
+/* Why a heap-growth finding names no allocation site (0: it names one, or another kind). The
+ * heap profile's in-use figures are as of the last completed GC cycles and sampled, so a site
+ * shows only after the profile moved across several GCs. */
+enum et_no_site {
+    ET_NS_NONE = 0,
+    ET_NS_PROFILE_LAG,  /* the growth is under 4 GC cycles old: the profile has not caught up */
+    ET_NS_NO_SITE_GREW, /* no single site grew by 512 KiB and 10% across GC cycles (yet) */
+    ET_NS_TRUNCATED,    /* the heap profile was cut at the agent's site limit */
+    ET_NS_NO_PROFILE,   /* the heap profile lists no allocation sites (MemProfileRate 0?) */
+    ET_NS_COUNT
+};
+const char *et_no_site_name(unsigned code); /* "profile-lag", ... ("" for ET_NS_NONE) */
+const char *et_no_site_text(unsigned code); /* one sentence for people */
+
 const char *et_finding_kind_name(enum et_finding_kind k);   /* "goroutine-leak", "deadlock", ... */
 const char *et_confidence_name(enum et_confidence c);        /* "suspected", "likely", "confirmed" */
 const char *et_evidence_name(unsigned bit_index);            /* "trend", "cluster", "wait", "trace", "gc-proof", ... */
@@ -59,6 +73,7 @@ typedef struct et_finding {
     uint32_t survivors, survivors_of;
     uint64_t oldest_id;      /* lowest goroutine id at the site in the latest dump (0: unknown) */
     uint32_t wait_hist[ET_WAIT_BUCKETS]; /* goroutines at the site by printed wait: <1, 1-4, 5-29, >=30 min */
+    uint8_t no_site;         /* heap-growth without a site: enum et_no_site, why */
 } et_finding;
 
 #define ET_MAX_FINDINGS 32

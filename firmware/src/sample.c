@@ -523,6 +523,14 @@ et_sampler *et_sched_find(et_sched *s, const et_sample_target *identity)
     return NULL;
 }
 
+et_sampler *et_sched_find_service(et_sched *s, const char *service)
+{
+    for (int i = 0; i < ET_SAMPLE_MAX_TARGETS; i++)
+        if (s->targets[i].used && !strcmp(s->targets[i].t.service, service))
+            return &s->targets[i];
+    return NULL;
+}
+
 void et_sampler_new_incarnation(et_sampler *sp, int pid, uint64_t start_ticks)
 {
     sp->t.pid = pid;

@@ -96,6 +96,8 @@ void et_sched_destroy(et_sched *s);
 et_sampler *et_sched_add(et_sched *s, const et_sample_target *t, uint32_t first_delay_ms);
 /* Finds a target by identity (service + pod fields); NULL if absent. */
 et_sampler *et_sched_find(et_sched *s, const et_sample_target *identity);
+/* The first target of this service name (what the collector calls a target; downlink captures). */
+et_sampler *et_sched_find_service(et_sched *s, const char *service);
 /* A new incarnation of the same service (pid or start time changed): history restarts. */
 void et_sampler_new_incarnation(et_sampler *sp, int pid, uint64_t start_ticks);
 void et_sched_remove(et_sched *s, et_sampler *sp);

@@ -45,6 +45,7 @@
 #define SPOOL_REC_MAX (128u * 1024u)  /* payload bound (>= ET_WIRE_MAX) */
 #define ET_SPOOL_MAX_SEGS 512
 #define ET_SPOOL_OOO_ACKS 64      /* acks ahead of a stream's cursor remembered at once */
+#define ET_SPOOL_CMD_IDS 32       /* executed command ids remembered (the newest; see spool_cmd_claim) */
 
 enum spool_fsync { SPOOL_FSYNC_ALWAYS = 0, SPOOL_FSYNC_BATCH = 1, SPOOL_FSYNC_NEVER = 2 };
 /* same numbering as enum et_fsync_policy in config.h */
@@ -123,6 +124,14 @@ void spool_get_stats(const spool *sp, spool_stats *st);
 /* The next snapshot sequence number. Rises across restarts and power cuts (numbers are
  * reserved in blocks in the state file; a restart skips the rest of a block). */
 uint64_t spool_next_seq(spool *sp);
+
+/* Downlink commands run at most once (wire/command.h): before executing command `id` the agent
+ * claims it here. 1 = claimed, and the claim is durable in the state file before this returns
+ * (a power cut after it cannot lead to a second run); 0 = this id was claimed before (a
+ * re-delivery: skip it); -1 = the state could not be saved (do not execute; the collector
+ * delivers it again). The newest ET_SPOOL_CMD_IDS ids are kept: the collector numbers commands
+ * upward and stops delivering them at their expiry, long before 32 newer ones have run. */
+int spool_cmd_claim(spool *sp, uint64_t id);
 
 /* Visits every record on disk, oldest first per stream (findings stream, then routine), with
  * acked = 1 for records before the cursor or acked out of order. cb returns non-zero to stop.

@@ -83,6 +83,9 @@ struct spool {
     uint64_t state_saves;          /* this process only */
     /* snapshot sequence numbers: handed out from seq_next, persisted as a reserved ceiling */
     uint64_t seq_next, seq_reserved, seq_durable;
+    /* executed downlink command ids (persisted, state version 3), a ring */
+    uint64_t cmd_ids[ET_SPOOL_CMD_IDS];
+    uint32_t ncmd_ids, cmd_next;
     /* sync bookkeeping */
     int state_dirty;
     int dir_dirty;

@@ -24,7 +24,11 @@
  *   per stream (routine, finding): cursor segno u32, cursor off u32, nooo u32, nooo x
  *   {segno u32, off u32}, then crc32 u32 of everything before it.
  * Only the out-of-order acks in use are written (version 1 wrote all 64 slots: 1,132 bytes;
- * version 2 is 132 bytes when no ack is out of order). Version 1 files are still read. */
+ * version 2 is 132 bytes when no ack is out of order). Version 1 files are still read.
+ * Version 3 appends, before the crc, the executed downlink command ids: ncmd u32, ncmd x u64
+ * (spool_cmd_claim). Versions 1 and 2 are still read (no ids: nothing executed yet); an agent
+ * rolled back to a version-2 build reads a version-3 file as invalid and resends from the
+ * oldest record, which the collector deduplicates. */
 #include "spool_int.h"
 #include "base.h"
 
@@ -37,8 +41,10 @@
 #define STATE_MAGIC 0x31535445u /* "ETS1" */
 #define STATE_V1 1u
 #define STATE_V2 2u
+#define STATE_V3 3u
 #define STATE_V1_LEN (4 + 4 + 4 + 4 + 8 * 8 + NSTREAMS * (4 + 4 + 4 + ET_SPOOL_OOO_ACKS * 8) + 4)
 #define STATE_V2_MAX (4 + 4 + 4 + 4 + 10 * 8 + 8 + NSTREAMS * (4 + 4 + 4 + ET_SPOOL_OOO_ACKS * 8) + 4)
+#define STATE_V3_MAX (STATE_V2_MAX + 4 + ET_SPOOL_CMD_IDS * 8)
 #define SEQ_BLOCK 1024u
 
 /* UTC day number; a board without a synced clock keeps counting into the day it last knew. */
@@ -103,10 +109,10 @@ int spool_fsync_dir(spool *sp)
 /* Writes the state into state.tmp (no sync). 0 or -1. */
 int spool_state_write_tmp(spool *sp)
 {
-    uint8_t b[STATE_V2_MAX];
+    uint8_t b[STATE_V3_MAX];
     uint8_t *q = b;
     put32(q, STATE_MAGIC), q += 4;
-    put32(q, STATE_V2), q += 4;
+    put32(q, STATE_V3), q += 4;
     put32(q, sp->next_segno), q += 4;
     put32(q, sp->day), q += 4;
     /* the bytes of this very save are counted in the totals it carries */
@@ -127,6 +133,9 @@ int spool_state_write_tmp(spool *sp)
             put32(q, st->ooo[i].off), q += 4;
         }
     }
+    put32(q, sp->ncmd_ids), q += 4;
+    for (uint32_t i = 0; i < sp->ncmd_ids; i++)
+        put64(q, sp->cmd_ids[i]), q += 8;
     size_t len = (size_t)(q - b) + 4;
     c[6] += len, c[7] += len, c[8] += len;
     for (int i = 0; i < 10; i++)
@@ -221,7 +230,7 @@ static int state_parse(spool *sp, const uint8_t *b, size_t n)
     if (n < 16 + 4 || get32(b) != STATE_MAGIC || get32(b + n - 4) != (uint32_t)crc32(0L, b, (uInt)(n - 4)))
         return -1;
     uint32_t ver = get32(b + 4);
-    if (!((ver == STATE_V1 && n == STATE_V1_LEN) || (ver == STATE_V2 && n >= 16 + 88 + NSTREAMS * 12 + 4)))
+    if (!((ver == STATE_V1 && n == STATE_V1_LEN) || ((ver == STATE_V2 || ver == STATE_V3) && n >= 16 + 88 + NSTREAMS * 12 + 4)))
         return -1;
     const uint8_t *q = b + 8, *end = b + n - 4;
     sp->next_segno = get32(q), q += 4;
@@ -232,7 +241,7 @@ static int state_parse(spool *sp, const uint8_t *b, size_t n)
     int nc = ver == STATE_V1 ? 8 : 10;
     for (int i = 0; i < nc; i++)
         *c[i] = get64(q), q += 8;
-    if (ver == STATE_V2)
+    if (ver >= STATE_V2)
         sp->seq_reserved = get64(q), q += 8;
     int sane = sp->next_segno <= SEGNO_MAX;
     for (int s = 0; s < NSTREAMS; s++) {
@@ -261,9 +270,46 @@ static int state_parse(spool *sp, const uint8_t *b, size_t n)
             }
         }
     }
+    sp->ncmd_ids = sp->cmd_next = 0;
+    if (ver == STATE_V3) {
+        if (end - q < 4)
+            return -1;
+        uint32_t nc_ids = get32(q);
+        q += 4;
+        if (nc_ids > ET_SPOOL_CMD_IDS || (size_t)(end - q) != (size_t)nc_ids * 8)
+            return -1;
+        for (uint32_t i = 0; i < nc_ids; i++)
+            sp->cmd_ids[i] = get64(q), q += 8;
+        sp->ncmd_ids = nc_ids;
+        sp->cmd_next = nc_ids % ET_SPOOL_CMD_IDS;
+    }
     if (q != end)
         return -1;
     return sane ? 0 : 1;
+}
+
+int spool_cmd_claim(spool *sp, uint64_t id)
+{
+    for (uint32_t i = 0; i < sp->ncmd_ids; i++)
+        if (sp->cmd_ids[i] == id)
+            return 0;
+    if (sp->p.read_only)
+        return -1;
+    uint32_t slot = sp->cmd_next;
+    uint64_t old = sp->cmd_ids[slot];
+    uint32_t oldn = sp->ncmd_ids;
+    sp->cmd_ids[slot] = id;
+    sp->cmd_next = (slot + 1) % ET_SPOOL_CMD_IDS;
+    if (sp->ncmd_ids < ET_SPOOL_CMD_IDS)
+        sp->ncmd_ids++;
+    /* eager: the claim must be on flash before the command runs (at most once) */
+    if (spool_state_save(sp) != 0) {
+        sp->cmd_ids[slot] = old;
+        sp->cmd_next = slot;
+        sp->ncmd_ids = oldn;
+        return -1;
+    }
+    return 1;
 }
 
 int spool_state_load(spool *sp)
@@ -273,12 +319,12 @@ int spool_state_load(spool *sp)
     int fd = IO(sp, open, fin, SPOOL_O_RDONLY, 0);
     if (fd < 0)
         return errno == ENOENT ? 1 : -1;
-    uint8_t b[STATE_V2_MAX + 1];
+    uint8_t b[STATE_V3_MAX + 1];
     ssize_t n = spool_pread_full(sp, fd, b, sizeof b, 0);
     IO(sp, close, fd);
     if (n < 0)
         return -1;
-    int r = n > STATE_V2_MAX ? -1 : state_parse(sp, b, (size_t)n);
+    int r = n > STATE_V3_MAX ? -1 : state_parse(sp, b, (size_t)n);
     /* After a restart numbering continues at the ceiling: numbers below it may have been
      * used by the process that reserved them. */
     sp->seq_next = sp->seq_durable = sp->seq_reserved;

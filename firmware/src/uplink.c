@@ -71,6 +71,11 @@ struct et_uplink {
     uint32_t budget_day;
     uint32_t rng;
     et_uplink_stats st;
+    /* downlink: the request in flight is a check-in (empty POST), not a record */
+    int checkin;
+    uint64_t last_exchange_ms; /* monotonic: the last final answer from the collector */
+    et_cmd_fn cmd_fn;
+    void *cmd_ctx;
 };
 
 /* ---- parameters and credentials --------------------------------------------------------- */
@@ -458,6 +463,21 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     if (coap_get_data(received, &dlen, &data) && dlen)
         et_strlcpyn(diag, sizeof(diag), (const char *)data, dlen);
     char why[160];
+    u->last_exchange_ms = (uint64_t)et_now_mono_ms();
+    if (u->checkin) {
+        /* nothing of the spool was in flight: only commands to take, or a failure to retry */
+        u->checkin = 0;
+        if (cls == 2) {
+            /* the schema is learned from upload answers only (README "Schema versions"): a
+             * check-in says nothing about whether this collector stored what we write */
+            et_downlink_answer(u->sp, data, dlen, u->cmd_fn, u->cmd_ctx, &u->st.cmd);
+            succeed(u);
+        } else {
+            snprintf(why, sizeof(why), "check-in answered %u.%02u %s", cls, detail, diag);
+            fail(u, why);
+        }
+        return COAP_RESPONSE_OK;
+    }
     switch (et_uplink_classify(cls, detail)) {
     case ET_UPLINK_ACK:
         if (spool_ack(u->sp, u->rec.id) < 0)
@@ -470,6 +490,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         budget_add(u, u->len);
         peer_schema(u, diag);
         et_debug("uplink: %u.%02u %s", cls, detail, diag);
+        et_downlink_answer(u->sp, data, dlen, u->cmd_fn, u->cmd_ctx, &u->st.cmd);
         succeed(u);
         break;
     case ET_UPLINK_DROP:
@@ -721,16 +742,26 @@ static void try_send(et_uplink *u)
             fail(u, "cannot start name resolution");
         return; /* on_resolved() comes back here */
     }
+    u->checkin = 0; /* a check-in that failed is not retried as such: the spool may hold records now */
     spool_rec r;
     long n = spool_peek(u->sp, &r, u->buf, SPOOL_REC_MAX);
-    if (n == 0)
+    if (n == 0 && !u->p.checkin_ms)
         return; /* idle: et_uplink_kick() wakes us */
+    if (n == 0) {
+        uint64_t now = (uint64_t)et_now_mono_ms(), due = u->last_exchange_ms + u->p.checkin_ms;
+        if (now < due) {
+            schedule(u, (uint32_t)(due - now));
+            u->held_wait = 1; /* only a check-in waits: a new snapshot may go now (et_uplink_kick) */
+            return;
+        }
+        u->checkin = 1;
+    }
     if (n < 0) {
         /* -2 cannot happen (the buffer is SPOOL_REC_MAX); -1 is an I/O error on flash */
         fail(u, "spool read failed");
         return;
     }
-    held_rec *h = held_find(u, r.id);
+    held_rec *h = u->checkin ? NULL : held_find(u, r.id);
     uint64_t now = (uint64_t)et_now_mono_ms();
     if (h && h->not_before > now) {
         /* Not due: move it behind the others, unless every pending record has been moved
@@ -747,7 +778,7 @@ static void try_send(et_uplink *u)
         u->held_wait = 1;
         return;
     }
-    if (!budget_allows(u, &r)) {
+    if (!u->checkin && !budget_allows(u, &r)) {
         u->st.budget_deferred++;
         et_info("uplink: daily budget of %llu bytes reached (%llu used); waiting for the next UTC day",
                 (unsigned long long)u->p.budget_bytes_per_day, (unsigned long long)u->st.bytes_today);
@@ -777,16 +808,23 @@ static void try_send(et_uplink *u)
         int ql = snprintf(q, sizeof(q), "d=%s", u->p.device_id);
         coap_add_option(pdu, COAP_OPTION_URI_QUERY, (size_t)ql, (const uint8_t *)q);
     }
-    u->rec = r;
-    u->len = (size_t)n;
-    if (!coap_add_data_large_request(u->sess, pdu, u->len, u->buf, NULL, NULL)) {
+    if (u->checkin) {
+        memset(&u->rec, 0, sizeof(u->rec));
+        u->len = 0;
+        u->st.cmd.checkins++;
+    } else {
+        u->rec = r;
+        u->len = (size_t)n;
+    }
+    if (u->len && !coap_add_data_large_request(u->sess, pdu, u->len, u->buf, NULL, NULL)) {
         coap_delete_pdu(pdu);
         fail(u, "cannot attach the payload");
         return;
     }
     u->in_flight = 1;
     u->rot_streak = 0;
-    u->st.posts++;
+    if (!u->checkin)
+        u->st.posts++; /* uploads; check-ins are counted in st.cmd */
     stop_watchdog(u);
     u->answer_timer = et_loop_add_timer(u->loop, answer_timeout(u), 0, on_answer_timeout, u);
     if (coap_send(u->sess, pdu) == COAP_INVALID_MID) {
@@ -798,6 +836,12 @@ static void try_send(et_uplink *u)
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
+
+void et_uplink_set_command_handler(et_uplink *u, et_cmd_fn fn, void *ctx)
+{
+    u->cmd_fn = fn;
+    u->cmd_ctx = ctx;
+}
 
 et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p, char *err, size_t errlen)
 {
@@ -819,6 +863,9 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
     if (getrandom(&u->rng, sizeof(u->rng), GRND_NONBLOCK) != sizeof(u->rng) || !u->rng)
         u->rng = (uint32_t)et_now_mono_ms() ^ (uint32_t)getpid() ^ 0x9e3779b9u;
     budget_load(u);
+    /* the first check-in one interval after start, not at once: a gateway that boots with the
+     * collector (or its network) not up yet would start its backoff on an empty request */
+    u->last_exchange_ms = (uint64_t)et_now_mono_ms();
     if (u->p.hold_min_ms > u->p.hold_max_ms)
         u->p.hold_min_ms = u->p.hold_max_ms;
     if (!u->p.hold_min_ms)

@@ -61,6 +61,7 @@
 
 #include "loop.h"
 #include "spool.h"
+#include "downlink.h"
 
 #define ET_UPLINK_PSK_MAX 64
 #define ET_UPLINK_PATH "s"
@@ -93,6 +94,8 @@ typedef struct et_uplink_params {
     uint64_t budget_bytes_per_day; /* 0 = unlimited */
     int use_cid;                  /* request DTLS Connection ID; default 1 */
     char state_dir[200];          /* where "uplink-budget" lives ("" = no persistence) */
+    uint32_t checkin_ms;          /* with nothing to upload for this long, send an empty POST so
+                                     the collector can hand out commands (downlink.h); 0 = never */
 } et_uplink_params;
 
 typedef struct et_uplink_stats {
@@ -117,6 +120,7 @@ typedef struct et_uplink_stats {
     uint32_t held_now;            /* records held right now */
     uint32_t peer_schema;         /* newest snapshot schema the collector said it reads (0 = not yet) */
     int have_addr;                /* the collector's name has been resolved */
+    et_downlink_stats cmd;        /* commands received in answers, check-ins */
 } et_uplink_stats;
 
 enum et_uplink_class {
@@ -155,6 +159,8 @@ void et_uplink_destroy(et_uplink *u);
  * -1 (nothing changed) if the identity or key is empty or too long. */
 int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *psk, size_t psk_len);
 
+/* Who runs the commands that arrive in the collector's answers (downlink.h). */
+void et_uplink_set_command_handler(et_uplink *u, et_cmd_fn fn, void *ctx);
 /* Something was appended to the spool: start sending now unless busy or backing off. */
 void et_uplink_kick(et_uplink *u);
 /* 1 when nothing is in flight and the spool has nothing that may be sent now. */

@@ -147,7 +147,9 @@ def alert_collector(tmp_path, am_url, device, resend="2s", silent_after="0"):
     if not COAP_CLIENT.exists():
         pytest.fail(f"stock coap-client not found at {COAP_CLIENT} (make host-deps)")
     conf = tmp_path / "collector.conf"
+    http_port = free_port()
     conf.write_text(f"""[collector]
+http = 127.0.0.1:{http_port}
 alertmanager_url = {am_url}
 alert_resend_interval = {resend}
 silent_after = {silent_after}
@@ -155,6 +157,7 @@ public_url = {PUBLIC}/
 """)
     c = Collector(tmp_path, extra=["-c", str(conf)])
     c.creds = c.provision(device)
+    c.http_port = http_port
     return c.start()
 
 
@@ -196,6 +199,12 @@ def test_finding_fires_resolves_and_reopens(am, hook, tmp_path):
         again = hook.wait("firing", count=2, device="gw-fire")
         assert again[-1]["startsAt"] > first_start
         assert c.rows("SELECT count(*) FROM alert_outbox")[0][0] == 0
+        # the alert thread's counters reach /metrics, and the exposition stays valid
+        text = urllib.request.urlopen(f"http://127.0.0.1:{c.http_port}/metrics", timeout=10).read().decode()
+        fired = [l for l in text.splitlines() if l.startswith("edgetrace_alerts_fired_total ")]
+        assert fired and int(fired[0].split()[1]) >= 2, text[-2000:]
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         c.stop(signal.SIGKILL)
 

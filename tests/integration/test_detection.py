@@ -54,7 +54,8 @@ def run_corpus(go):
     try:
         for p in PROGRAMS:
             # A brisk but modest load: leaks show within a few intervals, the machine keeps up.
-            services[p["name"]] = GoService(p["name"], go=go, args=("-rate", "40"))
+            # A label's "args" scale a program to this window (see corpus.json).
+            services[p["name"]] = GoService(p["name"], go=go, args=("-rate", "40", *p.get("args", [])))
         with ThreadPoolExecutor(max_workers=len(services)) as ex:
             by_name = {p["name"]: p for p in PROGRAMS}
             futs = {name: ex.submit(sample, s.url, samples_for(by_name[name])) for name, s in services.items()}
@@ -93,6 +94,10 @@ def test_positive_detected(go, program):
     f = found[0]
     assert f["confidence"] in ("likely", "confirmed")
     assert len(f["fingerprint"]) == 16
+    for h in found:
+        if h["kind"] == "heap-growth":  # a heap finding names its site, or says why not
+            assert h["function"] or (h["no_site"] and h["no_site_reason"]), h
+            assert not (h["function"] and h["no_site"]), h
     if program["kind"] == "goroutine-leak":
         assert f["file"].endswith(program["file"]), f
         assert f["line"] == program["line"], f

@@ -296,6 +296,86 @@ static void test_ingest_codes(void **state)
     store_close(s);
 }
 
+/* The downlink queue: a device only ever gets its own commands, an expired one never, a
+ * handed-out one again only after redeliver_ms; invalid commands are refused when queued. */
+static void test_command_queue(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    int64_t now = 1790000000000LL, id1, id2, id3;
+    char err[128];
+    et_cmd c = {.kind = ET_CMD_TRACE, .seconds = 3, .expiry_ms = (uint64_t)now + 60000};
+    strcpy(c.target, "svc");
+    assert_int_equal(store_cmd_add(s, "gw-1", &c, now, &id1, err, sizeof err), 0);
+    et_cmd r = {.kind = ET_CMD_REDISCOVER, .expiry_ms = (uint64_t)now + 1000};
+    assert_int_equal(store_cmd_add(s, "gw-1", &r, now, &id2, err, sizeof err), 0);
+    assert_int_equal(store_cmd_add(s, "gw-2", &r, now, &id3, err, sizeof err), 0);
+    et_cmd bad = {.kind = ET_CMD_HEAP, .expiry_ms = (uint64_t)now + 1000}; /* no target */
+    int64_t idb;
+    assert_int_equal(store_cmd_add(s, "gw-1", &bad, now, &idb, err, sizeof err), -1);
+    assert_non_null(strstr(err, "needs a target"));
+
+    et_cmd_list l;
+    assert_int_equal(store_cmd_due(s, "gw-1", now + 10, 30000, &l), 2);
+    assert_int_equal(l.c[0].id, (uint64_t)id1);
+    assert_int_equal(l.c[0].kind, ET_CMD_TRACE);
+    assert_int_equal(l.c[0].seconds, 3);
+    assert_string_equal(l.c[0].target, "svc");
+    assert_int_equal(l.c[1].id, (uint64_t)id2);
+    /* handed out just now: not again before redeliver_ms */
+    assert_int_equal(store_cmd_due(s, "gw-1", now + 20, 30000, &l), 0);
+    /* later: the rediscover has expired, the trace comes again */
+    assert_int_equal(store_cmd_due(s, "gw-1", now + 30010, 30000, &l), 1);
+    assert_int_equal(l.c[0].id, (uint64_t)id1);
+    /* gw-2 sees only its own */
+    assert_int_equal(store_cmd_due(s, "gw-2", now + 10, 30000, &l), 1);
+    assert_int_equal(l.c[0].id, (uint64_t)id3);
+    assert_int_equal(store_cmd_due(s, "gw-3", now + 10, 30000, &l), 0);
+    store_close(s);
+}
+
+/* Captures from the HTTP API: linked to the target's device and service, one in flight per
+ * target, at most per_hour per device, and their state as the API shows it. */
+static void test_capture_limits(void **state)
+{
+    (void)state;
+    coll_store *s = open_db();
+    assert_int_equal(sqlite3_exec(store_db(s),
+                                  "INSERT INTO targets(id, device, service, ident) VALUES(1,'gw-1','svc-a','a'),"
+                                  "(2,'gw-1','svc-b','b'),(3,'gw-1','svc-c','c')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    int64_t now = 1790000000000LL, id, id2;
+    char err[160];
+    assert_int_equal(store_capture_add(s, 9, ET_CMD_HEAP, 0, 0, now, 60000, 2, &id, err, sizeof err),
+                     STORE_Q_NOTFOUND);
+    assert_int_equal(store_capture_add(s, 1, ET_CMD_REDISCOVER, 0, 0, now, 60000, 2, &id, err, sizeof err),
+                     STORE_Q_BADARG);
+    assert_int_equal(store_capture_add(s, 1, ET_CMD_TRACE, 4, 17, now, 60000, 2, &id, err, sizeof err), STORE_Q_OK);
+    assert_int_equal(store_capture_add(s, 1, ET_CMD_HEAP, 0, 0, now + 1, 60000, 2, &id2, err, sizeof err),
+                     STORE_Q_LIMIT);
+    assert_non_null(strstr(err, "in flight"));
+    assert_int_equal(store_capture_add(s, 2, ET_CMD_HEAP, 0, 0, now + 2, 60000, 2, &id2, err, sizeof err), STORE_Q_OK);
+    assert_int_equal(store_capture_add(s, 3, ET_CMD_HEAP, 0, 0, now + 3, 60000, 2, &id2, err, sizeof err),
+                     STORE_Q_LIMIT);
+    assert_non_null(strstr(err, "last hour"));
+    json_t *doc;
+    assert_int_equal(store_q_capture(s, id, now + 5, &doc), STORE_Q_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "queued");
+    assert_string_equal(json_string_value(json_object_get(doc, "kind")), "trace");
+    assert_int_equal(json_integer_value(json_object_get(doc, "finding")), 17);
+    assert_int_equal(json_integer_value(json_object_get(doc, "target")), 1);
+    json_decref(doc);
+    et_cmd_list l;
+    assert_int_equal(store_cmd_due(s, "gw-1", now + 10, 30000, &l), 2);
+    assert_string_equal(l.c[0].target, "svc-a");
+    assert_int_equal(store_q_capture(s, id, now + 11, &doc), STORE_Q_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "delivered");
+    json_decref(doc);
+    assert_int_equal(store_q_capture(s, 4242, now, &doc), STORE_Q_NOTFOUND);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +383,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_loses_only_uncommitted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finding_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capture_limits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

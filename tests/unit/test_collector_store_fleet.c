@@ -19,6 +19,7 @@
 #include "decode.h"
 #include "ingest.h"
 #include "store.h"
+#include "store_keys.h"
 
 static char dbpath[128];
 
@@ -431,7 +432,7 @@ static void test_migrate_v1(void **state)
     sqlite3_close(db);
 
     coll_store *s = open_db();
-    assert_int_equal(store_db_schema_version(s), 3); /* v1 -> v2 -> v3 in place */
+    assert_int_equal(store_db_schema_version(s), store_schema_version()); /* v1 -> ... -> current in place */
     assert_int_equal(store_count(s, "snapshots"), 2);
     assert_int_equal(store_count(s, "series"), 2);
     assert_int_equal(q1(s, "SELECT goroutines FROM series WHERE snap=2"), 20);
@@ -519,9 +520,24 @@ static void test_queries(void **state)
     assert_string_equal(json_string_value(json_object_get(d, "worst")), "confirmed");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "open_findings"), "confirmed")), 1);
     assert_string_equal(json_string_value(json_object_get(d, "board")), "rpi4");
+    /* its services, for the overview's grid: billing with its worst open finding */
+    json_t *svc = json_array_get(json_object_get(d, "services"), 0);
+    assert_string_equal(json_string_value(json_object_get(svc, "service")), "billing");
+    assert_string_equal(json_string_value(json_object_get(svc, "worst")), "confirmed");
     d = json_array_get(json_object_get(o, "devices"), 1);
     assert_string_equal(json_string_value(json_object_get(d, "status")), "silent");
     assert_true(json_is_null(json_object_get(d, "worst")));
+    /* a healthy service still has its cell (worst null) */
+    svc = json_array_get(json_object_get(d, "services"), 0);
+    assert_string_equal(json_string_value(json_object_get(svc, "service")), "healthy");
+    assert_true(json_is_null(json_object_get(svc, "worst")));
+    json_decref(o);
+    /* a revoked device says so (provision writes its key to device_keys, as here) */
+    assert_int_equal(store_keys_set(s, "gw-2", psk, 4), 0);
+    assert_int_equal(store_keys_revoke(s, "gw-2", now), 1); /* one device revoked */
+    assert_int_equal(store_q_devices(r, now, &o), 0);
+    d = json_array_get(json_object_get(o, "devices"), 1);
+    assert_string_equal(json_string_value(json_object_get(d, "status")), "revoked");
     json_decref(o);
 
     assert_int_equal(store_q_device(r, "nope", now, &o), STORE_Q_NOTFOUND);

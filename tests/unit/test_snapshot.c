@@ -876,6 +876,29 @@ static void test_schema_version_is_not_a_violation(void **state)
     assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
     assert_int_equal(b->findings[0].evidence, ET_E_CLUSTER);
     assert_int_equal(b->findings[0].survivors_of, 0);
+    /* why a heap finding has no site: schema 2 only, like the survivors */
+    memset(&a->findings[0], 0, sizeof a->findings[0]);
+    snprintf(a->findings[0].fingerprint, sizeof a->findings[0].fingerprint, "0123456789abcdef");
+    a->findings[0].kind = ET_F_HEAP_GROWTH;
+    a->findings[0].evidence = ET_E_MEMSTATS;
+    a->findings[0].no_site = ET_NS_PROFILE_LAG;
+    assert_true(et_finding_needs_v2(&a->findings[0]));
+    a->schema = 2;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->findings[0].no_site, ET_NS_PROFILE_LAG);
+    a->schema = 1;
+    assert_int_equal(et_snapshot_encode_cbor(a, cb, sizeof cb, &cn, err, sizeof err), 0);
+    assert_int_equal(et_snapshot_decode_cbor(cb, cn, b, err, sizeof err), ET_WIRE_OK);
+    assert_int_equal(b->findings[0].kind, ET_F_HEAP_GROWTH);
+    assert_int_equal(b->findings[0].no_site, 0);
+    /* {0: 2, 14: [{0: 2, 20: 9}]}: a reason the agent never writes; {0: 1, ...20: 1}: key 20
+     * in a schema 1 document */
+    static const uint8_t ns_bad[] = {0xa2, 0x00, 0x02, 0x0e, 0x81, 0xa2, 0x00, 0x02, 0x14, 0x09};
+    assert_int_equal(et_snapshot_decode_cbor(ns_bad, sizeof ns_bad, b, err, sizeof err), ET_WIRE_ESCHEMA);
+    assert_non_null(strstr(err, "no_site"));
+    static const uint8_t ns_v1[] = {0xa2, 0x00, 0x01, 0x0e, 0x81, 0xa2, 0x00, 0x02, 0x14, 0x01};
+    assert_int_equal(et_snapshot_decode_cbor(ns_v1, sizeof ns_v1, b, err, sizeof err), ET_WIRE_ESCHEMA);
     /* {0: 1, 14: [{0: 0, 2: 512}]}: evidence bit 9 in a schema 1 document is a violation */
     static const uint8_t v1_bit9[] = {0xa2, 0x00, 0x01, 0x0e, 0x81, 0xa2, 0x00, 0x00, 0x02, 0x19, 0x02, 0x00};
     assert_int_equal(et_snapshot_decode_cbor(v1_bit9, sizeof v1_bit9, b, err, sizeof err), ET_WIRE_ESCHEMA);

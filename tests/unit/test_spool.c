@@ -550,6 +550,38 @@ static void test_limits_and_policies(void **state)
     spool_close(sp);
 }
 
+/* Downlink commands run at most once: a claimed id is on flash the moment spool_cmd_claim
+ * returns (the state file as it is then, with no later close, already refuses it), and the
+ * newest ET_SPOOL_CMD_IDS ids are remembered across reopen. */
+static void test_cmd_claim_durable(void **state)
+{
+    (void)state;
+    spool *sp = open_sp(1 << 20, 64 << 10);
+    append_n(sp, 0, 3, 0);
+    assert_int_equal(spool_cmd_claim(sp, 41), 1);
+    assert_int_equal(spool_cmd_claim(sp, 41), 0);
+    char statep[600];
+    snprintf(statep, sizeof statep, "%s/state", dir);
+    size_t slen;
+    uint8_t *at_claim = slurp(statep, &slen); /* what a power cut right now leaves */
+    spool_close(sp);
+    spit(statep, at_claim, slen);
+    free(at_claim);
+    sp = open_sp(1 << 20, 64 << 10);
+    assert_int_equal(spool_cmd_claim(sp, 41), 0);
+    for (uint64_t id = 100; id < 100 + ET_SPOOL_CMD_IDS; id++)
+        assert_int_equal(spool_cmd_claim(sp, id), 1);
+    spool_close(sp);
+    sp = open_sp(1 << 20, 64 << 10);
+    assert_int_equal(spool_cmd_claim(sp, 100 + ET_SPOOL_CMD_IDS - 1), 0);
+    assert_int_equal(spool_cmd_claim(sp, 100), 0);
+    assert_int_equal(spool_cmd_claim(sp, 41), 1); /* the oldest fell out of the ring */
+    spool_rec r;
+    static uint8_t buf[512];
+    assert_true(spool_peek(sp, &r, buf, sizeof buf) > 0); /* the records survived version 3 */
+    spool_close(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +596,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eviction_order_and_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_order_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_and_policies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmd_claim_durable, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

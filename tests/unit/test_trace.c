@@ -504,6 +504,36 @@ static void test_syscall_across_generations(void **state)
     }
 }
 
+/* Goroutine ids that share a slot of the parser's recent-goroutine cache (goid % 1024) and a
+ * retired record handed to another goroutine: each event must still land on its own
+ * goroutine (the cache is only a hint, checked against the record's goid). */
+static void test_recent_cache_collisions(void **state)
+{
+    (void)state;
+    buf w = {0}, d = {0};
+    header(&w, 25);
+    sync_batch(&w, 1, 25, 1000000000);
+    ev(&d, 25, 4, (uint64_t)1, (uint64_t)1, (uint64_t)5, (uint64_t)GOSTATUS_RUNNING);
+    for (uint64_t g = 2; g <= 2 + 3 * 1024; g += 1024) /* 2, 1026, 2050, 3074: one slot */
+        ev(&d, 25, 4, (uint64_t)1, g, (uint64_t)-1, (uint64_t)GOSTATUS_WAITING);
+    ev(&d, 21, 4, (uint64_t)1, (uint64_t)1026, (uint64_t)1, (uint64_t)0); /* GoUnblock 1026 */
+    ev(&d, 21, 4, (uint64_t)1, (uint64_t)2, (uint64_t)1, (uint64_t)0);    /* GoUnblock 2 */
+    ev(&d, 21, 4, (uint64_t)1, (uint64_t)1026, (uint64_t)1, (uint64_t)0); /* stale seq: no change */
+    ev(&d, 14, 4, (uint64_t)1, (uint64_t)4098, (uint64_t)0, (uint64_t)0); /* GoCreate 4098, same slot */
+    ev(&d, 16, 3, (uint64_t)1, (uint64_t)3074, (uint64_t)1);             /* g1 stops, 3074 runs... */
+    batch(&w, 1, 5, 10, &d);
+    et_trace_summary *s = summ(&w, NULL);
+    assert_int_equal(s->status, ET_TRACE_OK);
+    assert_int_equal(s->goroutines.seen, 6);
+    assert_int_equal(s->goroutines.created, 1);
+    assert_int_equal(s->goroutines.waiting, 1);  /* 2050 */
+    assert_int_equal(s->goroutines.runnable, 3); /* 2, 1026, 4098 */
+    assert_int_equal(s->goroutines.running, 2);  /* g1 (its M moved on without a GoStop) and 3074 */
+    free(s);
+    free(d.b);
+    free(w.b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_goswitch),
         cmocka_unit_test(test_syscall_across_generations),
+        cmocka_unit_test(test_recent_cache_collisions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

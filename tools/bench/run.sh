@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every speed, size and memory figure of edgetrace side by side with a baseline.
 #
-#   bash tools/bench/run.sh [SECTION...]      sections: parse detect snapshot trace ingest size flash api
+#   bash tools/bench/run.sh [SECTION...]      sections: parse detect realtime snapshot trace ingest size flash api
 #
 # `make bench` builds the agent, collector, lossy-link and the Go test services first; the
 # host tools (build/host/parse_bench, snapshot_bench, ...) are built here if missing.
@@ -43,7 +43,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 SECTIONS=("$@")
-[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect snapshot trace ingest size flash api)
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect realtime snapshot trace ingest size flash api)
 
 declare -A status
 declare -A took
@@ -56,10 +56,14 @@ run_section() {
     local t0=$SECONDS rc
     setsid -w "$@" &
     child=$!
-    ( sleep "$limit"; kill -TERM -- "-$child" 2>/dev/null; sleep 5; kill -KILL -- "-$child" 2>/dev/null ) &
+    # The watchdog is its own session so that killing it takes its `sleep` too: an orphaned
+    # sleep would hold this script's stdout open (a pipe reader never sees EOF) and later
+    # signal a pid that may have been reused.
+    setsid bash -c 'sleep "$1"; kill -TERM -- "-$2" 2>/dev/null; sleep 5; kill -KILL -- "-$2" 2>/dev/null' \
+        watchdog "$limit" "$child" &
     local watchdog=$!
     wait "$child"; rc=$?
-    kill "$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null
+    kill -- "-$watchdog" 2>/dev/null; wait "$watchdog" 2>/dev/null
     child=
     took[$name]=$((SECONDS - t0))
     if [ $rc -eq 0 ]; then
@@ -116,6 +120,9 @@ for s in "${SECTIONS[@]}"; do
     case $s in
     parse) run_section parse 420 "$PY" tools/bench/bench.py parse ;;
     detect) run_section detect 360 "$PY" tools/bench/bench.py detect ;;
+    # 13 samples 30 s apart in real time (~7 min), every Go version at once: starting ~90
+    # services and the final fetches on a loaded 2-core machine need the margin.
+    realtime) run_section realtime 900 "$PY" tools/bench/bench.py realtime ;;
     snapshot) run_section snapshot 120 "$PY" tools/bench/bench.py snapshot ;;
     size) run_section size 180 "$PY" tools/bench/bench.py size ;;
     trace) helper_bench trace trace_bench 240 \
@@ -126,7 +133,7 @@ for s in "${SECTIONS[@]}"; do
         run_section flash 120 "$ET_BUILD/host/flash_bench" ;;
     api) helper_bench api api_bench 2400 \
         "8. HTTP API latency on a fleet-sized database, and ingest while the API is hammered" ;;
-    *) echo "unknown section $s (parse detect snapshot trace ingest size flash api)"; failed=1 ;;
+    *) echo "unknown section $s (parse detect realtime snapshot trace ingest size flash api)"; failed=1 ;;
     esac
 done
 
