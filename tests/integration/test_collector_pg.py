@@ -68,7 +68,8 @@ class Node(Collector):
 
     def start(self):
         self.logf = open(self.log, "a")
-        self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", self.url, "--listen", f"127.0.0.1:{self.port}",
+        self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", self.url, "--experimental-postgresql",
+                                      "--listen", f"127.0.0.1:{self.port}",
                                       "--http", f"127.0.0.1:{self.http}", "--stats-interval", "0", *self.extra],
                                      stdout=subprocess.PIPE, stderr=self.logf, text=True)
         line = self.proc.stdout.readline()
@@ -237,3 +238,11 @@ def test_retention_drops_whole_expired_partitions(pg, db, nodes, tmp_path):
     # partitions ahead exist for the days to come
     tomorrow = time.strftime("%Y%m%d", time.gmtime(time.time() + 86400))
     assert pg.sql(name, f"SELECT to_regclass('series_p{tomorrow}') IS NOT NULL")[0][0] == "t"
+
+
+def test_serving_from_postgresql_takes_the_experimental_flag(db):
+    """Findings are not stored on PostgreSQL yet: serving from it without saying so is refused."""
+    _, url = db
+    r = subprocess.run([str(COLLECTOR), "serve", "--db", url, "--listen", "127.0.0.1:1", "--http", "off"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--experimental-postgresql" in r.stderr, r.stderr
