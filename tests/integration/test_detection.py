@@ -20,7 +20,8 @@ PROGRAMS = [p for p in CORPUS if not p.get("benchmark") and p["name"] != "basic"
 SAMPLES = 6
 # Heap growth is judged per GC epoch (the post-GC floor), and a small service at this load
 # runs a GC every few seconds: give memory leaks a longer window than goroutine leaks.
-MEMORY_SAMPLES = 14
+MEMORY_SAMPLES = 20  # 40 s: on a loaded 2-core machine the service's GC runs less often, and
+                     # the heap detectors need their GC epochs (one miss in 6 runs at 14)
 INTERVAL = "2s"
 
 
