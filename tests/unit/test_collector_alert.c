@@ -31,27 +31,8 @@
 #include "snapshot.h"
 #include "store.h"
 
-static char dbpath[128];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dbpath, sizeof(dbpath), "/tmp/et-alert-test-%d.db", (int)getpid());
-    unlink(dbpath);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char p[160];
-    unlink(dbpath);
-    snprintf(p, sizeof(p), "%s-wal", dbpath);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", dbpath);
-    unlink(p);
-    return 0;
-}
+#define COLL_TESTDB_TAG "alert-test"
+#include "coll_testdb.h"
 
 static int64_t q1(sqlite3 *db, const char *sql)
 {

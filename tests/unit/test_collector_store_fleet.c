@@ -21,41 +21,8 @@
 #include "store.h"
 #include "store_keys.h"
 
-static char dbpath[128];
-
-static void rm_db(void)
-{
-    char p[160];
-    unlink(dbpath);
-    snprintf(p, sizeof(p), "%s-wal", dbpath);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s-shm", dbpath);
-    unlink(p);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dbpath, sizeof(dbpath), "/tmp/et-store-fleet-%d.db", (int)getpid());
-    rm_db();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    rm_db();
-    return 0;
-}
-
-static coll_store *open_db(void)
-{
-    char err[256];
-    coll_store *s = store_open(dbpath, err, sizeof(err));
-    if (!s)
-        fail_msg("store_open: %s", err);
-    return s;
-}
+#define COLL_TESTDB_TAG "store-fleet"
+#include "coll_testdb.h"
 
 static int64_t q1(coll_store *s, const char *sql)
 {
