@@ -31,6 +31,11 @@ alert_db *alert_db_open(coll_store *st, char *err, size_t errlen)
         return NULL;
     }
     d->db = store_db(st);
+    if (!d->db) {
+        snprintf(err, errlen, "alerts need the SQLite backend (the PostgreSQL outbox is not written yet)");
+        free(d);
+        return NULL;
+    }
     char *msg = NULL;
     /* synchronous=FULL (the store's setting too): an event is on disk when its
      * transaction returns. */

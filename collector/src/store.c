@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "store_int.h"
+#include "store_pg_int.h"
 #include "store_keys.h"
 
 int store_prep(coll_store *s, sqlite3_stmt **st, const char *sql)
@@ -20,7 +21,7 @@ int store_exec(coll_store *s, const char *sql)
 }
 
 int store_schema_version(void) { return STORE_SCHEMA_VERSION; }
-int store_db_schema_version(coll_store *s) { return s->schema; }
+int store_db_schema_version(coll_store *s) { return s->pg ? s->pg->schema : s->schema; }
 
 static coll_store *open_common(const char *path, int flags, char *err, size_t errlen)
 {
@@ -40,6 +41,8 @@ static coll_store *open_common(const char *path, int flags, char *err, size_t er
 
 coll_store *store_open(const char *path, char *err, size_t errlen)
 {
+    if (store_is_pg_url(path))
+        return store_pg_open(path, 0, err, errlen);
     coll_store *s = open_common(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err, errlen);
     if (!s)
         return NULL;
@@ -82,6 +85,8 @@ coll_store *store_open(const char *path, char *err, size_t errlen)
 
 coll_store *store_open_readonly(const char *path, char *err, size_t errlen)
 {
+    if (store_is_pg_url(path))
+        return store_pg_open(path, 1, err, errlen);
     coll_store *s = open_common(path, SQLITE_OPEN_READONLY, err, errlen);
     if (!s)
         return NULL;
@@ -98,6 +103,11 @@ coll_store *store_open_readonly(const char *path, char *err, size_t errlen)
 
 void store_close(coll_store *s)
 {
+    if (s && s->pg) {
+        store_pg_close(s->pg);
+        free(s);
+        return;
+    }
     if (!s)
         return;
     if (s->in_txn)
@@ -108,12 +118,15 @@ void store_close(coll_store *s)
     free(s);
 }
 
-const char *store_errmsg(coll_store *s) { return sqlite3_errmsg(s->db); }
-sqlite3 *store_db(coll_store *s) { return s->db; }
-int store_in_txn(const coll_store *s) { return s->in_txn; }
+const char *store_errmsg(coll_store *s) { return s->pg ? store_pg_errmsg(s->pg) : sqlite3_errmsg(s->db); }
+/* NULL on PostgreSQL: its one user (the alert outbox) then says alerts need SQLite for now */
+sqlite3 *store_db(coll_store *s) { return s->pg ? NULL : s->db; }
+int store_in_txn(const coll_store *s) { return s->pg ? s->pg->in_txn : s->in_txn; }
 
 int store_begin(coll_store *s)
 {
+    if (s->pg)
+        return store_pg_begin(s->pg);
     if (s->in_txn)
         return 0;
     if (s->readonly)
@@ -128,6 +141,8 @@ int store_begin(coll_store *s)
 
 int store_commit(coll_store *s)
 {
+    if (s->pg)
+        return store_pg_commit(s->pg);
     if (!s->in_txn)
         return 0;
     if (store_tcache_flush(s) || store_exec(s, "COMMIT")) {
@@ -140,6 +155,10 @@ int store_commit(coll_store *s)
 
 void store_rollback(coll_store *s)
 {
+    if (s->pg) {
+        store_pg_rollback(s->pg);
+        return;
+    }
     store_caches_drop(s);
     if (s->in_txn || !sqlite3_get_autocommit(s->db))
         store_exec(s, "ROLLBACK");
@@ -155,6 +174,8 @@ static int64_t now_ms(void)
 
 int store_device_add(coll_store *s, const char *id, const uint8_t *psk, size_t psklen, int replace)
 {
+    if (s->pg)
+        return store_pg_device_add(s->pg, id, psk, psklen, replace);
     sqlite3_stmt *st = NULL;
     const char *sql = replace ? "INSERT INTO devices(id,psk,created) VALUES(?1,?2,?3)"
                                 " ON CONFLICT(id) DO UPDATE SET psk=excluded.psk"
@@ -171,6 +192,8 @@ int store_device_add(coll_store *s, const char *id, const uint8_t *psk, size_t p
 
 int store_device_psk(coll_store *s, const char *id, uint8_t *psk, size_t cap, size_t *len)
 {
+    if (s->pg)
+        return store_pg_device_psk(s->pg, id, psk, cap, len);
     sqlite3_stmt *st = s->st[ST_PSK_GET];
     if (!st)
         return -1;
@@ -198,6 +221,8 @@ int store_device_psk(coll_store *s, const char *id, uint8_t *psk, size_t cap, si
 
 int64_t store_count(coll_store *s, const char *table)
 {
+    if (s->pg)
+        return store_pg_count(s->pg, table);
     char sql[96];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM \"%s\"", table);
     sqlite3_stmt *st = NULL;
@@ -210,6 +235,8 @@ int64_t store_count(coll_store *s, const char *table)
 
 int64_t store_db_bytes(coll_store *s)
 {
+    if (s->pg)
+        return store_pg_db_bytes(s->pg);
     sqlite3_stmt *st = NULL;
     int64_t n = -1;
     if (sqlite3_prepare_v2(s->db, "SELECT page_count*page_size FROM pragma_page_count(), pragma_page_size()", -1,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "store_int.h"
+#include "store_pg_int.h"
 
 static const char DEVICES[] =
     "SELECT d.id AS device, d.created, d.last_seen, d.snapshots,"
@@ -29,6 +30,8 @@ static const char FINDINGS[] =
 
 int store_q_list(coll_store *s, const char *what, const char *device, int limit, json_t **out)
 {
+    if (s->pg)
+        return store_pg_q_list(s->pg, what, device, limit, out);
     const char *sql = !strcmp(what, "devices")     ? DEVICES
                       : !strcmp(what, "snapshots") ? SNAPSHOTS
                       : !strcmp(what, "findings")  ? FINDINGS

@@ -4,10 +4,15 @@
 #include <string.h>
 
 #include "store_int.h"
+#include "store_pg_int.h"
 
 int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t now_ms, int64_t *id, char *err,
                   size_t errlen)
 {
+    if (s->pg) {
+        snprintf(err, errlen, "commands: not on the PostgreSQL backend yet");
+        return store_pg_unsupported(s->pg, "commands");
+    }
     /* the wire rules, once here, so nothing undeliverable sits in the queue */
     et_cmd_list one = {.n = 1};
     one.c[0] = *c;
@@ -45,6 +50,8 @@ int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t no
 
 int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out)
 {
+    if (s->pg)
+        return 0; /* no downlink commands on PostgreSQL yet: none due */
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
@@ -104,6 +111,10 @@ static int64_t count_q(coll_store *s, const char *sql, int64_t a, int64_t b)
 int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned seconds, int64_t finding, int64_t now_ms,
                       int64_t ttl_ms, int per_hour, int64_t *id, char *err, size_t errlen)
 {
+    if (s->pg) {
+        snprintf(err, errlen, "captures: not on the PostgreSQL backend yet");
+        return store_pg_unsupported(s->pg, "captures");
+    }
     if (kind < ET_CMD_TRACE || kind > ET_CMD_HEAP) {
         snprintf(err, errlen, "not a capture kind");
         return STORE_Q_BADARG;
@@ -161,6 +172,8 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
 
 int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "captures");
     *out = NULL;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
@@ -206,6 +219,8 @@ int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
 
 int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "captures");
     int64_t have = -1;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, "SELECT uploaded_ms IS NOT NULL FROM commands WHERE id=? AND device=?", -1, &st,
@@ -238,6 +253,8 @@ int store_capture_put(coll_store *s, const char *device, const et_capture *cap, 
 
 int store_capture_data(coll_store *s, int64_t id, uint8_t **data, size_t *len, unsigned *kind)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "captures");
     *data = NULL;
     *len = 0;
     sqlite3_stmt *st = NULL;

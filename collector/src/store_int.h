@@ -50,6 +50,8 @@ struct coll_store {
     unsigned sc_used;
     sqlite3_stmt *st[ST_COUNT];
     int64_t pruned, rolled_up; /* store_prune_progress */
+    struct store_pg *pg;       /* non-NULL: a PostgreSQL database; every public function routes to
+                                  store_pg_* (store_pg_int.h) and nothing above is SQLite's */
 };
 
 #define STORE_SCHEMA_VERSION 4
@@ -63,6 +65,13 @@ int store_schema_read(sqlite3 *db);
 int store_put_prepare(coll_store *s);
 int store_tcache_flush(coll_store *s);
 void store_caches_drop(coll_store *s);
+
+/* Shared with the PostgreSQL backend (store_pg.c), so both key targets and spell by_state
+ * alike: the pprof URL's port (0 when none), the target key (namespace/pod/container|port),
+ * and by_state as a JSON object of the non-zero states. (store_put.c) */
+int store_url_port(const char *url);
+void store_target_ident(const et_snapshot *w, char *out, size_t cap);
+void store_by_state_json(const et_snapshot *w, char *out, size_t cap);
 
 /* enum -> text, as FORMAT.md spells them (store_put.c) */
 const char *store_kind_name(unsigned k);

@@ -9,7 +9,9 @@
 
 #include <sqlite3.h>
 
+#include "store_int.h"
 #include "store_keys.h"
+#include "store_pg_int.h"
 
 static const char KEYS_SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS device_keys("
@@ -50,6 +52,8 @@ static int tighten(const char *path)
 
 int store_keys_prepare_file(const char *path, char *err, size_t errlen)
 {
+    if (store_is_pg_url(path))
+        return 0; /* no file: the keys' protection is the database's access control */
     if (!path[0] || !strcmp(path, ":memory:") || !strncmp(path, "file:", 5))
         return 0;
     /* Created here with 0600 before SQLite creates it with 0644 & ~umask; SQLite then gives
@@ -113,6 +117,8 @@ static void blob_to(sqlite3_stmt *st, int col, uint8_t *out, size_t *len)
 
 int store_keys_get(coll_store *s, const char *device, store_key_state *k, sqlite3_stmt **cache)
 {
+    if (s->pg)
+        return store_pg_keys_get(s->pg, device, k);
     sqlite3_stmt *st = cache ? *cache : NULL;
     memset(k, 0, sizeof(*k));
     if (!st && sqlite3_prepare_v3(store_db(s),
@@ -160,6 +166,8 @@ static int write1(coll_store *s, const char *sql, const char *device, const uint
 
 int store_keys_set(coll_store *s, const char *device, const uint8_t *psk, size_t len)
 {
+    if (s->pg)
+        return store_pg_keys_set(s->pg, device, psk, len);
     return write1(s,
                   "INSERT INTO device_keys(device, psk, changed) VALUES(?1, ?2, ?4)"
                   " ON CONFLICT(device) DO UPDATE SET psk=excluded.psk, next_psk=NULL, next_deadline=NULL,"
@@ -171,6 +179,8 @@ int store_keys_set(coll_store *s, const char *device, const uint8_t *psk, size_t
 
 int store_keys_rotate(coll_store *s, const char *device, const uint8_t *psk, size_t len, int64_t deadline_ms)
 {
+    if (s->pg)
+        return store_pg_keys_rotate(s->pg, device, psk, len, deadline_ms);
     return write1(s,
                   "UPDATE device_keys SET next_psk=?2, next_deadline=?3, changed=?4"
                   " WHERE device=?1 AND revoked_at IS NULL",
@@ -179,6 +189,8 @@ int store_keys_rotate(coll_store *s, const char *device, const uint8_t *psk, siz
 
 int store_keys_promote(coll_store *s, const char *device)
 {
+    if (s->pg)
+        return store_pg_keys_promote(s->pg, device);
     return write1(s,
                   "UPDATE device_keys SET psk=next_psk, next_psk=NULL, next_deadline=NULL, changed=?4"
                   " WHERE device=?1 AND next_psk IS NOT NULL AND revoked_at IS NULL",
@@ -187,6 +199,8 @@ int store_keys_promote(coll_store *s, const char *device)
 
 int store_keys_revoke(coll_store *s, const char *device, int64_t when_ms)
 {
+    if (s->pg)
+        return store_pg_keys_revoke(s->pg, device, when_ms);
     /* the keys are erased, not kept beside the flag: a revoked key has no use left */
     return write1(s,
                   "UPDATE device_keys SET psk=zeroblob(0), next_psk=NULL, next_deadline=NULL,"
@@ -196,6 +210,8 @@ int store_keys_revoke(coll_store *s, const char *device, int64_t when_ms)
 
 int store_keys_list(coll_store *s, int json, FILE *out)
 {
+    if (s->pg)
+        return store_pg_keys_list(s->pg, json, out);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(store_db(s),
                            "SELECT device, CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "store_int.h"
+#include "store_pg_int.h"
 
 static const char *const SQL[ST_COUNT] = {
     [ST_SNAP_INS] =
@@ -154,7 +155,7 @@ int store_tcache_flush(coll_store *s)
 
 /* The port of the target's pprof URL ("http://10.0.0.5:6060/debug/pprof" -> 6060); 0 when the
  * URL names none. Two instances of one binary on one gateway differ only by it. */
-static int url_port(const char *url)
+int store_url_port(const char *url)
 {
     const char *p = strstr(url, "://");
     p = p ? p + 3 : url;
@@ -179,9 +180,9 @@ static int url_port(const char *url)
 }
 
 /* The key that tells targets apart: every identity part uncut, and the port. */
-static void target_ident(const et_snapshot *w, char *out, size_t cap)
+void store_target_ident(const et_snapshot *w, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/%s/%s|%d", w->pod_namespace, w->pod_name, w->container, url_port(w->url));
+    snprintf(out, cap, "%s/%s/%s|%d", w->pod_namespace, w->pod_name, w->container, store_url_port(w->url));
 }
 
 static uint32_t fnv(uint32_t h, const char *p)
@@ -247,7 +248,7 @@ static int target_load(coll_store *s, tcache_ent *e, const char *device, const e
         bind_text(st, 4, w->pod_namespace);
         bind_text(st, 5, w->pod_name);
         bind_text(st, 6, w->container);
-        bind_i64(st, 7, url_port(w->url));
+        bind_i64(st, 7, store_url_port(w->url));
         bind_text(st, 8, w->url);
         bind_text(st, 9, incarnation);
         bind_i64(st, 10, t);
@@ -347,7 +348,7 @@ static int put_sites(coll_store *s, int64_t tid, const et_snapshot *w, int64_t t
 
 /* by_state as a JSON object of the non-zero states ({"chan receive":12,...}): one column
  * instead of twenty, and SQLite's json_extract still reaches each. */
-static void by_state_json(const et_snapshot *w, char *out, size_t cap)
+void store_by_state_json(const et_snapshot *w, char *out, size_t cap)
 {
     size_t n = 0;
     out[n++] = '{';
@@ -375,7 +376,7 @@ static int put_series(coll_store *s, int64_t tid, const et_snapshot *w, int64_t 
         bind_u64(st, 4, w->goroutines);
         bind_u64(st, 5, w->goroutines_other);
         bind_i64(st, 6, w->nsites_total);
-        by_state_json(w, bys, sizeof(bys));
+        store_by_state_json(w, bys, sizeof(bys));
         bind_text(st, 7, bys);
     }
     if (w->mem.present) {
@@ -687,6 +688,8 @@ static int put_all(coll_store *s, tcache_ent *e, int hit, const char *device, co
 int store_put_snapshot(coll_store *s, const char *device, const coll_snap *snap, int64_t received_ms,
                        const uint8_t *payload, size_t payload_len)
 {
+    if (s->pg)
+        return store_pg_put_snapshot(s->pg, device, snap, received_ms, payload, payload_len);
     if (!s->in_txn)
         return -1;
     const et_snapshot *w = &snap->w;
@@ -694,7 +697,7 @@ int store_put_snapshot(coll_store *s, const char *device, const coll_snap *snap,
      * otherwise the time it reached us (the best bound we have). */
     int64_t t = !(w->flags & ET_SNAP_F_WALL_UNTRUSTED) && w->wall_ms > 0 ? w->wall_ms : received_ms;
     char ident[TIDENT_MAX];
-    target_ident(w, ident, sizeof(ident));
+    store_target_ident(w, ident, sizeof(ident));
     int hit;
     tcache_ent *e = tcache_slot(s, device, w->service, ident, &hit);
     if (!e)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "store_int.h"
+#include "store_pg_int.h"
 
 #define DEFAULT_INTERVAL_MS 30000
 #define MAX_POINTS 1000
@@ -214,6 +215,8 @@ static int device_services(coll_store *s, json_t *devices)
 
 int store_q_devices(coll_store *s, int64_t now_ms, json_t **out)
 {
+    if (s->pg)
+        return store_pg_q_devices(s->pg, now_ms, out);
     json_t *counts = open_counts(s,
                                  "SELECT device, confidence, count(*) FROM findings WHERE status='open'"
                                  " AND ?1=0 GROUP BY device, confidence",
@@ -313,6 +316,8 @@ static json_t *targets_of(coll_store *s, const char *device)
 
 int store_q_targets(coll_store *s, const char *device, json_t **out)
 {
+    if (s->pg)
+        return store_pg_q_targets(s->pg, device, out);
     if (!device)
         return STORE_Q_BADARG;
     int e = device_exists(s, device);
@@ -327,6 +332,8 @@ int store_q_targets(coll_store *s, const char *device, json_t **out)
 
 int store_q_device(coll_store *s, const char *device, int64_t now_ms, json_t **out)
 {
+    if (s->pg)
+        return store_pg_q_device(s->pg, device, now_ms, out);
     if (!device)
         return STORE_Q_BADARG;
     json_t *counts = open_counts(s,
@@ -424,6 +431,8 @@ static json_t *finding_json(sqlite3_stmt *st, int detail)
 
 int store_q_findings(coll_store *s, const store_finding_filter *fl, json_t **out)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "findings");
     store_finding_filter none = {0};
     if (!fl)
         fl = &none;
@@ -466,6 +475,8 @@ int store_q_findings(coll_store *s, const store_finding_filter *fl, json_t **out
 
 int store_q_target(coll_store *s, int64_t target, json_t **out)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "target");
     sqlite3_stmt *st = NULL;
     if (prep(s, &st, TARGET_SQL " WHERE t.id=?1"))
         return -1;
@@ -600,6 +611,8 @@ static int target_exists(coll_store *s, int64_t target)
 
 int store_q_series(coll_store *s, int64_t target, int64_t from_ms, int64_t to_ms, int maxpoints, json_t **out)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "series");
     if (from_ms > to_ms || maxpoints < 0)
         return STORE_Q_BADARG;
     int e = target_exists(s, target);
@@ -667,6 +680,8 @@ int store_q_series(coll_store *s, int64_t target, int64_t from_ms, int64_t to_ms
 
 int store_q_finding(coll_store *s, int64_t id, json_t **out)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "finding");
     sqlite3_stmt *st = NULL;
     if (prep(s, &st, FINDING_SQL " WHERE f.id=?1"))
         return -1;
@@ -726,6 +741,8 @@ fail:
 
 int store_q_gauges(coll_store *s, int64_t now_ms, json_t **out)
 {
+    if (s->pg)
+        return store_pg_q_gauges(s->pg, now_ms, out);
     sqlite3_stmt *st = NULL;
     json_t *o = json_object(), *of = json_array(), *devs = json_array();
     json_object_set_new(o, "open_findings", of);
@@ -777,6 +794,8 @@ out:
 
 int store_q_sites_at(coll_store *s, int64_t target, int64_t at_ms, int64_t *snap_ms, store_site_cb cb, void *arg)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "sites");
     sqlite3_stmt *st = NULL;
     if (prep(s, &st, "SELECT t FROM series WHERE target=?1 AND t<=?2 ORDER BY t DESC LIMIT 1"))
         return -1;
@@ -828,6 +847,8 @@ int store_q_sites_at(coll_store *s, int64_t target, int64_t at_ms, int64_t *snap
 
 int store_q_finding_stack(coll_store *s, int64_t finding, store_site_cb cb, void *arg)
 {
+    if (s->pg)
+        return store_pg_unsupported(s->pg, "finding stack");
     sqlite3_stmt *st = NULL;
     if (prep(s, &st,
              "SELECT function, coalesce(file,''), coalesce(line,0), stack, coalesce(created_by,''),"

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "store_int.h"
+#include "store_pg_int.h"
 
 void store_retention_defaults(store_retention *r)
 {
@@ -347,6 +348,8 @@ static int64_t next_target(coll_store *s, int64_t after)
 
 int store_prune_step(coll_store *s, const store_retention *r, int64_t now_ms)
 {
+    if (s->pg)
+        return store_pg_prune_step(s->pg, r, now_ms);
     if (s->readonly || s->in_txn)
         return -1;
     int batch = r->batch_rows > 0 ? r->batch_rows : 500;
@@ -402,6 +405,11 @@ fail:
 
 void store_prune_progress(coll_store *s, int64_t *rows_pruned, int64_t *rows_rolled_up)
 {
+    if (s->pg) {
+        *rows_pruned = s->pg->pruned;
+        *rows_rolled_up = 0;
+        return;
+    }
     if (rows_pruned)
         *rows_pruned = s->pruned;
     if (rows_rolled_up)
