@@ -47,6 +47,32 @@ class PgCluster:
                     "max_connections = 60\nshared_buffers = 32MB\n")
         return self
 
+    def enable_tls(self):
+        """Also listen on 127.0.0.1 (TCP, this cluster's port) and accept TCP connections over TLS
+        only (hostssl; hostnossl is rejected), with a fresh self-signed certificate for
+        127.0.0.1 that is its own CA: a client with `sslmode=verify-full&sslrootcert=<self.ca>`
+        proves it speaks TLS and verifies the server. Call between init() and start()."""
+        self.ca = self.dir / "server.crt"
+        key = self.data / "server.key"
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", str(key), "-out", str(self.ca)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        shutil.copy(self.ca, self.data / "server.crt")
+        os.chmod(key, 0o600)
+        os.chmod(self.ca, 0o644)
+        if os.geteuid() == 0:
+            for f in (key, self.data / "server.crt"):
+                shutil.chown(f, "postgres", "postgres")
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("listen_addresses = '127.0.0.1'\nssl = on\n")
+        with open(self.data / "pg_hba.conf", "w") as f:
+            f.write("local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n")
+        return self
+
+    def tcp_url(self, db, params=""):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}" + (f"?{params}" if params else "")
+
     def start(self):
         r = _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                          "start", timeout=90)
