@@ -13,6 +13,7 @@
  *   edgetrace-collector revoke DEVICE [--db PATH]
  *   edgetrace-collector keys [--db PATH] [--json]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
+ *   edgetrace-collector migrate --from sqlite:PATH --to postgresql://... [--skip-missing]
  *   edgetrace-collector --version
  *
  * collector.conf (INI; command-line options override it):
@@ -389,6 +390,7 @@ static void usage(FILE *f)
                "       edgetrace-collector revoke DEVICE [--db PATH]\n"
                "       edgetrace-collector keys [--db PATH] [--json]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
+               "       edgetrace-collector migrate --from sqlite:PATH --to postgresql://... [--skip-missing]\n"
                "       edgetrace-collector --version\n");
 }
 
@@ -420,6 +422,8 @@ int main(int argc, char **argv)
         return keys_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "command"))
         return command_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "migrate"))
+        return migrate_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "snapshots") || !strcmp(cmd, "findings"))
         return query_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "edgetrace-collector: unknown command '%s'\n", cmd);
