@@ -185,7 +185,6 @@ static int serve_main(int argc, char **argv)
 {
     serve_conf c;
     memset(&c, 0, sizeof(c));
-    int experimental_pg = 0;
     snprintf(c.db, sizeof(c.db), "%s", COLL_DEFAULT_DB);
     snprintf(c.listen, sizeof(c.listen), "0.0.0.0:5684");
     snprintf(c.http, sizeof(c.http), "127.0.0.1:8080");
@@ -243,8 +242,6 @@ static int serve_main(int argc, char **argv)
             snprintf(c.http_token_file, sizeof(c.http_token_file), "%s", argv[++i]);
         else if (!strcmp(a, "--dict") && v && c.ndicts < MAX_DICTS)
             snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
-        else if (!strcmp(a, "--experimental-postgresql"))
-            experimental_pg = 1;
         else if (!strcmp(a, "--no-prune"))
             c.prune = 0;
         else if ((!strcmp(a, "--retention-payload-days") || !strcmp(a, "--retention-full-days") ||
@@ -262,17 +259,6 @@ static int serve_main(int argc, char **argv)
         }
     }
     char err[512];
-    /* The PostgreSQL backend stores snapshots, series, keys and dedup, but not yet findings,
-     * sites, attachments, alerts or captures (README "PostgreSQL instead of SQLite"): serving
-     * from it would drop the evidence the fleet view is for, so it takes a flag that says so. */
-    if ((!strncmp(c.db, "postgresql://", 13) || !strncmp(c.db, "postgres://", 11)) && !experimental_pg) {
-        fprintf(stderr, "edgetrace-collector: the PostgreSQL backend does not store findings yet; "
-                        "serve from it only with --experimental-postgresql (README: Scaling out)\n");
-        return 2;
-    }
-    if (experimental_pg)
-        fprintf(stderr, "edgetrace-collector: WARNING: experimental PostgreSQL backend: findings, sites, "
-                        "attachments, alerts and captures are not stored\n");
     /* the database holds every device key: 0600 from its first byte */
     if (store_keys_prepare_file(c.db, err, sizeof(err))) {
         fprintf(stderr, "edgetrace-collector: %s\n", err);

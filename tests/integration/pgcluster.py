@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import free_port
 
 PG_BIN = Path(os.environ.get("ET_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -100,3 +102,27 @@ class PgCluster:
     def cleanup(self):
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- both backends for the store/API tests ---------------------------------------------------------------
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="module")
+def pg_cluster():
+    """One PostgreSQL cluster per test module, started only when a test asks for the postgresql backend."""
+    c = PgCluster()
+    if not c.available():
+        pytest.fail("PostgreSQL 15 server binaries not found (tools/setup.sh installs postgresql)")
+    c.init().start()
+    yield c
+    c.cleanup()
+
+
+def backend_db(request, workdir):
+    """The `--db` of a module-scoped fixture parametrized over BACKENDS: a SQLite file in workdir, or a fresh
+    database on the module's PostgreSQL cluster."""
+    if request.param == "sqlite":
+        return workdir / "collector.db"
+    return request.getfixturevalue("pg_cluster").createdb("et_" + "".join(c for c in workdir.name if c.isalnum()))

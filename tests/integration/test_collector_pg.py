@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD, COLLECTOR, free_port, wait_for
-from pgcluster import PgCluster
+from pgcluster import pg_cluster  # noqa: F401 (a fixture)
 from test_collector import (Collector, coap_post, free_udp_port, gen_snapshots, read_creds,
                             snapshot_id)
 
@@ -35,13 +35,8 @@ BENCH = Path(os.environ.get("ET_INGEST_BENCH", BUILD / "host" / "ingest_bench"))
 
 
 @pytest.fixture(scope="module")
-def pg():
-    c = PgCluster()
-    if not c.available():
-        pytest.fail("PostgreSQL 15 server binaries not found (tools/setup.sh installs postgresql)")
-    c.init().start()
-    yield c
-    c.cleanup()
+def pg(pg_cluster):
+    return pg_cluster
 
 
 _dbn = [0]
@@ -68,7 +63,7 @@ class Node(Collector):
 
     def start(self):
         self.logf = open(self.log, "a")
-        self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", self.url, "--experimental-postgresql",
+        self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", self.url,
                                       "--listen", f"127.0.0.1:{self.port}",
                                       "--http", f"127.0.0.1:{self.http}", "--stats-interval", "0", *self.extra],
                                      stdout=subprocess.PIPE, stderr=self.logf, text=True)
@@ -238,11 +233,3 @@ def test_retention_drops_whole_expired_partitions(pg, db, nodes, tmp_path):
     # partitions ahead exist for the days to come
     tomorrow = time.strftime("%Y%m%d", time.gmtime(time.time() + 86400))
     assert pg.sql(name, f"SELECT to_regclass('series_p{tomorrow}') IS NOT NULL")[0][0] == "t"
-
-
-def test_serving_from_postgresql_takes_the_experimental_flag(db):
-    """Findings are not stored on PostgreSQL yet: serving from it without saying so is refused."""
-    _, url = db
-    r = subprocess.run([str(COLLECTOR), "serve", "--db", url, "--listen", "127.0.0.1:1", "--http", "off"],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2 and "--experimental-postgresql" in r.stderr, r.stderr
