@@ -55,6 +55,15 @@ static const struct {
     /* PostgreSQL partitions series by arrival; a series row arrived with its snapshot (a row
      * whose snapshot retention already removed keeps its own time) */
     {"series", "received", "coalesce((SELECT s.received FROM snapshots s WHERE s.id = series.snap), series.t)"},
+    /* site counts are per (target, t) like the series row of the same snapshot (found through
+     * series' primary key, not a scan of snapshots) */
+    {"site_counts", "received",
+     "coalesce((SELECT s.received FROM series r JOIN snapshots s ON s.id = r.snap"
+     " WHERE r.target = site_counts.target AND r.t = site_counts.t LIMIT 1), site_counts.t)"},
+    /* an attachment arrived with its snapshot; one whose snapshot is gone counts from today */
+    {"attachments", "received",
+     "coalesce((SELECT s.received FROM snapshots s WHERE s.id = attachments.snap),"
+     " CAST(strftime('%s', 'now') AS INTEGER) * 1000)"},
 };
 
 /* A PostgreSQL table that SQLite does not have, and the SQLite query that fills it (its
@@ -64,10 +73,6 @@ static const struct {
 } FILLS[] = {
     {"snap_keys", "SELECT device, snapshot_id, received FROM snapshots"},
 };
-
-/* Copied first, in this order (parents before children, should the target grow foreign keys);
- * the rest follow in name order. */
-static const char *const FIRST[] = {"devices", "device_keys", "targets", "snapshots", "snap_keys", "series"};
 
 typedef struct plan {
     const mtable *dst;
@@ -435,7 +440,7 @@ static int copy_table(sqlite3 *db, store_pg *p, plan *pl, char *err, size_t errl
     if (!fail && b.n && PQputCopyData(p->conn, b.p, (int)b.n) != 1)
         fail = "connection lost";
     free(b.p);
-    char why[200];
+    char why[512];
     snprintf(why, sizeof(why), "%s", fail ? fail : "");
     sqlite3_finalize(st);
     /* on a failure the COPY is ended with an error, so the server discards what it got */
@@ -509,6 +514,50 @@ static int target_rows(store_pg *p, const plan *pl, int np, char *busy, size_t c
     return 0;
 }
 
+/* The tables in an order that fills every referenced table before the tables whose foreign keys
+ * point at it (PostgreSQL checks each row as it is copied), by name otherwise. The number of
+ * tables, or -1 (err). */
+#define FK_MAX 128
+static int copy_order(store_pg *p, const mtable *t, int nt, const mtable **order, char *err, size_t errlen)
+{
+    PGresult *r = pg_run(p,
+                         "SELECT a.relname, b.relname FROM pg_constraint c JOIN pg_class a ON a.oid = c.conrelid"
+                         " JOIN pg_class b ON b.oid = c.confrelid JOIN pg_namespace n ON n.oid = a.relnamespace"
+                         " WHERE c.contype = 'f' AND n.nspname = current_schema() AND NOT a.relispartition",
+                         NULL);
+    if (!r) {
+        snprintf(err, errlen, "postgresql foreign keys: %s", store_pg_errmsg(p));
+        return -1;
+    }
+    const mtable *from[FK_MAX], *to[FK_MAX];
+    int ne = 0;
+    for (int i = 0; i < PQntuples(r) && ne < FK_MAX; i++) {
+        from[ne] = find_table(t, nt, PQgetvalue(r, i, 0));
+        to[ne] = find_table(t, nt, PQgetvalue(r, i, 1));
+        if (from[ne] && to[ne] && from[ne] != to[ne])
+            ne++;
+    }
+    PQclear(r);
+    int placed[MT_MAX] = {0}, no = 0;
+    while (no < nt) {
+        int pick = -1;
+        for (int i = 0; i < nt && pick < 0; i++) {
+            int ready = !placed[i];
+            for (int e = 0; e < ne && ready; e++)
+                if (from[e] == &t[i] && !placed[to[e] - t])
+                    ready = 0;
+            if (ready)
+                pick = i;
+        }
+        for (int i = 0; i < nt && pick < 0; i++) /* a cycle: take the first left (its COPY will say) */
+            if (!placed[i])
+                pick = i;
+        placed[pick] = 1;
+        order[no++] = &t[pick];
+    }
+    return no;
+}
+
 #define DAY_MS (86400LL * 1000)
 
 /* Daily partitions from the oldest to the newest snapshot of the source. partitions_ahead(t)
@@ -546,21 +595,10 @@ static int migrate_run(sqlite3 *db, store_pg *p, int skip_missing, FILE *out, ch
             snprintf(err, errlen, "sqlite: %s", sqlite3_errmsg(db));
         return -1;
     }
-    /* the plan: FIRST in its order, then the other PostgreSQL tables by name */
     const mtable *order[MT_MAX];
-    int no = 0;
-    for (size_t i = 0; i < sizeof(FIRST) / sizeof(FIRST[0]); i++) {
-        const mtable *t = find_table(pgt, npg, FIRST[i]);
-        if (t)
-            order[no++] = t;
-    }
-    for (int i = 0; i < npg; i++) {
-        int seen = 0;
-        for (int k = 0; k < no; k++)
-            seen |= order[k] == &pgt[i];
-        if (!seen)
-            order[no++] = &pgt[i];
-    }
+    int no = copy_order(p, pgt, npg, order, err, errlen);
+    if (no < 0)
+        return -1;
     for (int i = 0; i < no; i++) {
         if (!strcmp(order[i]->name, "meta")) /* each side's own schema version */
             continue;
