@@ -29,6 +29,17 @@
 
 /* ---- the pure part: decode, validate, stage ---------------------------------------------- */
 
+/* A store failure's answer: 5.03 while the database is out of reach (PostgreSQL restarting:
+ * the agent keeps the record and retries after its backoff; the node reconnects by itself),
+ * 5.00 for any other fault. Both keep the record on the agent. */
+static void store_failed(coll_store *st, ingest_counters *c, ingest_result *r)
+{
+    c->store_errors++;
+    r->code = store_unavailable(st) ? 503 : 500;
+    c->store_unavailable += r->code == 503;
+    snprintf(r->diag, sizeof(r->diag), "database%s: %.120s", r->code == 503 ? " unavailable" : "", store_errmsg(st));
+}
+
 /* A capture record (wire/capture.h): the result of a command this device was given. Stored
  * once per (device, command id); a repeat, or a result for a command that is not this
  * device's, is answered 2.04 / 4.00 (the agent drops it: no collector could store it). */
@@ -56,16 +67,12 @@ static void ingest_capture(coll_store *st, ingest_counters *c, const char *devic
         cap.zstd = 0;
     }
     if (store_begin(st)) {
-        c->store_errors++;
-        r->code = 500;
-        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        store_failed(st, c, r);
         return;
     }
     int rc = store_capture_put(st, device, &cap, received_ms);
     if (rc < 0) {
-        c->store_errors++;
-        r->code = 500;
-        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        store_failed(st, c, r);
         return;
     }
     if (rc == STORE_Q_NOTFOUND) {
@@ -144,16 +151,12 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
         snprintf(snap.device_id, sizeof(snap.device_id), "%s", device);
     }
     if (store_begin(st)) {
-        c->store_errors++;
-        r->code = 500;
-        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        store_failed(st, c, r);
         return;
     }
     int rc = store_put_snapshot(st, device, &snap, received_ms, keep_payload ? body : NULL, len);
     if (rc < 0) {
-        c->store_errors++;
-        r->code = 500;
-        snprintf(r->diag, sizeof(r->diag), "database: %.120s", store_errmsg(st));
+        store_failed(st, c, r);
         return;
     }
     r->staged = 1;

@@ -122,6 +122,7 @@ const char *store_errmsg(coll_store *s) { return s->pg ? store_pg_errmsg(s->pg) 
 /* NULL on PostgreSQL: its one user (the alert outbox) then says alerts need SQLite for now */
 sqlite3 *store_db(coll_store *s) { return s->pg ? NULL : s->db; }
 int store_in_txn(const coll_store *s) { return s->pg ? s->pg->in_txn : s->in_txn; }
+int store_unavailable(const coll_store *s) { return s->pg && PQstatus(s->pg->conn) != CONNECTION_OK; }
 
 int store_begin(coll_store *s)
 {

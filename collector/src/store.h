@@ -57,6 +57,10 @@ int store_begin(coll_store *s);
 int store_commit(coll_store *s);
 void store_rollback(coll_store *s);
 int store_in_txn(const coll_store *s);
+/* 1 when the last failure was the database being out of reach (PostgreSQL's connection is
+ * down; the next store_begin reconnects), so a request can be answered "unavailable, retry"
+ * (5.03) rather than as a fault (5.00). Always 0 on SQLite: its file is never away. */
+int store_unavailable(const coll_store *s);
 
 enum { STORE_NEW = 0, STORE_DUPLICATE = 1 };
 /* Inside a transaction: records one snapshot from DEVICE (the authenticated identity)
