@@ -254,6 +254,24 @@ int64_t store_pg_count(store_pg *p, const char *table)
     return n;
 }
 
+/* the session advisory lock of the fleet's leader ("etld") */
+#define LOCK_LEAD "1702126692"
+
+int store_pg_lead(store_pg *p)
+{
+    if (p->lead_gen == p->generation + 1)
+        return 1;
+    /* a session lock: held until this connection ends, when another node's next try gets it */
+    PGresult *r = pg_run(p, "SELECT pg_try_advisory_lock(" LOCK_LEAD ")", NULL);
+    if (!r)
+        return -1;
+    int got = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (got)
+        p->lead_gen = p->generation + 1; /* read after pg_run, which may have reconnected */
+    return got;
+}
+
 int64_t store_pg_db_bytes(store_pg *p)
 {
     PGresult *r = pg_run(p, "SELECT pg_database_size(current_database())", NULL);

@@ -30,6 +30,7 @@ typedef struct store_pg {
     char err[256];     /* our own messages (PQerrorMessage otherwise) */
     int64_t pruned;    /* rows or partitions dropped since open */
     int generation;    /* bumped by each reconnect: session state (an advisory lock) is gone */
+    int lead_gen;      /* generation + 1 while this session holds the leader lock (store_lead) */
     /* (target, site key) pairs known stored with their names (store_pg_findings.c), as on
      * SQLite; dropped on rollback. Sites are never deleted, so another node's writes can only
      * make an entry stale in the harmless direction (a name we would write again). */
@@ -74,6 +75,7 @@ void store_pg_rollback(store_pg *p);
 int store_pg_put_snapshot(store_pg *p, const char *device, const coll_snap *snap, int64_t received_ms,
                           const uint8_t *payload, size_t payload_len);
 int64_t store_pg_count(store_pg *p, const char *table);
+int store_pg_lead(store_pg *p);
 int64_t store_pg_db_bytes(store_pg *p);
 
 void pga_f64(pg_args *a, double v);
