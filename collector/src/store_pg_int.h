@@ -29,6 +29,7 @@ typedef struct store_pg {
     int schema;
     char err[256];     /* our own messages (PQerrorMessage otherwise) */
     int64_t pruned;    /* rows or partitions dropped since open */
+    int64_t rolled_up; /* rollup rows written from expiring partitions since open */
     int generation;    /* bumped by each reconnect: session state (an advisory lock) is gone */
     int lead_gen;      /* generation + 1 while this session holds the leader lock (store_lead) */
     /* (target, site key) pairs known stored with their names (store_pg_findings.c), as on

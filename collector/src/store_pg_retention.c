@@ -77,7 +77,14 @@ static int expire_one(store_pg *p, const char *table, int64_t cutoff_ms, int64_t
         snprintf(quoted, sizeof(quoted), "\"%s\"", name);
         snprintf(sql, sizeof(sql), rollup, quoted);
     }
-    int err = rollup && pg_exec(p, sql, &a);
+    int err = 0;
+    if (rollup) {
+        PGresult *res = pg_run(p, sql, &a);
+        err = !res;
+        if (res)
+            p->rolled_up += atoi(PQcmdTuples(res));
+        PQclear(res);
+    }
     if (!err) {
         snprintf(sql, sizeof(sql), "DROP TABLE \"%s\"", name);
         err = pg_exec(p, sql, NULL) || pg_exec(p, "COMMIT", NULL);

@@ -406,8 +406,10 @@ fail:
 void store_prune_progress(coll_store *s, int64_t *rows_pruned, int64_t *rows_rolled_up)
 {
     if (s->pg) {
-        *rows_pruned = s->pg->pruned;
-        *rows_rolled_up = 0;
+        if (rows_pruned)
+            *rows_pruned = s->pg->pruned;
+        if (rows_rolled_up)
+            *rows_rolled_up = s->pg->rolled_up;
         return;
     }
     if (rows_pruned)
