@@ -259,8 +259,10 @@ int64_t store_pg_count(store_pg *p, const char *table)
 
 int store_pg_lead(store_pg *p)
 {
-    if (p->lead_gen == p->generation + 1)
+    /* a broken connection lost the lock with its session, whether or not libpq has reconnected yet */
+    if (p->lead_gen == p->generation + 1 && PQstatus(p->conn) == CONNECTION_OK)
         return 1;
+    p->lead_gen = 0;
     /* a session lock: held until this connection ends, when another node's next try gets it */
     PGresult *r = pg_run(p, "SELECT pg_try_advisory_lock(" LOCK_LEAD ")", NULL);
     if (!r)
