@@ -2,8 +2,9 @@
  * of every snapshot, findings with their history, and the read side of the fleet view.
  *
  * Nothing above this header knows SQL: ingest, the CLI queries (query.c), the HTTP API and the
- * alert thread use only these functions, so a second backend (PostgreSQL, a later issue) is a
- * second implementation of this file's functions. Today's backend is SQLite (store*.c).
+ * alert thread use only these functions. Two backends answer them: SQLite (store*.c) and, for a
+ * `postgresql://` database, PostgreSQL (store_pg*.c); the read side, the command queue and the
+ * alert tables are one copy of SQL both run (store_sq.h).
  *
  * Durability: WAL mode with synchronous=FULL, so a COMMIT returns only after the WAL has been
  * fsync'ed; that is the point at which ingest may acknowledge. Group commit: ingest opens one

@@ -1,8 +1,9 @@
 /* store_pg_int.h - the PostgreSQL backend (store_pg*.c) behind store.h.
  *
- * store.c routes a `postgresql://` (or `postgres://`) database URL here; every public store
- * function of the SQLite files starts with `if (s->pg) return store_pg_...(...)`, so the SQLite
- * code stays as it was and nothing above store.h knows which engine answers.
+ * store.c routes a `postgresql://` (or `postgres://`) database URL here. The hot write path
+ * (store_put_snapshot), transactions, keys and retention start with `if (s->pg) return
+ * store_pg_...(...)`; the read side, the command queue and the alert tables run the same SQL on
+ * both engines through store_sq.h. Nothing above store.h knows which engine answers.
  *
  * libpq is used synchronously (one connection per coll_store, which belongs to one thread, as
  * with SQLite). Parameters go as text (integers printed) or binary (bytea keys). */
