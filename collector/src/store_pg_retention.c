@@ -115,8 +115,8 @@ static int delete_batch(store_pg *p, const char *table, const char *where, int64
 
 /* One bounded step: keep partitions ahead, expire at most one partition per table, forget dedup
  * keys older than full-resolution retention (a retry older than that cannot happen: agents'
- * spools hold days, not months) and old rollups, in batches. payload_days only bounds the
- * payload column on SQLite; here a payload lives as long as its snapshot's partition. */
+ * spools hold days, not months) and old rollups, in batches. Payloads older than payload_days
+ * are cleared by store_retention.c's walk, shared with SQLite. */
 int store_pg_prune_step(store_pg *p, const store_retention *r, int64_t now_ms)
 {
     if (store_pg_partitions_ahead(p, now_ms))
