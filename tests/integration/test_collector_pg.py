@@ -11,7 +11,11 @@ Covered:
   - kill -9 of a node under load loses nothing acknowledged;
   - PostgreSQL restarting under a running node: errors (retryable 5.xx) while it is away, then the
     node reconnects by itself and stores again;
-  - retention rolls series and site counts up into 10-minute buckets and drops whole expired partitions.
+  - retention rolls series and site counts up into 10-minute buckets and drops whole expired partitions,
+    and clears payloads older than retention_payload_days;
+  - a database of schema v1 is upgraded in place by the first node, keeping its rows.
+The HTTP API, captures, provisioning and alerts on PostgreSQL are tested by test_http_api, test_downlink,
+test_fleet (each over both backends) and test_alerts_pg.
 
 Run: make collector host-tools host-deps (coap-client, et-push, ingest_bench); /usr/bin/python3 -m pytest tests/integration/test_collector_pg.py
 """
