@@ -63,4 +63,6 @@ def test_two_nodes_send_each_alert_once_and_fail_over(pg, db, nodes, am, hook, t
     assert res["labels"] == fired["labels"] and res["startsAt"] == fired["startsAt"]
     assert counter(other, "edgetrace_alerts_resolved_total") == 1
     assert counter(other, "edgetrace_alerts_fired_total") == 0, "the fired alert was taken over, not fired again"
+    log = other.log.read_text()
+    assert "another node sends the fleet's alerts" in log and "this node sends the fleet's alerts" in log, log
     assert wait_for(lambda: pg.sql(name, "SELECT count(*) FROM alert_outbox") == [["0"]], timeout=10)
