@@ -263,11 +263,18 @@ int store_pg_lead(store_pg *p)
     if (p->lead_gen == p->generation + 1 && PQstatus(p->conn) == CONNECTION_OK)
         return 1;
     p->lead_gen = 0;
-    /* a session lock: held until this connection ends, when another node's next try gets it */
-    PGresult *r = pg_run(p, "SELECT pg_try_advisory_lock(" LOCK_LEAD ")", NULL);
+    /* A session lock: held until this connection ends, when another node's next try gets it.
+     * A leader whose host vanishes without closing its TCP connection must not hold it for the
+     * kernel's default two hours: the server probes this session after 10 s idle, 3 x 5 s (no
+     * effect on a unix socket, where the peer's death is seen at once). */
+    PGresult *r = pg_run(p,
+                         "SELECT set_config('tcp_keepalives_idle','10',false),"
+                         " set_config('tcp_keepalives_interval','5',false),"
+                         " set_config('tcp_keepalives_count','3',false), pg_try_advisory_lock(" LOCK_LEAD ")",
+                         NULL);
     if (!r)
         return -1;
-    int got = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    int got = PQntuples(r) == 1 && PQgetvalue(r, 0, 3)[0] == 't';
     PQclear(r);
     if (got)
         p->lead_gen = p->generation + 1; /* read after pg_run, which may have reconnected */
