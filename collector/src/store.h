@@ -2,8 +2,9 @@
  * of every snapshot, findings with their history, and the read side of the fleet view.
  *
  * Nothing above this header knows SQL: ingest, the CLI queries (query.c), the HTTP API and the
- * alert thread use only these functions, so a second backend (PostgreSQL, a later issue) is a
- * second implementation of this file's functions. Today's backend is SQLite (store*.c).
+ * alert thread use only these functions. Two backends answer them: SQLite (store*.c) and, for a
+ * `postgresql://` database, PostgreSQL (store_pg*.c); the read side, the command queue and the
+ * alert tables are one copy of SQL both run (store_sq.h).
  *
  * Durability: WAL mode with synchronous=FULL, so a COMMIT returns only after the WAL has been
  * fsync'ed; that is the point at which ingest may acknowledge. Group commit: ingest opens one
@@ -202,8 +203,14 @@ int store_q_sites_at(coll_store *s, int64_t target, int64_t at_ms, int64_t *snap
  * and its last count, as one sample. NOTFOUND for an unknown finding. */
 int store_q_finding_stack(coll_store *s, int64_t finding, store_site_cb cb, void *arg);
 
-/* The raw handle of the SQLite backend, for SQLite-only code kept beside it (alert_store.c's
- * outbox). Nothing else may use it. */
+/* Whether this handle leads the work done once for the fleet (the alert thread's): on
+ * PostgreSQL, several nodes share the database and the one whose session holds an advisory
+ * lock leads until that session ends (taken here when free, and again after a reconnect); on
+ * SQLite, always. 1 leads, 0 another node does, -1 database error. */
+int store_lead(coll_store *s);
+
+/* The raw handle of the SQLite backend, for SQLite-only code kept beside it (alert_outbox.c's
+ * tables' creation). Nothing else may use it. */
 struct sqlite3 *store_db(coll_store *s);
 
 #endif

@@ -254,6 +254,33 @@ int64_t store_pg_count(store_pg *p, const char *table)
     return n;
 }
 
+/* the session advisory lock of the fleet's leader ("etld") */
+#define LOCK_LEAD "1702126692"
+
+int store_pg_lead(store_pg *p)
+{
+    /* a broken connection lost the lock with its session, whether or not libpq has reconnected yet */
+    if (p->lead_gen == p->generation + 1 && PQstatus(p->conn) == CONNECTION_OK)
+        return 1;
+    p->lead_gen = 0;
+    /* A session lock: held until this connection ends, when another node's next try gets it.
+     * A leader whose host vanishes without closing its TCP connection must not hold it for the
+     * kernel's default two hours: the server probes this session after 10 s idle, 3 x 5 s (no
+     * effect on a unix socket, where the peer's death is seen at once). */
+    PGresult *r = pg_run(p,
+                         "SELECT set_config('tcp_keepalives_idle','10',false),"
+                         " set_config('tcp_keepalives_interval','5',false),"
+                         " set_config('tcp_keepalives_count','3',false), pg_try_advisory_lock(" LOCK_LEAD ")",
+                         NULL);
+    if (!r)
+        return -1;
+    int got = PQntuples(r) == 1 && PQgetvalue(r, 0, 3)[0] == 't';
+    PQclear(r);
+    if (got)
+        p->lead_gen = p->generation + 1; /* read after pg_run, which may have reconnected */
+    return got;
+}
+
 int64_t store_pg_db_bytes(store_pg *p)
 {
     PGresult *r = pg_run(p, "SELECT pg_database_size(current_database())", NULL);

@@ -1,8 +1,9 @@
 /* store_pg_int.h - the PostgreSQL backend (store_pg*.c) behind store.h.
  *
- * store.c routes a `postgresql://` (or `postgres://`) database URL here; every public store
- * function of the SQLite files starts with `if (s->pg) return store_pg_...(...)`, so the SQLite
- * code stays as it was and nothing above store.h knows which engine answers.
+ * store.c routes a `postgresql://` (or `postgres://`) database URL here. The hot write path
+ * (store_put_snapshot), transactions, keys and retention start with `if (s->pg) return
+ * store_pg_...(...)`; the read side, the command queue and the alert tables run the same SQL on
+ * both engines through store_sq.h. Nothing above store.h knows which engine answers.
  *
  * libpq is used synchronously (one connection per coll_store, which belongs to one thread, as
  * with SQLite). Parameters go as text (integers printed) or binary (bytea keys). */
@@ -29,7 +30,9 @@ typedef struct store_pg {
     int schema;
     char err[256];     /* our own messages (PQerrorMessage otherwise) */
     int64_t pruned;    /* rows or partitions dropped since open */
+    int64_t rolled_up; /* rollup rows written from expiring partitions since open */
     int generation;    /* bumped by each reconnect: session state (an advisory lock) is gone */
+    int lead_gen;      /* generation + 1 while this session holds the leader lock (store_lead) */
     /* (target, site key) pairs known stored with their names (store_pg_findings.c), as on
      * SQLite; dropped on rollback. Sites are never deleted, so another node's writes can only
      * make an entry stale in the harmless direction (a name we would write again). */
@@ -74,6 +77,7 @@ void store_pg_rollback(store_pg *p);
 int store_pg_put_snapshot(store_pg *p, const char *device, const coll_snap *snap, int64_t received_ms,
                           const uint8_t *payload, size_t payload_len);
 int64_t store_pg_count(store_pg *p, const char *table);
+int store_pg_lead(store_pg *p);
 int64_t store_pg_db_bytes(store_pg *p);
 
 void pga_f64(pg_args *a, double v);

@@ -77,7 +77,14 @@ static int expire_one(store_pg *p, const char *table, int64_t cutoff_ms, int64_t
         snprintf(quoted, sizeof(quoted), "\"%s\"", name);
         snprintf(sql, sizeof(sql), rollup, quoted);
     }
-    int err = rollup && pg_exec(p, sql, &a);
+    int err = 0;
+    if (rollup) {
+        PGresult *res = pg_run(p, sql, &a);
+        err = !res;
+        if (res)
+            p->rolled_up += atoi(PQcmdTuples(res));
+        PQclear(res);
+    }
     if (!err) {
         snprintf(sql, sizeof(sql), "DROP TABLE \"%s\"", name);
         err = pg_exec(p, sql, NULL) || pg_exec(p, "COMMIT", NULL);
@@ -108,8 +115,8 @@ static int delete_batch(store_pg *p, const char *table, const char *where, int64
 
 /* One bounded step: keep partitions ahead, expire at most one partition per table, forget dedup
  * keys older than full-resolution retention (a retry older than that cannot happen: agents'
- * spools hold days, not months) and old rollups, in batches. payload_days only bounds the
- * payload column on SQLite; here a payload lives as long as its snapshot's partition. */
+ * spools hold days, not months) and old rollups, in batches. Payloads older than payload_days
+ * are cleared by store_retention.c's walk, shared with SQLite. */
 int store_pg_prune_step(store_pg *p, const store_retention *r, int64_t now_ms)
 {
     if (store_pg_partitions_ahead(p, now_ms))

@@ -120,9 +120,10 @@ def pg_cluster():
     c.cleanup()
 
 
-def backend_db(request, workdir):
-    """The `--db` of a module-scoped fixture parametrized over BACKENDS: a SQLite file in workdir, or a fresh
-    database on the module's PostgreSQL cluster."""
-    if request.param == "sqlite":
+def backend_db(request, workdir, backend=None):
+    """The `--db` for BACKEND (default: the param of a fixture parametrized over BACKENDS): a SQLite file in
+    workdir, or a fresh database on the module's PostgreSQL cluster."""
+    if (backend or request.param) == "sqlite":
         return workdir / "collector.db"
-    return request.getfixturevalue("pg_cluster").createdb("et_" + "".join(c for c in workdir.name if c.isalnum()))
+    name = "et_" + "".join(c for c in workdir.name if c.isalnum())[-40:]  # PostgreSQL names: 63 bytes at most
+    return request.getfixturevalue("pg_cluster").createdb(name)

@@ -11,7 +11,11 @@ Covered:
   - kill -9 of a node under load loses nothing acknowledged;
   - PostgreSQL restarting under a running node: errors (retryable 5.xx) while it is away, then the
     node reconnects by itself and stores again;
-  - retention drops a whole expired partition.
+  - retention rolls series and site counts up into 10-minute buckets and drops whole expired partitions,
+    and clears payloads older than retention_payload_days;
+  - a database of schema v1 is upgraded in place by the first node, keeping its rows.
+The HTTP API, captures, provisioning and alerts on PostgreSQL are tested by test_http_api, test_downlink,
+test_fleet (each over both backends) and test_alerts_pg.
 
 Run: make collector host-tools host-deps (coap-client, et-push, ingest_bench); /usr/bin/python3 -m pytest tests/integration/test_collector_pg.py
 """
@@ -225,11 +229,55 @@ def test_retention_drops_whole_expired_partitions(pg, db, nodes, tmp_path):
     day = 86400 * 1000
     old = (int(time.time() * 1000) // day - 40) * day
     stamp = time.strftime("%Y%m%d", time.gmtime(old / 1000))
-    pg.sql(name, f"CREATE TABLE snapshots_p{stamp} PARTITION OF snapshots FOR VALUES FROM ({old}) TO ({old + day});"
-                 f"INSERT INTO snapshots(snapshot_id, device, received, t) VALUES('aa', 'gw-1', {old + 5}, {old})")
+    q = f"FOR VALUES FROM ({old}) TO ({old + day})"
+    pg.sql(name, f"CREATE TABLE snapshots_p{stamp} PARTITION OF snapshots {q};"
+                 f"CREATE TABLE series_p{stamp} PARTITION OF series {q};"
+                 f"CREATE TABLE site_counts_p{stamp} PARTITION OF site_counts {q};"
+                 f"INSERT INTO snapshots(snapshot_id, device, received, t) VALUES('aa', 'gw-1', {old + 5}, {old});"
+                 # two snapshots' figures in one 10-minute bucket, one in the next
+                 f"INSERT INTO series(target, t, snap, received, goroutines, rss_kb) VALUES"
+                 f" (7, {old}, 1, {old}, 10, 100), (7, {old + 1000}, 2, {old + 1000}, 30, 50),"
+                 f" (7, {old + 600000}, 3, {old + 600000}, 20, 70);"
+                 f"INSERT INTO site_counts(target, key, t, count, received) VALUES"
+                 f" (7, 99, {old}, 4, {old}), (7, 99, {old + 1000}, 6, {old + 1000})")
+    # payloads: cleared after retention_payload_days (7), in partitions that stay
+    mid = (int(time.time() * 1000) // day - 10) * day
+    pg.sql(name, f"CREATE TABLE snapshots_p{time.strftime('%Y%m%d', time.gmtime(mid / 1000))} PARTITION OF snapshots"
+                 f" FOR VALUES FROM ({mid}) TO ({mid + day});"
+                 f"INSERT INTO snapshots(snapshot_id, device, received, t, payload) VALUES"
+                 f" ('bb', 'gw-1', {mid + 5}, {mid}, '\\x01')")
     nodes(url, extra=["--retention-full-days", "30"])  # its pruner does the work
-    assert wait_for(lambda: pg.sql(name, f"SELECT to_regclass('snapshots_p{stamp}') IS NULL")[0][0] == "t", timeout=20)
-    assert pg.sql(name, "SELECT count(*) FROM snapshots")[0][0] == "0"
+    assert wait_for(lambda: pg.sql(name, "SELECT snapshot_id FROM snapshots WHERE payload IS NULL") == [["bb"]],
+                    timeout=20), pg.sql(name, "SELECT snapshot_id, payload FROM snapshots")
+    for t in ("snapshots", "series", "site_counts"):
+        assert wait_for(lambda: pg.sql(name, f"SELECT to_regclass('{t}_p{stamp}') IS NULL")[0][0] == "t", timeout=20)
+    assert pg.sql(name, "SELECT snapshot_id FROM snapshots ORDER BY 1") == [["bb"]]
+    # rolled up before the drop, as SQLite keeps them: min/max/last per 10 minutes
+    assert pg.sql(name, "SELECT t, n, goroutines_min, goroutines_max, goroutines_last, rss_kb_last FROM series_rollup"
+                        " ORDER BY t") == [[str(old), "2", "10", "30", "30", "50"],
+                                           [str(old + 600000), "1", "20", "20", "20", "70"]]
+    assert pg.sql(name, "SELECT key, count_min, count_max, count_last FROM site_rollup") == [["99", "4", "6", "6"]]
+    assert int(pg.sql(name, "SELECT value FROM meta WHERE key='prune_rows_total'")[0][0]) >= 3
     # partitions ahead exist for the days to come
     tomorrow = time.strftime("%Y%m%d", time.gmtime(time.time() + 86400))
     assert pg.sql(name, f"SELECT to_regclass('series_p{tomorrow}') IS NOT NULL")[0][0] == "t"
+
+
+def test_schema_v1_upgrades_in_place(pg, db, nodes, tmp_path):
+    """A database of the first PostgreSQL schema (snapshots, series, keys, dedup: v1) is upgraded to v2 by
+    the first node that starts on it, keeping its rows; the version says so and the new tables serve."""
+    name, url = db
+    creds = provision(url, "gw-1", tmp_path)
+    n = nodes(url, "a")
+    files = gen_snapshots(tmp_path, creds, 2)
+    for f in files:
+        assert "new " in coap_post(n.port, creds, f, tmp_path)
+    n.stop(signal.SIGKILL)
+    v2 = ("sites", "site_counts", "attachments", "finding_counts", "finding_events", "findings", "series_rollup",
+          "site_rollup", "commands", "alert_state", "alert_outbox")
+    pg.sql(name, "".join(f"DROP TABLE {t};" for t in v2) +
+           "DELETE FROM meta WHERE key='prune_rows_total'; UPDATE meta SET value='1' WHERE key='schema_version'")
+    b = nodes(url, "b")
+    assert pg.sql(name, "SELECT value FROM meta WHERE key='schema_version'") == [["2"]]
+    assert sorted(stored_ids(pg, name)) == sorted(snapshot_id(f) for f in files)
+    assert b.api("/api/findings") == {"findings": []} and len(b.api("/api/devices/gw-1")["targets"]) >= 1

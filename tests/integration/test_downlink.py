@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import AGENT, COLLECTOR, wait_for
+from pgcluster import BACKENDS, backend_db, pg_cluster  # noqa: F401 (pg_cluster: a fixture)
 from test_agent_run import collector, udp_port  # noqa: F401 (fixture)
 
 
@@ -118,12 +119,12 @@ def http(port, method, path, body=None, ctype="application/json"):
         return 0, None  # the collector's HTTP server is not listening yet
 
 
-def http_fleet(go_service, tmp_path, go="1.23", program="worker-pool", args=("-rate", "40")):
-    """A real collector with its HTTP API, a real Go service and the agent sampling it; returns
-    (collector, agent, log, http port, the service's target id)."""
+def http_fleet(go_service, tmp_path, go="1.23", program="worker-pool", args=("-rate", "40"), db=None):
+    """A real collector with its HTTP API (on db: default a SQLite file), a real Go service and the agent
+    sampling it; returns (collector, agent, log, http port, the service's target id)."""
     from test_http_api import start_collector
     from conftest import free_port
-    db = tmp_path / "collector.db"
+    db = db or tmp_path / "collector.db"
     subprocess.run([str(COLLECTOR), "provision", "gw-run", "--db", str(db), "--out", str(tmp_path / "creds")],
                    check=True, capture_output=True)
     hport = free_port()
@@ -176,13 +177,16 @@ def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tm
 GO = "/var/cache/edgetrace/go/1.27/bin/go"
 
 
-def test_trace_and_debug2_captures_arrive_and_open(go_service, tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_trace_and_debug2_captures_arrive_and_open(go_service, tmp_path, request, backend):
+    """On both backends: the capture queue, its results' bytes and their download."""
     import json
     import os
     import urllib.request
     # a quiet service: one second of its trace stays under the 120 KiB cap (a busier one is cut,
     # and a cut trace does not parse)
-    coll, agent, log, hport, tid = http_fleet(go_service, tmp_path, go="1.27", program="basic", args=())
+    coll, agent, log, hport, tid = http_fleet(go_service, tmp_path, go="1.27", program="basic", args=(),
+                                              db=backend_db(request, tmp_path, backend))
     try:
         results = {}
         for body in ('{"kind":"trace","seconds":1}', '{"kind":"goroutine-debug2"}'):
