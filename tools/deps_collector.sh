@@ -89,6 +89,9 @@ if ! done_mark libpq; then
     s=$(fetch_deb postgresql-15 "$PG_DEB"); b="$PREFIX/build/pg"; rm -rf "$b"; mkdir -p "$b"
     echo "$PG_ORIG_SHA256  $(ls "$SRC/postgresql-15_$PG_DEB"/dl/postgresql-15_*.orig.tar.*)" | sha256sum -c --quiet
     log "libpq (postgresql-15 $PG_DEB)"
+    # the collector links OpenSSL statically (Makefile PG_LIBS): say so now, not at the final link
+    [ -f "$(gcc -print-file-name=libssl.a)" ] && [ -f "$(gcc -print-file-name=libcrypto.a)" ] \
+        || { echo "deps: libssl.a/libcrypto.a missing: apt-get install libssl-dev (tools/setup.sh does)" >&2; exit 1; }
     # Out-of-tree (VPATH) build: the unpacked source in the cache stays clean for the next key.
     # Only libpq and the two libraries it links are built (src/common, src/port come with it
     # as its submake prerequisites), not the server: ~1 min instead of ~10 on 2 cores. The
