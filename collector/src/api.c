@@ -205,6 +205,12 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
     }
     case API_FINDING:
         rc = store_q_finding(ctx->ro, r->id, &doc);
+        if (rc == STORE_Q_OK) {
+            /* the captures asked for from this finding's page: its evidence */
+            json_t *caps = NULL;
+            rc = store_q_finding_captures(ctx->ro, r->id, now_ms, &caps) ? -1 : STORE_Q_OK;
+            json_object_set_new(doc, "captures", caps ? caps : json_array());
+        }
         api_from_store(ctx, out, rc, doc, "finding");
         return;
     case API_TARGET_PPROF:
