@@ -333,7 +333,7 @@ static void take_started_reports(const coap_pdu_t *request, const char *device)
             S.c.started_bad++;
             continue;
         }
-        if (store_cmd_started(S.st, device, id, wall_ms()) == 0)
+        if (store_cmd_started(S.st, device, id, wall_ms()) > 0)
             S.c.started_reports++;
     }
 }

@@ -84,7 +84,7 @@ int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t no
  * redeliver_ms ago), oldest first, at most ET_CMD_MAX, marked handed out now. Count or -1. */
 int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out);
 /* DEVICE reported that it started command ID (wire/command.h, "r=ID"): the first report sets
- * started_ms; a repeat, or an id that is not the device's, changes nothing. 0 or -1. */
+ * started_ms (1); a repeat, or an id that is not the device's, changes nothing (0). -1: error. */
 int store_cmd_started(coll_store *s, const char *device, uint64_t id, int64_t now_ms);
 
 /* A capture of target TARGET (kind ET_CMD_TRACE..ET_CMD_HEAP) asked for through the HTTP API,

@@ -181,7 +181,7 @@ int store_cmd_started(coll_store *s, const char *device, uint64_t id, int64_t no
     sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc == SQLITE_DONE ? sqlite3_changes(s->db) > 0 : -1;
 }
 
 #define CAPTURE_COLS                                                                                                  \

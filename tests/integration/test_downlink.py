@@ -319,3 +319,34 @@ def test_captures_per_hour_is_the_configured_number(go_service, tmp_path):
         stop(agent)
         coll.terminate()
         coll.wait(timeout=10)
+
+
+def test_started_reports_from_a_stock_coap_client(tmp_path):
+    """The started report ("r=ID" Uri-Query, wire/command.h) as any CoAP peer can send it: stock
+    coap-client checks in over DTLS naming its own command, another device's, and hostile
+    values. Only its own command becomes running; the bad values are counted and ignored; the
+    check-in is answered as always."""
+    import os
+    from test_collector import COAP_CLIENT, Collector
+    if not COAP_CLIENT.exists():
+        pytest.fail(f"stock coap-client not found at {COAP_CLIENT} (make host-deps)")
+    c = Collector(tmp_path, extra=("--http", "off"))
+    creds = c.provision("gw-run")
+    c.provision("gw-other")
+    c.start()
+    try:
+        mine = queue(c.db, "heap", "svc")
+        out = subprocess.run([str(COLLECTOR), "command", "gw-other", "heap", "svc", "--db", str(c.db)],
+                             capture_output=True, text=True, timeout=20)
+        theirs = int(out.stdout)
+        q = f"r={mine}&r={theirs}&r=abc&r=0{mine}"
+        r = subprocess.run([str(COAP_CLIENT), "-m", "post", "-u", "gw-run", "-k", "0x" + creds["psk"], "-B", "20",
+                            f"coaps://127.0.0.1:{c.port}/s?{q}"], capture_output=True, timeout=40)
+        assert r.stdout.startswith(b"idle s="), (r.stdout, r.stderr)  # then NUL + the commands due
+        started = dict(c.rows("SELECT id, started_ms FROM commands"))
+        assert started[mine] is not None and started[theirs] is None, started
+        os.kill(c.proc.pid, signal.SIGUSR1)
+        assert wait_for(lambda: "started=1 started_bad=2" in c.log.read_text(), timeout=10), c.log.read_text()[-1500:]
+        assert c.alive()
+    finally:
+        c.stop()

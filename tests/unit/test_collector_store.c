@@ -360,7 +360,7 @@ static void test_capture_limits(void **state)
     assert_int_equal(store_q_capture(s, id, now + 12, &doc), STORE_Q_OK);
     assert_string_equal(json_string_value(json_object_get(doc, "state")), "delivered");
     json_decref(doc);
-    assert_int_equal(store_cmd_started(s, "gw-1", (uint64_t)id, now + 13), 0);
+    assert_int_equal(store_cmd_started(s, "gw-1", (uint64_t)id, now + 13), 1);
     assert_int_equal(store_cmd_started(s, "gw-1", (uint64_t)id, now + 14), 0);
     assert_int_equal(store_q_capture(s, id, now + 15, &doc), STORE_Q_OK);
     assert_string_equal(json_string_value(json_object_get(doc, "state")), "running");
