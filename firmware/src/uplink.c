@@ -73,13 +73,13 @@ struct et_uplink {
     et_uplink_stats st;
     /* downlink: the request in flight is a check-in (empty POST), not a record */
     int checkin;
-    uint64_t last_exchange_ms; /* monotonic: the last final answer from the collector */
-    et_cmd_fn cmd_fn;
-    void *cmd_ctx;
     /* command ids started but not yet reported ("r=ID" on the next request; RAM only: a
      * report lost to a power cut leaves the collector at "delivered", which is all it costs) */
     uint64_t started[ET_CMD_STARTED_MAX];
     unsigned nstarted, started_sent;
+    uint64_t last_exchange_ms; /* monotonic: the last final answer from the collector */
+    et_cmd_fn cmd_fn;
+    void *cmd_ctx;
 };
 
 /* ---- parameters and credentials --------------------------------------------------------- */

@@ -161,14 +161,14 @@ int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *p
 
 /* Who runs the commands that arrive in the collector's answers (downlink.h). */
 void et_uplink_set_command_handler(et_uplink *u, et_cmd_fn fn, void *ctx);
-/* Command ID has started (a capture is running): reported to the collector on the next
- * request, a check-in sent at once when there is nothing to upload (wire/command.h "r=ID").
- * Kept in RAM until a 2.xx answer; no flash write. */
-void et_uplink_report_started(et_uplink *u, uint64_t id);
 /* Something was appended to the spool: start sending now unless busy or backing off. */
 void et_uplink_kick(et_uplink *u);
 /* 1 when nothing is in flight and the spool has nothing that may be sent now. */
 int et_uplink_idle(et_uplink *u);
+/* Command ID has started (a capture is running): reported to the collector on the next
+ * request, a check-in sent at once when there is nothing to upload (wire/command.h "r=ID").
+ * Kept in RAM until a 2.xx answer; no flash write. */
+void et_uplink_report_started(et_uplink *u, uint64_t id);
 void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st);
 
 /* `edgetrace-agent push|upload ...` (uplink_cmd.c): one-shot uploads for tests and demos. */
