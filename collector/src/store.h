@@ -105,6 +105,8 @@ int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
 /* The captures requested from finding ID, newest first (at most 50), each as store_q_capture
  * gives it: a JSON array. 0 or -1. */
 int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
+/* The same for target ID: its 20 newest captures, whoever asked for them. */
+int store_q_target_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
 
 /* Inside a transaction: the result of command cap->cmd_id from DEVICE. STORE_NEW,
  * STORE_DUPLICATE (already stored: nothing changes), STORE_Q_NOTFOUND (no such command of

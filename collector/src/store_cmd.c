@@ -242,12 +242,12 @@ int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
     return o ? STORE_Q_OK : -1;
 }
 
-int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+/* The captures of one finding or one target (sql: CAPTURE_COLS with a WHERE on ?1), newest first. */
+static int captures_where(coll_store *s, const char *sql, int64_t id, int64_t now_ms, json_t **out)
 {
     *out = NULL;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, CAPTURE_COLS " WHERE finding=? AND target_id IS NOT NULL ORDER BY id DESC LIMIT 50",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, id);
     json_t *a = json_array();
@@ -261,6 +261,17 @@ int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t *
     }
     *out = a;
     return 0;
+}
+
+int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE finding=?1 AND target_id IS NOT NULL ORDER BY id DESC LIMIT 50",
+                          id, now_ms, out);
+}
+
+int store_q_target_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE target_id=?1 ORDER BY id DESC LIMIT 20", id, now_ms, out);
 }
 
 int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms)

@@ -415,9 +415,10 @@
       h.push('<div class="plots"><div class="plot" id="p-gor"></div><div class="plot" id="p-heap"></div>' +
         '<div class="plot" id="p-rss"></div><div class="plot" id="p-thr"></div></div></section>');
       h.push(captureCard());
+      h.push('<section class="card"><h2>Captures</h2><div id="captures">' + captureList(t.captures || []) + "</div></section>");
       h.push('<section class="card"><h2>Findings</h2>' + findingsTable(t.findings || [], true) + "</section>");
       app.innerHTML = h.join("");
-      wireCapture(seq, id, 0);
+      wireCapture(seq, id, 0, function () { refreshCaptures(seq, "/api/targets/" + enc(id)); });
 
       var tt = s.t || [], byState = s.by_state || {};
       var gs = [{ label: "total", values: s.goroutines || [], color: "#212529" }];
@@ -468,7 +469,7 @@
       '<button id="capture-go" class="button" type="submit">Capture now</button></form>' +
       '<div id="capture-state" class="muted small"></div></section>';
   }
-  // The captures asked for from a finding: its evidence, newest first.
+  // The captures of a target, or those asked for from a finding (its evidence), newest first.
   function captureList(caps) {
     if (!caps.length) return '<p class="muted">No captures yet.</p>';
     var h = ['<table class="list" id="capture-list"><thead><tr><th>Capture</th><th>Kind</th><th>State</th><th>Requested</th><th>Size</th><th></th></tr></thead><tbody>'];
@@ -480,6 +481,13 @@
     });
     h.push("</tbody></table>");
     return h.join("");
+  }
+  // The page's captures list again, from its target's or finding's document (path).
+  function refreshCaptures(seq, path) {
+    api(path).then(function (d) {
+      var el = document.getElementById("captures");
+      if (seq === renderSeq && el) el.innerHTML = captureList(d.captures || []);
+    });
   }
   // finding: 0, or the finding the capture is evidence of (stored with it; onDone refreshes its list)
   function wireCapture(seq, target, finding, onDone) {
@@ -578,12 +586,7 @@
       }
       h.push("</section>");
       app.innerHTML = h.join("");
-      wireCapture(seq, f.target, f.id, function () {
-        api("/api/findings/" + enc(f.id)).then(function (g) {
-          var el = document.getElementById("captures");
-          if (seq === renderSeq && el) el.innerHTML = captureList(g.captures || []);
-        });
-      });
+      wireCapture(seq, f.target, f.id, function () { refreshCaptures(seq, "/api/findings/" + enc(f.id)); });
       var se = f.series || {};
       var markers = hist.map(function (e) { return { t: e.t, event: e.event, confidence: e.confidence }; });
       plot(document.getElementById("p-growth"), "Goroutines at " + (f.function || "the site"), se.t || [],

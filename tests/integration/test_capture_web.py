@@ -47,6 +47,10 @@ def test_capture_now_shows_progress_and_offers_the_download(go_service, tmp_path
         with urllib.request.urlopen(href, timeout=10) as r:
             assert r.read().startswith(b"goroutine ")
             assert "attachment" in r.headers.get("Content-Disposition", "")
+        # the target's captures list follows, with the download link
+        row = WebDriverWait(browser, 10).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#capture-list tbody tr[data-state='uploaded']"))[0]
+        assert row.find_element(By.CSS_SELECTOR, "a[data-download]").get_attribute("href") == href
         browser.save_screenshot(str(tmp_path / "capture-done.png"))
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
