@@ -4,7 +4,7 @@ shows the request's progress (queued, then uploaded) and offers the result for d
 downloaded link serves the dump the agent captured. On the page of a real finding (a leaking
 service) the user asks for a trace and a heap profile: the page follows queued -> delivered ->
 running -> uploaded with times, the files open in `go tool trace` and `go tool pprof`, and the
-finding lists both captures."""
+finding lists both captures (on SQLite and on PostgreSQL)."""
 import re
 import subprocess
 import urllib.request
@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import AGENT, wait_for
+from pgcluster import BACKENDS, backend_db, pg_cluster  # noqa: F401 (pg_cluster: a fixture)
 from test_downlink import GO, http, http_fleet, stop
 from test_http_api import run_pprof
 
@@ -88,10 +89,12 @@ def download(browser, base):
         return link.get_attribute("data-download"), r.read()
 
 
-def test_capture_from_the_finding_page(go_service, tmp_path, browser):  # noqa: F811
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_capture_from_the_finding_page(go_service, tmp_path, browser, request, backend):  # noqa: F811
     # a leaking service (Go 1.27, whose trace format `go tool trace` reads): a finding opens
     coll, agent, log, hport, tid = http_fleet(go_service, tmp_path, go="1.27", program="range-unclosed",
-                                              agent_extra="deep_interval = 4s\nleak_interval = 5s")
+                                              agent_extra="deep_interval = 4s\nleak_interval = 5s",
+                                              db=backend_db(request, tmp_path, backend))
     base = f"http://127.0.0.1:{hport}"
     try:
         def open_finding():
