@@ -120,6 +120,22 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
     sq_done(st);
     if (rc != 1)
         return rc == 0 ? STORE_Q_NOTFOUND : -1;
+    if (finding > 0) {
+        /* a capture linked to a finding is evidence of it: it must be of the finding's target */
+        if (!(st = sq_prep(s, "SELECT target FROM findings WHERE id=?1")))
+            return -1;
+        sq_i64(st, 1, finding);
+        rc = sq_step(st);
+        int64_t ft = rc == 1 ? sq_int(st, 0) : 0;
+        sq_done(st);
+        if (rc < 0)
+            return -1;
+        if (ft != target) {
+            snprintf(err, errlen, "finding %lld is not a finding of target %lld", (long long)finding,
+                     (long long)target);
+            return STORE_Q_BADARG;
+        }
+    }
     /* both limits protect the gateway's CPU and its metered link */
     int64_t active = count_q(s, "SELECT count(*) FROM commands WHERE target_id=?1 AND expiry_ms>?2 AND uploaded_ms IS NULL",
                              NULL, target, now_ms);
@@ -153,44 +169,103 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
     return rc == 0 ? STORE_Q_OK : -1;
 }
 
+int store_cmd_started(coll_store *s, const char *device, uint64_t id, int64_t now_ms)
+{
+    sq *st = sq_prep(s, "UPDATE commands SET started_ms=?1 WHERE id=?2 AND device=?3 AND started_ms IS NULL"
+                        " RETURNING id");
+    if (!st)
+        return -1;
+    sq_i64(st, 1, now_ms);
+    sq_i64(st, 2, (int64_t)id);
+    sq_text(st, 3, device);
+    int rc = sq_step(st); /* a row: this report set it */
+    sq_done(st);
+    return rc;
+}
+
+#define CAPTURE_COLS                                                                                                  \
+    "SELECT id, device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms, deliveries,"          \
+    " uploaded_ms, cut, error, length(data), started_ms FROM commands"
+
+static json_t *opt_int(sq *st, int col) { return sq_isnull(st, col) ? json_null() : json_integer(sq_int(st, col)); }
+
+/* One row of CAPTURE_COLS as the API shows it (store.h, store_q_capture). */
+static json_t *capture_json(sq *st, int64_t now_ms)
+{
+    int delivered = !sq_isnull(st, 7);
+    int64_t expiry = sq_int(st, 8);
+    int uploaded = !sq_isnull(st, 10);
+    int started = !sq_isnull(st, 14);
+    const char *error = sq_str(st, 12);
+    /* a result ends it; without one, the expiry does (the agent skips an expired command) */
+    const char *state = uploaded       ? (error && *error ? "failed" : "uploaded")
+                        : expiry <= now_ms ? "expired"
+                        : started          ? "running"
+                        : delivered        ? "delivered"
+                                           : "queued";
+    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)sq_int(st, 0), "device",
+                          sq_str(st, 1), "target", (json_int_t)sq_int(st, 2), "kind",
+                          et_cmd_kind_name((unsigned)sq_int(st, 4)), "seconds", (json_int_t)sq_int(st, 5), "state",
+                          state, "created_ms", (json_int_t)sq_int(st, 6), "expiry_ms", (json_int_t)expiry);
+    if (o) {
+        json_object_set_new(o, "finding", opt_int(st, 3));
+        json_object_set_new(o, "delivered_ms", opt_int(st, 7));
+        json_object_set_new(o, "deliveries", json_integer(sq_int(st, 9)));
+        json_object_set_new(o, "started_ms", opt_int(st, 14));
+        json_object_set_new(o, "uploaded_ms", opt_int(st, 10));
+        json_object_set_new(o, "cut", json_boolean(sq_int(st, 11)));
+        json_object_set_new(o, "error", json_string(error ? error : ""));
+        json_object_set_new(o, "bytes", json_integer(sq_int(st, 13)));
+    }
+    return o;
+}
+
 int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
 {
     *out = NULL;
-    sq *st = sq_prep(s, "SELECT device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms,"
-                        " deliveries, uploaded_ms, cut, error, length(data) FROM commands"
-                        " WHERE id=?1 AND target_id IS NOT NULL");
+    sq *st = sq_prep(s, CAPTURE_COLS " WHERE id=?1 AND target_id IS NOT NULL");
     if (!st)
         return -1;
     sq_i64(st, 1, id);
     int rc = sq_step(st);
-    if (rc != 1) {
-        sq_done(st);
-        return rc == 0 ? STORE_Q_NOTFOUND : -1;
-    }
-    int delivered = !sq_isnull(st, 6);
-    int64_t expiry = sq_int(st, 7);
-    int uploaded = !sq_isnull(st, 9);
-    const char *error = sq_str(st, 11);
-    const char *state = uploaded ? (error && *error ? "failed" : "done")
-                        : delivered ? "delivered"
-                        : expiry <= now_ms ? "expired"
-                                           : "queued";
-    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)id, "device", sq_str(st, 0),
-                          "target", (json_int_t)sq_int(st, 1), "kind", et_cmd_kind_name((unsigned)sq_int(st, 3)),
-                          "seconds", (json_int_t)sq_int(st, 4), "state", state, "created_ms",
-                          (json_int_t)sq_int(st, 5), "expiry_ms", (json_int_t)expiry);
-    if (o) {
-        json_object_set_new(o, "finding", sq_isnull(st, 2) ? json_null() : json_integer(sq_int(st, 2)));
-        json_object_set_new(o, "delivered_ms", delivered ? json_integer(sq_int(st, 6)) : json_null());
-        json_object_set_new(o, "deliveries", json_integer(sq_int(st, 8)));
-        json_object_set_new(o, "uploaded_ms", uploaded ? json_integer(sq_int(st, 9)) : json_null());
-        json_object_set_new(o, "cut", json_boolean(sq_int(st, 10)));
-        json_object_set_new(o, "error", json_string(error ? error : ""));
-        json_object_set_new(o, "bytes", json_integer(sq_int(st, 12)));
-    }
+    json_t *o = rc == 1 ? capture_json(st, now_ms) : NULL;
     sq_done(st);
+    if (rc != 1)
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
     *out = o;
     return o ? STORE_Q_OK : -1;
+}
+
+/* The captures of one finding or one target (sql: CAPTURE_COLS with a WHERE on ?1), newest first. */
+static int captures_where(coll_store *s, const char *sql, int64_t id, int64_t now_ms, json_t **out)
+{
+    *out = NULL;
+    sq *st = sq_prep(s, sql);
+    if (!st)
+        return -1;
+    sq_i64(st, 1, id);
+    json_t *a = json_array();
+    int rc = -1;
+    while (a && (rc = sq_step(st)) == 1)
+        json_array_append_new(a, capture_json(st, now_ms));
+    sq_done(st);
+    if (!a || rc != 0) {
+        json_decref(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE finding=?1 AND target_id IS NOT NULL ORDER BY id DESC LIMIT 50",
+                          id, now_ms, out);
+}
+
+int store_q_target_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE target_id=?1 ORDER BY id DESC LIMIT 20", id, now_ms, out);
 }
 
 int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms)

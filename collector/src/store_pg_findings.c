@@ -137,7 +137,7 @@ static void finding_args(pg_args *a, const et_finding *f, const char *conf, cons
 static int put_finding(store_pg *p, const char *device, int64_t tid, const et_snapshot *w, const et_finding *f,
                        const char *snapshot_id, int64_t t)
 {
-    static char stack[STORE_STACK_JSON_MAX]; /* a handle belongs to one thread; this is big for a stack */
+    char stack[STORE_STACK_JSON_MAX];
     const char *conf = store_confidence_name(f->confidence);
     const char *gstate = f->kind == 0 || f->kind == 1 ? et_snap_state_name(f->state) : "";
     char fp[sizeof(f->fingerprint) + 1];

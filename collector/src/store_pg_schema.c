@@ -130,7 +130,13 @@ static const char V2[] =
     "INSERT INTO meta VALUES('prune_rows_total','0');"
     "UPDATE meta SET value='2' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2};
+/* 2 -> 3: when the agent reported that it started a command (a capture's "running" state), as
+ * SQLite's schema 5 added it. */
+static const char V3[] =
+    "ALTER TABLE commands ADD COLUMN started_ms bigint;"
+    "UPDATE meta SET value='3' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3};
 _Static_assert(sizeof(STEPS) / sizeof(STEPS[0]) == STORE_PG_SCHEMA_VERSION, "one step per version");
 
 /* the advisory lock key of schema changes and partition creation ("etsc") */

@@ -477,7 +477,7 @@ static int event(coll_store *s, int64_t fid, int64_t t, const char *ev, const ch
 static int put_finding(coll_store *s, const char *device, int64_t tid, const et_snapshot *w, const et_finding *f,
                        const char *snapshot_id, int64_t t)
 {
-    char stack[ET_STACK_MAX * (ET_FUNC_MAX * 2 + 4) + 4];
+    char stack[STORE_STACK_JSON_MAX];
     const char *conf = store_confidence_name(f->confidence);
     const char *gstate = f->kind == 0 || f->kind == 1 ? et_snap_state_name(f->state) : "";
     char fp[sizeof(f->fingerprint)];

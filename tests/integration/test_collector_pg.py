@@ -264,7 +264,7 @@ def test_retention_drops_whole_expired_partitions(pg, db, nodes, tmp_path):
 
 
 def test_schema_v1_upgrades_in_place(pg, db, nodes, tmp_path):
-    """A database of the first PostgreSQL schema (snapshots, series, keys, dedup: v1) is upgraded to v2 by
+    """A database of the first PostgreSQL schema (snapshots, series, keys, dedup: v1) is upgraded to v3 by
     the first node that starts on it, keeping its rows; the version says so and the new tables serve."""
     name, url = db
     creds = provision(url, "gw-1", tmp_path)
@@ -278,6 +278,7 @@ def test_schema_v1_upgrades_in_place(pg, db, nodes, tmp_path):
     pg.sql(name, "".join(f"DROP TABLE {t};" for t in v2) +
            "DELETE FROM meta WHERE key='prune_rows_total'; UPDATE meta SET value='1' WHERE key='schema_version'")
     b = nodes(url, "b")
-    assert pg.sql(name, "SELECT value FROM meta WHERE key='schema_version'") == [["2"]]
+    assert pg.sql(name, "SELECT value FROM meta WHERE key='schema_version'") == [["3"]]
+    assert pg.sql(name, "SELECT count(*) FROM commands WHERE started_ms IS NULL") == [["0"]]  # v3's column
     assert sorted(stored_ids(pg, name)) == sorted(snapshot_id(f) for f in files)
     assert b.api("/api/findings") == {"findings": []} and len(b.api("/api/devices/gw-1")["targets"]) >= 1
