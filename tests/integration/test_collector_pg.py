@@ -282,3 +282,16 @@ def test_schema_v1_upgrades_in_place(pg, db, nodes, tmp_path):
     assert pg.sql(name, "SELECT count(*) FROM commands WHERE started_ms IS NULL") == [["0"]]  # v3's column
     assert sorted(stored_ids(pg, name)) == sorted(snapshot_id(f) for f in files)
     assert b.api("/api/findings") == {"findings": []} and len(b.api("/api/devices/gw-1")["targets"]) >= 1
+
+
+def test_store_unit_suite_on_postgresql(pg, db):
+    """The store's own cmocka suite (tests/unit/test_collector_store_fleet.c: every wire field kept, target
+    identity, dedup per device, finding history with out-of-order arrivals and the survivor evidence, the
+    API's JSON) run against PostgreSQL: the same assertions as on SQLite."""
+    name, url = db
+    unit = BUILD / "host-asan" / "test_collector_store_fleet"
+    if not unit.exists():
+        pytest.fail(f"{unit} not built (make {unit.relative_to(BUILD.parent)})")
+    r = subprocess.run([str(unit)], env=dict(os.environ, ET_TEST_PG_URL=url), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "PASSED  ] 6 test(s)" in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
