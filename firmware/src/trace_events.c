@@ -154,6 +154,90 @@ static inline uint8_t status_to_state(uint64_t s)
     return s >= 1 && s <= 4 ? map[s] : 0;
 }
 
+/* A uvarint read with one unaligned 8-byte load, without a branch on its length: the
+ * lengths of deltas, goroutine IDs and sequence numbers vary from event to event, so the
+ * byte-at-a-time loop mispredicted on most events. The caller guarantees UV_MAX readable
+ * bytes. A value longer than 8 bytes (over 56 bits) takes uv(); *bad is set if that
+ * overflows 64 bits, as uv() reports it. */
+static inline __attribute__((always_inline)) uint64_t uv_fast(const uint8_t **pp, int *bad)
+{
+    const uint8_t *q = *pp;
+    if (*q < 0x80) {
+        *pp = q + 1;
+        return *q;
+    }
+    uint64_t w;
+    memcpy(&w, q, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    uint64_t stop = ~w & 0x8080808080808080ull; /* bit 7 of each byte that ends the varint */
+    if (__builtin_expect(stop == 0, 0)) {
+        uint64_t v = 0;
+        if (uv(pp, q + UV_MAX, &v) != 1)
+            *bad = 1;
+        return v;
+    }
+    /* Keep the bytes up to and including the first stop byte, drop the continuation bits,
+     * then close the 1-bit gaps pairwise: 7-bit groups -> 14 -> 28 -> 56 bits. */
+    uint64_t x = w & (stop ^ (stop - 1)) & 0x7f7f7f7f7f7f7f7full;
+    x = ((x & 0x7f007f007f007f00ull) >> 1) | (x & 0x007f007f007f007full);
+    x = ((x & 0x3fff00003fff0000ull) >> 2) | (x & 0x00003fff00003fffull);
+    x = ((x & 0x0fffffff00000000ull) >> 4) | (x & 0x000000000fffffffull);
+    *pp = q + (__builtin_ctzll(stop) >> 3) + 1;
+    return x;
+}
+
+/* The three events of nearly every scheduling step (a busy trace is >99% these), one
+ * function each so the fast and the general path of tr_do_events share them. */
+static inline __attribute__((always_inline)) void ev_go_start(et_trace_parser *p, struct tm *ms, const uint64_t *a,
+                                                               uint64_t ts)
+{
+    struct tg *g = g_get(p, a[1]);
+    if (!g)
+        return;
+    g->transitions++;
+    p->transitions++;
+    if (g_anchor(p, g, a[2]))
+        g_set(g, ET_TG_RUNNING, ts);
+    m_bind(p, ms, g, a[2]);
+}
+
+static inline __attribute__((always_inline)) void ev_go_unblock(et_trace_parser *p, const uint64_t *a, uint64_t ts)
+{
+    struct tg *g = g_get(p, a[1]);
+    if (!g)
+        return;
+    g->transitions++;
+    p->transitions++;
+    if (g_anchor(p, g, a[2]))
+        g_set(g, ET_TG_RUNNABLE, ts);
+}
+
+/* GoDestroy, GoDestroySyscall, GoStop, GoBlock, GoSyscallEndBlocked: the M's goroutine stops. */
+static inline __attribute__((always_inline)) void ev_go_off(et_trace_parser *p, struct tm *ms, unsigned typ,
+                                                             const uint64_t *a, uint64_t ts)
+{
+    int latest = 0;
+    struct tg *g = g_own(p, ms, &latest);
+    if (g) {
+        g->transitions++;
+        p->transitions++;
+        if (latest) {
+            uint8_t st = typ == EV_GOBLOCK ? ET_TG_WAITING
+                       : (typ == EV_GOSTOP || typ == EV_GOSYSCALLENDBLOCKED) ? ET_TG_RUNNABLE
+                       : ET_TG_NOTEXIST;
+            g_set(g, st, ts);
+            if (typ == EV_GOBLOCK || typ == EV_GOSTOP) {
+                set_pend_reason(g, a[1]);
+                set_pend_stack(p, g, &g->block_site, GF_BLOCK_PEND, a[2]);
+            }
+        }
+    }
+    if (ms)
+        ms->cur_g = 0;
+}
+
 /* One M's batch of timed events. */
 void tr_do_events(et_trace_parser *p, uint64_t mid, uint64_t ts, const uint8_t *d, const uint8_t *end)
 {
@@ -168,6 +252,49 @@ void tr_do_events(et_trace_parser *p, uint64_t mid, uint64_t ts, const uint8_t *
         p->gen_min_ticks = ts;
     while (d < end) {
         unsigned typ = *d++;
+        if (end - d >= 5 * UV_MAX) {
+            /* Fast path: the hot events away from the batch's end, where every argument
+             * fits, decoded with their argument count known at compile time. */
+            int bad = 0;
+            switch (typ) {
+            case EV_GOSTART:
+                a[0] = uv_fast(&d, &bad);
+                a[1] = uv_fast(&d, &bad);
+                a[2] = uv_fast(&d, &bad);
+                if (bad)
+                    goto bad;
+                ts += a[0];
+                nev++;
+                p->evcount[EV_GOSTART]++;
+                ev_go_start(p, ms, a, ts);
+                continue;
+            case EV_GOUNBLOCK:
+                a[0] = uv_fast(&d, &bad);
+                a[1] = uv_fast(&d, &bad);
+                a[2] = uv_fast(&d, &bad);
+                a[3] = uv_fast(&d, &bad);
+                if (bad)
+                    goto bad;
+                ts += a[0];
+                nev++;
+                p->evcount[EV_GOUNBLOCK]++;
+                ev_go_unblock(p, a, ts);
+                continue;
+            case EV_GOBLOCK:
+                a[0] = uv_fast(&d, &bad);
+                a[1] = uv_fast(&d, &bad);
+                a[2] = uv_fast(&d, &bad);
+                if (bad)
+                    goto bad;
+                ts += a[0];
+                nev++;
+                p->evcount[EV_GOBLOCK]++;
+                ev_go_off(p, ms, EV_GOBLOCK, a, ts);
+                continue;
+            default:
+                break;
+            }
+        }
         unsigned n = typ <= maxev ? ev_argc[typ] : 0;
         if (!n) {
             p->trunc.malformed++;
@@ -220,43 +347,17 @@ void tr_do_events(et_trace_parser *p, uint64_t mid, uint64_t ts, const uint8_t *
                 m_bind(p, ms, g, 0);
             break;
         case EV_GOSTART:
-            if (!(g = g_get(p, a[1])))
-                break;
-            g->transitions++;
-            p->transitions++;
-            if (g_anchor(p, g, a[2]))
-                g_set(g, ET_TG_RUNNING, ts);
-            m_bind(p, ms, g, a[2]);
+            ev_go_start(p, ms, a, ts);
             break;
         case EV_GOUNBLOCK:
-            if (!(g = g_get(p, a[1])))
-                break;
-            g->transitions++;
-            p->transitions++;
-            if (g_anchor(p, g, a[2]))
-                g_set(g, ET_TG_RUNNABLE, ts);
+            ev_go_unblock(p, a, ts);
             break;
         case EV_GODESTROY:
         case EV_GODESTROYSYSCALL:
         case EV_GOSTOP:
         case EV_GOBLOCK:
         case EV_GOSYSCALLENDBLOCKED:
-            if ((g = g_own(p, ms, &latest))) {
-                g->transitions++;
-                p->transitions++;
-                if (latest) {
-                    uint8_t st = typ == EV_GOBLOCK ? ET_TG_WAITING
-                               : (typ == EV_GOSTOP || typ == EV_GOSYSCALLENDBLOCKED) ? ET_TG_RUNNABLE
-                               : ET_TG_NOTEXIST;
-                    g_set(g, st, ts);
-                    if (typ == EV_GOBLOCK || typ == EV_GOSTOP) {
-                        set_pend_reason(g, a[1]);
-                        set_pend_stack(p, g, &g->block_site, GF_BLOCK_PEND, a[2]);
-                    }
-                }
-            }
-            if (ms)
-                ms->cur_g = 0;
+            ev_go_off(p, ms, typ, a, ts);
             break;
         case EV_GOSYSCALLBEGIN:
             if ((g = g_own(p, ms, &latest))) {
