@@ -135,7 +135,7 @@ static inline uint64_t ticks_ns(et_trace_parser *p, uint64_t t)
     return v >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)v;
 }
 
-static void retire(et_trace_parser *p, struct tg *g)
+void tr_emit_goroutine(et_trace_parser *p, const struct tg *g)
 {
     if (p->gfn) {
         et_trace_goroutine v = {
@@ -145,6 +145,11 @@ static void retire(et_trace_parser *p, struct tg *g)
         };
         p->gfn(p->gctx, &v);
     }
+}
+
+static void retire(et_trace_parser *p, struct tg *g)
+{
+    tr_emit_goroutine(p, g);
     p->retired++;
     if (g->flags & GF_CREATED)
         p->retired_created++;

@@ -220,6 +220,8 @@ struct tg *tr_g_get_slow(et_trace_parser *p, uint64_t goid, uint32_t *recent);
 struct tm *tr_m_get(et_trace_parser *p, uint64_t mid);
 void tr_gen_begin(et_trace_parser *p, uint64_t gen);
 void tr_gen_end(et_trace_parser *p);
+/* The goroutine's final view to the et_trace_goroutine_fn callback, if one is set. */
+void tr_emit_goroutine(et_trace_parser *p, const struct tg *g);
 /* trace_tables.c: strings, stacks, sites, reasons */
 const char *tr_str_get(et_trace_parser *p, uint64_t id, uint32_t *len);
 uint32_t tr_resolve_stack(et_trace_parser *p, uint32_t id);

@@ -109,14 +109,7 @@ int et_trace_parser_finish(et_trace_parser *p, et_trace_summary *out)
         struct tg *g = &p->g[i];
         if (!(g->flags & GF_USED))
             continue;
-        if (p->gfn) {
-            et_trace_goroutine v = {
-                .id = g->goid, .state = g->state, .created = !!(g->flags & GF_CREATED),
-                .transitions = g->transitions, .reason = p->reasons[g->reason < p->nreasons ? g->reason : 0],
-                .since_ns = (g->flags & GF_BEFORE) ? 0 : g->since,
-            };
-            p->gfn(p->gctx, &v);
-        }
+        tr_emit_goroutine(p, g);
         out->goroutines.seen++;
         if (g->flags & GF_CREATED)
             out->goroutines.created++;
