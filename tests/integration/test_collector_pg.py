@@ -13,7 +13,8 @@ Covered:
     node reconnects by itself and stores again;
   - retention rolls series and site counts up into 10-minute buckets and drops whole expired partitions,
     and clears payloads older than retention_payload_days;
-  - a database of schema v1 is upgraded in place by the first node, keeping its rows.
+  - a database of schema v1 is upgraded in place by the first node, keeping its rows;
+  - the store's and the alert tables' unit suites (cmocka) pass on PostgreSQL with their SQLite assertions.
 The HTTP API, captures, provisioning and alerts on PostgreSQL are tested by test_http_api, test_downlink,
 test_fleet (each over both backends) and test_alerts_pg.
 
@@ -282,3 +283,19 @@ def test_schema_v1_upgrades_in_place(pg, db, nodes, tmp_path):
     assert pg.sql(name, "SELECT count(*) FROM commands WHERE started_ms IS NULL") == [["0"]]  # v3's column
     assert sorted(stored_ids(pg, name)) == sorted(snapshot_id(f) for f in files)
     assert b.api("/api/findings") == {"findings": []} and len(b.api("/api/devices/gw-1")["targets"]) >= 1
+
+
+@pytest.mark.parametrize("suite,count", [("test_collector_store_fleet", 6), ("test_collector_alert", 4)])
+def test_store_unit_suites_on_postgresql(pg, db, suite, count):
+    """The store's and the alert tables' own cmocka suites run against PostgreSQL with the same assertions as on
+    SQLite: every wire field kept, target identity, dedup per device, finding history with out-of-order arrivals
+    and the survivor evidence, the API's JSON (test_collector_store_fleet.c); the alert state machine, its
+    outbox and the alert thread (test_collector_alert.c)."""
+    name, url = db
+    unit = BUILD / "host-asan" / suite
+    if not unit.exists():
+        pytest.fail(f"{unit} not built (make {unit.relative_to(BUILD.parent)})")
+    r = subprocess.run([str(unit)], env=dict(os.environ, ET_TEST_PG_URL=url), capture_output=True, text=True,
+                       timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and f"PASSED  ] {count} test(s)" in out, out[-3000:]
