@@ -35,15 +35,15 @@
 
 #define MT_MAX 64
 #define MC_MAX 64
-#define NAME_MAX_ 64
+#define IDENT_MAX 64
 
 typedef struct mcol {
-    char name[NAME_MAX_];
+    char name[IDENT_MAX];
     int bytea;
 } mcol;
 
 typedef struct mtable {
-    char name[NAME_MAX_];
+    char name[IDENT_MAX];
     mcol col[MC_MAX];
     int ncol;
 } mtable;
@@ -142,22 +142,22 @@ static int pg_catalogue(store_pg *p, mtable *t, int *nt, char *err, size_t errle
     for (int i = 0; i < PQntuples(r); i++) {
         const char *tn = PQgetvalue(r, i, 0);
         if (*nt == 0 || strcmp(t[*nt - 1].name, tn)) {
-            if (*nt == MT_MAX || strlen(tn) >= NAME_MAX_) {
+            if (*nt == MT_MAX || strlen(tn) >= IDENT_MAX) {
                 snprintf(err, errlen, "postgresql: too many tables or a name too long (%s)", tn);
                 PQclear(r);
                 return -1;
             }
             memset(&t[*nt], 0, sizeof(t[0]));
-            snprintf(t[*nt].name, NAME_MAX_, "%s", tn);
+            snprintf(t[*nt].name, IDENT_MAX, "%s", tn);
             (*nt)++;
         }
         mtable *cur = &t[*nt - 1];
-        if (cur->ncol == MC_MAX || strlen(PQgetvalue(r, i, 1)) >= NAME_MAX_) {
+        if (cur->ncol == MC_MAX || strlen(PQgetvalue(r, i, 1)) >= IDENT_MAX) {
             snprintf(err, errlen, "postgresql: table %s has too many columns", tn);
             PQclear(r);
             return -1;
         }
-        snprintf(cur->col[cur->ncol].name, NAME_MAX_, "%s", PQgetvalue(r, i, 1));
+        snprintf(cur->col[cur->ncol].name, IDENT_MAX, "%s", PQgetvalue(r, i, 1));
         cur->col[cur->ncol].bytea = PQgetvalue(r, i, 2)[0] == 't';
         cur->ncol++;
     }
@@ -176,18 +176,25 @@ static int sq_catalogue(sqlite3 *db, mtable *t, int *nt, char *err, size_t errle
     *nt = 0;
     while (ok && sqlite3_step(st) == SQLITE_ROW) {
         const char *tn = (const char *)sqlite3_column_text(st, 0);
-        if (*nt == MT_MAX || strlen(tn) >= NAME_MAX_) {
+        if (*nt == MT_MAX || strlen(tn) >= IDENT_MAX) {
             snprintf(err, errlen, "sqlite: too many tables or a name too long (%s)", tn);
             ok = 0;
             break;
         }
         mtable *cur = &t[(*nt)++];
         memset(cur, 0, sizeof(*cur));
-        snprintf(cur->name, NAME_MAX_, "%s", tn);
+        snprintf(cur->name, IDENT_MAX, "%s", tn);
         sqlite3_reset(cs);
         sqlite3_bind_text(cs, 1, tn, -1, SQLITE_TRANSIENT);
-        while (sqlite3_step(cs) == SQLITE_ROW && cur->ncol < MC_MAX)
-            snprintf(cur->col[cur->ncol++].name, NAME_MAX_, "%s", (const char *)sqlite3_column_text(cs, 0));
+        while (ok && sqlite3_step(cs) == SQLITE_ROW) {
+            const char *cn = (const char *)sqlite3_column_text(cs, 0);
+            if (cur->ncol == MC_MAX || strlen(cn) >= IDENT_MAX) { /* never a column silently left out */
+                snprintf(err, errlen, "sqlite: table %s has too many columns or a name too long (%s)", tn, cn);
+                ok = 0;
+            } else {
+                snprintf(cur->col[cur->ncol++].name, IDENT_MAX, "%s", cn);
+            }
+        }
     }
     if (!ok && !err[0])
         snprintf(err, errlen, "sqlite catalogue: %s", sqlite3_errmsg(db));
