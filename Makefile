@@ -124,17 +124,21 @@ size-line:
 H := build/host
 WEB_ASSETS_C := $(H)/gen/web_assets.c
 HOST_CC := gcc
-PG_INCDIR := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
-HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -I$(PG_INCDIR) -Icollector/src \
+HOST_CFLAGS := $(STD) $(WARN) -O2 -g $(INCS) -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -Icollector/src \
 	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' \
 	-DET_BOARD_CPU='"host"' -DET_DEFAULT_SPOOL_DIR='"/var/lib/edgetrace/spool"' -DET_DEFAULT_SPOOL_MAX=16777216 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
-# libpq (the PostgreSQL backend, store_pg*.c) is Debian's packaged libpq-dev, linked dynamically:
-# its static libpq.a needs libpgcommon.a/libpgport.a, which libpq-dev does not ship (they come with
-# postgresql-server-dev-NN), plus static Kerberos/LDAP/OpenSSL builds that Debian does not package.
-# The collector runs on a host with glibc, so libpq5 from the distribution is the sane dependency.
+# libpq (the PostgreSQL backend, store_pg*.c) is linked statically, like every other library of
+# the collector: the image holds the binary and libc6's files only, so a libpq5 it would load
+# at run time is not there. It is built from bookworm's postgresql-15 source by
+# tools/deps_collector.sh (libpq.a needs PostgreSQL's libpgcommon_shlib.a and libpgport_shlib.a).
+# Its TLS is Debian's OpenSSL, static too (libssl-dev ships libssl.a/libcrypto.a): the database
+# is reached over the network, so `sslmode=require|verify-full` must work; mbedTLS (the DTLS
+# side) has no libpq backend.
+PG_LIBS := $(COLL_DEPS)/lib/libpq.a $(COLL_DEPS)/lib/libpgcommon_shlib.a $(COLL_DEPS)/lib/libpgport_shlib.a \
+	-Wl,-Bstatic -lssl -lcrypto -Wl,-Bdynamic
 HOST_LIBS := -L$(HOST_DEPS)/lib -L$(COLL_DEPS)/lib -lmicrohttpd -ljansson -lcoap-3 -lmbedtls -lmbedx509 -lmbedcrypto -ltinycbor -lzstd -lz -linih \
-	$(HOST_DEPS)/lib/libsqlite3.a -lpq -lpthread -lm -ldl
+	$(HOST_DEPS)/lib/libsqlite3.a $(PG_LIBS) -lpthread -lm -ldl
 COLL_OBJS := $(patsubst %.c,$(H)/obj/%.o,$(COLL_SRCS) $(WIRE_SRCS) $(WEB_ASSETS_C))
 
 # The web page's assets, built into the collector: collector/web/ plus uPlot, fetched by npm ci
@@ -184,7 +188,7 @@ $(H)/lossy-link: tools/lossy-link/lossy-link.c
 # Sanitized host build of agent + collector objects for unit tests (ASan + UBSan).
 HS := build/host-asan
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-HS_CFLAGS := $(STD) $(WARN) -O1 -g $(SAN) $(INCS) -Icollector/src -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -I$(PG_INCDIR) -D_UINTPTR_T_DEFINED \
+HS_CFLAGS := $(STD) $(WARN) -O1 -g $(SAN) $(INCS) -Icollector/src -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -D_UINTPTR_T_DEFINED \
 	-DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"$(GIT_REV)"' -DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' \
 	-DET_BOARD_CPU='"host"' -DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600
@@ -229,7 +233,7 @@ unit-cross: $(XT_BINS) $(XT_TOOLS)
 # libFuzzer targets (clang), same linking rule as the unit tests.
 FZ := build/fuzz
 FZ_CFLAGS := $(STD) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
-	$(INCS) -Icollector/src -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -I$(PG_INCDIR) -DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"fuzz"' \
+	$(INCS) -Icollector/src -I$(HOST_DEPS)/include -I$(COLL_DEPS)/include -DET_VERSION='"$(VERSION)"' -DET_GIT_REV='"fuzz"' \
 	-DET_BOARD='"host"' -DET_BOARD_ARCH='"x86_64"' -DET_BOARD_CPU='"host"' \
 	-DET_DEFAULT_SPOOL_DIR='"/tmp/edgetrace-spool"' -DET_DEFAULT_SPOOL_MAX=8388608 \
 	-DET_DEFAULT_INTERVAL_S=30 -DET_DEFAULT_DEEP_INTERVAL_S=600

@@ -12,6 +12,14 @@
 #   libmicrohttpd  the HTTP server (LGPL-2.1+; linked statically into the collector only,
 #                  never into the device binary; the collector's object files are shipped
 #                  with the source, which satisfies the LGPL's relinking clause)
+#   libpq          PostgreSQL's client library (PostgreSQL licence), from bookworm's
+#                  postgresql-15 source: libpq.a plus the libpgcommon_shlib.a/libpgport_shlib.a
+#                  it calls into. Static, so the collector image (libc6 files only) runs the
+#                  PostgreSQL backend without a libpq5 package in it. TLS through Debian's static
+#                  OpenSSL (libssl-dev's libssl.a/libcrypto.a): PostgreSQL is reached over the
+#                  network, and `sslmode=verify-full` in the URL must work. No Kerberos, LDAP,
+#                  ICU, readline, zlib: libpq needs none of them for password/SCRAM over TLS,
+#                  and each would be one more static tree to build.
 set -euo pipefail
 
 PREFIX=$1
@@ -21,6 +29,11 @@ JOBS=${JOBS:-$(nproc)}
 
 JANSSON_DEB=2.14-2
 MHD_DEB=1.0.1-4
+# bookworm's (the machine's) PostgreSQL major, so the client speaks what the tests' server does.
+# apt-get source checks the files against Debian's signed Sources index; the orig tarball's
+# sha256 (from that .dsc) is pinned on top, so a re-uploaded tarball fails loudly.
+PG_DEB=15.18-0+deb12u1
+PG_ORIG_SHA256=11df0df97fe3ea4ba9a791faaf39cee1d2fe571e78885b5b55d8517d27c323b4
 
 log() { printf '[deps collector] %s\n' "$*" >&2; }
 
@@ -70,6 +83,32 @@ if ! done_mark microhttpd; then
         && make -j"$JOBS" >>"$b.log" 2>&1 && make install >>"$b.log" 2>&1) \
         || { tail -40 "$b.log" >&2; exit 1; }
     mark microhttpd
+fi
+
+if ! done_mark libpq; then
+    s=$(fetch_deb postgresql-15 "$PG_DEB"); b="$PREFIX/build/pg"; rm -rf "$b"; mkdir -p "$b"
+    echo "$PG_ORIG_SHA256  $(ls "$SRC/postgresql-15_$PG_DEB"/dl/postgresql-15_*.orig.tar.*)" | sha256sum -c --quiet
+    log "libpq (postgresql-15 $PG_DEB)"
+    # the collector links OpenSSL statically (Makefile PG_LIBS): say so now, not at the final link
+    [ -f "$(gcc -print-file-name=libssl.a)" ] && [ -f "$(gcc -print-file-name=libcrypto.a)" ] \
+        || { echo "deps: libssl.a/libcrypto.a missing: apt-get install libssl-dev (tools/setup.sh does)" >&2; exit 1; }
+    # Out-of-tree (VPATH) build: the unpacked source in the cache stays clean for the next key.
+    # Only libpq and the two libraries it links are built (src/common, src/port come with it
+    # as its submake prerequisites), not the server: ~1 min instead of ~10 on 2 cores. The
+    # generated headers (errcodes.h...) are made explicitly: PostgreSQL's makefiles only make
+    # them from a top-level make (MAKELEVEL 0), and we run under the project's make.
+    (cd "$b" && "$s/configure" --prefix="$PREFIX" --libdir="$PREFIX/lib" --includedir="$PREFIX/include" \
+            --with-openssl --without-readline --without-zlib --without-icu --without-gssapi \
+            --without-ldap --without-pam --without-libxml --without-lz4 --without-zstd \
+            --without-systemd --without-llvm --disable-nls CFLAGS="$CFLAGS" >"$b.log" 2>&1 \
+        && make -C src/backend generated-headers >>"$b.log" 2>&1 \
+        && make -C src/interfaces/libpq -j"$JOBS" all-static-lib >>"$b.log" 2>&1) \
+        || { tail -40 "$b.log" >&2; exit 1; }
+    cp "$b/src/interfaces/libpq/libpq.a" "$b/src/common/libpgcommon_shlib.a" "$b/src/port/libpgport_shlib.a" "$PREFIX/lib/"
+    # The client headers only (libpq-install would also want the shared library).
+    cp "$s/src/interfaces/libpq/libpq-fe.h" "$s/src/interfaces/libpq/libpq-events.h" \
+       "$s/src/include/postgres_ext.h" "$b/src/include/pg_config_ext.h" "$PREFIX/include/"
+    mark libpq
 fi
 
 rm -rf "$PREFIX/build"

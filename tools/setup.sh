@@ -87,7 +87,9 @@ PKGS=(
   # the collector's web page, alerts and metrics, tested with the real programs:
   chromium chromium-driver python3-selenium prometheus-alertmanager prometheus
   # images, init systems and scale-out, tested with the real programs:
-  busybox-static crun umoci skopeo nginx libnginx-mod-stream postgresql libpq-dev
+  busybox-static crun umoci skopeo nginx libnginx-mod-stream postgresql
+  # static OpenSSL (libssl.a, libcrypto.a) for the collector's libpq (tools/deps_collector.sh)
+  libssl-dev
   # `ctr images import` of the agent image into a private containerd (test_image.py)
   containerd
   panicparse  # make bench: baseline of the goroutine-dump parser (tools/bench/bench.py parse)

@@ -37,6 +37,7 @@ struct alert_thread {
     int cancel_fd;         /* eventfd: readable once stopping, abandons an HTTP exchange */
     alert_counters n;      /* under mu */
     int failing;           /* logging: one line per outage, not per attempt */
+    int leading;           /* the last store_lead answer (logged on change; 1 at start: one node says nothing) */
 };
 
 /* The copy /metrics reads (another thread): published by the alert thread, never its live
@@ -182,6 +183,15 @@ static int post(alert_thread *t, const alert_row *rows, int n)
 
 static void evaluate(alert_thread *t, const alert_source_conf *sc)
 {
+    /* Nodes sharing a PostgreSQL database alert once for the fleet: the others leave the
+     * reading, the outbox and the POSTs to the leader (store_lead), and take over if it goes. */
+    int lead = store_lead(t->st);
+    if (lead >= 0 && lead != t->leading)
+        coll_logf(lead ? "alert: this node sends the fleet's alerts" : "alert: another node sends the fleet's alerts");
+    if (lead >= 0)
+        t->leading = lead;
+    if (lead == 0)
+        return;
     int64_t now = wall_ms();
     alert_want *w = NULL;
     int complete = 1;
@@ -299,6 +309,7 @@ alert_thread *alert_start(const alert_conf *c, char *err, size_t errlen)
         return NULL;
     }
     t->c = *c;
+    t->leading = 1;
     snprintf(t->am_url, sizeof(t->am_url), "%s", c->alertmanager_url);
     snprintf(t->public_url, sizeof(t->public_url), "%s", c->public_url && *c->public_url ? c->public_url : "");
     for (size_t l = strlen(t->public_url); l && t->public_url[l - 1] == '/';)

@@ -1,5 +1,12 @@
 /* alert_outbox.c - alert_state and alert_outbox tables (see alert_outbox.h for why this
- * ordering loses nothing). */
+ * ordering loses nothing), on either backend through store_sq.h.
+ *
+ * Several collector nodes on one PostgreSQL: alerts are sent once for the fleet, because only
+ * the node that holds the alert advisory lock (store_lead) evaluates into the tables, delivers
+ * the outbox and re-sends; the others keep their hands off until its session ends (the node
+ * died or lost the database), when one of them takes the lock over and carries on from the
+ * same tables. On SQLite the one process is always the leader. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,11 +14,13 @@
 #include <sqlite3.h>
 
 #include "alert_outbox.h"
+#include "store_sq.h"
 
 struct alert_db {
-    sqlite3 *db;
+    coll_store *st;
 };
 
+/* SQLite: created idempotently beside the store's schema (PostgreSQL: in its migration v2) */
 static const char SCHEMA[] =
     /* What Alertmanager was (or is being) told about each alert. ends_ms NULL = firing. */
     "CREATE TABLE IF NOT EXISTS alert_state("
@@ -30,18 +39,14 @@ alert_db *alert_db_open(coll_store *st, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    d->db = store_db(st);
-    if (!d->db) {
-        snprintf(err, errlen, "alerts need the SQLite backend (the PostgreSQL outbox is not written yet)");
-        free(d);
-        return NULL;
-    }
+    d->st = st;
+    sqlite3 *db = store_db(st);
     char *msg = NULL;
     /* synchronous=FULL (the store's setting too): an event is on disk when its
      * transaction returns. */
-    if (sqlite3_exec(d->db, "PRAGMA synchronous=FULL;", NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(d->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, errlen, "alert tables: %s", msg ? msg : sqlite3_errmsg(d->db));
+    if (db && (sqlite3_exec(db, "PRAGMA synchronous=FULL;", NULL, NULL, &msg) != SQLITE_OK ||
+               sqlite3_exec(db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK)) {
+        snprintf(err, errlen, "alert tables: %s", msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         free(d);
         return NULL;
@@ -54,24 +59,24 @@ void alert_db_close(alert_db *d)
     free(d);
 }
 
-const char *alert_db_errmsg(alert_db *d) { return sqlite3_errmsg(d->db); }
+const char *alert_db_errmsg(alert_db *d) { return store_errmsg(d->st); }
 
-static char *dup_col(sqlite3_stmt *st, int i)
+static char *dup_col(sq *st, int i)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return strdup(t ? (const char *)t : "");
+    const char *t = sq_str(st, i);
+    return strdup(t ? t : "");
 }
 
-static void row_load(sqlite3_stmt *st, alert_row *r)
+static void row_load(sq *st, alert_row *r)
 {
     /* columns: id, key, labels, annotations, url, starts_ms, ends_ms */
-    r->id = sqlite3_column_int64(st, 0);
+    r->id = sq_int(st, 0);
     r->key = dup_col(st, 1);
     r->labels = dup_col(st, 2);
     r->annotations = dup_col(st, 3);
     r->url = dup_col(st, 4);
-    r->starts_ms = sqlite3_column_int64(st, 5);
-    r->ends_ms = sqlite3_column_type(st, 6) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 6);
+    r->starts_ms = sq_int(st, 5);
+    r->ends_ms = sq_isnull(st, 6) ? 0 : sq_int(st, 6);
 }
 
 void alert_rows_free(alert_row *rows, int n)
@@ -90,44 +95,43 @@ static int cmp_want(const void *a, const void *b)
     return strcmp(((const alert_want *)a)->key, ((const alert_want *)b)->key);
 }
 
-static int exec1(alert_db *d, const char *sql)
+/* One statement with text (t) and int64 (i) parameters from fmt, no rows: 0 or -1. */
+static int run(alert_db *d, const char *sql, const char *fmt, ...)
 {
-    return sqlite3_exec(d->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+    sq *st = sq_prep(d->st, sql);
+    if (!st)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 't')
+            sq_text(st, i + 1, va_arg(ap, const char *));
+        else
+            sq_i64(st, i + 1, va_arg(ap, int64_t));
+    }
+    va_end(ap);
+    int rc = sq_exec(st, NULL);
+    sq_done(st);
+    return rc;
 }
 
 /* Appends an event for the state row KEY as it is now (inside the caller's transaction). */
 static int enqueue(alert_db *d, const char *key, int64_t now)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(d->db,
-                                "INSERT INTO alert_outbox(key,labels,annotations,url,starts_ms,ends_ms,created_ms)"
-                                " SELECT key,labels,annotations,url,starts_ms,ends_ms,?2 FROM alert_state WHERE key=?1",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, now);
-        rc = sqlite3_step(st);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
-static int step_done(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return run(d,
+               "INSERT INTO alert_outbox(key,labels,annotations,url,starts_ms,ends_ms,created_ms)"
+               " SELECT key,labels,annotations,url,starts_ms,ends_ms,?2 FROM alert_state WHERE key=?1",
+               "ti", key, now);
 }
 
 /* The transaction is opened lazily, at the first change: most evaluations change nothing
- * and must not take the write lock ingest needs. This thread is the only writer of these
- * tables, so what it read before BEGIN is still true after. */
+ * and must not take the write lock ingest needs. This thread (the leader's, on PostgreSQL) is
+ * the only writer of these tables, so what it read before BEGIN is still true after. */
 static int txn(alert_db *d, int *in_txn)
 {
     if (*in_txn)
         return 0;
-    if (exec1(d, "BEGIN IMMEDIATE"))
+    if (store_begin(d->st))
         return -1;
     *in_txn = 1;
     return 0;
@@ -137,6 +141,9 @@ int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t no
                    unsigned *fired, unsigned *resolved)
 {
     *fired = *resolved = 0;
+    int lead = store_lead(d->st);
+    if (lead <= 0)
+        return lead; /* another node evaluates for the fleet */
     alert_want *w = NULL;
     if (n && !(w = malloc(n * sizeof(*w))))
         return -1;
@@ -145,21 +152,9 @@ int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t no
     if (n)
         qsort(w, n, sizeof(*w), cmp_want);
     char *seen = calloc(n ? n : 1, 1);
-    sqlite3_stmt *cur = NULL, *fire = NULL, *ann = NULL, *res = NULL;
+    sq *cur = NULL;
     int ret = -1, in_txn = 0;
-    if (!seen ||
-        sqlite3_prepare_v2(d->db, "SELECT key, annotations FROM alert_state WHERE ends_ms IS NULL", -1, &cur, NULL) ||
-        sqlite3_prepare_v2(d->db,
-                           "INSERT INTO alert_state(key,labels,annotations,url,starts_ms,ends_ms,updated_ms)"
-                           " VALUES(?1,?2,?3,?4,?5,NULL,?5) ON CONFLICT(key) DO UPDATE SET labels=excluded.labels,"
-                           " annotations=excluded.annotations, url=excluded.url, starts_ms=excluded.starts_ms,"
-                           " ends_ms=NULL, updated_ms=excluded.updated_ms",
-                           -1, &fire, NULL) ||
-        sqlite3_prepare_v2(d->db, "UPDATE alert_state SET annotations=?2, url=?3, updated_ms=?4 WHERE key=?1", -1, &ann,
-                           NULL) ||
-        sqlite3_prepare_v2(d->db,
-                           "UPDATE alert_state SET ends_ms=max(?2, starts_ms), updated_ms=?2 WHERE key=?1", -1, &res,
-                           NULL))
+    if (!seen || !(cur = sq_prep(d->st, "SELECT key, annotations FROM alert_state WHERE ends_ms IS NULL")))
         goto out;
     /* Gather the firing alerts first, so the cursor is finished before any write. */
     size_t cap = 16, nf = 0;
@@ -170,7 +165,7 @@ int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t no
         goto out;
     }
     int rc;
-    while ((rc = sqlite3_step(cur)) == SQLITE_ROW) {
+    while ((rc = sq_step(cur)) == 1) {
         if (nf == cap) {
             cap *= 2;
             char **k2 = realloc(fk, cap * sizeof(*fk));
@@ -186,29 +181,26 @@ int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t no
         fa[nf] = dup_col(cur, 1);
         nf++;
     }
-    int read_ok = rc == SQLITE_DONE;
-    sqlite3_finalize(cur);
+    int err = rc != 0;
+    sq_done(cur);
     cur = NULL;
-    int err = !read_ok;
     for (size_t i = 0; i < nf && !err; i++) {
         alert_want key;
         snprintf(key.key, sizeof(key.key), "%s", fk[i]);
         alert_want *m = n ? bsearch(&key, w, n, sizeof(*w), cmp_want) : NULL;
         if (m) {
             seen[m - w] = 1;
-            if (strcmp(fa[i], m->annotations) && !(err = txn(d, &in_txn))) {
-                sqlite3_bind_text(ann, 1, m->key, -1, SQLITE_STATIC);
-                sqlite3_bind_text(ann, 2, m->annotations, -1, SQLITE_STATIC);
-                sqlite3_bind_text(ann, 3, m->url, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(ann, 4, now);
-                err = step_done(ann);
-            }
+            if (strcmp(fa[i], m->annotations) && !(err = txn(d, &in_txn)))
+                err = run(d, "UPDATE alert_state SET annotations=?2, url=?3, updated_ms=?4 WHERE key=?1", "ttti",
+                          m->key, m->annotations, m->url, now);
         } else if (keep_prefix && !strncmp(fk[i], keep_prefix, strlen(keep_prefix))) {
             continue; /* not in an incomplete answer: unknown, not gone */
         } else if (!(err = txn(d, &in_txn))) {
-            sqlite3_bind_text(res, 1, fk[i], -1, SQLITE_STATIC);
-            sqlite3_bind_int64(res, 2, now);
-            err = step_done(res) || enqueue(d, fk[i], now);
+            err = run(d,
+                      "UPDATE alert_state SET ends_ms=CASE WHEN ?2>starts_ms THEN ?2 ELSE starts_ms END,"
+                      " updated_ms=?2 WHERE key=?1",
+                      "ti", fk[i], now) ||
+                  enqueue(d, fk[i], now);
             (*resolved)++;
         }
     }
@@ -223,43 +215,33 @@ int alert_db_apply(alert_db *d, const alert_want *wants_in, size_t n, int64_t no
     for (size_t i = 0; i < n; i++) {
         if (seen[i])
             continue;
-        if (txn(d, &in_txn))
-            goto out;
-        sqlite3_bind_text(fire, 1, w[i].key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(fire, 2, w[i].labels, -1, SQLITE_STATIC);
-        sqlite3_bind_text(fire, 3, w[i].annotations, -1, SQLITE_STATIC);
-        sqlite3_bind_text(fire, 4, w[i].url, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(fire, 5, now);
-        if (step_done(fire) || enqueue(d, w[i].key, now))
+        if (txn(d, &in_txn) ||
+            run(d,
+                "INSERT INTO alert_state(key,labels,annotations,url,starts_ms,ends_ms,updated_ms)"
+                " VALUES(?1,?2,?3,?4,?5,NULL,?5) ON CONFLICT(key) DO UPDATE SET labels=excluded.labels,"
+                " annotations=excluded.annotations, url=excluded.url, starts_ms=excluded.starts_ms,"
+                " ends_ms=NULL, updated_ms=excluded.updated_ms",
+                "tttti", w[i].key, w[i].labels, w[i].annotations, w[i].url, now) ||
+            enqueue(d, w[i].key, now))
             goto out;
         (*fired)++;
     }
     if (in_txn) {
         /* Resolved alerts are re-sent for a while, then forgotten (a new occurrence fires
          * anew with a new startsAt). */
-        sqlite3_stmt *pr = NULL;
-        if (sqlite3_prepare_v2(d->db, "DELETE FROM alert_state WHERE ends_ms IS NOT NULL AND ends_ms < ?1", -1, &pr,
-                               NULL) != SQLITE_OK) {
-            sqlite3_finalize(pr);
-            goto out;
-        }
-        sqlite3_bind_int64(pr, 1, now - ALERT_RESOLVED_KEEP_MS);
-        rc = sqlite3_step(pr);
-        sqlite3_finalize(pr);
-        if (rc != SQLITE_DONE || exec1(d, "COMMIT"))
+        if (run(d, "DELETE FROM alert_state WHERE ends_ms IS NOT NULL AND ends_ms < ?1", "i",
+                now - ALERT_RESOLVED_KEEP_MS) ||
+            store_commit(d->st))
             goto out;
         in_txn = 0;
     }
     ret = 0;
 out:
     if (in_txn)
-        exec1(d, "ROLLBACK");
+        store_rollback(d->st);
     if (ret)
         *fired = *resolved = 0;
-    sqlite3_finalize(cur);
-    sqlite3_finalize(fire);
-    sqlite3_finalize(ann);
-    sqlite3_finalize(res);
+    sq_done(cur);
     free(seen);
     free(w);
     return ret;
@@ -267,22 +249,23 @@ out:
 
 int alert_outbox_claim(alert_db *d, int64_t now, alert_row *rows, int max)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT id,key,labels,annotations,url,starts_ms,ends_ms,next_ms FROM alert_outbox"
-                           " ORDER BY id LIMIT ?1",
-                           -1, &st, NULL) != SQLITE_OK)
+    int lead = store_lead(d->st);
+    if (lead <= 0)
+        return lead;
+    sq *st = sq_prep(d->st, "SELECT id,key,labels,annotations,url,starts_ms,ends_ms,next_ms FROM alert_outbox"
+                            " ORDER BY id LIMIT ?1");
+    if (!st)
         return -1;
-    sqlite3_bind_int(st, 1, max);
+    sq_i64(st, 1, max);
     int n = 0;
-    while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+    while (n < max && sq_step(st) == 1) {
         /* Strictly in order: a later event (the resolution) must not overtake an earlier
          * one that waits for its retry time. */
-        if (sqlite3_column_int64(st, 7) > now)
+        if (sq_int(st, 7) > now)
             break;
         /* A second event of the same alert (fired, then resolved) waits for the next POST:
          * Alertmanager would otherwise see only the resolution and never page. */
-        const char *key = (const char *)sqlite3_column_text(st, 1);
+        const char *key = sq_str(st, 1);
         int dup = 0;
         for (int i = 0; i < n && !dup; i++)
             dup = key && !strcmp(rows[i].key, key);
@@ -290,24 +273,17 @@ int alert_outbox_claim(alert_db *d, int64_t now, alert_row *rows, int max)
             break;
         row_load(st, &rows[n++]);
     }
-    sqlite3_finalize(st);
+    sq_done(st);
     return n;
 }
 
 static int per_row(alert_db *d, const char *sql, const alert_row *rows, int n, int64_t v)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    int err = exec1(d, "BEGIN IMMEDIATE");
-    for (int i = 0; i < n && !err; i++) {
-        sqlite3_bind_int64(st, 1, rows[i].id);
-        sqlite3_bind_int64(st, 2, v);
-        err = step_done(st);
-    }
-    sqlite3_finalize(st);
-    if (err || exec1(d, "COMMIT")) {
-        exec1(d, "ROLLBACK");
+    int err = store_begin(d->st);
+    for (int i = 0; i < n && !err; i++)
+        err = run(d, sql, "ii", rows[i].id, v);
+    if (err || store_commit(d->st)) {
+        store_rollback(d->st);
         return -1;
     }
     return 0;
@@ -325,33 +301,33 @@ int alert_outbox_retry(alert_db *d, const alert_row *rows, int n, int64_t next_m
 
 int64_t alert_outbox_pending(alert_db *d)
 {
-    sqlite3_stmt *st = NULL;
+    sq *st = sq_prep(d->st, "SELECT count(*) FROM alert_outbox");
     int64_t v = -1;
-    if (sqlite3_prepare_v2(d->db, "SELECT count(*) FROM alert_outbox", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    if (st && sq_step(st) == 1)
+        v = sq_int(st, 0);
+    sq_done(st);
     return v;
 }
 
 int alert_db_active(alert_db *d, int64_t now, alert_row **out)
 {
     *out = NULL;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(d->db,
-                           "SELECT 0,key,labels,annotations,url,starts_ms,ends_ms FROM alert_state"
-                           " WHERE ends_ms IS NULL OR ends_ms >= ?1 ORDER BY key",
-                           -1, &st, NULL) != SQLITE_OK)
+    int lead = store_lead(d->st);
+    if (lead <= 0)
+        return lead;
+    sq *st = sq_prep(d->st, "SELECT 0,key,labels,annotations,url,starts_ms,ends_ms FROM alert_state"
+                            " WHERE ends_ms IS NULL OR ends_ms >= ?1 ORDER BY key");
+    if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, now - ALERT_RESOLVED_KEEP_MS);
+    sq_i64(st, 1, now - ALERT_RESOLVED_KEEP_MS);
     int n = 0, cap = 0, rc;
     alert_row *rows = NULL;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = sq_step(st)) == 1) {
         if (n == cap) {
             int ncap = cap ? cap * 2 : 16;
             alert_row *r2 = realloc(rows, (size_t)ncap * sizeof(*rows));
             if (!r2) {
-                rc = SQLITE_NOMEM;
+                rc = -1;
                 break;
             }
             rows = r2;
@@ -359,8 +335,8 @@ int alert_db_active(alert_db *d, int64_t now, alert_row **out)
         }
         row_load(st, &rows[n++]);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    sq_done(st);
+    if (rc != 0) {
         alert_rows_free(rows, n);
         free(rows);
         return -1;

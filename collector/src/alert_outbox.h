@@ -1,11 +1,10 @@
 /* alert_outbox.h - the alert thread's durable state in the collector's database: what each
  * alert last was (alert_state) and the state changes not yet delivered (alert_outbox).
  *
- * SQLite-only code kept beside the store (store.h's store_db): it works on the alert
- * thread's OWN store handle (WAL: its reads never block ingest's writes; its writes are one
- * short transaction per state change). The two tables are created idempotently at open
- * (CREATE TABLE IF NOT EXISTS); they belong in the store's migrations once the store has
- * them, and in its PostgreSQL backend later.
+ * It works on the alert thread's OWN store handle, on either backend (store_sq.h): on SQLite,
+ * WAL keeps its reads from blocking ingest's writes and its writes are one short transaction
+ * per state change; on PostgreSQL, the tables come with the store's migrations and only the
+ * node holding the leader lock (store_lead) touches them, so N nodes alert once.
  *
  * Why nothing is lost: an alert is a function of the store's committed state (the
  * findings and the devices' last contact), re-evaluated every second and at start-up.

@@ -17,5 +17,7 @@ int command_main(int argc, char **argv); /* command_cli.c */
 int keys_main(int argc, char **argv);
 /* what: "devices" | "snapshots" | "findings" */
 int query_main(const char *what, int argc, char **argv);
+/* store_migrate.c: `migrate --from sqlite:PATH --to postgresql://...` */
+int migrate_main(int argc, char **argv);
 
 #endif

@@ -58,7 +58,8 @@ typedef struct ingest_counters {
     uint64_t block_restarted;  /* a block 0 replaced a partial body under the same key */
     uint64_t reassembly_bytes; /* gauge: buffer bytes of bodies in reassembly */
     uint64_t reassembly_bodies; /* gauge: bodies in reassembly */
-    uint64_t store_errors;     /* 5.00 */
+    uint64_t store_errors;     /* 5.00 and 5.03: every store failure */
+    uint64_t store_unavailable; /* 5.03: of those, the database out of reach (PostgreSQL restarting) */
     uint64_t unknown_identity; /* DTLS handshakes with an identity not in the database */
     uint64_t revoked;          /* handshakes and requests refused: the device is revoked */
     uint64_t key_retired;      /* requests refused: the session's key was rotated away */
@@ -69,12 +70,14 @@ typedef struct ingest_counters {
     uint64_t unreadable;       /* 5.01: unknown envelope/schema version or dictionary */
     uint64_t checkins;         /* empty POSTs: a device with nothing to upload asking for commands */
     uint64_t commands_sent;    /* commands handed out in answers (re-deliveries included) */
+    uint64_t started_reports;  /* commands marked started by an "r=ID" report (wire/command.h) */
+    uint64_t started_bad;      /* "r=" options that do not parse: ignored */
     uint64_t captures;         /* capture results stored (wire/capture.h) */
 } ingest_counters;
 
 /* Result of ingest_payload. */
 typedef struct ingest_result {
-    int code;                  /* 201, 204, 400, 413, 415, 422, 500, 501 */
+    int code;                  /* 201, 204, 400, 413, 415, 422, 500, 501, 503 */
     int staged;                /* 1: written to the open transaction, answer after commit */
     char diag[160];
     size_t cmdlen;             /* downlink commands for the answer (wire/command.h); 0 = none */

@@ -37,6 +37,7 @@ static struct {
     unsigned outstanding;             /* pending structs alive (staged or triggered) */
     struct timespec batch_t0; /* arrival of the first request of the open transaction (/metrics) */
     uint64_t new_at_commit;   /* snapshots_new at the last commit */
+    int fail_code;            /* the answer to what the last failed COMMIT held: 503 or 500 */
 } B;
 
 void commit_setup(coll_store *st, ingest_counters *c, int coap_fd, int group_commit)
@@ -118,7 +119,7 @@ void commit_staged(coap_session_t *session, const coap_pdu_t *request, coap_pdu_
     }
     /* Synchronous path: commit (with whatever else is staged) before answering. */
     if (commit_flush()) {
-        ingest_respond(response, 500, "database commit failed; retry", has_block1, block1, NULL, 0);
+        ingest_respond(response, B.fail_code, "database commit failed; retry", has_block1, block1, NULL, 0);
         return;
     }
     ingest_respond(response, r->code, r->diag, has_block1, block1, r->cmd, r->cmdlen);
@@ -158,7 +159,11 @@ int commit_flush(void)
         if (store_commit(B.st)) {
             ok = 0;
             B.c->store_errors++;
-            ingest_log("COMMIT failed: %s; %u staged requests get 5.00", store_errmsg(B.st), B.npend);
+            /* the database gone away (PostgreSQL restarting) is "unavailable, retry": 5.03 */
+            B.fail_code = store_unavailable(B.st) ? 503 : 500;
+            B.c->store_unavailable += B.fail_code == 503;
+            ingest_log("COMMIT failed: %s; %u staged requests get 5.%02d", store_errmsg(B.st), B.npend,
+                       B.fail_code - 500);
         } else {
             B.c->commits++;
             struct timespec t1;
@@ -172,7 +177,7 @@ int commit_flush(void)
         pending *pd = coap_async_get_app_data(B.batch[i]);
         if (pd) {
             if (!ok) {
-                pd->code = 500;
+                pd->code = B.fail_code;
                 snprintf(pd->diag, sizeof(pd->diag), "database commit failed; retry");
             }
             pd->done = 1;

@@ -125,7 +125,8 @@ static void render_ingest(FILE *f)
         {"4.08", "block_incomplete", c.block_incomplete},
         {"4.13", "too_large", c.too_large},
         {"4.15", "bad_format", c.bad_format},
-        {"5.00", "store_error", c.store_errors},
+        {"5.00", "store_error", c.store_errors - (c.store_unavailable <= c.store_errors ? c.store_unavailable : 0)},
+        {"5.03", "database_unavailable", c.store_unavailable},
     };
     for (size_t i = 0; i < sizeof(rej) / sizeof(rej[0]); i++)
         fprintf(f, "edgetrace_ingest_rejects_total{code=\"%s\",reason=\"%s\"} %llu\n", rej[i].code, rej[i].reason,

@@ -119,9 +119,11 @@ void store_close(coll_store *s)
 }
 
 const char *store_errmsg(coll_store *s) { return s->pg ? store_pg_errmsg(s->pg) : sqlite3_errmsg(s->db); }
-/* NULL on PostgreSQL: its one user (the alert outbox) then says alerts need SQLite for now */
+/* NULL on PostgreSQL, whose alert tables come with its migrations */
 sqlite3 *store_db(coll_store *s) { return s->pg ? NULL : s->db; }
+int store_lead(coll_store *s) { return s->pg ? store_pg_lead(s->pg) : 1; }
 int store_in_txn(const coll_store *s) { return s->pg ? s->pg->in_txn : s->in_txn; }
+int store_unavailable(const coll_store *s) { return s->pg && PQstatus(s->pg->conn) != CONNECTION_OK; }
 
 int store_begin(coll_store *s)
 {

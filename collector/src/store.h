@@ -2,8 +2,9 @@
  * of every snapshot, findings with their history, and the read side of the fleet view.
  *
  * Nothing above this header knows SQL: ingest, the CLI queries (query.c), the HTTP API and the
- * alert thread use only these functions, so a second backend (PostgreSQL, a later issue) is a
- * second implementation of this file's functions. Today's backend is SQLite (store*.c).
+ * alert thread use only these functions. Two backends answer them: SQLite (store*.c) and, for a
+ * `postgresql://` database, PostgreSQL (store_pg*.c); the read side, the command queue and the
+ * alert tables are one copy of SQL both run (store_sq.h).
  *
  * Durability: WAL mode with synchronous=FULL, so a COMMIT returns only after the WAL has been
  * fsync'ed; that is the point at which ingest may acknowledge. Group commit: ingest opens one
@@ -57,6 +58,10 @@ int store_begin(coll_store *s);
 int store_commit(coll_store *s);
 void store_rollback(coll_store *s);
 int store_in_txn(const coll_store *s);
+/* 1 when the last failure was the database being out of reach (PostgreSQL's connection is
+ * down; the next store_begin reconnects), so a request can be answered "unavailable, retry"
+ * (5.03) rather than as a fault (5.00). Always 0 on SQLite: its file is never away. */
+int store_unavailable(const coll_store *s);
 
 enum { STORE_NEW = 0, STORE_DUPLICATE = 1 };
 /* Inside a transaction: records one snapshot from DEVICE (the authenticated identity)
@@ -83,6 +88,9 @@ int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t no
 /* The commands due for DEVICE (not expired; never handed out, or last handed out at least
  * redeliver_ms ago), oldest first, at most ET_CMD_MAX, marked handed out now. Count or -1. */
 int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out);
+/* DEVICE reported that it started command ID (wire/command.h, "r=ID"): the first report sets
+ * started_ms (1); a repeat, or an id that is not the device's, changes nothing (0). -1: error. */
+int store_cmd_started(coll_store *s, const char *device, uint64_t id, int64_t now_ms);
 
 /* A capture of target TARGET (kind ET_CMD_TRACE..ET_CMD_HEAP) asked for through the HTTP API,
  * queued for the target's device with expiry now + ttl_ms (finding: 0 or the finding it was
@@ -93,9 +101,17 @@ enum { STORE_Q_LIMIT = 3 };
 int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned seconds, int64_t finding, int64_t now_ms,
                       int64_t ttl_ms, int per_hour, int64_t *id, char *err, size_t errlen);
 /* {"id","device","target","finding","kind","seconds","state","created_ms","delivered_ms",
- *  "expiry_ms","deliveries"}; state "queued" (never handed out), "delivered", "expired" (never
- * handed out before its expiry). NOTFOUND for an unknown id. */
+ *  "started_ms","uploaded_ms","expiry_ms","deliveries","cut","error","bytes"}; state, in the
+ * order a capture moves: "queued" (not handed out yet), "delivered" (in an answer to the
+ * device), "running" (the agent reported it started), then "uploaded" (the result is stored)
+ * or "failed" (the agent's reason in "error"); "expired" when no result came before the
+ * expiry. NOTFOUND for an unknown id. */
 int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
+/* The captures requested from finding ID, newest first (at most 50), each as store_q_capture
+ * gives it: a JSON array. 0 or -1. */
+int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
+/* The same for target ID: its 20 newest captures, whoever asked for them. */
+int store_q_target_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
 
 /* Inside a transaction: the result of command cap->cmd_id from DEVICE. STORE_NEW,
  * STORE_DUPLICATE (already stored: nothing changes), STORE_Q_NOTFOUND (no such command of
@@ -198,8 +214,14 @@ int store_q_sites_at(coll_store *s, int64_t target, int64_t at_ms, int64_t *snap
  * and its last count, as one sample. NOTFOUND for an unknown finding. */
 int store_q_finding_stack(coll_store *s, int64_t finding, store_site_cb cb, void *arg);
 
-/* The raw handle of the SQLite backend, for SQLite-only code kept beside it (alert_store.c's
- * outbox). Nothing else may use it. */
+/* Whether this handle leads the work done once for the fleet (the alert thread's): on
+ * PostgreSQL, several nodes share the database and the one whose session holds an advisory
+ * lock leads until that session ends (taken here when free, and again after a reconnect); on
+ * SQLite, always. 1 leads, 0 another node does, -1 database error. */
+int store_lead(coll_store *s);
+
+/* The raw handle of the SQLite backend, for SQLite-only code kept beside it (alert_outbox.c's
+ * tables' creation). Nothing else may use it. */
 struct sqlite3 *store_db(coll_store *s);
 
 #endif

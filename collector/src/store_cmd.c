@@ -1,18 +1,16 @@
-/* store_cmd.c - the SQLite side of the downlink command queue (store.h, "downlink commands"). */
+/* store_cmd.c - the downlink command queue and the captures (store.h, "downlink commands"), on
+ * either backend through store_sq.h: the queue is written a few times a minute, not per
+ * snapshot, so one copy of its SQL serves SQLite and PostgreSQL. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_int.h"
-#include "store_pg_int.h"
+#include "store_sq.h"
 
 int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t now_ms, int64_t *id, char *err,
                   size_t errlen)
 {
-    if (s->pg) {
-        snprintf(err, errlen, "commands: not on the PostgreSQL backend yet");
-        return store_pg_unsupported(s->pg, "commands");
-    }
     /* the wire rules, once here, so nothing undeliverable sits in the queue */
     et_cmd_list one = {.n = 1};
     one.c[0] = *c;
@@ -25,129 +23,130 @@ int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t no
         snprintf(err, errlen, "expiry is in the past");
         return -1;
     }
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db,
-                                "INSERT INTO commands(device, kind, target, seconds, created_ms, expiry_ms)"
-                                " VALUES(?,?,?,?,?,?)",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, c->kind);
-        sqlite3_bind_text(st, 3, c->target, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, c->seconds);
-        sqlite3_bind_int64(st, 5, now_ms);
-        sqlite3_bind_int64(st, 6, (int64_t)c->expiry_ms);
-        rc = sqlite3_step(st);
+    sq *st = sq_prep(s, "INSERT INTO commands(device, kind, target, seconds, created_ms, expiry_ms)"
+                        " VALUES(?1,?2,?3,?4,?5,?6) RETURNING id");
+    int rc = -1;
+    if (st) {
+        sq_text(st, 1, device);
+        sq_i64(st, 2, c->kind);
+        sq_text(st, 3, c->target);
+        sq_i64(st, 4, c->seconds);
+        sq_i64(st, 5, now_ms);
+        sq_i64(st, 6, (int64_t)c->expiry_ms);
+        rc = sq_exec(st, id);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "database: %s", sqlite3_errmsg(s->db));
+    sq_done(st);
+    if (rc) {
+        snprintf(err, errlen, "database: %s", store_errmsg(s));
         return -1;
     }
-    *id = sqlite3_last_insert_rowid(s->db);
     return 0;
 }
 
 int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out)
 {
-    if (s->pg)
-        return 0; /* no downlink commands on PostgreSQL yet: none due */
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, kind, target, seconds, expiry_ms FROM commands"
-                           " WHERE device=? AND expiry_ms>? AND (delivered_ms IS NULL OR delivered_ms<=?)"
-                           " ORDER BY id LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT id, kind, target, seconds, expiry_ms FROM commands"
+                        " WHERE device=?1 AND expiry_ms>?2 AND (delivered_ms IS NULL OR delivered_ms<=?3)"
+                        " ORDER BY id LIMIT ?4");
+    if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now_ms);
-    sqlite3_bind_int64(st, 3, now_ms - redeliver_ms);
-    sqlite3_bind_int(st, 4, ET_CMD_MAX);
+    sq_text(st, 1, device);
+    sq_i64(st, 2, now_ms);
+    sq_i64(st, 3, now_ms - redeliver_ms);
+    sq_i64(st, 4, ET_CMD_MAX);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && out->n < ET_CMD_MAX) {
+    while ((rc = sq_step(st)) == 1 && out->n < ET_CMD_MAX) {
         et_cmd *c = &out->c[out->n++];
-        c->id = (uint64_t)sqlite3_column_int64(st, 0);
-        c->kind = (uint8_t)sqlite3_column_int(st, 1);
-        const unsigned char *t = sqlite3_column_text(st, 2);
-        snprintf(c->target, sizeof(c->target), "%s", t ? (const char *)t : "");
-        c->seconds = (uint32_t)sqlite3_column_int64(st, 3);
-        c->expiry_ms = (uint64_t)sqlite3_column_int64(st, 4);
+        c->id = (uint64_t)sq_int(st, 0);
+        c->kind = (uint8_t)sq_int(st, 1);
+        const char *t = sq_str(st, 2);
+        snprintf(c->target, sizeof(c->target), "%s", t ? t : "");
+        c->seconds = (uint32_t)sq_int(st, 3);
+        c->expiry_ms = (uint64_t)sq_int(st, 4);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    sq_done(st);
+    if (rc < 0)
         return -1;
-    if (!out->n)
-        return 0;
-    if (sqlite3_prepare_v2(s->db, "UPDATE commands SET delivered_ms=?, deliveries=deliveries+1 WHERE id=?", -1, &st,
-                           NULL) != SQLITE_OK)
-        return -1;
-    rc = SQLITE_DONE;
-    for (unsigned i = 0; i < out->n && rc == SQLITE_DONE; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, now_ms);
-        sqlite3_bind_int64(st, 2, (int64_t)out->c[i].id);
-        rc = sqlite3_step(st);
+    for (unsigned i = 0; i < out->n; i++) {
+        if (!(st = sq_prep(s, "UPDATE commands SET delivered_ms=?1, deliveries=deliveries+1 WHERE id=?2")))
+            return -1;
+        sq_i64(st, 1, now_ms);
+        sq_i64(st, 2, (int64_t)out->c[i].id);
+        rc = sq_exec(st, NULL);
+        sq_done(st);
+        if (rc)
+            return -1;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? (int)out->n : -1;
+    return (int)out->n;
 }
 
-/* One integer from a query with up to two int64 parameters; -1 on error. */
-static int64_t count_q(coll_store *s, const char *sql, int64_t a, int64_t b)
+/* One integer from a query with a text and an int64 parameter (text NULL: two int64s a, b). */
+static int64_t count_q(coll_store *s, const char *sql, const char *text, int64_t a, int64_t b)
 {
-    sqlite3_stmt *st = NULL;
+    sq *st = sq_prep(s, sql);
     int64_t v = -1;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, a);
-        sqlite3_bind_int64(st, 2, b);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
+    if (st) {
+        if (text)
+            sq_text(st, 1, text);
+        else
+            sq_i64(st, 1, a);
+        sq_i64(st, 2, b);
+        if (sq_step(st) == 1)
+            v = sq_int(st, 0);
     }
-    sqlite3_finalize(st);
+    sq_done(st);
     return v;
 }
 
 int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned seconds, int64_t finding, int64_t now_ms,
                       int64_t ttl_ms, int per_hour, int64_t *id, char *err, size_t errlen)
 {
-    if (s->pg) {
-        snprintf(err, errlen, "captures: not on the PostgreSQL backend yet");
-        return store_pg_unsupported(s->pg, "captures");
-    }
     if (kind < ET_CMD_TRACE || kind > ET_CMD_HEAP) {
         snprintf(err, errlen, "not a capture kind");
         return STORE_Q_BADARG;
     }
     et_cmd c = {.kind = (uint8_t)kind, .seconds = seconds, .expiry_ms = (uint64_t)(now_ms + ttl_ms)};
     char device[COLL_ID_MAX] = "";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT device, service FROM targets WHERE id=?", -1, &st, NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT device, service FROM targets WHERE id=?1");
+    if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, target);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        snprintf(device, sizeof(device), "%s", (const char *)sqlite3_column_text(st, 0));
-        snprintf(c.target, sizeof(c.target), "%s", (const char *)sqlite3_column_text(st, 1));
+    sq_i64(st, 1, target);
+    int rc = sq_step(st);
+    if (rc == 1) {
+        snprintf(device, sizeof(device), "%s", sq_str(st, 0));
+        snprintf(c.target, sizeof(c.target), "%s", sq_str(st, 1));
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW)
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+    sq_done(st);
+    if (rc != 1)
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
+    if (finding > 0) {
+        /* a capture linked to a finding is evidence of it: it must be of the finding's target */
+        if (!(st = sq_prep(s, "SELECT target FROM findings WHERE id=?1")))
+            return -1;
+        sq_i64(st, 1, finding);
+        rc = sq_step(st);
+        int64_t ft = rc == 1 ? sq_int(st, 0) : 0;
+        sq_done(st);
+        if (rc < 0)
+            return -1;
+        if (ft != target) {
+            snprintf(err, errlen, "finding %lld is not a finding of target %lld", (long long)finding,
+                     (long long)target);
+            return STORE_Q_BADARG;
+        }
+    }
     /* both limits protect the gateway's CPU and its metered link */
-    int64_t active = count_q(s, "SELECT count(*) FROM commands WHERE target_id=? AND expiry_ms>? AND uploaded_ms IS NULL", target, now_ms);
+    int64_t active = count_q(s, "SELECT count(*) FROM commands WHERE target_id=?1 AND expiry_ms>?2 AND uploaded_ms IS NULL",
+                             NULL, target, now_ms);
     if (active < 0)
         return -1;
     if (active > 0) {
         snprintf(err, errlen, "a capture of this target is already in flight");
         return STORE_Q_LIMIT;
     }
-    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM commands WHERE device=? AND target_id IS NOT NULL"
-                                  " AND created_ms>?", -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now_ms - 3600 * 1000LL);
-    int64_t hour = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
+    int64_t hour = count_q(s, "SELECT count(*) FROM commands WHERE device=?1 AND target_id IS NOT NULL AND created_ms>?2",
+                           device, 0, now_ms - 3600 * 1000LL);
     if (hour < 0)
         return -1;
     if (hour >= per_hour) {
@@ -157,124 +156,168 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
     }
     if (store_cmd_add(s, device, &c, now_ms, id, err, errlen))
         return STORE_Q_BADARG;
-    if (sqlite3_prepare_v2(s->db, "UPDATE commands SET target_id=?, finding=? WHERE id=?", -1, &st, NULL) != SQLITE_OK)
+    if (!(st = sq_prep(s, "UPDATE commands SET target_id=?1, finding=?2 WHERE id=?3")))
         return -1;
-    sqlite3_bind_int64(st, 1, target);
+    sq_i64(st, 1, target);
     if (finding > 0)
-        sqlite3_bind_int64(st, 2, finding);
+        sq_i64(st, 2, finding);
     else
-        sqlite3_bind_null(st, 2);
-    sqlite3_bind_int64(st, 3, *id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? STORE_Q_OK : -1;
+        sq_text(st, 2, NULL);
+    sq_i64(st, 3, *id);
+    rc = sq_exec(st, NULL);
+    sq_done(st);
+    return rc == 0 ? STORE_Q_OK : -1;
+}
+
+int store_cmd_started(coll_store *s, const char *device, uint64_t id, int64_t now_ms)
+{
+    sq *st = sq_prep(s, "UPDATE commands SET started_ms=?1 WHERE id=?2 AND device=?3 AND started_ms IS NULL"
+                        " RETURNING id");
+    if (!st)
+        return -1;
+    sq_i64(st, 1, now_ms);
+    sq_i64(st, 2, (int64_t)id);
+    sq_text(st, 3, device);
+    int rc = sq_step(st); /* a row: this report set it */
+    sq_done(st);
+    return rc;
+}
+
+#define CAPTURE_COLS                                                                                                  \
+    "SELECT id, device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms, deliveries,"          \
+    " uploaded_ms, cut, error, length(data), started_ms FROM commands"
+
+static json_t *opt_int(sq *st, int col) { return sq_isnull(st, col) ? json_null() : json_integer(sq_int(st, col)); }
+
+/* One row of CAPTURE_COLS as the API shows it (store.h, store_q_capture). */
+static json_t *capture_json(sq *st, int64_t now_ms)
+{
+    int delivered = !sq_isnull(st, 7);
+    int64_t expiry = sq_int(st, 8);
+    int uploaded = !sq_isnull(st, 10);
+    int started = !sq_isnull(st, 14);
+    const char *error = sq_str(st, 12);
+    /* a result ends it; without one, the expiry does (the agent skips an expired command) */
+    const char *state = uploaded       ? (error && *error ? "failed" : "uploaded")
+                        : expiry <= now_ms ? "expired"
+                        : started          ? "running"
+                        : delivered        ? "delivered"
+                                           : "queued";
+    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)sq_int(st, 0), "device",
+                          sq_str(st, 1), "target", (json_int_t)sq_int(st, 2), "kind",
+                          et_cmd_kind_name((unsigned)sq_int(st, 4)), "seconds", (json_int_t)sq_int(st, 5), "state",
+                          state, "created_ms", (json_int_t)sq_int(st, 6), "expiry_ms", (json_int_t)expiry);
+    if (o) {
+        json_object_set_new(o, "finding", opt_int(st, 3));
+        json_object_set_new(o, "delivered_ms", opt_int(st, 7));
+        json_object_set_new(o, "deliveries", json_integer(sq_int(st, 9)));
+        json_object_set_new(o, "started_ms", opt_int(st, 14));
+        json_object_set_new(o, "uploaded_ms", opt_int(st, 10));
+        json_object_set_new(o, "cut", json_boolean(sq_int(st, 11)));
+        json_object_set_new(o, "error", json_string(error ? error : ""));
+        json_object_set_new(o, "bytes", json_integer(sq_int(st, 13)));
+    }
+    return o;
 }
 
 int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "captures");
     *out = NULL;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms,"
-                           " deliveries, uploaded_ms, cut, error, length(data) FROM commands"
-                           " WHERE id=? AND target_id IS NOT NULL",
-                           -1, &st, NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, CAPTURE_COLS " WHERE id=?1 AND target_id IS NOT NULL");
+    if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
-    }
-    int delivered = sqlite3_column_type(st, 6) != SQLITE_NULL;
-    int64_t expiry = sqlite3_column_int64(st, 7);
-    int uploaded = sqlite3_column_type(st, 9) != SQLITE_NULL;
-    const unsigned char *error = sqlite3_column_text(st, 11);
-    const char *state = uploaded ? (error && *error ? "failed" : "done")
-                        : delivered ? "delivered"
-                        : expiry <= now_ms ? "expired"
-                                           : "queued";
-    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)id, "device",
-                          (const char *)sqlite3_column_text(st, 0), "target", (json_int_t)sqlite3_column_int64(st, 1),
-                          "kind", et_cmd_kind_name((unsigned)sqlite3_column_int(st, 3)), "seconds",
-                          (json_int_t)sqlite3_column_int64(st, 4), "state", state, "created_ms",
-                          (json_int_t)sqlite3_column_int64(st, 5), "expiry_ms", (json_int_t)expiry);
-    if (o) {
-        json_object_set_new(o, "finding",
-                            sqlite3_column_type(st, 2) == SQLITE_NULL ? json_null()
-                                                                       : json_integer(sqlite3_column_int64(st, 2)));
-        json_object_set_new(o, "delivered_ms", delivered ? json_integer(sqlite3_column_int64(st, 6)) : json_null());
-        json_object_set_new(o, "deliveries", json_integer(sqlite3_column_int64(st, 8)));
-        json_object_set_new(o, "uploaded_ms", uploaded ? json_integer(sqlite3_column_int64(st, 9)) : json_null());
-        json_object_set_new(o, "cut", json_boolean(sqlite3_column_int(st, 10)));
-        json_object_set_new(o, "error", json_string(error ? (const char *)error : ""));
-        json_object_set_new(o, "bytes", json_integer(sqlite3_column_int64(st, 12)));
-    }
-    sqlite3_finalize(st);
+    sq_i64(st, 1, id);
+    int rc = sq_step(st);
+    json_t *o = rc == 1 ? capture_json(st, now_ms) : NULL;
+    sq_done(st);
+    if (rc != 1)
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
     *out = o;
     return o ? STORE_Q_OK : -1;
 }
 
+/* The captures of one finding or one target (sql: CAPTURE_COLS with a WHERE on ?1), newest first. */
+static int captures_where(coll_store *s, const char *sql, int64_t id, int64_t now_ms, json_t **out)
+{
+    *out = NULL;
+    sq *st = sq_prep(s, sql);
+    if (!st)
+        return -1;
+    sq_i64(st, 1, id);
+    json_t *a = json_array();
+    int rc = -1;
+    while (a && (rc = sq_step(st)) == 1)
+        json_array_append_new(a, capture_json(st, now_ms));
+    sq_done(st);
+    if (!a || rc != 0) {
+        json_decref(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE finding=?1 AND target_id IS NOT NULL ORDER BY id DESC LIMIT 50",
+                          id, now_ms, out);
+}
+
+int store_q_target_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE target_id=?1 ORDER BY id DESC LIMIT 20", id, now_ms, out);
+}
+
 int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "captures");
-    int64_t have = -1;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT uploaded_ms IS NOT NULL FROM commands WHERE id=? AND device=?", -1, &st,
-                           NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT CASE WHEN uploaded_ms IS NULL THEN 0 ELSE 1 END FROM commands"
+                        " WHERE id=?1 AND device=?2");
+    if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, (int64_t)cap->cmd_id);
-    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        have = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
+    sq_i64(st, 1, (int64_t)cap->cmd_id);
+    sq_text(st, 2, device);
+    int rc = sq_step(st);
+    int64_t have = rc == 1 ? sq_int(st, 0) : -1;
+    sq_done(st);
+    if (rc == 0)
         return STORE_Q_NOTFOUND;
-    if (rc != SQLITE_ROW)
+    if (rc != 1)
         return -1;
     if (have)
         return STORE_DUPLICATE;
-    if (sqlite3_prepare_v2(s->db, "UPDATE commands SET uploaded_ms=?, cut=?, error=?, data=? WHERE id=?", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (!(st = sq_prep(s, "UPDATE commands SET uploaded_ms=?1, cut=?2, error=?3, data=?4 WHERE id=?5")))
         return -1;
-    sqlite3_bind_int64(st, 1, received_ms);
-    sqlite3_bind_int(st, 2, cap->cut != 0);
-    sqlite3_bind_text(st, 3, cap->error, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 4, cap->len ? (const void *)cap->data : "", (int)cap->len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, (int64_t)cap->cmd_id);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? STORE_NEW : -1;
+    sq_i64(st, 1, received_ms);
+    sq_i64(st, 2, cap->cut != 0);
+    sq_text(st, 3, cap->error);
+    sq_blob(st, 4, cap->data, cap->len);
+    sq_i64(st, 5, (int64_t)cap->cmd_id);
+    rc = sq_exec(st, NULL);
+    sq_done(st);
+    return rc == 0 ? STORE_NEW : -1;
 }
 
 int store_capture_data(coll_store *s, int64_t id, uint8_t **data, size_t *len, unsigned *kind)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "captures");
     *data = NULL;
     *len = 0;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT data, kind FROM commands WHERE id=? AND target_id IS NOT NULL"
-                           " AND uploaded_ms IS NOT NULL AND (error IS NULL OR error='')",
-                           -1, &st, NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT data, kind FROM commands WHERE id=?1 AND target_id IS NOT NULL"
+                        " AND uploaded_ms IS NOT NULL AND (error IS NULL OR error='')");
+    if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    sq_i64(st, 1, id);
+    int rc = sq_step(st);
+    if (rc == 1) {
+        size_t n = 0;
+        const void *b = sq_bytes(st, 0, &n);
         *data = malloc(n ? n : 1);
-        if (*data && n)
-            memcpy(*data, sqlite3_column_blob(st, 0), n);
+        if (*data && n && b)
+            memcpy(*data, b, n);
         *len = n;
-        *kind = (unsigned)sqlite3_column_int(st, 1);
+        *kind = (unsigned)sq_int(st, 1);
     }
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
+    sq_done(st);
+    if (rc == 0)
         return STORE_Q_NOTFOUND;
-    return rc == SQLITE_ROW && *data ? STORE_Q_OK : -1;
+    return rc == 1 && *data ? STORE_Q_OK : -1;
 }

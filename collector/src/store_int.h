@@ -32,6 +32,9 @@ typedef struct scache_ent {
     uint32_t key;
     uint8_t named;
 } scache_ent;
+/* The slot of (target, key): its own or the free one it would take (the whole cache is
+ * cleared when half full). Shared by both backends' site writers. (store_put.c) */
+scache_ent *store_scache_find(scache_ent *sc, unsigned *used, int64_t target, uint32_t key);
 
 enum {
     ST_PSK_GET, ST_SNAP_INS, ST_TARGET_INS, ST_TARGET_GET, ST_TARGET_FLUSH, ST_SERIES_INS, ST_SITE_UPSERT,
@@ -54,7 +57,7 @@ struct coll_store {
                                   store_pg_* (store_pg_int.h) and nothing above is SQLite's */
 };
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* store_schema.c: creates or upgrades the schema to STORE_SCHEMA_VERSION. 0 or -1 (err). */
 int store_schema_migrate(sqlite3 *db, char *err, size_t errlen);
@@ -76,6 +79,16 @@ void store_by_state_json(const et_snapshot *w, char *out, size_t cap);
 /* enum -> text, as FORMAT.md spells them (store_put.c) */
 const char *store_kind_name(unsigned k);
 const char *store_confidence_name(unsigned c);
+
+/* Shared with the PostgreSQL backend's findings (store_pg_findings.c), so both keep the same
+ * history: the finding's stack as a JSON array of names, an attachment kind's name, and the
+ * event a new sighting of an existing finding records ("reopened", with *reopen set, or
+ * "confidence", or NULL). (store_put.c) */
+void store_stack_json(const et_finding *f, char *out, size_t cap);
+const char *store_attach_kind(unsigned k);
+const char *store_finding_event(const char *status, int64_t cleared_at, int64_t last_seen, const char *oldconf,
+                                const char *conf, int64_t t, int *reopen);
+#define STORE_STACK_JSON_MAX (ET_STACK_MAX * (ET_FUNC_MAX * 2 + 4) + 4)
 
 /* store.c */
 int store_exec(coll_store *s, const char *sql);

@@ -46,6 +46,13 @@ void pga_i64(pg_args *a, int64_t v)
     a->v[a->n] = a->buf[a->n];
     a->n++;
 }
+void pga_f64(pg_args *a, double v)
+{
+    slot(a);
+    snprintf(a->buf[a->n], sizeof(a->buf[0]), "%.17g", v);
+    a->v[a->n] = a->buf[a->n];
+    a->n++;
+}
 void pga_u64(pg_args *a, uint64_t v) { pga_i64(a, v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v); }
 void pga_bin(pg_args *a, const void *p, size_t n)
 {
@@ -162,6 +169,7 @@ static int ensure_conn(store_pg *p)
     PQreset(p->conn);
     if (PQstatus(p->conn) != CONNECTION_OK)
         return -1;
+    p->generation++;
     return p->readonly ? pg_exec(p, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", NULL) : 0;
 }
 
@@ -189,6 +197,7 @@ int store_pg_commit(store_pg *p)
             snprintf(p->err, sizeof(p->err), "transaction aborted, rolled back");
         if (PQtransactionStatus(p->conn) != PQTRANS_IDLE)
             pg_exec(p, "ROLLBACK", NULL);
+        store_pg_caches_drop(p);
         return -1;
     }
     return 0;
@@ -196,6 +205,7 @@ int store_pg_commit(store_pg *p)
 
 void store_pg_rollback(store_pg *p)
 {
+    store_pg_caches_drop(p);
     if (p->in_txn || PQtransactionStatus(p->conn) == PQTRANS_INTRANS || PQtransactionStatus(p->conn) == PQTRANS_INERROR)
         pg_exec(p, "ROLLBACK", NULL);
     p->in_txn = 0;
@@ -244,6 +254,33 @@ int64_t store_pg_count(store_pg *p, const char *table)
     return n;
 }
 
+/* the session advisory lock of the fleet's leader ("etld") */
+#define LOCK_LEAD "1702126692"
+
+int store_pg_lead(store_pg *p)
+{
+    /* a broken connection lost the lock with its session, whether or not libpq has reconnected yet */
+    if (p->lead_gen == p->generation + 1 && PQstatus(p->conn) == CONNECTION_OK)
+        return 1;
+    p->lead_gen = 0;
+    /* A session lock: held until this connection ends, when another node's next try gets it.
+     * A leader whose host vanishes without closing its TCP connection must not hold it for the
+     * kernel's default two hours: the server probes this session after 10 s idle, 3 x 5 s (no
+     * effect on a unix socket, where the peer's death is seen at once). */
+    PGresult *r = pg_run(p,
+                         "SELECT set_config('tcp_keepalives_idle','10',false),"
+                         " set_config('tcp_keepalives_interval','5',false),"
+                         " set_config('tcp_keepalives_count','3',false), pg_try_advisory_lock(" LOCK_LEAD ")",
+                         NULL);
+    if (!r)
+        return -1;
+    int got = PQntuples(r) == 1 && PQgetvalue(r, 0, 3)[0] == 't';
+    PQclear(r);
+    if (got)
+        p->lead_gen = p->generation + 1; /* read after pg_run, which may have reconnected */
+    return got;
+}
+
 int64_t store_pg_db_bytes(store_pg *p)
 {
     PGresult *r = pg_run(p, "SELECT pg_database_size(current_database())", NULL);
@@ -274,7 +311,7 @@ static const char TARGET_UPSERT[] =
     " go_version=CASE WHEN $10>=x.last_t THEN coalesce(nullif($16,''),x.go_version) ELSE x.go_version END,"
     " incarnation=CASE WHEN $10>=x.last_t THEN $9 ELSE x.incarnation END,"
     " last_t=greatest(x.last_t,$10)"
-    " RETURNING id, (xmax=0) AS inserted";
+    " RETURNING id, last_t";
 
 static const char SNAP_INS[] =
     "INSERT INTO snapshots(snapshot_id,device,target,received,t,wall_ms,wall_trusted,mono_ms,boot_id,seq,"
@@ -404,6 +441,7 @@ static int put_all(store_pg *p, const char *device, const coll_snap *snap, int64
     if (!(r = pg_run(p, TARGET_UPSERT, &a)))
         return -1;
     int64_t tid = pg_i64(r, 0, 0);
+    int newest = pg_i64(r, 0, 1) == t; /* last_t moved to t: no newer snapshot of the target is stored */
     PQclear(r);
 
     et_snap_uuid_text(w->boot_id, boot);
@@ -433,7 +471,9 @@ static int put_all(store_pg *p, const char *device, const coll_snap *snap, int64
         return -1;
     int64_t snap_row = pg_i64(r, 0, 0);
     PQclear(r);
-    if (put_series(p, tid, w, t, snap_row, received_ms))
+    if (put_series(p, tid, w, t, snap_row, received_ms) || store_pg_put_sites(p, tid, w, t, received_ms) ||
+        store_pg_put_findings(p, device, tid, w, snap->snapshot_id, t, newest) ||
+        store_pg_put_attachments(p, snap_row, w, received_ms))
         return -1;
     a.n = 0;
     pga_i64(&a, tid);
@@ -470,6 +510,8 @@ int store_pg_put_snapshot(store_pg *p, const char *device, const coll_snap *snap
     snprintf(keep, sizeof(keep), "%s", store_pg_errmsg(p));
     pg_exec(p, "ROLLBACK TO snap", NULL);
     pg_exec(p, "RELEASE snap", NULL);
+    if (rc < 0)
+        store_pg_caches_drop(p); /* it may name site rows just undone */
     if (rc < 0)
         snprintf(p->err, sizeof(p->err), "%s", keep);
     return rc;

@@ -5,12 +5,13 @@
  * version bump, under a transaction-level advisory lock so several nodes starting at once
  * upgrade the database once.
  *
- * Partitioning: snapshots and series are partitioned by `received` (the collector's clock), by
+ * Partitioning: snapshots, series, site_counts and attachments are partitioned by `received` (the collector's clock), by
  * day, not by the device's time t: a device with a wrong clock cannot place rows in a partition
  * that does not exist or that retention already dropped, and daily partitions made
  * STORE_PG_DAYS_AHEAD days ahead always cover what arrives. A DEFAULT partition catches the rest
  * (a collector clock jump) so an insert never fails for want of a partition.
- * Retention drops whole partitions: a DROP TABLE, no row-by-row DELETE and no vacuum debt.
+ * Retention (store_pg_retention.c) drops whole partitions: a DROP TABLE, no row-by-row DELETE
+ * and no vacuum debt.
  *
  * Version 1: the fleet-view tables of SQLite's version 2 that the PostgreSQL backend writes
  * today (devices, device_keys, targets, snapshots, series) plus snap_keys, the dedup authority
@@ -64,7 +65,78 @@ static const char V1[] =
     "CREATE TABLE series_default PARTITION OF series DEFAULT;"
     "UPDATE meta SET value='1' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1};
+/* 1 -> 2: everything else SQLite stores (its schema 4), so the backends are at parity: sites
+ * and their counts, attachments, findings with history and the survivor evidence, rollups,
+ * the command/capture queue, and the alert thread's state and outbox. site_counts and
+ * attachments grow with every snapshot: partitioned by `received` like snapshots and series,
+ * and dropped with them. */
+static const char V2[] =
+    "CREATE TABLE sites("
+    "  target bigint NOT NULL, key bigint NOT NULL, state text, function text, file text, line integer,"
+    "  created_by text, first_seen bigint, PRIMARY KEY(target, key));"
+    "CREATE TABLE site_counts("
+    "  target bigint NOT NULL, key bigint NOT NULL, t bigint NOT NULL, count bigint NOT NULL,"
+    "  max_wait_min bigint, received bigint NOT NULL) PARTITION BY RANGE (received);"
+    "CREATE INDEX site_counts_tkt ON site_counts(target, key, t);"
+    "CREATE INDEX site_counts_tt ON site_counts(target, t);"
+    "CREATE TABLE site_counts_default PARTITION OF site_counts DEFAULT;"
+    "CREATE TABLE attachments("
+    "  snap bigint NOT NULL, idx integer NOT NULL, kind text, finding text, data bytea,"
+    "  received bigint NOT NULL) PARTITION BY RANGE (received);"
+    "CREATE INDEX attachments_snap ON attachments(snap, idx);"
+    "CREATE TABLE attachments_default PARTITION OF attachments DEFAULT;"
+    "CREATE TABLE findings("
+    "  id bigserial PRIMARY KEY, device text NOT NULL, target bigint NOT NULL REFERENCES targets(id),"
+    "  fingerprint text NOT NULL, kind text, confidence text, state text, evidence bigint,"
+    "  function text, file text, line integer, created_by text,"
+    "  count bigint, max_count bigint, growth_per_min double precision, oldest_wait_s double precision,"
+    "  value bigint, first_seen bigint NOT NULL, last_seen bigint NOT NULL, snapshots bigint NOT NULL,"
+    "  last_snapshot text, status text NOT NULL DEFAULT 'open', cleared_at bigint, stack text, go_version text,"
+    "  survivors bigint, survivors_of bigint, oldest_id bigint, wait_hist text,"
+    "  UNIQUE(device, target, fingerprint));"
+    "CREATE INDEX findings_target ON findings(target, status);"
+    "CREATE INDEX findings_status ON findings(status, last_seen);"
+    "CREATE TABLE finding_events("
+    "  id bigserial PRIMARY KEY, finding bigint NOT NULL REFERENCES findings(id), t bigint NOT NULL,"
+    "  event text NOT NULL, confidence text);"
+    "CREATE INDEX finding_events_f ON finding_events(finding, t);"
+    "CREATE TABLE finding_counts("
+    "  finding bigint NOT NULL, t bigint NOT NULL, count bigint, PRIMARY KEY(finding, t));"
+    /* filled from a daily partition just before retention drops it (store_pg_schema.c) */
+    "CREATE TABLE series_rollup("
+    "  target bigint NOT NULL, t bigint NOT NULL, n bigint,"
+    "  goroutines_min bigint, goroutines_max bigint, goroutines_last bigint,"
+    "  heap_inuse_min bigint, heap_inuse_max bigint, heap_inuse_last bigint, heap_alloc_last bigint,"
+    "  rss_kb_min bigint, rss_kb_max bigint, rss_kb_last bigint,"
+    "  threads_min bigint, threads_max bigint, threads_last bigint, fds_last bigint, by_state text,"
+    "  PRIMARY KEY(target, t));"
+    "CREATE TABLE site_rollup("
+    "  target bigint NOT NULL, key bigint NOT NULL, t bigint NOT NULL,"
+    "  count_min bigint, count_max bigint, count_last bigint, PRIMARY KEY(target, key, t));"
+    "CREATE TABLE commands("
+    "  id bigserial PRIMARY KEY, device text NOT NULL, kind integer NOT NULL, target text NOT NULL,"
+    "  seconds bigint NOT NULL, created_ms bigint NOT NULL, expiry_ms bigint NOT NULL,"
+    "  delivered_ms bigint, deliveries integer NOT NULL DEFAULT 0, target_id bigint, finding bigint,"
+    "  uploaded_ms bigint, cut integer, error text, data bytea);"
+    "CREATE INDEX commands_device ON commands(device, expiry_ms);"
+    "CREATE INDEX commands_target ON commands(target_id, created_ms);"
+    "CREATE TABLE alert_state("
+    "  key text PRIMARY KEY, labels text NOT NULL, annotations text NOT NULL, url text NOT NULL,"
+    "  starts_ms bigint NOT NULL, ends_ms bigint, updated_ms bigint NOT NULL);"
+    "CREATE TABLE alert_outbox("
+    "  id bigserial PRIMARY KEY, key text NOT NULL, labels text NOT NULL, annotations text NOT NULL,"
+    "  url text NOT NULL, starts_ms bigint NOT NULL, ends_ms bigint, created_ms bigint NOT NULL,"
+    "  attempts integer NOT NULL DEFAULT 0, next_ms bigint NOT NULL DEFAULT 0);"
+    "INSERT INTO meta VALUES('prune_rows_total','0');"
+    "UPDATE meta SET value='2' WHERE key='schema_version';";
+
+/* 2 -> 3: when the agent reported that it started a command (a capture's "running" state), as
+ * SQLite's schema 5 added it. */
+static const char V3[] =
+    "ALTER TABLE commands ADD COLUMN started_ms bigint;"
+    "UPDATE meta SET value='3' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3};
 _Static_assert(sizeof(STEPS) / sizeof(STEPS[0]) == STORE_PG_SCHEMA_VERSION, "one step per version");
 
 /* the advisory lock key of schema changes and partition creation ("etsc") */
@@ -114,9 +186,8 @@ int store_pg_migrate(store_pg *p, char *err, size_t errlen)
     return -1;
 }
 
-#define DAY_MS (86400LL * 1000)
 
-static void day_name(int64_t day_ms, char *out, size_t cap)
+void store_pg_day_name(int64_t day_ms, char *out, size_t cap)
 {
     time_t t = (time_t)(day_ms / 1000);
     struct tm tm;
@@ -127,14 +198,14 @@ static void day_name(int64_t day_ms, char *out, size_t cap)
 int store_pg_partitions_ahead(store_pg *p, int64_t now_ms)
 {
     int64_t today = now_ms / DAY_MS * DAY_MS;
-    static const char *const TABLES[] = {"snapshots", "series"};
+    static const char *const TABLES[] = {"snapshots", "series", "site_counts", "attachments"};
     if (pg_exec(p, "BEGIN", NULL) || pg_exec(p, "SELECT pg_advisory_xact_lock(" LOCK_SCHEMA ")", NULL))
         goto fail;
     for (int d = -1; d <= STORE_PG_DAYS_AHEAD; d++) {
         int64_t from = today + d * DAY_MS;
         char name[16], sql[256];
-        day_name(from, name, sizeof(name));
-        for (unsigned i = 0; i < 2; i++) {
+        store_pg_day_name(from, name, sizeof(name));
+        for (unsigned i = 0; i < sizeof(TABLES) / sizeof(TABLES[0]); i++) {
             snprintf(sql, sizeof(sql),
                      "CREATE TABLE IF NOT EXISTS %s_p%s PARTITION OF %s FOR VALUES FROM (%lld) TO (%lld)", TABLES[i],
                      name, TABLES[i], (long long)from, (long long)(from + DAY_MS));
@@ -147,60 +218,4 @@ int store_pg_partitions_ahead(store_pg *p, int64_t now_ms)
 fail:
     pg_exec(p, "ROLLBACK", NULL);
     return -1;
-}
-
-/* Drops one daily partition of TABLE that ends at or before cutoff_ms. 1 dropped, 0 none, -1. */
-static int drop_one(store_pg *p, const char *table, int64_t cutoff_ms)
-{
-    char cut[16], sql[512];
-    day_name(cutoff_ms, cut, sizeof(cut));
-    /* the partitions are named <table>_pYYYYMMDD, so names order as days do */
-    snprintf(sql, sizeof(sql),
-             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid=i.inhrelid"
-             " WHERE i.inhparent='%s'::regclass AND c.relname LIKE '%s\\_p%%' AND c.relname < '%s_p%s'"
-             " ORDER BY c.relname LIMIT 1",
-             table, table, table, cut);
-    PGresult *r = pg_run(p, sql, NULL);
-    if (!r)
-        return -1;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return 0;
-    }
-    snprintf(sql, sizeof(sql), "DROP TABLE \"%s\"", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return pg_exec(p, sql, NULL) ? -1 : 1;
-}
-
-/* One bounded step: keep partitions ahead, drop at most one expired partition per table, and
- * forget dedup keys older than the longest retention in batches (a retry older than that
- * cannot happen: agents' spools hold days, not months). payload_days only bounds the payload
- * column on SQLite; here a payload lives as long as its snapshot's partition (full_days). */
-int store_pg_prune_step(store_pg *p, const store_retention *r, int64_t now_ms)
-{
-    if (store_pg_partitions_ahead(p, now_ms))
-        return -1;
-    int touched = 0;
-    if (r->full_days > 0) {
-        int64_t cutoff = now_ms - (int64_t)r->full_days * DAY_MS;
-        for (int i = 0; i < 2; i++) {
-            int rc = drop_one(p, i ? "series" : "snapshots", cutoff);
-            if (rc < 0)
-                return -1;
-            touched += rc;
-        }
-        pg_args a = {0};
-        pga_i64(&a, cutoff);
-        pga_i64(&a, r->batch_rows > 0 ? r->batch_rows : 500);
-        PGresult *res = pg_run(p,
-                               "DELETE FROM snap_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM snap_keys"
-                               " WHERE received < $1 LIMIT $2))",
-                               &a);
-        if (!res)
-            return -1;
-        touched += atoi(PQcmdTuples(res));
-        PQclear(res);
-    }
-    p->pruned += touched;
-    return touched;
 }

@@ -292,15 +292,15 @@ static void target_seen(tcache_ent *e, const et_snapshot *w, const char *incarna
 /* ---- sites ----------------------------------------------------------------------------- */
 
 /* 1 if (target, key) is cached with at least the naming `named` asks for; else records it. */
-static scache_ent *scache_find(coll_store *s, int64_t target, uint32_t key)
+scache_ent *store_scache_find(scache_ent *sc, unsigned *used, int64_t target, uint32_t key)
 {
-    if (s->sc_used >= SCACHE / 2) {
-        memset(s->sc, 0, sizeof(s->sc));
-        s->sc_used = 0;
+    if (*used >= SCACHE / 2) {
+        memset(sc, 0, SCACHE * sizeof(*sc));
+        *used = 0;
     }
     uint32_t h = (uint32_t)(target * 2654435761u) ^ (key * 40503u);
     for (uint32_t i = 0;; i++) {
-        scache_ent *c = &s->sc[(h + i) % SCACHE];
+        scache_ent *c = &sc[(h + i) % SCACHE];
         if (c->target == 0 || (c->target == target && c->key == key))
             return c;
     }
@@ -310,7 +310,7 @@ static int put_sites(coll_store *s, int64_t tid, const et_snapshot *w, int64_t t
 {
     for (uint32_t i = 0; i < w->nsites && i < ET_SNAP_MAX_SITES; i++) {
         const et_snap_site *si = &w->sites[i];
-        scache_ent *c = scache_find(s, tid, si->key);
+        scache_ent *c = store_scache_find(s->sc, &s->sc_used, tid, si->key);
         int named = !si->ref;
         if (!(c->target && (c->named || !named))) {
             sqlite3_stmt *st = s->st[ST_SITE_UPSERT];
@@ -427,7 +427,7 @@ const char *store_confidence_name(unsigned c)
 
 /* A JSON array of strings; bytes that need it are escaped (hostile input stays valid JSON
  * as far as quoting goes; query.c/store_query.c re-validate UTF-8 when reading). */
-static void stack_json(const et_finding *f, char *out, size_t cap)
+void store_stack_json(const et_finding *f, char *out, size_t cap)
 {
     size_t n = 0;
     out[n++] = '[';
@@ -453,6 +453,17 @@ static void stack_json(const et_finding *f, char *out, size_t cap)
     out[n] = 0;
 }
 
+const char *store_finding_event(const char *status, int64_t cleared_at, int64_t last_seen, const char *oldconf,
+                                const char *conf, int64_t t, int *reopen)
+{
+    /* a sighting newer than the clearing reopens; a newer one with another confidence is worth
+     * a history line; an older one (arriving late after an outage) changes neither */
+    *reopen = !strcmp(status, "cleared") && t > cleared_at;
+    if (*reopen)
+        return "reopened";
+    return t >= last_seen && strcmp(oldconf, conf) != 0 ? "confidence" : NULL;
+}
+
 static int event(coll_store *s, int64_t fid, int64_t t, const char *ev, const char *conf)
 {
     sqlite3_stmt *st = s->st[ST_FINDING_EVENT];
@@ -466,12 +477,12 @@ static int event(coll_store *s, int64_t fid, int64_t t, const char *ev, const ch
 static int put_finding(coll_store *s, const char *device, int64_t tid, const et_snapshot *w, const et_finding *f,
                        const char *snapshot_id, int64_t t)
 {
-    char stack[ET_STACK_MAX * (ET_FUNC_MAX * 2 + 4) + 4];
+    char stack[STORE_STACK_JSON_MAX];
     const char *conf = store_confidence_name(f->confidence);
     const char *gstate = f->kind == 0 || f->kind == 1 ? et_snap_state_name(f->state) : "";
     char fp[sizeof(f->fingerprint)];
     cpy(fp, sizeof(fp), f->fingerprint);
-    stack_json(f, stack, sizeof(stack));
+    store_stack_json(f, stack, sizeof(stack));
 
     sqlite3_stmt *st = s->st[ST_FINDING_GET];
     bind_text(st, 1, device);
@@ -520,15 +531,11 @@ static int put_finding(coll_store *s, const char *device, int64_t tid, const et_
         if (event(s, fid, t, "opened", conf))
             return -1;
     } else {
-        const char *newstatus = NULL;
-        if (!strcmp(status, "cleared") && t > cleared_at) {
-            newstatus = "open";
-            if (event(s, fid, t, "reopened", conf))
-                return -1;
-        } else if (t >= last_seen && strcmp(oldconf, conf) != 0) {
-            if (event(s, fid, t, "confidence", conf))
-                return -1;
-        }
+        int reopen;
+        const char *ev = store_finding_event(status, cleared_at, last_seen, oldconf, conf, t, &reopen);
+        const char *newstatus = reopen ? "open" : NULL;
+        if (ev && event(s, fid, t, ev, conf))
+            return -1;
         st = s->st[ST_FINDING_UPD];
         bind_i64(st, 1, fid);
         bind_text(st, 2, store_kind_name(f->kind));
@@ -606,7 +613,7 @@ static int clear_missing(coll_store *s, int64_t tid, const et_snapshot *w, int64
     return 0;
 }
 
-static const char *attach_kind(unsigned k)
+const char *store_attach_kind(unsigned k)
 {
     static const char *const names[] = {"goroutine-debug2", "goroutine-debug1", "heap-debug1", "trace"};
     return k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
@@ -662,7 +669,7 @@ static int put_all(coll_store *s, tcache_ent *e, int hit, const char *device, co
         st = s->st[ST_ATTACH_INS];
         bind_i64(st, 1, snap_row);
         bind_i64(st, 2, i);
-        bind_text(st, 3, attach_kind(a->kind));
+        bind_text(st, 3, store_attach_kind(a->kind));
         if (a->finding < w->nfindings && a->finding < ET_SNAP_MAX_FINDINGS)
             bind_text(st, 4, w->findings[a->finding].fingerprint);
         sqlite3_bind_blob(st, 5, a->data, (int)(a->len < ET_SNAP_ATTACH_MAX ? a->len : ET_SNAP_ATTACH_MAX),

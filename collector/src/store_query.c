@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "store_int.h"
-#include "store_pg_int.h"
+#include "store_sq.h"
 
 #define DEFAULT_INTERVAL_MS 30000
 #define MAX_POINTS 1000
@@ -20,9 +20,9 @@
 
 /* Text from the database as a JSON string. Names come from devices (hostile input): a byte
  * sequence that is not UTF-8 becomes '?' rather than an invalid document. */
-static json_t *jtext(const unsigned char *p)
+static json_t *jtext(const char *p)
 {
-    const char *s = p ? (const char *)p : "";
+    const char *s = p ? p : "";
     json_t *j = json_string(s);
     if (j)
         return j;
@@ -37,19 +37,14 @@ static json_t *jtext(const unsigned char *p)
     return j;
 }
 
-static json_t *col_text(sqlite3_stmt *st, int i) { return jtext(sqlite3_column_text(st, i)); }
-static json_t *col_int(sqlite3_stmt *st, int i)
+static json_t *col_text(sq *st, int i) { return jtext(sq_str(st, i)); }
+static json_t *col_int(sq *st, int i)
 {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(st, i));
+    return sq_isnull(st, i) ? json_null() : json_integer(sq_int(st, i));
 }
-static json_t *col_real(sqlite3_stmt *st, int i)
+static json_t *col_real(sq *st, int i)
 {
-    return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null() : json_real(sqlite3_column_double(st, i));
-}
-
-static int prep(coll_store *s, sqlite3_stmt **st, const char *sql)
-{
-    return sqlite3_prepare_v2(s->db, sql, -1, st, NULL) == SQLITE_OK ? 0 : -1;
+    return sq_isnull(st, i) ? json_null() : json_real(sq_real(st, i));
 }
 
 static int conf_rank(const char *c)
@@ -87,19 +82,19 @@ static void set_counts(json_t *obj, json_t *counts)
 static json_t *open_counts(coll_store *s, const char *group_sql, const char *arg_text, int64_t arg_int)
 {
     json_t *map = json_object();
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, group_sql)) {
+    sq *st = NULL;
+    if (!(st = sq_prep(s, group_sql))) {
         json_decref(map);
         return NULL;
     }
     if (arg_text)
-        sqlite3_bind_text(st, 1, arg_text, -1, SQLITE_STATIC);
+        sq_text(st, 1, arg_text);
     else
-        sqlite3_bind_int64(st, 1, arg_int);
+        sq_i64(st, 1, arg_int);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *key = (const char *)sqlite3_column_text(st, 0);
-        const char *conf = (const char *)sqlite3_column_text(st, 1);
+    while ((rc = sq_step(st)) == 1) {
+        const char *key = sq_str(st, 0);
+        const char *conf = sq_str(st, 1);
         int r = conf_rank(conf);
         if (!key || !r)
             continue;
@@ -108,27 +103,27 @@ static json_t *open_counts(coll_store *s, const char *group_sql, const char *arg
             c = zero_counts();
             json_object_set_new(map, key, c);
         }
-        json_object_set_new(c, CONF_NAMES[r], json_integer(sqlite3_column_int64(st, 2)));
+        json_object_set_new(c, CONF_NAMES[r], json_integer(sq_int(st, 2)));
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    sq_done(st);
+    if (rc != 0) {
         json_decref(map);
         return NULL;
     }
     return map;
 }
 
-static int64_t interval_or_default(sqlite3_stmt *st, int i)
+static int64_t interval_or_default(sq *st, int i)
 {
-    int64_t v = sqlite3_column_type(st, i) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, i);
+    int64_t v = sq_isnull(st, i) ? 0 : sq_int(st, i);
     return v > 0 ? v : DEFAULT_INTERVAL_MS;
 }
 
-static int is_silent(sqlite3_stmt *st, int last_col, int interval_col, int64_t now_ms)
+static int is_silent(sq *st, int last_col, int interval_col, int64_t now_ms)
 {
-    if (sqlite3_column_type(st, last_col) == SQLITE_NULL)
+    if (sq_isnull(st, last_col))
         return 1;
-    return now_ms - sqlite3_column_int64(st, last_col) > 3 * interval_or_default(st, interval_col);
+    return now_ms - sq_int(st, last_col) > 3 * interval_or_default(st, interval_col);
 }
 
 /* ---- devices --------------------------------------------------------------------------- */
@@ -142,9 +137,9 @@ static int is_silent(sqlite3_stmt *st, int last_col, int interval_col, int64_t n
     " (SELECT count(*) FROM targets t WHERE t.device=d.id), d.snapshots,"                                       \
     " (SELECT revoked_at IS NOT NULL FROM device_keys k WHERE k.device=d.id) FROM devices d"
 
-static json_t *device_json(sqlite3_stmt *st, json_t *counts_map, int64_t now_ms)
+static json_t *device_json(sq *st, json_t *counts_map, int64_t now_ms)
 {
-    const char *id = (const char *)sqlite3_column_text(st, 0);
+    const char *id = sq_str(st, 0);
     json_t *d = json_object();
     json_object_set_new(d, "id", col_text(st, 0));
     json_object_set_new(d, "board", col_text(st, 1));
@@ -152,7 +147,7 @@ static json_t *device_json(sqlite3_stmt *st, json_t *counts_map, int64_t now_ms)
     json_object_set_new(d, "first_seen_ms", col_int(st, 3));
     json_object_set_new(d, "last_seen_ms", col_int(st, 4));
     json_object_set_new(d, "interval_s", json_integer((interval_or_default(st, 5) + 500) / 1000));
-    int revoked = sqlite3_column_type(st, 9) != SQLITE_NULL && sqlite3_column_int64(st, 9) > 0;
+    int revoked = !sq_isnull(st, 9) && sq_int(st, 9) > 0;
     json_object_set_new(d, "status",
                         json_string(revoked ? "revoked" : is_silent(st, 4, 5, now_ms) ? "silent" : "online"));
     json_object_set_new(d, "spool_pending", json_null()); /* not carried by the snapshot yet */
@@ -172,16 +167,16 @@ static json_t *device_json(sqlite3_stmt *st, json_t *counts_map, int64_t now_ms)
 #define DEVICE_SERVICES_MAX 64
 static int device_services(coll_store *s, json_t *devices)
 {
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st,
+    sq *st = NULL;
+    if (!(st = sq_prep(s,
              "SELECT t.device, t.service, t.id, (SELECT max(CASE f.confidence WHEN 'confirmed' THEN 3"
              " WHEN 'likely' THEN 2 WHEN 'suspected' THEN 1 ELSE 0 END) FROM findings f"
-             " WHERE f.target=t.id AND f.status='open') FROM targets t ORDER BY t.device, t.service, t.id"))
+             " WHERE f.target=t.id AND f.status='open') FROM targets t ORDER BY t.device, t.service, t.id")))
         return -1;
     json_t *by_device = json_object();
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *dev = (const char *)sqlite3_column_text(st, 0);
+    while ((rc = sq_step(st)) == 1) {
+        const char *dev = sq_str(st, 0);
         if (!dev)
             continue;
         json_t *list = json_object_get(by_device, dev);
@@ -191,12 +186,12 @@ static int device_services(coll_store *s, json_t *devices)
         }
         if (json_array_size(list) >= DEVICE_SERVICES_MAX)
             continue;
-        int w = sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 3);
+        int w = sq_isnull(st, 3) ? 0 : (int)sq_int(st, 3);
         json_array_append_new(list, json_pack("{s:o,s:o,s:o}", "service", col_text(st, 1), "target", col_int(st, 2),
                                               "worst", w > 0 && w < 4 ? json_string(CONF_NAMES[w]) : json_null()));
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    sq_done(st);
+    if (rc != 0) {
         json_decref(by_device);
         return -1;
     }
@@ -215,26 +210,24 @@ static int device_services(coll_store *s, json_t *devices)
 
 int store_q_devices(coll_store *s, int64_t now_ms, json_t **out)
 {
-    if (s->pg)
-        return store_pg_q_devices(s->pg, now_ms, out);
     json_t *counts = open_counts(s,
                                  "SELECT device, confidence, count(*) FROM findings WHERE status='open'"
                                  " AND ?1=0 GROUP BY device, confidence",
                                  NULL, 0);
     if (!counts)
         return -1;
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, DEVICE_SQL " ORDER BY d.id")) {
+    sq *st = NULL;
+    if (!(st = sq_prep(s, DEVICE_SQL " ORDER BY d.id"))) {
         json_decref(counts);
         return -1;
     }
     json_t *arr = json_array();
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((rc = sq_step(st)) == 1)
         json_array_append_new(arr, device_json(st, counts, now_ms));
-    sqlite3_finalize(st);
+    sq_done(st);
     json_decref(counts);
-    if (rc != SQLITE_DONE || device_services(s, arr)) {
+    if (rc != 0 || device_services(s, arr)) {
         json_decref(arr);
         return -1;
     }
@@ -249,7 +242,7 @@ int store_q_devices(coll_store *s, int64_t now_ms, json_t **out)
     " t.port, t.go_version, t.pid, t.first_seen, t.last_seen, t.last_goroutines, t.last_heap_inuse,"     \
     " t.last_rss_bytes, t.last_threads, t.interval_ms FROM targets t"
 
-static json_t *target_json(sqlite3_stmt *st, json_t *counts_map)
+static json_t *target_json(sq *st, json_t *counts_map)
 {
     json_t *t = json_object();
     json_object_set_new(t, "id", col_int(st, 0));
@@ -268,7 +261,7 @@ static json_t *target_json(sqlite3_stmt *st, json_t *counts_map)
                         json_pack("{s:o,s:o,s:o,s:o}", "goroutines", col_int(st, 11), "heap_inuse", col_int(st, 12),
                                   "rss_bytes", col_int(st, 13), "threads", col_int(st, 14)));
     char key[24];
-    snprintf(key, sizeof(key), "%lld", (long long)sqlite3_column_int64(st, 0));
+    snprintf(key, sizeof(key), "%lld", (long long)sq_int(st, 0));
     json_t *c = counts_map ? json_object_get(counts_map, key) : NULL;
     json_t *z = c ? json_incref(c) : zero_counts();
     set_counts(t, z);
@@ -278,13 +271,13 @@ static json_t *target_json(sqlite3_stmt *st, json_t *counts_map)
 
 static int device_exists(coll_store *s, const char *device)
 {
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, "SELECT 1 FROM devices WHERE id=?1"))
+    sq *st = NULL;
+    if (!(st = sq_prep(s, "SELECT 1 FROM devices WHERE id=?1")))
         return -1;
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    sq_text(st, 1, device);
+    int rc = sq_step(st);
+    sq_done(st);
+    return rc == 1 ? 1 : rc == 0 ? 0 : -1;
 }
 
 static json_t *targets_of(coll_store *s, const char *device)
@@ -295,19 +288,19 @@ static json_t *targets_of(coll_store *s, const char *device)
                                  device, 0);
     if (!counts)
         return NULL;
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, TARGET_SQL " WHERE t.device=?1 ORDER BY t.service, t.ident")) {
+    sq *st = NULL;
+    if (!(st = sq_prep(s, TARGET_SQL " WHERE t.device=?1 ORDER BY t.service, t.ident"))) {
         json_decref(counts);
         return NULL;
     }
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+    sq_text(st, 1, device);
     json_t *arr = json_array();
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((rc = sq_step(st)) == 1)
         json_array_append_new(arr, target_json(st, counts));
-    sqlite3_finalize(st);
+    sq_done(st);
     json_decref(counts);
-    if (rc != SQLITE_DONE) {
+    if (rc != 0) {
         json_decref(arr);
         return NULL;
     }
@@ -316,8 +309,6 @@ static json_t *targets_of(coll_store *s, const char *device)
 
 int store_q_targets(coll_store *s, const char *device, json_t **out)
 {
-    if (s->pg)
-        return store_pg_q_targets(s->pg, device, out);
     if (!device)
         return STORE_Q_BADARG;
     int e = device_exists(s, device);
@@ -332,28 +323,26 @@ int store_q_targets(coll_store *s, const char *device, json_t **out)
 
 int store_q_device(coll_store *s, const char *device, int64_t now_ms, json_t **out)
 {
-    if (s->pg)
-        return store_pg_q_device(s->pg, device, now_ms, out);
     if (!device)
         return STORE_Q_BADARG;
     json_t *counts = open_counts(s,
                                  "SELECT device, confidence, count(*) FROM findings WHERE device=?1"
-                                 " AND status='open' GROUP BY confidence",
+                                 " AND status='open' GROUP BY device, confidence",
                                  device, 0);
     if (!counts)
         return -1;
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, DEVICE_SQL " WHERE d.id=?1")) {
+    sq *st = NULL;
+    if (!(st = sq_prep(s, DEVICE_SQL " WHERE d.id=?1"))) {
         json_decref(counts);
         return -1;
     }
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    json_t *d = rc == SQLITE_ROW ? device_json(st, counts, now_ms) : NULL;
-    sqlite3_finalize(st);
+    sq_text(st, 1, device);
+    int rc = sq_step(st);
+    json_t *d = rc == 1 ? device_json(st, counts, now_ms) : NULL;
+    sq_done(st);
     json_decref(counts);
     if (!d)
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
     json_t *arr = targets_of(s, device);
     if (!arr) {
         json_decref(d);
@@ -377,7 +366,7 @@ int store_q_device(coll_store *s, const char *device, int64_t now_ms, json_t **o
 static const char *const EVIDENCE[] = {"trend",        "cluster",   "wait",     "trace", "gc-proof",
                                        "stack-growth", "heap-site", "memstats", "proc", "survivors"};
 
-static json_t *finding_json(sqlite3_stmt *st, int detail)
+static json_t *finding_json(sq *st, int detail)
 {
     json_t *f = json_object();
     json_object_set_new(f, "id", col_int(st, 0));
@@ -400,13 +389,13 @@ static json_t *finding_json(sqlite3_stmt *st, int detail)
     if (!detail)
         return f;
     json_t *ev = json_array();
-    int64_t bits = sqlite3_column_int64(st, 17);
+    int64_t bits = sq_int(st, 17);
     for (unsigned b = 0; b < sizeof(EVIDENCE) / sizeof(EVIDENCE[0]); b++)
         if (bits & (1ll << b))
             json_array_append_new(ev, json_string(EVIDENCE[b]));
     json_object_set_new(f, "evidence", ev);
     json_object_set_new(f, "created_by", col_text(st, 18));
-    const char *stack = (const char *)sqlite3_column_text(st, 19);
+    const char *stack = sq_str(st, 19);
     json_t *sj = stack ? json_loads(stack, 0, NULL) : NULL;
     json_object_set_new(f, "stack", json_is_array(sj) ? sj : json_array());
     if (sj && !json_is_array(sj))
@@ -421,7 +410,7 @@ static json_t *finding_json(sqlite3_stmt *st, int detail)
     json_object_set_new(f, "survivors", col_int(st, 25));
     json_object_set_new(f, "survivors_of", col_int(st, 26));
     json_object_set_new(f, "oldest_id", col_int(st, 27));
-    const char *wh = (const char *)sqlite3_column_text(st, 28);
+    const char *wh = sq_str(st, 28);
     json_t *hj = wh ? json_loads(wh, 0, NULL) : NULL;
     json_object_set_new(f, "wait_hist", json_is_array(hj) ? hj : json_null());
     if (hj && !json_is_array(hj))
@@ -431,8 +420,6 @@ static json_t *finding_json(sqlite3_stmt *st, int detail)
 
 int store_q_findings(coll_store *s, const store_finding_filter *fl, json_t **out)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "findings");
     store_finding_filter none = {0};
     if (!fl)
         fl = &none;
@@ -445,27 +432,27 @@ int store_q_findings(coll_store *s, const store_finding_filter *fl, json_t **out
     int limit = fl->limit ? fl->limit : 200;
     if (limit > 1000)
         limit = 1000;
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st,
-             FINDING_SQL " WHERE (?1 IS NULL OR f.status=?1) AND (?2 IS NULL OR f.kind=?2)"
-                         " AND (?3 IS NULL OR f.confidence=?3) AND (?4 IS NULL OR f.device=?4)"
-                         " AND (?5 IS NULL OR t.service=?5) AND (?6=0 OR f.target=?6)"
+    sq *st = NULL;
+    if (!(st = sq_prep(s,
+             FINDING_SQL " WHERE (CAST(?1 AS TEXT) IS NULL OR f.status=?1) AND (CAST(?2 AS TEXT) IS NULL OR f.kind=?2)"
+                         " AND (CAST(?3 AS TEXT) IS NULL OR f.confidence=?3) AND (CAST(?4 AS TEXT) IS NULL OR f.device=?4)"
+                         " AND (CAST(?5 AS TEXT) IS NULL OR t.service=?5) AND (?6=0 OR f.target=?6)"
                          " ORDER BY f.status='open' DESC, CASE f.confidence WHEN 'confirmed' THEN 3"
-                         " WHEN 'likely' THEN 2 ELSE 1 END DESC, f.last_seen DESC LIMIT ?7"))
+                         " WHEN 'likely' THEN 2 ELSE 1 END DESC, f.last_seen DESC LIMIT ?7")))
         return -1;
-    sqlite3_bind_text(st, 1, fl->state, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, fl->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, fl->confidence, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, fl->device, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, fl->service, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, fl->target);
-    sqlite3_bind_int(st, 7, limit);
+    sq_text(st, 1, fl->state);
+    sq_text(st, 2, fl->kind);
+    sq_text(st, 3, fl->confidence);
+    sq_text(st, 4, fl->device);
+    sq_text(st, 5, fl->service);
+    sq_i64(st, 6, fl->target);
+    sq_i64(st, 7, limit);
     json_t *arr = json_array();
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((rc = sq_step(st)) == 1)
         json_array_append_new(arr, finding_json(st, 0));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    sq_done(st);
+    if (rc != 0) {
         json_decref(arr);
         return -1;
     }
@@ -475,25 +462,23 @@ int store_q_findings(coll_store *s, const store_finding_filter *fl, json_t **out
 
 int store_q_target(coll_store *s, int64_t target, json_t **out)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "target");
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, TARGET_SQL " WHERE t.id=?1"))
+    sq *st = NULL;
+    if (!(st = sq_prep(s, TARGET_SQL " WHERE t.id=?1")))
         return -1;
-    sqlite3_bind_int64(st, 1, target);
-    int rc = sqlite3_step(st);
+    sq_i64(st, 1, target);
+    int rc = sq_step(st);
     json_t *t = NULL;
-    if (rc == SQLITE_ROW) {
+    if (rc == 1) {
         json_t *counts = open_counts(s,
                                      "SELECT CAST(target AS TEXT), confidence, count(*) FROM findings"
-                                     " WHERE target=?1 AND status='open' GROUP BY confidence",
+                                     " WHERE target=?1 AND status='open' GROUP BY target, confidence",
                                      NULL, target);
         t = counts ? target_json(st, counts) : NULL;
         json_decref(counts);
     }
-    sqlite3_finalize(st);
+    sq_done(st);
     if (!t)
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
     store_finding_filter fl = {.target = target, .limit = 1000};
     json_t *fs = NULL;
     if (store_q_findings(s, &fl, &fs)) {
@@ -559,9 +544,9 @@ static void bucket_emit(bucketer *b)
 }
 
 /* One row: t, the 6 values (NULL = missing), the bucket max candidate, by_state text. */
-static void bucket_row(bucketer *b, sqlite3_stmt *st)
+static void bucket_row(bucketer *b, sq *st)
 {
-    int64_t t = sqlite3_column_int64(st, 0);
+    int64_t t = sq_int(st, 0);
     int64_t idx = (t - b->from) / b->step;
     if (idx != b->cur) {
         bucket_emit(b);
@@ -570,49 +555,47 @@ static void bucket_row(bucketer *b, sqlite3_stmt *st)
     }
     b->t = t;
     for (int i = 0; i < 6; i++) {
-        b->has[i] = sqlite3_column_type(st, 1 + i) != SQLITE_NULL;
-        b->v[i] = sqlite3_column_int64(st, 1 + i);
+        b->has[i] = !sq_isnull(st, 1 + i);
+        b->v[i] = sq_int(st, 1 + i);
     }
-    if (sqlite3_column_type(st, 7) != SQLITE_NULL) {
-        int64_t m = sqlite3_column_int64(st, 7);
+    if (!sq_isnull(st, 7)) {
+        int64_t m = sq_int(st, 7);
         if (!b->has[6] || m > b->v[6])
             b->v[6] = m;
         b->has[6] = 1;
     }
-    const char *bs = (const char *)sqlite3_column_text(st, 8);
+    const char *bs = sq_str(st, 8);
     snprintf(b->by_state, sizeof(b->by_state), "%s", bs ? bs : "");
 }
 
 static int series_scan(coll_store *s, bucketer *b, const char *sql, int64_t target, int64_t from, int64_t to)
 {
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, sql))
+    sq *st = NULL;
+    if (!(st = sq_prep(s, sql)))
         return -1;
-    sqlite3_bind_int64(st, 1, target);
-    sqlite3_bind_int64(st, 2, from);
-    sqlite3_bind_int64(st, 3, to);
+    sq_i64(st, 1, target);
+    sq_i64(st, 2, from);
+    sq_i64(st, 3, to);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((rc = sq_step(st)) == 1)
         bucket_row(b, st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    sq_done(st);
+    return rc == 0 ? 0 : -1;
 }
 
 static int target_exists(coll_store *s, int64_t target)
 {
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, "SELECT 1 FROM targets WHERE id=?1"))
+    sq *st = NULL;
+    if (!(st = sq_prep(s, "SELECT 1 FROM targets WHERE id=?1")))
         return -1;
-    sqlite3_bind_int64(st, 1, target);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    sq_i64(st, 1, target);
+    int rc = sq_step(st);
+    sq_done(st);
+    return rc == 1 ? 1 : rc == 0 ? 0 : -1;
 }
 
 int store_q_series(coll_store *s, int64_t target, int64_t from_ms, int64_t to_ms, int maxpoints, json_t **out)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "series");
     if (from_ms > to_ms || maxpoints < 0)
         return STORE_Q_BADARG;
     int e = target_exists(s, target);
@@ -648,22 +631,22 @@ int store_q_series(coll_store *s, int64_t target, int64_t from_ms, int64_t to_ms
         json_object_set_new(o, VNAMES[i], b.varr[i]);
     json_object_set_new(o, "by_state", b.bys);
     json_t *markers = json_array();
-    sqlite3_stmt *st = NULL;
-    if (!rc && !prep(s, &st,
+    sq *st = NULL;
+    if (!rc && (st = sq_prep(s,
                      "SELECT e.t, e.finding, f.kind, e.confidence, e.event FROM findings f"
                      " JOIN finding_events e ON e.finding=f.id WHERE f.target=?1 AND e.t BETWEEN ?2 AND ?3"
-                     " ORDER BY e.t, e.id LIMIT 1000")) {
-        sqlite3_bind_int64(st, 1, target);
-        sqlite3_bind_int64(st, 2, from_ms);
-        sqlite3_bind_int64(st, 3, to_ms);
+                     " ORDER BY e.t, e.id LIMIT 1000"))) {
+        sq_i64(st, 1, target);
+        sq_i64(st, 2, from_ms);
+        sq_i64(st, 3, to_ms);
         int r;
-        while ((r = sqlite3_step(st)) == SQLITE_ROW)
+        while ((r = sq_step(st)) == 1)
             json_array_append_new(markers,
                                   json_pack("{s:o,s:o,s:o,s:o,s:o}", "t", col_int(st, 0), "finding", col_int(st, 1),
                                             "kind", col_text(st, 2), "confidence", col_text(st, 3), "event",
                                             col_text(st, 4)));
-        rc = r == SQLITE_DONE ? 0 : -1;
-        sqlite3_finalize(st);
+        rc = r == 0 ? 0 : -1;
+        sq_done(st);
     } else if (!rc) {
         rc = -1;
     }
@@ -680,54 +663,52 @@ int store_q_series(coll_store *s, int64_t target, int64_t from_ms, int64_t to_ms
 
 int store_q_finding(coll_store *s, int64_t id, json_t **out)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "finding");
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, FINDING_SQL " WHERE f.id=?1"))
+    sq *st = NULL;
+    if (!(st = sq_prep(s, FINDING_SQL " WHERE f.id=?1")))
         return -1;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    json_t *f = rc == SQLITE_ROW ? finding_json(st, 1) : NULL;
-    int64_t first = rc == SQLITE_ROW ? sqlite3_column_int64(st, 13) : 0;
-    int64_t last = rc == SQLITE_ROW ? sqlite3_column_int64(st, 14) : 0;
-    sqlite3_finalize(st);
+    sq_i64(st, 1, id);
+    int rc = sq_step(st);
+    json_t *f = rc == 1 ? finding_json(st, 1) : NULL;
+    int64_t first = rc == 1 ? sq_int(st, 13) : 0;
+    int64_t last = rc == 1 ? sq_int(st, 14) : 0;
+    sq_done(st);
     if (!f)
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
     json_t *hist = json_array();
-    if (prep(s, &st, "SELECT t, event, confidence FROM finding_events WHERE finding=?1 ORDER BY t, id LIMIT 1000"))
+    if (!(st = sq_prep(s, "SELECT t, event, confidence FROM finding_events WHERE finding=?1 ORDER BY t, id LIMIT 1000")))
         goto fail;
-    sqlite3_bind_int64(st, 1, id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    sq_i64(st, 1, id);
+    while ((rc = sq_step(st)) == 1)
         json_array_append_new(hist, json_pack("{s:o,s:o,s:o}", "t", col_int(st, 0), "event", col_text(st, 1),
                                               "confidence", col_text(st, 2)));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
+    sq_done(st);
+    if (rc != 0)
         goto fail;
     json_object_set_new(f, "history", hist);
     hist = NULL;
     /* the site's count over the finding's life, at most MAX_POINTS (last value per bucket) */
-    if (prep(s, &st, "SELECT t, count FROM finding_counts WHERE finding=?1 ORDER BY t"))
+    if (!(st = sq_prep(s, "SELECT t, count FROM finding_counts WHERE finding=?1 ORDER BY t")))
         goto fail;
-    sqlite3_bind_int64(st, 1, id);
+    sq_i64(st, 1, id);
     int64_t step = (last - first) / MAX_POINTS + 1, cur = -1, lt = 0, lc = 0;
     json_t *ts = json_array(), *cs = json_array();
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t t = sqlite3_column_int64(st, 0), idx = (t - first) / step;
+    while ((rc = sq_step(st)) == 1) {
+        int64_t t = sq_int(st, 0), idx = (t - first) / step;
         if (cur >= 0 && idx != cur) {
             json_array_append_new(ts, json_integer(lt));
             json_array_append_new(cs, json_integer(lc));
         }
         cur = idx;
         lt = t;
-        lc = sqlite3_column_int64(st, 1);
+        lc = sq_int(st, 1);
     }
     if (cur >= 0) {
         json_array_append_new(ts, json_integer(lt));
         json_array_append_new(cs, json_integer(lc));
     }
-    sqlite3_finalize(st);
+    sq_done(st);
     json_object_set_new(f, "series", json_pack("{s:o,s:o}", "t", ts, "count", cs));
-    if (rc != SQLITE_DONE)
+    if (rc != 0)
         goto fail;
     *out = f;
     return 0;
@@ -741,33 +722,31 @@ fail:
 
 int store_q_gauges(coll_store *s, int64_t now_ms, json_t **out)
 {
-    if (s->pg)
-        return store_pg_q_gauges(s->pg, now_ms, out);
-    sqlite3_stmt *st = NULL;
+    sq *st = NULL;
     json_t *o = json_object(), *of = json_array(), *devs = json_array();
     json_object_set_new(o, "open_findings", of);
     json_object_set_new(o, "devices", devs);
     int rc = -1, silent = 0;
-    if (prep(s, &st, "SELECT kind, confidence, count(*) FROM findings WHERE status='open' GROUP BY 1, 2"))
+    if (!(st = sq_prep(s, "SELECT kind, confidence, count(*) FROM findings WHERE status='open' GROUP BY 1, 2")))
         goto out;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((rc = sq_step(st)) == 1)
         json_array_append_new(of, json_pack("{s:o,s:o,s:o}", "kind", col_text(st, 0), "confidence", col_text(st, 1),
                                             "count", col_int(st, 2)));
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE || prep(s, &st,
+    sq_done(st);
+    if (rc != 0 || !(st = sq_prep(s,
                                   "SELECT d.id, d.last_seen, (SELECT max(interval_ms) FROM targets t"
-                                  " WHERE t.device=d.id) FROM devices d ORDER BY d.id")) {
+                                  " WHERE t.device=d.id) FROM devices d ORDER BY d.id"))) {
         rc = -1;
         goto out;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = sq_step(st)) == 1) {
         int sil = is_silent(st, 1, 2, now_ms);
         silent += sil;
         json_array_append_new(devs, json_pack("{s:o,s:o,s:b}", "id", col_text(st, 0), "last_seen_ms", col_int(st, 1),
                                               "silent", sil));
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    sq_done(st);
+    if (rc != 0) {
         rc = -1;
         goto out;
     }
@@ -775,10 +754,10 @@ int store_q_gauges(coll_store *s, int64_t now_ms, json_t **out)
     json_object_set_new(o, "devices_silent", json_integer(silent));
     json_object_set_new(o, "db_bytes", json_integer(store_db_bytes(s)));
     int64_t pruned = 0;
-    if (!prep(s, &st, "SELECT CAST(value AS INTEGER) FROM meta WHERE key='prune_rows_total'")) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            pruned = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+    if ((st = sq_prep(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key='prune_rows_total'"))) {
+        if (sq_step(st) == 1)
+            pruned = sq_int(st, 0);
+        sq_done(st);
     }
     json_object_set_new(o, "prune_rows_total", json_integer(pruned));
 out:
@@ -794,44 +773,44 @@ out:
 
 int store_q_sites_at(coll_store *s, int64_t target, int64_t at_ms, int64_t *snap_ms, store_site_cb cb, void *arg)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "sites");
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st, "SELECT t FROM series WHERE target=?1 AND t<=?2 ORDER BY t DESC LIMIT 1"))
+    sq *st = NULL;
+    if (!(st = sq_prep(s, "SELECT t FROM series WHERE target=?1 AND t<=?2 ORDER BY t DESC LIMIT 1")))
         return -1;
-    sqlite3_bind_int64(st, 1, target);
-    sqlite3_bind_int64(st, 2, at_ms > 0 ? at_ms : INT64_MAX);
-    int rc = sqlite3_step(st);
-    int64_t t = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW)
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+    sq_i64(st, 1, target);
+    sq_i64(st, 2, at_ms > 0 ? at_ms : INT64_MAX);
+    int rc = sq_step(st);
+    int64_t t = rc == 1 ? sq_int(st, 0) : 0;
+    sq_done(st);
+    if (rc != 1)
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
     if (snap_ms)
         *snap_ms = t;
     /* CROSS JOIN keeps SQLite from scanning all of the target's counts: walk the target's
-     * sites and look each one's count at t up by its primary key */
-    if (prep(s, &st,
-             "SELECT c.count, c.max_wait_min, coalesce(s.state,''), s.function, coalesce(s.file,''),"
-             " coalesce(s.line,0), coalesce(s.created_by,''), s.key FROM sites s CROSS JOIN site_counts c"
-             " ON c.target=s.target AND c.key=s.key AND c.t=?2 WHERE s.target=?1 ORDER BY c.count DESC"))
+     * sites and look each one's count at t up by its primary key (PostgreSQL has no CROSS
+     * JOIN ... ON and plans the plain join well) */
+#define SITES_AT(join)                                                                                    \
+    "SELECT c.count, c.max_wait_min, coalesce(s.state,''), s.function, coalesce(s.file,''),"              \
+    " coalesce(s.line,0), coalesce(s.created_by,''), s.key FROM sites s " join " site_counts c"           \
+    " ON c.target=s.target AND c.key=s.key AND c.t=?2 WHERE s.target=?1 ORDER BY c.count DESC"
+    if (!(st = sq_prep(s, s->pg ? SITES_AT("JOIN") : SITES_AT("CROSS JOIN"))))
         return -1;
-    sqlite3_bind_int64(st, 1, target);
-    sqlite3_bind_int64(st, 2, t);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    sq_i64(st, 1, target);
+    sq_i64(st, 2, t);
+    while ((rc = sq_step(st)) == 1) {
         char unnamed[32];
         store_site site = {0};
-        site.count = (uint32_t)sqlite3_column_int64(st, 0);
-        site.max_wait_min = (uint32_t)sqlite3_column_int64(st, 1);
-        site.state = (const char *)sqlite3_column_text(st, 2);
-        const char *fn = (const char *)sqlite3_column_text(st, 3);
+        site.count = (uint32_t)sq_int(st, 0);
+        site.max_wait_min = (uint32_t)sq_int(st, 1);
+        site.state = sq_str(st, 2);
+        const char *fn = sq_str(st, 3);
         if (!fn) { /* only ever sent as a reference: the agent's next refresh names it */
-            snprintf(unnamed, sizeof(unnamed), "site#%08llx", (unsigned long long)sqlite3_column_int64(st, 7));
+            snprintf(unnamed, sizeof(unnamed), "site#%08llx", (unsigned long long)sq_int(st, 7));
             fn = unnamed;
         }
         site.frames[0].function = fn;
-        site.frames[0].file = (const char *)sqlite3_column_text(st, 4);
-        site.frames[0].line = (uint32_t)sqlite3_column_int64(st, 5);
-        site.created_by = (const char *)sqlite3_column_text(st, 6);
+        site.frames[0].file = sq_str(st, 4);
+        site.frames[0].line = (uint32_t)sq_int(st, 5);
+        site.created_by = sq_str(st, 6);
         site.nframes = 1;
         if (site.created_by && site.created_by[0]) {
             site.frames[1].function = site.created_by;
@@ -841,33 +820,31 @@ int store_q_sites_at(coll_store *s, int64_t target, int64_t at_ms, int64_t *snap
         if (cb(&site, arg))
             break;
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+    sq_done(st);
+    return rc == 1 || rc == 0 ? 0 : -1;
 }
 
 int store_q_finding_stack(coll_store *s, int64_t finding, store_site_cb cb, void *arg)
 {
-    if (s->pg)
-        return store_pg_unsupported(s->pg, "finding stack");
-    sqlite3_stmt *st = NULL;
-    if (prep(s, &st,
+    sq *st = NULL;
+    if (!(st = sq_prep(s,
              "SELECT function, coalesce(file,''), coalesce(line,0), stack, coalesce(created_by,''),"
-             " coalesce(state,''), count FROM findings WHERE id=?1"))
+             " coalesce(state,''), count FROM findings WHERE id=?1")))
         return -1;
-    sqlite3_bind_int64(st, 1, finding);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+    sq_i64(st, 1, finding);
+    int rc = sq_step(st);
+    if (rc != 1) {
+        sq_done(st);
+        return rc == 0 ? STORE_Q_NOTFOUND : -1;
     }
     store_site site = {0};
-    site.frames[0].function = (const char *)sqlite3_column_text(st, 0);
+    site.frames[0].function = sq_str(st, 0);
     if (!site.frames[0].function)
         site.frames[0].function = "";
-    site.frames[0].file = (const char *)sqlite3_column_text(st, 1);
-    site.frames[0].line = (uint32_t)sqlite3_column_int64(st, 2);
+    site.frames[0].file = sq_str(st, 1);
+    site.frames[0].line = (uint32_t)sq_int(st, 2);
     site.nframes = 1;
-    const char *stack = (const char *)sqlite3_column_text(st, 3);
+    const char *stack = sq_str(st, 3);
     json_t *sj = stack ? json_loads(stack, 0, NULL) : NULL;
     size_t i;
     json_t *v;
@@ -883,11 +860,11 @@ int store_q_finding_stack(coll_store *s, int64_t finding, store_site_cb cb, void
         site.frames[site.nframes].file = "";
         site.nframes++;
     }
-    site.created_by = (const char *)sqlite3_column_text(st, 4);
-    site.state = (const char *)sqlite3_column_text(st, 5);
-    site.count = (uint32_t)sqlite3_column_int64(st, 6);
+    site.created_by = sq_str(st, 4);
+    site.state = sq_str(st, 5);
+    site.count = (uint32_t)sq_int(st, 6);
     cb(&site, arg);
     json_decref(sj);
-    sqlite3_finalize(st);
+    sq_done(st);
     return 0;
 }

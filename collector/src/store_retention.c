@@ -17,6 +17,7 @@
 
 #include "store_int.h"
 #include "store_pg_int.h"
+#include "store_sq.h"
 
 void store_retention_defaults(store_retention *r)
 {
@@ -27,63 +28,67 @@ void store_retention_defaults(store_retention *r)
     r->batch_rows = 500;
 }
 
+/* meta and the payload walk run on either backend (store_sq.h): PostgreSQL drops whole
+ * partitions for the rest of retention, but a payload goes after payload_days on both. */
 static int64_t meta_get(coll_store *s, const char *key)
 {
-    sqlite3_stmt *st = NULL;
+    sq *st = sq_prep(s, "SELECT CAST(value AS BIGINT) FROM meta WHERE key=?1");
     int64_t v = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key=?1", -1, &st, NULL) ==
-        SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
+    if (st) {
+        sq_text(st, 1, key);
+        if (sq_step(st) == 1)
+            v = sq_int(st, 0);
     }
-    sqlite3_finalize(st);
+    sq_done(st);
     return v;
 }
 
 static int meta_set(coll_store *s, const char *key, int64_t v)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(key,value) VALUES(?1,?2)", -1, &st, NULL) != SQLITE_OK)
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    sq *st = sq_prep(s, "INSERT INTO meta(key,value) VALUES(?1,?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+    if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, v);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    sq_text(st, 1, key);
+    sq_text(st, 2, text);
+    int rc = sq_exec(st, NULL);
+    sq_done(st);
+    return rc;
 }
 
-/* Payloads: snapshot rowids grow with arrival, and `received` with them; walk them in
- * windows of batch rows and clear a window once all of it is older than the cutoff. */
+/* Payloads: snapshot ids grow with arrival, and `received` with them; walk them in windows of
+ * batch rows and clear a window once all of it is older than the cutoff. */
 static int prune_payloads(coll_store *s, int64_t cutoff, int batch)
 {
     int64_t cur = meta_get(s, "prune_payload_id");
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT max(received), max(id), (SELECT max(id) FROM snapshots) FROM snapshots"
-                                  " WHERE id>?1 AND id<=?1+?2", -1, &st, NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT max(received), max(id), (SELECT max(id) FROM snapshots) FROM snapshots"
+                        " WHERE id>?1 AND id<=?1+?2");
+    if (!st)
         return -1;
-    sqlite3_bind_int64(st, 1, cur);
-    sqlite3_bind_int(st, 2, batch);
-    int rc = sqlite3_step(st);
-    int64_t maxrecv = sqlite3_column_int64(st, 0), maxid = sqlite3_column_int64(st, 1);
-    int64_t top = sqlite3_column_int64(st, 2), empty = sqlite3_column_type(st, 1) == SQLITE_NULL;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW)
+    sq_i64(st, 1, cur);
+    sq_i64(st, 2, batch);
+    int rc = sq_step(st);
+    int64_t maxrecv = rc == 1 ? sq_int(st, 0) : 0, maxid = rc == 1 ? sq_int(st, 1) : 0;
+    int64_t top = rc == 1 ? sq_int(st, 2) : 0, empty = rc == 1 && sq_isnull(st, 1);
+    sq_done(st);
+    if (rc != 1)
         return -1;
     if (empty) /* a gap in the ids (or the end): skip the window if there is more beyond */
         return cur + batch < top ? (meta_set(s, "prune_payload_id", cur + batch) ? -1 : 0) : 0;
     if (maxrecv >= cutoff)
         return 0;
-    if (sqlite3_prepare_v2(s->db, "UPDATE snapshots SET payload=NULL WHERE id>?1 AND id<=?2 AND payload IS NOT NULL",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (!(st = sq_prep(s, "UPDATE snapshots SET payload=NULL WHERE id>?1 AND id<=?2 AND payload IS NOT NULL"
+                          " RETURNING id")))
         return -1;
-    sqlite3_bind_int64(st, 1, cur);
-    sqlite3_bind_int64(st, 2, maxid);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE || meta_set(s, "prune_payload_id", maxid))
+    sq_i64(st, 1, cur);
+    sq_i64(st, 2, maxid);
+    int n = 0;
+    while ((rc = sq_step(st)) == 1)
+        n++;
+    sq_done(st);
+    if (rc != 0 || meta_set(s, "prune_payload_id", maxid))
         return -1;
-    int n = sqlite3_changes(s->db);
     return n > 0 ? n : 1; /* a window walked is progress even with no payload in it */
 }
 
@@ -343,13 +348,21 @@ static int64_t next_target(coll_store *s, int64_t after)
     return id;
 }
 
-#define DAY_MS (86400LL * 1000)
 #define VISITS_PER_STEP 64
 
 int store_prune_step(coll_store *s, const store_retention *r, int64_t now_ms)
 {
-    if (s->pg)
-        return store_pg_prune_step(s->pg, r, now_ms);
+    if (s->pg) {
+        /* partitions (and their rollups) first, then one window of payloads */
+        int n = store_pg_prune_step(s->pg, r, now_ms);
+        int m = n >= 0 && r->payload_days > 0
+                    ? prune_payloads(s, now_ms - r->payload_days * DAY_MS, r->batch_rows > 0 ? r->batch_rows : 500)
+                    : 0;
+        if (n < 0 || m < 0 || (m && meta_set(s, "prune_rows_total", meta_get(s, "prune_rows_total") + m)))
+            return -1;
+        s->pg->pruned += m;
+        return n + m;
+    }
     if (s->readonly || s->in_txn)
         return -1;
     int batch = r->batch_rows > 0 ? r->batch_rows : 500;
@@ -406,8 +419,10 @@ fail:
 void store_prune_progress(coll_store *s, int64_t *rows_pruned, int64_t *rows_rolled_up)
 {
     if (s->pg) {
-        *rows_pruned = s->pg->pruned;
-        *rows_rolled_up = 0;
+        if (rows_pruned)
+            *rows_pruned = s->pg->pruned;
+        if (rows_rolled_up)
+            *rows_rolled_up = s->pg->rolled_up;
         return;
     }
     if (rows_pruned)

@@ -177,7 +177,13 @@ static const char V4[] =
     "CREATE INDEX commands_target ON commands(target_id, created_ms);"
     "UPDATE meta SET value='4' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2, V3, V4};
+/* v5: when the agent reported that it started a command (the "running" state of a capture:
+ * a trace takes seconds; README "Commands", progress). */
+static const char V5[] =
+    "ALTER TABLE commands ADD COLUMN started_ms INTEGER;"
+    "UPDATE meta SET value='5' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3, V4, V5};
 
 int store_schema_read(sqlite3 *db)
 {

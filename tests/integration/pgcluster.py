@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import free_port
 
 PG_BIN = Path(os.environ.get("ET_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -47,6 +49,32 @@ class PgCluster:
                     "max_connections = 60\nshared_buffers = 32MB\n")
         return self
 
+    def enable_tls(self):
+        """Also listen on 127.0.0.1 (TCP, this cluster's port) and accept TCP connections over TLS
+        only (hostssl; hostnossl is rejected), with a fresh self-signed certificate for
+        127.0.0.1 that is its own CA: a client with `sslmode=verify-full&sslrootcert=<self.ca>`
+        proves it speaks TLS and verifies the server. Call between init() and start()."""
+        self.ca = self.dir / "server.crt"
+        key = self.data / "server.key"
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", str(key), "-out", str(self.ca)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        shutil.copy(self.ca, self.data / "server.crt")
+        os.chmod(key, 0o600)
+        os.chmod(self.ca, 0o644)
+        if os.geteuid() == 0:
+            for f in (key, self.data / "server.crt"):
+                shutil.chown(f, "postgres", "postgres")
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("listen_addresses = '127.0.0.1'\nssl = on\n")
+        with open(self.data / "pg_hba.conf", "w") as f:
+            f.write("local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n")
+        return self
+
+    def tcp_url(self, db, params=""):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}" + (f"?{params}" if params else "")
+
     def start(self):
         r = _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                          "start", timeout=90)
@@ -74,3 +102,28 @@ class PgCluster:
     def cleanup(self):
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- both backends for the store/API tests ---------------------------------------------------------------
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="module")
+def pg_cluster():
+    """One PostgreSQL cluster per test module, started only when a test asks for the postgresql backend."""
+    c = PgCluster()
+    if not c.available():
+        pytest.fail("PostgreSQL 15 server binaries not found (tools/setup.sh installs postgresql)")
+    c.init().start()
+    yield c
+    c.cleanup()
+
+
+def backend_db(request, workdir, backend=None):
+    """The `--db` for BACKEND (default: the param of a fixture parametrized over BACKENDS): a SQLite file in
+    workdir, or a fresh database on the module's PostgreSQL cluster."""
+    if (backend or request.param) == "sqlite":
+        return workdir / "collector.db"
+    name = "et_" + "".join(c for c in workdir.name if c.isalnum())[-40:]  # PostgreSQL names: 63 bytes at most
+    return request.getfixturevalue("pg_cluster").createdb(name)

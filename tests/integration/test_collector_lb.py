@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT, wait_for
 from test_collector import free_udp_port
-from test_collector_pg import BENCH, db, nodes, pg, provision, stored_ids  # noqa: F401 (fixtures)
+from test_collector_pg import BENCH, db, nodes, pg, pg_cluster, provision, stored_ids  # noqa: F401 (fixtures)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MODULES = Path("/usr/lib/nginx/modules")

@@ -11,7 +11,12 @@ Covered:
   - kill -9 of a node under load loses nothing acknowledged;
   - PostgreSQL restarting under a running node: errors (retryable 5.xx) while it is away, then the
     node reconnects by itself and stores again;
-  - retention drops a whole expired partition.
+  - retention rolls series and site counts up into 10-minute buckets and drops whole expired partitions,
+    and clears payloads older than retention_payload_days;
+  - a database of schema v1 is upgraded in place by the first node, keeping its rows;
+  - the store's and the alert tables' unit suites (cmocka) pass on PostgreSQL with their SQLite assertions.
+The HTTP API, captures, provisioning and alerts on PostgreSQL are tested by test_http_api, test_downlink,
+test_fleet (each over both backends) and test_alerts_pg.
 
 Run: make collector host-tools host-deps (coap-client, et-push, ingest_bench); /usr/bin/python3 -m pytest tests/integration/test_collector_pg.py
 """
@@ -27,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD, COLLECTOR, free_port, wait_for
-from pgcluster import PgCluster
+from pgcluster import pg_cluster  # noqa: F401 (a fixture)
 from test_collector import (Collector, coap_post, free_udp_port, gen_snapshots, read_creds,
                             snapshot_id)
 
@@ -35,13 +40,8 @@ BENCH = Path(os.environ.get("ET_INGEST_BENCH", BUILD / "host" / "ingest_bench"))
 
 
 @pytest.fixture(scope="module")
-def pg():
-    c = PgCluster()
-    if not c.available():
-        pytest.fail("PostgreSQL 15 server binaries not found (tools/setup.sh installs postgresql)")
-    c.init().start()
-    yield c
-    c.cleanup()
+def pg(pg_cluster):
+    return pg_cluster
 
 
 _dbn = [0]
@@ -68,7 +68,7 @@ class Node(Collector):
 
     def start(self):
         self.logf = open(self.log, "a")
-        self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", self.url, "--experimental-postgresql",
+        self.proc = subprocess.Popen([str(COLLECTOR), "serve", "--db", self.url,
                                       "--listen", f"127.0.0.1:{self.port}",
                                       "--http", f"127.0.0.1:{self.http}", "--stats-interval", "0", *self.extra],
                                      stdout=subprocess.PIPE, stderr=self.logf, text=True)
@@ -230,19 +230,72 @@ def test_retention_drops_whole_expired_partitions(pg, db, nodes, tmp_path):
     day = 86400 * 1000
     old = (int(time.time() * 1000) // day - 40) * day
     stamp = time.strftime("%Y%m%d", time.gmtime(old / 1000))
-    pg.sql(name, f"CREATE TABLE snapshots_p{stamp} PARTITION OF snapshots FOR VALUES FROM ({old}) TO ({old + day});"
-                 f"INSERT INTO snapshots(snapshot_id, device, received, t) VALUES('aa', 'gw-1', {old + 5}, {old})")
+    q = f"FOR VALUES FROM ({old}) TO ({old + day})"
+    pg.sql(name, f"CREATE TABLE snapshots_p{stamp} PARTITION OF snapshots {q};"
+                 f"CREATE TABLE series_p{stamp} PARTITION OF series {q};"
+                 f"CREATE TABLE site_counts_p{stamp} PARTITION OF site_counts {q};"
+                 f"INSERT INTO snapshots(snapshot_id, device, received, t) VALUES('aa', 'gw-1', {old + 5}, {old});"
+                 # two snapshots' figures in one 10-minute bucket, one in the next
+                 f"INSERT INTO series(target, t, snap, received, goroutines, rss_kb) VALUES"
+                 f" (7, {old}, 1, {old}, 10, 100), (7, {old + 1000}, 2, {old + 1000}, 30, 50),"
+                 f" (7, {old + 600000}, 3, {old + 600000}, 20, 70);"
+                 f"INSERT INTO site_counts(target, key, t, count, received) VALUES"
+                 f" (7, 99, {old}, 4, {old}), (7, 99, {old + 1000}, 6, {old + 1000})")
+    # payloads: cleared after retention_payload_days (7), in partitions that stay
+    mid = (int(time.time() * 1000) // day - 10) * day
+    pg.sql(name, f"CREATE TABLE snapshots_p{time.strftime('%Y%m%d', time.gmtime(mid / 1000))} PARTITION OF snapshots"
+                 f" FOR VALUES FROM ({mid}) TO ({mid + day});"
+                 f"INSERT INTO snapshots(snapshot_id, device, received, t, payload) VALUES"
+                 f" ('bb', 'gw-1', {mid + 5}, {mid}, '\\x01')")
     nodes(url, extra=["--retention-full-days", "30"])  # its pruner does the work
-    assert wait_for(lambda: pg.sql(name, f"SELECT to_regclass('snapshots_p{stamp}') IS NULL")[0][0] == "t", timeout=20)
-    assert pg.sql(name, "SELECT count(*) FROM snapshots")[0][0] == "0"
+    assert wait_for(lambda: pg.sql(name, "SELECT snapshot_id FROM snapshots WHERE payload IS NULL") == [["bb"]],
+                    timeout=20), pg.sql(name, "SELECT snapshot_id, payload FROM snapshots")
+    for t in ("snapshots", "series", "site_counts"):
+        assert wait_for(lambda: pg.sql(name, f"SELECT to_regclass('{t}_p{stamp}') IS NULL")[0][0] == "t", timeout=20)
+    assert pg.sql(name, "SELECT snapshot_id FROM snapshots ORDER BY 1") == [["bb"]]
+    # rolled up before the drop, as SQLite keeps them: min/max/last per 10 minutes
+    assert pg.sql(name, "SELECT t, n, goroutines_min, goroutines_max, goroutines_last, rss_kb_last FROM series_rollup"
+                        " ORDER BY t") == [[str(old), "2", "10", "30", "30", "50"],
+                                           [str(old + 600000), "1", "20", "20", "20", "70"]]
+    assert pg.sql(name, "SELECT key, count_min, count_max, count_last FROM site_rollup") == [["99", "4", "6", "6"]]
+    assert int(pg.sql(name, "SELECT value FROM meta WHERE key='prune_rows_total'")[0][0]) >= 3
     # partitions ahead exist for the days to come
     tomorrow = time.strftime("%Y%m%d", time.gmtime(time.time() + 86400))
     assert pg.sql(name, f"SELECT to_regclass('series_p{tomorrow}') IS NOT NULL")[0][0] == "t"
 
 
-def test_serving_from_postgresql_takes_the_experimental_flag(db):
-    """Findings are not stored on PostgreSQL yet: serving from it without saying so is refused."""
-    _, url = db
-    r = subprocess.run([str(COLLECTOR), "serve", "--db", url, "--listen", "127.0.0.1:1", "--http", "off"],
-                       capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2 and "--experimental-postgresql" in r.stderr, r.stderr
+def test_schema_v1_upgrades_in_place(pg, db, nodes, tmp_path):
+    """A database of the first PostgreSQL schema (snapshots, series, keys, dedup: v1) is upgraded to v3 by
+    the first node that starts on it, keeping its rows; the version says so and the new tables serve."""
+    name, url = db
+    creds = provision(url, "gw-1", tmp_path)
+    n = nodes(url, "a")
+    files = gen_snapshots(tmp_path, creds, 2)
+    for f in files:
+        assert "new " in coap_post(n.port, creds, f, tmp_path)
+    n.stop(signal.SIGKILL)
+    v2 = ("sites", "site_counts", "attachments", "finding_counts", "finding_events", "findings", "series_rollup",
+          "site_rollup", "commands", "alert_state", "alert_outbox")
+    pg.sql(name, "".join(f"DROP TABLE {t};" for t in v2) +
+           "DELETE FROM meta WHERE key='prune_rows_total'; UPDATE meta SET value='1' WHERE key='schema_version'")
+    b = nodes(url, "b")
+    assert pg.sql(name, "SELECT value FROM meta WHERE key='schema_version'") == [["3"]]
+    assert pg.sql(name, "SELECT count(*) FROM commands WHERE started_ms IS NULL") == [["0"]]  # v3's column
+    assert sorted(stored_ids(pg, name)) == sorted(snapshot_id(f) for f in files)
+    assert b.api("/api/findings") == {"findings": []} and len(b.api("/api/devices/gw-1")["targets"]) >= 1
+
+
+@pytest.mark.parametrize("suite,count", [("test_collector_store_fleet", 6), ("test_collector_alert", 4)])
+def test_store_unit_suites_on_postgresql(pg, db, suite, count):
+    """The store's and the alert tables' own cmocka suites run against PostgreSQL with the same assertions as on
+    SQLite: every wire field kept, target identity, dedup per device, finding history with out-of-order arrivals
+    and the survivor evidence, the API's JSON (test_collector_store_fleet.c); the alert state machine, its
+    outbox and the alert thread (test_collector_alert.c)."""
+    name, url = db
+    unit = BUILD / "host-asan" / suite
+    if not unit.exists():
+        pytest.fail(f"{unit} not built (make {unit.relative_to(BUILD.parent)})")
+    r = subprocess.run([str(unit)], env=dict(os.environ, ET_TEST_PG_URL=url), capture_output=True, text=True,
+                       timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and f"PASSED  ] {count} test(s)" in out, out[-3000:]

@@ -2,7 +2,8 @@
 against a real collector fed by a real agent sampling a real leaking Go service (range-unclosed:
 main.(*Pipeline).aggregate leaks at p/pipeline.go:33) and a healthy one (worker-pool).
 
-The collector and the agent run once for the module; every test reads the same database over HTTP.
+The collector and the agent run once per backend (SQLite, then PostgreSQL: pgcluster.py); every test reads
+the same database over HTTP.
 Covered:
   - every endpoint of README "HTTP API", with the shapes scripts rely on
   - 400 (bad parameters), 404 (unknown ids and paths), 405 (methods), 414 (URL length)
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import AGENT, CACHE, COLLECTOR, GoService, free_port, wait_for
+from pgcluster import BACKENDS, backend_db, pg_cluster  # noqa: F401 (pg_cluster: a fixture)
 
 GO = CACHE / "go" / "1.23" / "bin" / "go"
 PROMTOOL = "/usr/bin/promtool"
@@ -69,10 +71,10 @@ class Fleet:
     pass
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def fleet(request, tmp_path_factory):
     work = tmp_path_factory.mktemp("http")
-    db = work / "collector.db"
+    db = backend_db(request, work)
     subprocess.run([str(COLLECTOR), "provision", DEVICE, "--db", str(db), "--out", str(work / "creds")],
                    check=True, capture_output=True)
     hport = free_port()

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TESTSVC, wait_for
+from pgcluster import PgCluster
 from test_agent_run import query, udp_port
 
 VERSION = (ROOT / "VERSION").read_text().strip()
@@ -121,6 +122,38 @@ def test_collector_image_is_libc6_and_non_root(images, tmp_path):
     libs = sorted(n for n, (m, _) in files.items() if m.isfile() and ".so" in n)
     assert libs and all(n.startswith(("lib/", "lib64/")) for n in libs), libs
     assert files["var/lib/edgetrace"][0].uid == 65532
+
+
+def test_collector_image_reaches_postgresql_over_verified_tls(images, tmp_path):
+    """The collector image's binary carries libpq and OpenSSL (static: the image has libc6 files
+    only): under crun it provisions a device into a real PostgreSQL 15 that accepts TCP over TLS
+    only, with verify-full against the CA file mounted into the container."""
+    out, _ = images
+    pg = PgCluster()
+    if not pg.available():
+        pytest.fail("PostgreSQL 15 server binaries not found (tools/setup.sh installs postgresql)")
+    try:
+        pg.init().enable_tls().start()
+        pg.createdb("etimg")
+        bundle = tmp_path / "pg-bundle"
+        spec = unpack(out / f"edgetrace-collector-{VERSION}-amd64.docker.tar", bundle)
+        no_namespace(spec, "network")
+        spec["root"]["readonly"] = True
+        spec["process"]["terminal"] = False
+        bind(spec, pg.ca, "/etc/edgetrace/pg-ca.crt")
+        url = pg.tcp_url("etimg", "sslmode=verify-full&sslrootcert=/etc/edgetrace/pg-ca.crt")
+        spec["process"]["args"] = ["/usr/local/bin/edgetrace-collector", "provision", "gw-pg", "--db", url]
+        save(bundle, spec)
+        r = crun("run", "--bundle", str(bundle), f"et-pg-{uuid.uuid4().hex[:8]}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "gw-pg" in r.stdout
+        assert pg.sql("etimg", "SELECT id FROM devices") == [["gw-pg"]]
+        # and the same binary outside TLS is turned away: the TLS above was real
+        plain = subprocess.run([str(ROOT / "build/host/edgetrace-collector"), "keys", "--db",
+                                pg.tcp_url("etimg", "sslmode=disable")], capture_output=True, text=True, timeout=60)
+        assert plain.returncode != 0 and "no encryption" in plain.stderr, plain.stderr
+    finally:
+        pg.cleanup()
 
 
 def test_images_are_reproducible(images, tmp_path):

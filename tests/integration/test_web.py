@@ -20,6 +20,7 @@ import urllib.request
 import pytest
 
 from conftest import AGENT, BUILD, COLLECTOR, ROOT, GoService, free_port, wait_for
+from pgcluster import BACKENDS, backend_db, pg_cluster  # noqa: F401 (pg_cluster: a fixture)
 
 selenium = pytest.importorskip("selenium", reason="python3-selenium (tools/setup.sh installs it)")
 from selenium import webdriver  # noqa: E402
@@ -45,12 +46,13 @@ def get_json(url):
         return json.loads(r.read())
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def fleet(request, tmp_path_factory):
     """One collector (CoAP + HTTP) fed by one agent watching a leaking and a healthy service,
-    left running for every test of the module once the leak is an open finding."""
+    left running for every test of the module once the leak is an open finding; once per backend
+    (SQLite, then PostgreSQL: pgcluster.py)."""
     tmp = tmp_path_factory.mktemp("web")
-    db, creds = tmp / "collector.db", tmp / "creds"
+    db, creds = backend_db(request, tmp), tmp / "creds"
     subprocess.run([str(COLLECTOR), "provision", DEVICE, "--db", str(db), "--out", str(creds)],
                    check=True, capture_output=True)
     for i in range(IDLE):

@@ -560,5 +560,15 @@ int main(void)
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_http_post),
     };
+    /* the alert tables on PostgreSQL (ET_TEST_PG_URL: test_collector_pg.py): the same state
+     * machine, outbox and thread; the rest pokes at SQLite itself or needs no database */
+    const struct CMUnitTest both[] = {
+        cmocka_unit_test_setup_teardown(test_finding_lifecycle_and_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_labels_annotations_and_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_are_two_alerts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thread_outbox_and_metrics, setup, teardown),
+    };
+    if (test_pg_url())
+        return cmocka_run_group_tests_name("postgresql", both, NULL, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

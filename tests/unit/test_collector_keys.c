@@ -24,7 +24,7 @@
 
 static int mode_of(const char *suffix)
 {
-    char p[160];
+    char p[sizeof(dbpath) + 16];
     struct stat st;
     snprintf(p, sizeof(p), "%s%s", dbpath, suffix);
     if (stat(p, &st))

@@ -900,6 +900,38 @@ def helper_api(log):
     return True
 
 
+def helper_pg(log):
+    """tools/bench/pg_bench.py prints 'ingest BACKEND N node(s) R/s ... cpu/snapshot: nodes X ms[, postgres Y ms]'
+    per configuration and 'api BACKEND NAME p50 X ms p99 Y ms' per query and backend."""
+    text = Path(log).read_text(errors="replace")
+    ing = {(m.group(1), int(m.group(2))): (float(m.group(3)), m.group(4), m.group(5))
+           for m in re.finditer(r"^ingest (sqlite|postgresql) (\d) nodes?\s+([\d.]+)/s.*?nodes ([\d.]+) ms"
+                                r"(?:, postgres ([\d.]+) ms)?", text, re.M)}
+    api = {(m.group(1), m.group(2).strip()): (float(m.group(3)), float(m.group(4)))
+           for m in re.finditer(r"^api (sqlite|postgresql)\s+(.+?)\s+p50\s+([\d.]+) ms\s+p99\s+([\d.]+) ms", text, re.M)}
+    sq = ing.get(("sqlite", 1))
+    if not sq or not any(k[0] == "postgresql" for k in ing):
+        return False
+    rows = []
+    for (backend, n), (rate, node_ms, pg_ms) in sorted(ing.items()):
+        if backend == "postgresql":
+            rows.append((f"ingest snapshots/s, PostgreSQL, {n} node{'s' if n > 1 else ''}",
+                         f"{rate:.0f}/s (CPU per snapshot: nodes {node_ms} ms, postgres {pg_ms} ms)",
+                         f"{sq[0]:.0f}/s (SQLite, 1 node, {sq[1]} ms)", "", ""))
+    for (backend, name), (p50, p99) in api.items():
+        if backend == "postgresql":
+            base = api.get(("sqlite", name))
+            rows.append((f"PostgreSQL {name}: p50 / p99", f"{p50:.1f} / {p99:.1f} ms",
+                         f"{base[0]:.1f} / {base[1]:.1f} ms (SQLite, same data)" if base else "", "p99 < 100 ms",
+                         verdict(p99 < 100)))
+    head = re.search(r"^pg bench: ([^\n]*)", text, re.M)
+    mig = re.search(r"^migrate: ([^\n]*)", text, re.M)
+    table(f"9. Scaling out{' (' + head.group(1) + ')' if head else ''}", rows)
+    if mig:
+        note(f"API database: {mig.group(1)}")
+    return True
+
+
 # ---- section 6: agent size and RSS ---------------------------------------------------------
 
 def board_var(board, var):
@@ -1016,7 +1048,7 @@ SECTIONS = {"parse": section_parse, "detect": section_detect, "realtime": sectio
 
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "helper":  # helper trace|ingest LOG -> table
-        f = {"trace": helper_trace, "ingest": helper_ingest, "api": helper_api}.get(sys.argv[2])
+        f = {"trace": helper_trace, "ingest": helper_ingest, "api": helper_api, "pg": helper_pg}.get(sys.argv[2])
         return 0 if f and f(sys.argv[3]) else 3
     if len(sys.argv) != 2 or sys.argv[1] not in SECTIONS:
         print(f"usage: {sys.argv[0]} {'|'.join(SECTIONS)}", file=sys.stderr)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every speed, size and memory figure of edgetrace side by side with a baseline.
 #
-#   bash tools/bench/run.sh [SECTION...]      sections: parse detect realtime snapshot trace ingest size flash api
+#   bash tools/bench/run.sh [SECTION...]      sections: parse detect realtime snapshot trace ingest size flash api pg
 #
 # `make bench` builds the agent, collector, lossy-link and the Go test services first; the
 # host tools (build/host/parse_bench, snapshot_bench, ...) are built here if missing.
@@ -43,7 +43,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 SECTIONS=("$@")
-[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect realtime snapshot trace ingest size flash api)
+[ ${#SECTIONS[@]} -gt 0 ] || SECTIONS=(parse detect realtime snapshot trace ingest size flash api pg)
 
 declare -A status
 declare -A took
@@ -133,7 +133,10 @@ for s in "${SECTIONS[@]}"; do
         run_section flash 120 "$ET_BUILD/host/flash_bench" ;;
     api) helper_bench api api_bench 2400 \
         "8. HTTP API latency on a fleet-sized database, and ingest while the API is hammered" ;;
-    *) echo "unknown section $s (parse detect realtime snapshot trace ingest size flash api)"; failed=1 ;;
+    # a PostgreSQL cluster, 1-3 nodes, a 432k-snapshot fleet database migrated into it: ~2 min
+    pg) helper_bench pg pg_bench 900 \
+        "9. Scaling out: ingest on PostgreSQL through 1, 2 and 3 nodes beside SQLite; API latency on PostgreSQL" ;;
+    *) echo "unknown section $s (parse detect realtime snapshot trace ingest size flash api pg)"; failed=1 ;;
     esac
 done
 
