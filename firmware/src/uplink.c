@@ -54,6 +54,16 @@ struct et_uplink {
     et_timer_id io_timer;     /* follows libcoap's next deadline */
     et_timer_id retry_timer;  /* backoff, budget wait, or "send next now" */
     et_timer_id answer_timer; /* watchdog of the request in flight */
+    et_timer_id stall_timer;  /* the request in flight went unanswered too long: probe */
+    /* A fresh handshake beside an established session that went silent (on_stall): the
+     * collector may have lost that session (restart, or a balancer moved us to a node that
+     * never had it) and then drops our records without a word. */
+    coap_session_t *probe;
+    int probe_dead;           /* failed: release at the next safe point */
+    int take_over;            /* the probe is up and the request is still unanswered */
+    int retransmitted;        /* libcoap retransmitted something of the request in flight */
+    uint32_t probe_level;     /* probes since the link last looked clean (et_uplink_stall_ms) */
+    uint32_t probe_clean;     /* requests answered without a retransmission, in a row */
     /* the snapshot in flight */
     int in_flight;
     spool_rec rec;
@@ -178,6 +188,13 @@ static uint32_t ms_to_next_utc_day(void)
 
 static void pump(et_uplink *u);
 static void try_send(et_uplink *u);
+static void schedule(et_uplink *u, uint32_t delay_ms);
+static void close_probe(et_uplink *u);
+static void take_over(et_uplink *u);
+static void arm_stall(et_uplink *u);
+static int established(coap_session_t *s);
+static void probe_event(et_uplink *u, coap_event_t event);
+static void note_answer(et_uplink *u);
 
 static void on_io_timer(et_loop *l, et_timer_id id, void *ud)
 {
@@ -200,6 +217,13 @@ static void on_coap_fd(et_loop *l, int fd, unsigned events, void *ud)
 static void pump(et_uplink *u)
 {
     coap_io_process(u->ctx, COAP_IO_NO_WAIT);
+    if (u->probe && u->probe_dead)
+        close_probe(u); /* after libcoap returned: never release a session inside its callbacks */
+    if (u->probe && !u->take_over && u->in_flight && established(u->probe)) {
+        u->take_over = 1;
+        schedule(u, 0); /* take_over() from the loop: pump() also runs inside try_send() */
+    }
+    arm_stall(u);
     coap_tick_t now;
     coap_ticks(&now);
     unsigned ms = coap_io_prepare_epoll(u->ctx, now);
@@ -217,6 +241,8 @@ static void on_retry_timer(et_loop *l, et_timer_id id, void *ud)
     (void)id;
     et_uplink *u = ud;
     u->retry_timer = 0;
+    if (u->take_over)
+        take_over(u);
     if (u->held_wait) {
         /* a held record is due: go round the queue again to reach it */
         u->held_wait = 0;
@@ -357,6 +383,9 @@ static void stop_watchdog(et_uplink *u)
     if (u->answer_timer)
         et_loop_cancel_timer(u->loop, u->answer_timer);
     u->answer_timer = 0;
+    if (u->stall_timer)
+        et_loop_cancel_timer(u->loop, u->stall_timer);
+    u->stall_timer = 0;
 }
 
 static void fail(et_uplink *u, const char *why)
@@ -453,8 +482,9 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     (void)sent;
     (void)mid;
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
-    if (!token_is_ours(u, received))
+    if (session != u->sess || !token_is_ours(u, received))
         return COAP_RESPONSE_OK; /* a late answer to an attempt we already gave up on */
+    note_answer(u);
     coap_pdu_code_t code = coap_pdu_get_code(received);
     unsigned cls = code >> 5, detail = code & 0x1f;
     size_t dlen = 0;
@@ -534,7 +564,13 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 {
     (void)mid;
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
-    if (!u->in_flight || (sent && !token_is_ours(u, sent)))
+    if (session == u->probe) {
+        /* the fresh handshake failed: the old session's own schedule goes on */
+        et_warn("uplink: the fresh handshake beside the silent session failed (%d)", (int)reason);
+        u->probe_dead = 1;
+        return;
+    }
+    if (session != u->sess || !u->in_flight || (sent && !token_is_ours(u, sent)))
         return;
     switch (reason) {
     case COAP_NACK_TOO_MANY_RETRIES:
@@ -562,12 +598,19 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 static int on_event(coap_session_t *session, const coap_event_t event)
 {
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
+    if (u && u->probe && session == u->probe) {
+        probe_event(u, event);
+        return 0;
+    }
     if (!u || session != u->sess)
         return 0;
     switch (event) {
     case COAP_EVENT_DTLS_CONNECTED:
         u->st.connected = 1;
         et_info("uplink: DTLS session up");
+        break;
+    case COAP_EVENT_MSG_RETRANSMITTED:
+        u->retransmitted = 1;
         break;
     case COAP_EVENT_DTLS_CLOSED:
     case COAP_EVENT_DTLS_ERROR:
@@ -641,10 +684,11 @@ static void on_resolved(void *ud, int ok, const struct sockaddr *sa, socklen_t l
     schedule(u, 0);
 }
 
-static int open_session(et_uplink *u)
+static coap_session_t *new_session(et_uplink *u)
 {
+    coap_session_t *s;
     if (u->proto == COAP_PROTO_UDP) {
-        u->sess = coap_new_client_session(u->ctx, NULL, &u->server, COAP_PROTO_UDP);
+        s = coap_new_client_session(u->ctx, NULL, &u->server, COAP_PROTO_UDP);
     } else if (u->p.pki_cert[0] && u->p.pki_key[0]) {
         coap_dtls_pki_t pki;
         memset(&pki, 0, sizeof(pki));
@@ -659,7 +703,7 @@ static int open_session(et_uplink *u)
         pki.pki_key.key.pem.ca_file = u->p.pki_ca[0] ? u->p.pki_ca : NULL;
         /* mbedTLS 3.6 refuses to verify a server certificate without an expected name */
         pki.client_sni = u->p.pki_server_name;
-        u->sess = coap_new_client_session_pki(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &pki);
+        s = coap_new_client_session_pki(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &pki);
     } else {
         coap_dtls_cpsk_t cpsk;
         memset(&cpsk, 0, sizeof(cpsk));
@@ -669,15 +713,23 @@ static int open_session(et_uplink *u)
         cpsk.psk_info.identity.length = strlen(u->p.device_id);
         cpsk.psk_info.key.s = u->p.psk;
         cpsk.psk_info.key.length = u->p.psk_len;
-        u->sess = coap_new_client_session_psk2(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &cpsk);
+        s = coap_new_client_session_psk2(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &cpsk);
     }
+    if (!s)
+        return NULL;
+    u->st.sessions++;
+    coap_session_set_ack_timeout(s, fixed_ms(u->p.ack_timeout_ms));
+    coap_session_set_ack_random_factor(s, fixed_ms(u->p.ack_random_factor_milli));
+    coap_session_set_max_retransmit(s, u->p.max_retransmit);
+    return s;
+}
+
+static int open_session(et_uplink *u)
+{
+    u->sess = new_session(u);
     if (!u->sess)
         return -1;
     u->sess_dead = 0;
-    u->st.sessions++;
-    coap_session_set_ack_timeout(u->sess, fixed_ms(u->p.ack_timeout_ms));
-    coap_session_set_ack_random_factor(u->sess, fixed_ms(u->p.ack_random_factor_milli));
-    coap_session_set_max_retransmit(u->sess, u->p.max_retransmit);
     return 0;
 }
 
@@ -715,6 +767,117 @@ static void close_session(et_uplink *u)
     }
 }
 
+/* ---- a fresh handshake beside a silent session ------------------------------------------
+ *
+ * A collector that does not know our DTLS session (it restarted, or the balancer sent us to a
+ * node that never had it) drops our records without an answer, and libcoap would only give up
+ * after MAX_TRANSMIT_SPAN (minutes with the default timers). So when the request in flight on an
+ * established session stays unanswered for et_uplink_stall_ms(), a second session handshakes
+ * with the same address, while the old one keeps retransmitting: if the old one answers first,
+ * the probe is dropped; if the probe is up first, it takes the request over. On a plain lossy
+ * link a probe is sometimes needless: each one doubles the bound, and only requests answered
+ * without a retransmission bring it back down, so the extra handshakes stay few. */
+
+static void close_probe(et_uplink *u)
+{
+    if (u->probe)
+        coap_session_release(u->probe); /* nothing was sent on it: freed at once */
+    u->probe = NULL;
+    u->probe_dead = 0;
+    u->take_over = 0;
+}
+
+static void on_stall(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    et_uplink *u = ud;
+    u->stall_timer = 0;
+    if (!u->in_flight || !u->sess || u->probe)
+        return;
+    uint32_t waited = et_uplink_stall_ms(&u->p, u->len, u->probe_level);
+    u->probe = new_session(u); /* its ClientHello goes out now */
+    if (!u->probe) {
+        et_warn("uplink: cannot start a fresh handshake; the old session keeps trying");
+        return;
+    }
+    u->probe_dead = 0;
+    u->st.probes++;
+    u->probe_level = ET_MIN(u->probe_level + 1, 20u);
+    u->probe_clean = 0;
+    et_info("uplink: no answer for %u ms on an established session; a fresh handshake starts beside it "
+            "(the collector may have lost the session)", waited);
+    pump(u);
+}
+
+static int established(coap_session_t *s)
+{
+    return s && coap_session_get_state(s) == COAP_SESSION_STATE_ESTABLISHED;
+}
+
+/* Armed while a request is in flight on an established DTLS session (checked after every
+ * libcoap step, so a request queued behind a handshake is covered once the handshake is done).
+ * Plain CoAP has no session state the collector could lose. */
+static void arm_stall(et_uplink *u)
+{
+    if (u->stall_timer || !u->in_flight || u->proto != COAP_PROTO_DTLS || u->probe || !established(u->sess))
+        return;
+    uint32_t ms = et_uplink_stall_ms(&u->p, u->len, u->probe_level);
+    if (ms)
+        u->stall_timer = et_loop_add_timer(u->loop, ms, 0, on_stall, u);
+}
+
+/* libcoap 4.3.5 reports no event when a DTLS client handshake completes (the session just
+ * turns ESTABLISHED), so pump() looks for the probe's state; this only sees it fail. */
+static void probe_event(et_uplink *u, coap_event_t event)
+{
+    switch (event) {
+    case COAP_EVENT_DTLS_CLOSED:
+    case COAP_EVENT_DTLS_ERROR:
+    case COAP_EVENT_SESSION_FAILED:
+    case COAP_EVENT_SESSION_CLOSED:
+        u->probe_dead = 1;
+        break;
+    default:
+        break;
+    }
+}
+
+/* The probe's handshake finished and the old session still has not answered: the old one is
+ * given up and the request goes again on the new one. Its record never left the spool; had
+ * the old node stored it after all, the resend is answered 2.04 and stored once. */
+static void take_over(et_uplink *u)
+{
+    u->take_over = 0;
+    if (!u->probe || u->probe_dead || !u->in_flight)
+        return;
+    u->in_flight = 0;
+    stop_watchdog(u);
+    coap_session_t *old = u->sess;
+    u->sess = u->probe;
+    u->probe = NULL;
+    u->sess_dead = 0;
+    u->st.connected = 1;
+    u->st.takeovers++;
+    et_info("uplink: the fresh session took over from the silent one");
+    /* stop the old exchange's retransmissions and its Block1 state (which points into u->buf,
+     * about to hold the next record); its events and NACKs are ignored from now on */
+    coap_session_disconnected(old, COAP_NACK_NOT_DELIVERABLE);
+    coap_session_release(old);
+}
+
+/* Every final answer on the session: a run of clean ones takes a doubling off (see above). */
+static void note_answer(et_uplink *u)
+{
+    if (u->retransmitted) {
+        u->probe_clean = 0;
+    } else if (++u->probe_clean >= ET_UPLINK_PROBE_DECAY) {
+        u->probe_clean = 0;
+        if (u->probe_level)
+            u->probe_level--;
+    }
+}
+
 /* When the next held record is due. Called after a full round of the queue found nothing to
  * send: an entry already due then belongs to a record that is no longer pending (evicted
  * from a full spool), or one that became due during the round; forgetting it costs at most
@@ -737,6 +900,8 @@ static void try_send(et_uplink *u)
 {
     if (u->in_flight || et_resolver_busy(u->res))
         return;
+    if (u->probe)
+        close_probe(u); /* the request it was for ended: answered on the old session, or failed */
     if (!u->have_addr || u->need_resolve) {
         if (et_resolver_start(u->res, u->host, u->port, RESOLVE_TIMEOUT_MS) != 0)
             fail(u, "cannot start name resolution");
@@ -827,11 +992,13 @@ static void try_send(et_uplink *u)
         u->st.posts++; /* uploads; check-ins are counted in st.cmd */
     stop_watchdog(u);
     u->answer_timer = et_loop_add_timer(u->loop, answer_timeout(u), 0, on_answer_timeout, u);
+    u->retransmitted = 0;
     if (coap_send(u->sess, pdu) == COAP_INVALID_MID) {
         u->sess_dead = 1;
         fail(u, "send failed");
         return;
     }
+    arm_stall(u);
     pump(u);
 }
 
@@ -935,6 +1102,7 @@ void et_uplink_destroy(et_uplink *u)
     if (u->coap_fd >= 0)
         et_loop_unwatch(u->loop, u->coap_fd);
     et_resolver_destroy(u->res);
+    close_probe(u);
     close_session(u);
     coap_free_context(u->ctx);
     free(u->buf);
@@ -958,6 +1126,7 @@ int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *p
         u->in_flight = 0;
         stop_watchdog(u);
     }
+    close_probe(u);
     close_session(u);
     u->sess_dead = 0;
     u->backoff_ms = 0;
@@ -997,4 +1166,6 @@ void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st)
     st->in_flight = u->in_flight;
     st->held_now = held_count(u);
     st->have_addr = u->have_addr;
+    /* libcoap 4.3.5 sends no event when a DTLS client handshake completes: ask the session */
+    st->connected = u->proto == COAP_PROTO_DTLS && established(u->sess);
 }
