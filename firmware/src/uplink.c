@@ -34,6 +34,8 @@ typedef struct held_rec {
  * "not now" answer: a record the collector fails on every time must not block the queue. */
 #define SAME_RECORD_FAILS_TO_HOLD 3
 #define RESOLVE_TIMEOUT_MS 10000
+/* Fresh handshakes for one silence, each from a new source port (see on_probe_timer). */
+#define PROBE_TRIES_MAX 3
 
 struct et_uplink {
     et_loop *loop;
@@ -59,6 +61,8 @@ struct et_uplink {
      * collector may have lost that session (restart, or a balancer moved us to a node that
      * never had it) and then drops our records without a word. */
     coap_session_t *probe;
+    et_timer_id probe_timer;  /* its first flight unanswered: try again from a new port */
+    uint32_t probe_tries;     /* probes made for the current silence */
     int probe_dead;           /* failed: release at the next safe point */
     int take_over;            /* the probe is up and the request is still unanswered */
     int retransmitted;        /* libcoap retransmitted something of the request in flight */
@@ -783,8 +787,46 @@ static void close_probe(et_uplink *u)
     if (u->probe)
         coap_session_release(u->probe); /* nothing was sent on it: freed at once */
     u->probe = NULL;
+    if (u->probe_timer)
+        et_loop_cancel_timer(u->loop, u->probe_timer);
+    u->probe_timer = 0;
     u->probe_dead = 0;
     u->take_over = 0;
+}
+
+static void on_probe_timer(et_loop *l, et_timer_id id, void *ud);
+
+/* A new session (its own socket, so a new source port) whose ClientHello goes out now. */
+static int start_probe(et_uplink *u)
+{
+    u->probe = new_session(u);
+    if (!u->probe)
+        return -1;
+    u->probe_dead = 0;
+    u->probe_tries++;
+    u->st.probes++;
+    u->probe_timer = et_loop_add_timer(u->loop, ET_MAX(u->p.ack_timeout_ms / 2, 200u), 0, on_probe_timer, u);
+    pump(u);
+    return 0;
+}
+
+/* The probe's first flight got nothing back within ACK_TIMEOUT / 2. A balancer may still send
+ * that source port to the dead node (nginx keeps a UDP session on its upstream until a send to
+ * it fails, and marks the node down only then), so rather than wait for mbedTLS's own
+ * retransmissions on the same port, a new probe goes from a new port, which the balancer hashes
+ * afresh (and by now away from a node it has marked down). A few times per silence at most. */
+static void on_probe_timer(et_loop *l, et_timer_id id, void *ud)
+{
+    (void)l;
+    (void)id;
+    et_uplink *u = ud;
+    u->probe_timer = 0;
+    if (!u->probe || u->probe_dead || !u->in_flight || established(u->probe) || u->probe_tries >= PROBE_TRIES_MAX)
+        return;
+    coap_session_release(u->probe); /* from a loop timer, not inside libcoap */
+    u->probe = NULL;
+    if (start_probe(u))
+        et_warn("uplink: cannot start a fresh handshake; the old session keeps trying");
 }
 
 static void on_stall(et_loop *l, et_timer_id id, void *ud)
@@ -796,18 +838,13 @@ static void on_stall(et_loop *l, et_timer_id id, void *ud)
     if (!u->in_flight || !u->sess || u->probe)
         return;
     uint32_t waited = et_uplink_stall_ms(&u->p, u->len, u->probe_level);
-    u->probe = new_session(u); /* its ClientHello goes out now */
-    if (!u->probe) {
-        et_warn("uplink: cannot start a fresh handshake; the old session keeps trying");
-        return;
-    }
-    u->probe_dead = 0;
-    u->st.probes++;
+    u->probe_tries = 0;
     u->probe_level = ET_MIN(u->probe_level + 1, 20u);
     u->probe_clean = 0;
     et_info("uplink: no answer for %u ms on an established session; a fresh handshake starts beside it "
             "(the collector may have lost the session)", waited);
-    pump(u);
+    if (start_probe(u))
+        et_warn("uplink: cannot start a fresh handshake; the old session keeps trying");
 }
 
 static int established(coap_session_t *s)
@@ -856,6 +893,7 @@ static void take_over(et_uplink *u)
     coap_session_t *old = u->sess;
     u->sess = u->probe;
     u->probe = NULL;
+    close_probe(u); /* its timer */
     u->sess_dead = 0;
     u->st.connected = 1;
     u->st.takeovers++;
