@@ -823,6 +823,10 @@ static void on_probe_timer(et_loop *l, et_timer_id id, void *ud)
     u->probe_timer = 0;
     if (!u->probe || u->probe_dead || !u->in_flight || established(u->probe) || u->probe_tries >= PROBE_TRIES_MAX)
         return;
+    /* Only for the first silence after a clean stretch (what a node's death looks like): on a
+     * lossy link, where the levels have climbed, a lost ClientHello is mbedTLS's to resend. */
+    if (u->probe_level > 1)
+        return;
     coap_session_release(u->probe); /* from a loop timer, not inside libcoap */
     u->probe = NULL;
     if (start_probe(u))

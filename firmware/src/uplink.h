@@ -41,6 +41,10 @@
  * mbedTLS backend has no client-side session resumption (tickets or session ids), so after
  * the session is lost (agent restart, collector restart, idle timeout) it is a full PSK
  * handshake: with PSK that is 3 round trips and no public-key crypto.
+ * A collector that lost our session says nothing (it drops records of sessions it does not
+ * know), so a request unanswered on an established session for et_uplink_stall_ms() (10 s
+ * with the defaults) gets a fresh handshake beside it, which takes the request over if the old
+ * session is still silent when it is up (README "Failure behaviour"; counters probes, takeovers).
  *
  * Bandwidth budget (budget_bytes_per_day > 0): bytes sent per UTC day (payload + an
  * estimated per-datagram overhead) are counted and persisted in the spool directory
