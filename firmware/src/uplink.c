@@ -19,6 +19,7 @@
 #include "base.h"
 #include "resolve.h"
 #include "uplink.h"
+#include "uplink_probe.h"
 
 /* A snapshot the collector answered "not now / not by me" (see et_uplink_classify): it stays
  * in the spool, is not retried before not_before, and later snapshots go first. Bounded: when
@@ -34,8 +35,6 @@ typedef struct held_rec {
  * "not now" answer: a record the collector fails on every time must not block the queue. */
 #define SAME_RECORD_FAILS_TO_HOLD 3
 #define RESOLVE_TIMEOUT_MS 10000
-/* Fresh handshakes for one silence, each from a new source port (see on_probe_timer). */
-#define PROBE_TRIES_MAX 3
 
 struct et_uplink {
     et_loop *loop;
@@ -56,18 +55,9 @@ struct et_uplink {
     et_timer_id io_timer;     /* follows libcoap's next deadline */
     et_timer_id retry_timer;  /* backoff, budget wait, or "send next now" */
     et_timer_id answer_timer; /* watchdog of the request in flight */
-    et_timer_id stall_timer;  /* the request in flight went unanswered too long: probe */
-    /* A fresh handshake beside an established session that went silent (on_stall): the
-     * collector may have lost that session (restart, or a balancer moved us to a node that
-     * never had it) and then drops our records without a word. */
-    coap_session_t *probe;
-    et_timer_id probe_timer;  /* its first flight unanswered: try again from a new port */
-    uint32_t probe_tries;     /* probes made for the current silence */
-    int probe_dead;           /* failed: release at the next safe point */
+    /* a fresh handshake beside the session when it goes silent (uplink_probe.h) */
+    et_uplink_probe pr;
     int take_over;            /* the probe is up and the request is still unanswered */
-    int retransmitted;        /* libcoap retransmitted something of the request in flight */
-    uint32_t probe_level;     /* probes since the link last looked clean (et_uplink_stall_ms) */
-    uint32_t probe_clean;     /* requests answered without a retransmission, in a row */
     /* the snapshot in flight */
     int in_flight;
     spool_rec rec;
@@ -193,12 +183,7 @@ static uint32_t ms_to_next_utc_day(void)
 static void pump(et_uplink *u);
 static void try_send(et_uplink *u);
 static void schedule(et_uplink *u, uint32_t delay_ms);
-static void close_probe(et_uplink *u);
 static void take_over(et_uplink *u);
-static void arm_stall(et_uplink *u);
-static int established(coap_session_t *s);
-static void probe_event(et_uplink *u, coap_event_t event);
-static void note_answer(et_uplink *u);
 
 static void on_io_timer(et_loop *l, et_timer_id id, void *ud)
 {
@@ -221,13 +206,11 @@ static void on_coap_fd(et_loop *l, int fd, unsigned events, void *ud)
 static void pump(et_uplink *u)
 {
     coap_io_process(u->ctx, COAP_IO_NO_WAIT);
-    if (u->probe && u->probe_dead)
-        close_probe(u); /* after libcoap returned: never release a session inside its callbacks */
-    if (u->probe && !u->take_over && u->in_flight && established(u->probe)) {
+    et_probe_arm(&u->pr, u->sess, u->proto); /* after libcoap returned: may release a session */
+    if (u->in_flight && !u->take_over && et_probe_up(&u->pr)) {
         u->take_over = 1;
         schedule(u, 0); /* take_over() from the loop: pump() also runs inside try_send() */
     }
-    arm_stall(u);
     coap_tick_t now;
     coap_ticks(&now);
     unsigned ms = coap_io_prepare_epoll(u->ctx, now);
@@ -387,9 +370,7 @@ static void stop_watchdog(et_uplink *u)
     if (u->answer_timer)
         et_loop_cancel_timer(u->loop, u->answer_timer);
     u->answer_timer = 0;
-    if (u->stall_timer)
-        et_loop_cancel_timer(u->loop, u->stall_timer);
-    u->stall_timer = 0;
+    et_probe_stop(&u->pr);
 }
 
 static void fail(et_uplink *u, const char *why)
@@ -488,7 +469,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
     if (session != u->sess || !token_is_ours(u, received))
         return COAP_RESPONSE_OK; /* a late answer to an attempt we already gave up on */
-    note_answer(u);
+    et_probe_answered(&u->pr);
     coap_pdu_code_t code = coap_pdu_get_code(received);
     unsigned cls = code >> 5, detail = code & 0x1f;
     size_t dlen = 0;
@@ -568,12 +549,8 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 {
     (void)mid;
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
-    if (session == u->probe) {
-        /* the fresh handshake failed: the old session's own schedule goes on */
-        et_warn("uplink: the fresh handshake beside the silent session failed (%d)", (int)reason);
-        u->probe_dead = 1;
+    if (et_probe_nack(&u->pr, session, reason))
         return;
-    }
     if (session != u->sess || !u->in_flight || (sent && !token_is_ours(u, sent)))
         return;
     switch (reason) {
@@ -602,10 +579,8 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 static int on_event(coap_session_t *session, const coap_event_t event)
 {
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
-    if (u && u->probe && session == u->probe) {
-        probe_event(u, event);
+    if (u && et_probe_event(&u->pr, session, event))
         return 0;
-    }
     if (!u || session != u->sess)
         return 0;
     switch (event) {
@@ -614,7 +589,7 @@ static int on_event(coap_session_t *session, const coap_event_t event)
         et_info("uplink: DTLS session up");
         break;
     case COAP_EVENT_MSG_RETRANSMITTED:
-        u->retransmitted = 1;
+        et_probe_retransmitted(&u->pr);
         break;
     case COAP_EVENT_DTLS_CLOSED:
     case COAP_EVENT_DTLS_ERROR:
@@ -728,6 +703,16 @@ static coap_session_t *new_session(et_uplink *u)
     return s;
 }
 
+/* what uplink_probe.c needs from us */
+static coap_session_t *probe_new_session(void *ctx) { return new_session(ctx); }
+static void probe_pump(void *ctx) { pump(ctx); }
+static int probe_waiting(void *ctx, size_t *len)
+{
+    const et_uplink *u = ctx;
+    *len = u->len;
+    return u->in_flight;
+}
+
 static int open_session(et_uplink *u)
 {
     u->sess = new_session(u);
@@ -771,133 +756,19 @@ static void close_session(et_uplink *u)
     }
 }
 
-/* ---- a fresh handshake beside a silent session ------------------------------------------
- *
- * A collector that does not know our DTLS session (it restarted, or the balancer sent us to a
- * node that never had it) drops our records without an answer, and libcoap would only give up
- * after MAX_TRANSMIT_SPAN (minutes with the default timers). So when the request in flight on an
- * established session stays unanswered for et_uplink_stall_ms(), a second session handshakes
- * with the same address, while the old one keeps retransmitting: if the old one answers first,
- * the probe is dropped; if the probe is up first, it takes the request over. On a plain lossy
- * link a probe is sometimes needless: each one doubles the bound, and only requests answered
- * without a retransmission bring it back down, so the extra handshakes stay few. */
-
-static void close_probe(et_uplink *u)
-{
-    if (u->probe)
-        coap_session_release(u->probe); /* nothing was sent on it: freed at once */
-    u->probe = NULL;
-    if (u->probe_timer)
-        et_loop_cancel_timer(u->loop, u->probe_timer);
-    u->probe_timer = 0;
-    u->probe_dead = 0;
-    u->take_over = 0;
-}
-
-static void on_probe_timer(et_loop *l, et_timer_id id, void *ud);
-
-/* A new session (its own socket, so a new source port) whose ClientHello goes out now. */
-static int start_probe(et_uplink *u)
-{
-    u->probe = new_session(u);
-    if (!u->probe)
-        return -1;
-    u->probe_dead = 0;
-    u->probe_tries++;
-    u->st.probes++;
-    u->probe_timer = et_loop_add_timer(u->loop, ET_MAX(u->p.ack_timeout_ms / 2, 200u), 0, on_probe_timer, u);
-    pump(u);
-    return 0;
-}
-
-/* The probe's first flight got nothing back within ACK_TIMEOUT / 2. A balancer may still send
- * that source port to the dead node (nginx keeps a UDP session on its upstream until a send to
- * it fails, and marks the node down only then), so rather than wait for mbedTLS's own
- * retransmissions on the same port, a new probe goes from a new port, which the balancer hashes
- * afresh (and by now away from a node it has marked down). A few times per silence at most. */
-static void on_probe_timer(et_loop *l, et_timer_id id, void *ud)
-{
-    (void)l;
-    (void)id;
-    et_uplink *u = ud;
-    u->probe_timer = 0;
-    if (!u->probe || u->probe_dead || !u->in_flight || established(u->probe) || u->probe_tries >= PROBE_TRIES_MAX)
-        return;
-    /* Only for the first silence after a clean stretch (what a node's death looks like): on a
-     * lossy link, where the levels have climbed, a lost ClientHello is mbedTLS's to resend. */
-    if (u->probe_level > 1)
-        return;
-    coap_session_release(u->probe); /* from a loop timer, not inside libcoap */
-    u->probe = NULL;
-    if (start_probe(u))
-        et_warn("uplink: cannot start a fresh handshake; the old session keeps trying");
-}
-
-static void on_stall(et_loop *l, et_timer_id id, void *ud)
-{
-    (void)l;
-    (void)id;
-    et_uplink *u = ud;
-    u->stall_timer = 0;
-    if (!u->in_flight || !u->sess || u->probe)
-        return;
-    uint32_t waited = et_uplink_stall_ms(&u->p, u->len, u->probe_level);
-    u->probe_tries = 0;
-    u->probe_level = ET_MIN(u->probe_level + 1, 20u);
-    u->probe_clean = 0;
-    et_info("uplink: no answer for %u ms on an established session; a fresh handshake starts beside it "
-            "(the collector may have lost the session)", waited);
-    if (start_probe(u))
-        et_warn("uplink: cannot start a fresh handshake; the old session keeps trying");
-}
-
-static int established(coap_session_t *s)
-{
-    return s && coap_session_get_state(s) == COAP_SESSION_STATE_ESTABLISHED;
-}
-
-/* Armed while a request is in flight on an established DTLS session (checked after every
- * libcoap step, so a request queued behind a handshake is covered once the handshake is done).
- * Plain CoAP has no session state the collector could lose. */
-static void arm_stall(et_uplink *u)
-{
-    if (u->stall_timer || !u->in_flight || u->proto != COAP_PROTO_DTLS || u->probe || !established(u->sess))
-        return;
-    uint32_t ms = et_uplink_stall_ms(&u->p, u->len, u->probe_level);
-    if (ms)
-        u->stall_timer = et_loop_add_timer(u->loop, ms, 0, on_stall, u);
-}
-
-/* libcoap 4.3.5 reports no event when a DTLS client handshake completes (the session just
- * turns ESTABLISHED), so pump() looks for the probe's state; this only sees it fail. */
-static void probe_event(et_uplink *u, coap_event_t event)
-{
-    switch (event) {
-    case COAP_EVENT_DTLS_CLOSED:
-    case COAP_EVENT_DTLS_ERROR:
-    case COAP_EVENT_SESSION_FAILED:
-    case COAP_EVENT_SESSION_CLOSED:
-        u->probe_dead = 1;
-        break;
-    default:
-        break;
-    }
-}
-
 /* The probe's handshake finished and the old session still has not answered: the old one is
  * given up and the request goes again on the new one. Its record never left the spool; had
  * the old node stored it after all, the resend is answered 2.04 and stored once. */
 static void take_over(et_uplink *u)
 {
     u->take_over = 0;
-    if (!u->probe || u->probe_dead || !u->in_flight)
+    coap_session_t *fresh = u->in_flight ? et_probe_take(&u->pr) : NULL;
+    if (!fresh)
         return;
     u->in_flight = 0;
     stop_watchdog(u);
     coap_session_t *old = u->sess;
-    u->sess = u->probe;
-    u->probe = NULL;
-    close_probe(u); /* its timer */
+    u->sess = fresh;
     u->sess_dead = 0;
     u->st.connected = 1;
     u->st.takeovers++;
@@ -908,17 +779,6 @@ static void take_over(et_uplink *u)
     coap_session_release(old);
 }
 
-/* Every final answer on the session: a run of clean ones takes a doubling off (see above). */
-static void note_answer(et_uplink *u)
-{
-    if (u->retransmitted) {
-        u->probe_clean = 0;
-    } else if (++u->probe_clean >= ET_UPLINK_PROBE_DECAY) {
-        u->probe_clean = 0;
-        if (u->probe_level)
-            u->probe_level--;
-    }
-}
 
 /* When the next held record is due. Called after a full round of the queue found nothing to
  * send: an entry already due then belongs to a record that is no longer pending (evicted
@@ -942,8 +802,7 @@ static void try_send(et_uplink *u)
 {
     if (u->in_flight || et_resolver_busy(u->res))
         return;
-    if (u->probe)
-        close_probe(u); /* the request it was for ended: answered on the old session, or failed */
+    et_probe_close(&u->pr); /* the request it was for ended: answered on the old session, or failed */
     if (!u->have_addr || u->need_resolve) {
         if (et_resolver_start(u->res, u->host, u->port, RESOLVE_TIMEOUT_MS) != 0)
             fail(u, "cannot start name resolution");
@@ -1034,14 +893,13 @@ static void try_send(et_uplink *u)
         u->st.posts++; /* uploads; check-ins are counted in st.cmd */
     stop_watchdog(u);
     u->answer_timer = et_loop_add_timer(u->loop, answer_timeout(u), 0, on_answer_timeout, u);
-    u->retransmitted = 0;
+    et_probe_sent(&u->pr);
     if (coap_send(u->sess, pdu) == COAP_INVALID_MID) {
         u->sess_dead = 1;
         fail(u, "send failed");
         return;
     }
-    arm_stall(u);
-    pump(u);
+    pump(u); /* arms the stall timer once the session is established */
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
@@ -1069,6 +927,9 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
         u->p.backoff_min_ms = 2000;
     if (u->p.backoff_max_ms < u->p.backoff_min_ms)
         u->p.backoff_max_ms = u->p.backoff_min_ms;
+    et_uplink_probe_host ph = {.loop = loop, .p = &u->p, .new_session = probe_new_session, .pump = probe_pump,
+                               .waiting = probe_waiting, .ctx = u};
+    et_probe_init(&u->pr, &ph);
     if (getrandom(&u->rng, sizeof(u->rng), GRND_NONBLOCK) != sizeof(u->rng) || !u->rng)
         u->rng = (uint32_t)et_now_mono_ms() ^ (uint32_t)getpid() ^ 0x9e3779b9u;
     budget_load(u);
@@ -1144,7 +1005,7 @@ void et_uplink_destroy(et_uplink *u)
     if (u->coap_fd >= 0)
         et_loop_unwatch(u->loop, u->coap_fd);
     et_resolver_destroy(u->res);
-    close_probe(u);
+    et_probe_close(&u->pr);
     close_session(u);
     coap_free_context(u->ctx);
     free(u->buf);
@@ -1168,7 +1029,7 @@ int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *p
         u->in_flight = 0;
         stop_watchdog(u);
     }
-    close_probe(u);
+    et_probe_close(&u->pr);
     close_session(u);
     u->sess_dead = 0;
     u->backoff_ms = 0;
@@ -1209,5 +1070,6 @@ void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st)
     st->held_now = held_count(u);
     st->have_addr = u->have_addr;
     /* libcoap 4.3.5 sends no event when a DTLS client handshake completes: ask the session */
-    st->connected = u->proto == COAP_PROTO_DTLS && established(u->sess);
+    st->connected = u->proto == COAP_PROTO_DTLS && et_probe_session_up(u->sess);
+    st->probes = u->pr.started;
 }
