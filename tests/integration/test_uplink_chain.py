@@ -236,7 +236,8 @@ def test_collector_restart_under_backlog_rehandshakes_within_15s(coll, tmp_path)
     print(f"collector restart -> delivery again: {gap:.1f} s; agent: {stats}")
     assert agent.returncode == 0, err[-2000:]
     assert gap <= 15, f"{gap:.1f} s from the restart to the next stored snapshot: {stats}"
-    assert stats["takeovers"] >= 1 and stats["probes"] <= 2, stats
+    # one fresh handshake, or up to 3 from new ports if the restarted collector was slow to listen
+    assert stats["takeovers"] >= 1 and stats["probes"] <= 3, stats
     assert stats["timeouts"] == 0, "the agent waited out the retransmission schedule"
     assert stats["produced"] == n and stats["pending"] == 0, stats
     check_exactly_once(coll, ids_of(ids))
