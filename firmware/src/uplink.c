@@ -19,6 +19,7 @@
 #include "base.h"
 #include "resolve.h"
 #include "uplink.h"
+#include "uplink_probe.h"
 
 /* A snapshot the collector answered "not now / not by me" (see et_uplink_classify): it stays
  * in the spool, is not retried before not_before, and later snapshots go first. Bounded: when
@@ -54,6 +55,9 @@ struct et_uplink {
     et_timer_id io_timer;     /* follows libcoap's next deadline */
     et_timer_id retry_timer;  /* backoff, budget wait, or "send next now" */
     et_timer_id answer_timer; /* watchdog of the request in flight */
+    /* a fresh handshake beside the session when it goes silent (uplink_probe.h) */
+    et_uplink_probe pr;
+    int take_over;            /* the probe is up and the request is still unanswered */
     /* the snapshot in flight */
     int in_flight;
     spool_rec rec;
@@ -182,6 +186,8 @@ static uint32_t ms_to_next_utc_day(void)
 
 static void pump(et_uplink *u);
 static void try_send(et_uplink *u);
+static void schedule(et_uplink *u, uint32_t delay_ms);
+static void take_over(et_uplink *u);
 
 static void on_io_timer(et_loop *l, et_timer_id id, void *ud)
 {
@@ -204,6 +210,11 @@ static void on_coap_fd(et_loop *l, int fd, unsigned events, void *ud)
 static void pump(et_uplink *u)
 {
     coap_io_process(u->ctx, COAP_IO_NO_WAIT);
+    et_probe_arm(&u->pr, u->sess, u->proto); /* after libcoap returned: may release a session */
+    if (u->in_flight && !u->take_over && et_probe_up(&u->pr)) {
+        u->take_over = 1;
+        schedule(u, 0); /* take_over() from the loop: pump() also runs inside try_send() */
+    }
     coap_tick_t now;
     coap_ticks(&now);
     unsigned ms = coap_io_prepare_epoll(u->ctx, now);
@@ -221,6 +232,8 @@ static void on_retry_timer(et_loop *l, et_timer_id id, void *ud)
     (void)id;
     et_uplink *u = ud;
     u->retry_timer = 0;
+    if (u->take_over)
+        take_over(u);
     if (u->held_wait) {
         /* a held record is due: go round the queue again to reach it */
         u->held_wait = 0;
@@ -361,6 +374,7 @@ static void stop_watchdog(et_uplink *u)
     if (u->answer_timer)
         et_loop_cancel_timer(u->loop, u->answer_timer);
     u->answer_timer = 0;
+    et_probe_stop(&u->pr);
 }
 
 static void fail(et_uplink *u, const char *why)
@@ -457,8 +471,9 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
     (void)sent;
     (void)mid;
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
-    if (!token_is_ours(u, received))
+    if (session != u->sess || !token_is_ours(u, received))
         return COAP_RESPONSE_OK; /* a late answer to an attempt we already gave up on */
+    et_probe_answered(&u->pr);
     coap_pdu_code_t code = coap_pdu_get_code(received);
     unsigned cls = code >> 5, detail = code & 0x1f;
     size_t dlen = 0;
@@ -544,7 +559,9 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 {
     (void)mid;
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
-    if (!u->in_flight || (sent && !token_is_ours(u, sent)))
+    if (et_probe_nack(&u->pr, session, reason))
+        return;
+    if (session != u->sess || !u->in_flight || (sent && !token_is_ours(u, sent)))
         return;
     switch (reason) {
     case COAP_NACK_TOO_MANY_RETRIES:
@@ -572,12 +589,17 @@ static void on_nack(coap_session_t *session, const coap_pdu_t *sent, const coap_
 static int on_event(coap_session_t *session, const coap_event_t event)
 {
     et_uplink *u = coap_context_get_app_data(coap_session_get_context(session));
+    if (u && et_probe_event(&u->pr, session, event))
+        return 0;
     if (!u || session != u->sess)
         return 0;
     switch (event) {
     case COAP_EVENT_DTLS_CONNECTED:
         u->st.connected = 1;
         et_info("uplink: DTLS session up");
+        break;
+    case COAP_EVENT_MSG_RETRANSMITTED:
+        et_probe_retransmitted(&u->pr);
         break;
     case COAP_EVENT_DTLS_CLOSED:
     case COAP_EVENT_DTLS_ERROR:
@@ -651,10 +673,11 @@ static void on_resolved(void *ud, int ok, const struct sockaddr *sa, socklen_t l
     schedule(u, 0);
 }
 
-static int open_session(et_uplink *u)
+static coap_session_t *new_session(et_uplink *u)
 {
+    coap_session_t *s;
     if (u->proto == COAP_PROTO_UDP) {
-        u->sess = coap_new_client_session(u->ctx, NULL, &u->server, COAP_PROTO_UDP);
+        s = coap_new_client_session(u->ctx, NULL, &u->server, COAP_PROTO_UDP);
     } else if (u->p.pki_cert[0] && u->p.pki_key[0]) {
         coap_dtls_pki_t pki;
         memset(&pki, 0, sizeof(pki));
@@ -669,7 +692,7 @@ static int open_session(et_uplink *u)
         pki.pki_key.key.pem.ca_file = u->p.pki_ca[0] ? u->p.pki_ca : NULL;
         /* mbedTLS 3.6 refuses to verify a server certificate without an expected name */
         pki.client_sni = u->p.pki_server_name;
-        u->sess = coap_new_client_session_pki(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &pki);
+        s = coap_new_client_session_pki(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &pki);
     } else {
         coap_dtls_cpsk_t cpsk;
         memset(&cpsk, 0, sizeof(cpsk));
@@ -679,15 +702,33 @@ static int open_session(et_uplink *u)
         cpsk.psk_info.identity.length = strlen(u->p.device_id);
         cpsk.psk_info.key.s = u->p.psk;
         cpsk.psk_info.key.length = u->p.psk_len;
-        u->sess = coap_new_client_session_psk2(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &cpsk);
+        s = coap_new_client_session_psk2(u->ctx, NULL, &u->server, COAP_PROTO_DTLS, &cpsk);
     }
+    if (!s)
+        return NULL;
+    u->st.sessions++;
+    coap_session_set_ack_timeout(s, fixed_ms(u->p.ack_timeout_ms));
+    coap_session_set_ack_random_factor(s, fixed_ms(u->p.ack_random_factor_milli));
+    coap_session_set_max_retransmit(s, u->p.max_retransmit);
+    return s;
+}
+
+/* what uplink_probe.c needs from us */
+static coap_session_t *probe_new_session(void *ctx) { return new_session(ctx); }
+static void probe_pump(void *ctx) { pump(ctx); }
+static int probe_waiting(void *ctx, size_t *len)
+{
+    const et_uplink *u = ctx;
+    *len = u->len;
+    return u->in_flight;
+}
+
+static int open_session(et_uplink *u)
+{
+    u->sess = new_session(u);
     if (!u->sess)
         return -1;
     u->sess_dead = 0;
-    u->st.sessions++;
-    coap_session_set_ack_timeout(u->sess, fixed_ms(u->p.ack_timeout_ms));
-    coap_session_set_ack_random_factor(u->sess, fixed_ms(u->p.ack_random_factor_milli));
-    coap_session_set_max_retransmit(u->sess, u->p.max_retransmit);
     return 0;
 }
 
@@ -725,6 +766,30 @@ static void close_session(et_uplink *u)
     }
 }
 
+/* The probe's handshake finished and the old session still has not answered: the old one is
+ * given up and the request goes again on the new one. Its record never left the spool; had
+ * the old node stored it after all, the resend is answered 2.04 and stored once. */
+static void take_over(et_uplink *u)
+{
+    u->take_over = 0;
+    coap_session_t *fresh = u->in_flight ? et_probe_take(&u->pr) : NULL;
+    if (!fresh)
+        return;
+    u->in_flight = 0;
+    stop_watchdog(u);
+    coap_session_t *old = u->sess;
+    u->sess = fresh;
+    u->sess_dead = 0;
+    u->st.connected = 1;
+    u->st.takeovers++;
+    et_info("uplink: the fresh session took over from the silent one");
+    /* stop the old exchange's retransmissions and its Block1 state (which points into u->buf,
+     * about to hold the next record); its events and NACKs are ignored from now on */
+    coap_session_disconnected(old, COAP_NACK_NOT_DELIVERABLE);
+    coap_session_release(old);
+}
+
+
 /* When the next held record is due. Called after a full round of the queue found nothing to
  * send: an entry already due then belongs to a record that is no longer pending (evicted
  * from a full spool), or one that became due during the round; forgetting it costs at most
@@ -747,6 +812,7 @@ static void try_send(et_uplink *u)
 {
     if (u->in_flight || et_resolver_busy(u->res))
         return;
+    et_probe_close(&u->pr); /* the request it was for ended: answered on the old session, or failed */
     if (!u->have_addr || u->need_resolve) {
         if (et_resolver_start(u->res, u->host, u->port, RESOLVE_TIMEOUT_MS) != 0)
             fail(u, "cannot start name resolution");
@@ -843,12 +909,13 @@ static void try_send(et_uplink *u)
         u->st.posts++; /* uploads; check-ins are counted in st.cmd */
     stop_watchdog(u);
     u->answer_timer = et_loop_add_timer(u->loop, answer_timeout(u), 0, on_answer_timeout, u);
+    et_probe_sent(&u->pr);
     if (coap_send(u->sess, pdu) == COAP_INVALID_MID) {
         u->sess_dead = 1;
         fail(u, "send failed");
         return;
     }
-    pump(u);
+    pump(u); /* arms the stall timer once the session is established */
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
@@ -889,6 +956,9 @@ et_uplink *et_uplink_create(et_loop *loop, spool *sp, const et_uplink_params *p,
         u->p.backoff_min_ms = 2000;
     if (u->p.backoff_max_ms < u->p.backoff_min_ms)
         u->p.backoff_max_ms = u->p.backoff_min_ms;
+    et_uplink_probe_host ph = {.loop = loop, .p = &u->p, .new_session = probe_new_session, .pump = probe_pump,
+                               .waiting = probe_waiting, .ctx = u};
+    et_probe_init(&u->pr, &ph);
     if (getrandom(&u->rng, sizeof(u->rng), GRND_NONBLOCK) != sizeof(u->rng) || !u->rng)
         u->rng = (uint32_t)et_now_mono_ms() ^ (uint32_t)getpid() ^ 0x9e3779b9u;
     budget_load(u);
@@ -964,6 +1034,7 @@ void et_uplink_destroy(et_uplink *u)
     if (u->coap_fd >= 0)
         et_loop_unwatch(u->loop, u->coap_fd);
     et_resolver_destroy(u->res);
+    et_probe_close(&u->pr);
     close_session(u);
     coap_free_context(u->ctx);
     free(u->buf);
@@ -987,6 +1058,7 @@ int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *p
         u->in_flight = 0;
         stop_watchdog(u);
     }
+    et_probe_close(&u->pr);
     close_session(u);
     u->sess_dead = 0;
     u->backoff_ms = 0;
@@ -1026,4 +1098,7 @@ void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st)
     st->in_flight = u->in_flight;
     st->held_now = held_count(u);
     st->have_addr = u->have_addr;
+    /* libcoap 4.3.5 sends no event when a DTLS client handshake completes: ask the session */
+    st->connected = u->proto == COAP_PROTO_DTLS && et_probe_session_up(u->sess);
+    st->probes = u->pr.started;
 }

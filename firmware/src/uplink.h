@@ -41,6 +41,10 @@
  * mbedTLS backend has no client-side session resumption (tickets or session ids), so after
  * the session is lost (agent restart, collector restart, idle timeout) it is a full PSK
  * handshake: with PSK that is 3 round trips and no public-key crypto.
+ * A collector that lost our session says nothing (it drops records of sessions it does not
+ * know), so a request unanswered on an established session for et_uplink_stall_ms() (10 s
+ * with the defaults) gets a fresh handshake beside it, which takes the request over if the old
+ * session is still silent when it is up (README "Failure behaviour"; counters probes, takeovers).
  *
  * Bandwidth budget (budget_bytes_per_day > 0): bytes sent per UTC day (payload + an
  * estimated per-datagram overhead) are counted and persisted in the spool directory
@@ -111,6 +115,10 @@ typedef struct et_uplink_stats {
     uint64_t timeouts;            /* no answer after MAX_RETRANSMIT */
     uint64_t dtls_failures;       /* handshake / session failures */
     uint64_t sessions;            /* sessions created (each one is a full handshake) */
+    uint64_t probes;              /* fresh handshakes started because an established session went
+                                     silent (et_uplink_stall_ms); counted in sessions too */
+    uint64_t takeovers;           /* probes that took the request over (the old session was
+                                     still silent when the fresh one was up) */
     uint64_t budget_deferred;     /* times a routine snapshot waited for the budget */
     uint64_t bytes_sent;          /* payload bytes of acked snapshots, ever */
     uint64_t bytes_today;         /* budget accounting, this UTC day */
@@ -134,6 +142,17 @@ enum et_uplink_class {
 int et_uplink_classify(unsigned cls, unsigned detail);
 /* May a record of len bytes (flags SPOOL_F_*) go now, with bytes_today already spent? */
 int et_uplink_budget_allows(uint64_t budget, uint8_t flags, uint32_t len, uint32_t block_size, uint64_t bytes_today);
+/* How long the request in flight on an established DTLS session may go unanswered before a
+ * fresh handshake to the same address starts beside it (the collector may have lost the
+ * session: restarted, or a balancer moved us to a node that never had it). The base is
+ * ACK_TIMEOUT x ACK_RANDOM_FACTOR (the latest first retransmission) + ACK_TIMEOUT (its
+ * answer), + ACK_TIMEOUT per further Block1 block of a body_len body; it doubles with each
+ * probe made since the link last looked clean (level). 0 = do not probe: the bound reached
+ * MAX_TRANSMIT_SPAN, where libcoap gives up on the session anyway. */
+uint32_t et_uplink_stall_ms(const et_uplink_params *p, size_t body_len, uint32_t level);
+/* Requests answered without a retransmission, in a row, that take one level off the doubling
+ * (a link clean again is probed at the base bound; a lossy one stays at the doubled one). */
+#define ET_UPLINK_PROBE_DECAY 8
 /* pki_cert without pki_ca: -1 with a reason unless insecure_skip_verify (then a warning). */
 int et_uplink_check_pki(const et_uplink_params *p, char *err, size_t errlen);
 /* What `spool stats` shows: the persisted held/rejected totals and the records held at the

@@ -301,12 +301,13 @@ int uplink_push_run(int argc, char **argv, const et_push_source *src)
     if (json)
         printf("{\"produced\": %u, \"posts\": %llu, \"acked_new\": %llu, \"acked_dup\": %llu, \"rejected\": %llu, "
                "\"refused\": %llu, \"server_errors\": %llu, \"timeouts\": %llu, \"dtls_failures\": %llu, "
-               "\"sessions\": %llu, \"budget_deferred\": %llu, \"bytes_sent\": %llu, \"bytes_today\": %llu, "
+               "\"sessions\": %llu, \"probes\": %llu, \"takeovers\": %llu, \"budget_deferred\": %llu, \"bytes_sent\": %llu, \"bytes_today\": %llu, "
                "\"pending\": %llu, \"ok\": %s}\n",
                ps.produced, (unsigned long long)st.posts, (unsigned long long)st.acked_new,
                (unsigned long long)st.acked_dup, (unsigned long long)st.rejected, (unsigned long long)st.refused,
                (unsigned long long)st.server_errors, (unsigned long long)st.timeouts,
                (unsigned long long)st.dtls_failures, (unsigned long long)st.sessions,
+               (unsigned long long)st.probes, (unsigned long long)st.takeovers,
                (unsigned long long)st.budget_deferred, (unsigned long long)st.bytes_sent,
                (unsigned long long)st.bytes_today,
                (unsigned long long)(ss.pending_findings + ss.pending_routine), rc == 0 ? "true" : "false");

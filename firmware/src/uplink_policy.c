@@ -45,6 +45,17 @@ int et_uplink_classify(unsigned cls, unsigned detail)
     return ET_UPLINK_RETRY;
 }
 
+uint32_t et_uplink_stall_ms(const et_uplink_params *p, size_t body_len, uint32_t level)
+{
+    uint64_t ack = p->ack_timeout_ms, factor = p->ack_random_factor_milli ? p->ack_random_factor_milli : 1000;
+    uint64_t bs = p->block_size ? p->block_size : 1024;
+    uint64_t blocks = body_len > bs ? (body_len + bs - 1) / bs : 1;
+    uint64_t span = ack * ((1ull << ET_MIN(p->max_retransmit, 20u)) - 1) * factor / 1000;
+    uint64_t s = (ack * factor / 1000 + ack + (blocks - 1) * ack) << ET_MIN(level, 20u);
+    /* at or past MAX_TRANSMIT_SPAN libcoap's own timeout comes first: a probe would be wasted */
+    return ack && s < span ? (uint32_t)s : 0;
+}
+
 static int hexval(int c)
 {
     if (c >= '0' && c <= '9')

@@ -153,6 +153,37 @@ static void test_budget_rule(void **st)
     assert_true(et_uplink_budget_allows(10000, SPOOL_F_FINDING, 20000, 1024, 0));
 }
 
+/* When a silent established session gets a fresh handshake beside it (issue 11: a node died or
+ * the collector restarted): early enough for 15 s with the default timers, later for bodies of
+ * several blocks, doubling per probe, and never once libcoap's own schedule would end first. */
+static void test_stall_bound(void **st)
+{
+    (void)st;
+    et_uplink_params p;
+    et_uplink_params_defaults(&p);
+    /* 4 s x 1.5 (the latest first retransmission) + 4 s for its answer */
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 0), 10000);
+    assert_int_equal(et_uplink_stall_ms(&p, 1024, 0), 10000);
+    assert_int_equal(et_uplink_stall_ms(&p, 0, 0), 10000);      /* a check-in */
+    assert_int_equal(et_uplink_stall_ms(&p, 1025, 0), 14000);   /* two blocks */
+    assert_int_equal(et_uplink_stall_ms(&p, 3000, 1), 36000);   /* three blocks, one probe made */
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 5), 320000);
+    /* MAX_TRANSMIT_SPAN is 4 s x 63 x 1.5 = 378 s: past it libcoap gives up first */
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 6), 0);
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 1000), 0);
+    p.max_retransmit = 2; /* span 4 x 3 x 1.5 = 18 s */
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 0), 10000);
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 1), 0);
+    p.max_retransmit = 0;
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 0), 0);
+    et_uplink_params_defaults(&p);
+    p.ack_timeout_ms = 1000;
+    p.ack_random_factor_milli = 1000;
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 0), 2000);
+    p.ack_timeout_ms = 0;
+    assert_int_equal(et_uplink_stall_ms(&p, 200, 0), 0);
+}
+
 static void test_pki_without_ca(void **st)
 {
     (void)st;
@@ -283,6 +314,7 @@ int main(void)
         cmocka_unit_test(test_create_refuses_bad_settings),
         cmocka_unit_test(test_answer_classes),
         cmocka_unit_test(test_budget_rule),
+        cmocka_unit_test(test_stall_bound),
         cmocka_unit_test(test_pki_without_ca),
         cmocka_unit_test(test_spool_move_to_back),
         cmocka_unit_test(test_resolver),
