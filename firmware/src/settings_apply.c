@@ -62,8 +62,8 @@ static int refuse(et_settings_state *st, uint64_t fleet, uint64_t device, const 
     st->rej_device = device;
     et_strlcpy(st->reason, why, sizeof st->reason);
     st->refused++;
-    et_warn("settings: refused fleet v%llu / device v%llu: %s; keeping the settings in use", (unsigned long long)fleet,
-            (unsigned long long)device, why);
+    et_warn("settings: refused fleet v%llu / device v%llu: %s; keeping the settings in use (%llu refused so far)",
+            (unsigned long long)fleet, (unsigned long long)device, why, (unsigned long long)st->refused);
     return ET_SET_REFUSED;
 }
 
