@@ -272,3 +272,26 @@ size_t et_cmd_split_answer(const uint8_t *payload, size_t len, const uint8_t **d
     *doc = nul ? nul + 1 : NULL;
     return nul ? len - (size_t)(nul + 1 - payload) : 0;
 }
+
+int et_cmd_started_format(uint64_t id, char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "r=%llu", (unsigned long long)id);
+}
+
+int et_cmd_started_parse(const uint8_t *v, size_t len, uint64_t *id)
+{
+    /* "r=" then 1..20 digits, no leading zero, no overflow: a hostile option changes nothing */
+    if (!v || len < 3 || len > 22 || v[0] != 'r' || v[1] != '=' || v[2] == '0')
+        return -1;
+    uint64_t x = 0;
+    for (size_t i = 2; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(v[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return -1;
+        x = x * 10 + d;
+    }
+    *id = x;
+    return 0;
+}

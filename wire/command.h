@@ -70,6 +70,17 @@ int et_cmd_decode(const uint8_t *buf, size_t len, et_cmd_list *l, char *err, siz
  * document after it. Returns the document's length (0: the answer carries no commands). */
 size_t et_cmd_split_answer(const uint8_t *payload, size_t len, const uint8_t **doc);
 
+/* "Started" reports (README "Commands", progress): the agent tells the collector which command
+ * ids it has begun to run, so a multi-second trace shows as running. One CoAP Uri-Query
+ * option "r=ID" per id (decimal, 1..2^64-1, no sign, no leading zero) on its next request,
+ * upload or check-in, held in RAM only (no flash write): a report lost to a power cut only
+ * leaves the state at "delivered". At most ET_CMD_STARTED_MAX per request. */
+#define ET_CMD_STARTED_MAX 4
+/* "r=ID" into buf (>= 24 bytes); its length. */
+int et_cmd_started_format(uint64_t id, char *buf, size_t cap);
+/* Strict parse of one Uri-Query option value; 0 with *id, or -1 (not an "r=" option, or bad). */
+int et_cmd_started_parse(const uint8_t *v, size_t len, uint64_t *id);
+
 /* printf into err (if any) and return -1: the decoders' (command.c, capture.c) one error path */
 int et_wire_failf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

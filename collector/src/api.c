@@ -153,6 +153,18 @@ static void api_page(const char *path, api_response *out)
     out->is_static = 1;
 }
 
+/* A target's or finding's document (rc from its query) with its "captures" list added. */
+static int with_captures(api_ctx *ctx, int rc, json_t *doc,
+                         int (*list)(coll_store *, int64_t, int64_t, json_t **), int64_t id, int64_t now_ms)
+{
+    if (rc != STORE_Q_OK)
+        return rc;
+    json_t *caps = NULL;
+    rc = list(ctx->ro, id, now_ms, &caps) ? -1 : STORE_Q_OK;
+    json_object_set_new(doc, "captures", caps ? caps : json_array());
+    return rc;
+}
+
 static const char *or_null(const char *s)
 {
     return s && *s ? s : NULL;
@@ -184,6 +196,7 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
         return;
     case API_TARGET:
         rc = store_q_target(ctx->ro, r->id, &doc);
+        rc = with_captures(ctx, rc, doc, store_q_target_captures, r->id, now_ms);
         api_from_store(ctx, out, rc, doc, "target");
         return;
     case API_TARGET_SERIES:
@@ -205,6 +218,8 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
     }
     case API_FINDING:
         rc = store_q_finding(ctx->ro, r->id, &doc);
+        /* the captures asked for from this finding's page: its evidence */
+        rc = with_captures(ctx, rc, doc, store_q_finding_captures, r->id, now_ms);
         api_from_store(ctx, out, rc, doc, "finding");
         return;
     case API_TARGET_PPROF:

@@ -14,6 +14,7 @@
 typedef struct api_ctx {
     coll_store *ro;          /* read-only store handle, used by one thread */
     const char *db_path;
+    int captures_per_hour;   /* per device (collector.conf captures_per_hour); 0: the default */
 } api_ctx;
 
 typedef struct api_response {
@@ -34,7 +35,7 @@ void api_from_store(api_ctx *ctx, api_response *out, int rc, json_t *doc, const 
  * command for the target's device; 201 {"id":N}, 400, 404, 429. */
 #define API_CAPTURE_BODY_MAX 512
 #define API_CAPTURE_TTL_MS (10 * 60 * 1000LL) /* a capture not picked up by then is "expired" */
-#define API_CAPTURES_PER_HOUR 6               /* per device */
+#define API_CAPTURES_PER_HOUR 6               /* per device, unless configured */
 /* GET /api/captures/{id}/data: the bytes as the Go service served them, as a download. */
 void api_capture_data(api_ctx *ctx, const api_request *r, api_response *out);
 void api_capture_create(api_ctx *ctx, const api_request *r, const char *body, size_t len, int64_t now_ms,

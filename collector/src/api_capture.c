@@ -82,8 +82,9 @@ void api_capture_create(api_ctx *ctx, const api_request *r, const char *body, si
         return;
     }
     int64_t id = 0;
-    int rc = store_capture_add(w, r->id, kind, seconds, finding, now_ms, API_CAPTURE_TTL_MS, API_CAPTURES_PER_HOUR,
-                               &id, err, sizeof(err));
+    int per_hour = ctx->captures_per_hour > 0 ? ctx->captures_per_hour : API_CAPTURES_PER_HOUR;
+    int rc = store_capture_add(w, r->id, kind, seconds, finding, now_ms, API_CAPTURE_TTL_MS, per_hour, &id, err,
+                               sizeof(err));
     store_close(w);
     switch (rc) {
     case STORE_Q_OK:

@@ -376,6 +376,7 @@ http_server *http_start(const http_config *cfg, char *err, size_t errlen)
     }
     h->api.ro = cfg->ro;
     h->api.db_path = cfg->db_path;
+    h->api.captures_per_hour = cfg->captures_per_hour;
     if (cfg->token_file && cfg->token_file[0]) {
         if (read_token(cfg->token_file, h->token_sha, err, errlen)) {
             free(h);

@@ -27,6 +27,7 @@ typedef struct http_config {
     const char *token_file;  /* NULL or "": none */
     coll_store *ro;          /* the HTTP thread's own read-only handle (owned by the caller) */
     const char *db_path;     /* for /metrics' database size */
+    int captures_per_hour;   /* per device; 0: API_CAPTURES_PER_HOUR */
 } http_config;
 
 typedef struct http_server http_server;

@@ -184,12 +184,14 @@ void ingest_format_counters(const ingest_counters *c, char *buf, size_t len)
              " block_restarted=%" PRIu64 " reassembly_bytes=%" PRIu64 " reassembly_bodies=%" PRIu64
              " store_errors=%" PRIu64 " unknown_identity=%" PRIu64 " revoked=%" PRIu64 " key_retired=%" PRIu64
              " key_promoted=%" PRIu64 " key_fallback=%" PRIu64 " commits=%" PRIu64 " bytes=%" PRIu64
-             " unreadable=%" PRIu64 " checkins=%" PRIu64 " commands_sent=%" PRIu64 " captures=%" PRIu64,
+             " unreadable=%" PRIu64 " checkins=%" PRIu64 " commands_sent=%" PRIu64 " captures=%" PRIu64
+             " started=%" PRIu64 " started_bad=%" PRIu64,
              c->requests, c->snapshots_new, c->snapshots_dup, c->bad_request, c->bad_zstd, c->bad_cbor,
              c->bad_schema, c->too_large, c->bad_format, c->identity_mismatch, c->unauthenticated,
              c->block_incomplete, c->block_busy, c->block_expired, c->block_evicted, c->block_restarted,
              c->reassembly_bytes, c->reassembly_bodies, c->store_errors, c->unknown_identity, c->revoked,
-             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes, c->unreadable, c->checkins, c->commands_sent, c->captures);
+             c->key_retired, c->key_promoted, c->key_fallback, c->commits, c->bytes, c->unreadable, c->checkins, c->commands_sent, c->captures,
+             c->started_reports, c->started_bad);
 }
 
 /* ---- the CoAP server ------------------------------------------------------------------- */
@@ -321,6 +323,35 @@ static void attach_commands(const char *device, ingest_result *r)
     S.c.commands_sent += l.n;
 }
 
+/* The commands the device says it has started ("r=ID" Uri-Query options, wire/command.h):
+ * the "running" state of a capture. Anything else in the query is not ours and ignored; a
+ * bad value is counted and changes nothing. A report is not the request's business: if the
+ * database refuses it now the device sends it again with its next request. */
+static void take_started_reports(const coap_pdu_t *request, const char *device)
+{
+    coap_opt_filter_t f;
+    coap_option_filter_clear(&f);
+    coap_option_filter_set(&f, COAP_OPTION_URI_QUERY);
+    coap_opt_iterator_t oi;
+    coap_option_iterator_init(request, &oi, &f);
+    coap_opt_t *o;
+    unsigned n = 0;
+    while ((o = coap_option_next(&oi)) && n < ET_CMD_STARTED_MAX) {
+        const uint8_t *v = coap_opt_value(o);
+        size_t len = coap_opt_length(o);
+        uint64_t id;
+        if (len < 2 || v[0] != 'r' || v[1] != '=')
+            continue;
+        n++;
+        if (et_cmd_started_parse(v, len, &id)) {
+            S.c.started_bad++;
+            continue;
+        }
+        if (store_cmd_started(S.st, device, id, wall_ms()) > 0)
+            S.c.started_reports++;
+    }
+}
+
 /* Block1: the answer for a block that does not complete the body, or 0 with o filled with
  * the complete body (the caller calls b1_release once it is stored). */
 static int block1_step(coap_session_t *session, const coap_pdu_t *request, const coap_block_t *blk,
@@ -400,6 +431,11 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
     }
 
     coap_opt_iterator_t oi;
+    coap_block_t blk;
+    int has_block1 = coap_get_block(request, COAP_OPTION_BLOCK1, &blk);
+    /* once per request, not per block: every block of a Block1 body repeats the options */
+    if (!has_block1 || !blk.m)
+        take_started_reports(request, device);
     coap_opt_t *cf = coap_check_option(request, COAP_OPTION_CONTENT_FORMAT, &oi);
     int content_format = cf ? (int)coap_decode_var_bytes(coap_opt_value(cf), coap_opt_length(cf)) : -1;
 
@@ -410,9 +446,7 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
         data = NULL;
     }
 
-    /* Block1: collect the body, bounded by max_body. */
-    coap_block_t blk;
-    int has_block1 = coap_get_block(request, COAP_OPTION_BLOCK1, &blk);
+    /* Block1: collect the body, bounded by max_body (has_block1 above). */
 
     /* An empty POST is a check-in: a device with nothing to upload asking for its commands. */
     if (!has_block1 && len == 0) {

@@ -69,6 +69,8 @@ typedef struct ingest_counters {
     uint64_t unreadable;       /* 5.01: unknown envelope/schema version or dictionary */
     uint64_t checkins;         /* empty POSTs: a device with nothing to upload asking for commands */
     uint64_t commands_sent;    /* commands handed out in answers (re-deliveries included) */
+    uint64_t started_reports;  /* commands marked started by an "r=ID" report (wire/command.h) */
+    uint64_t started_bad;      /* "r=" options that do not parse: ignored */
     uint64_t captures;         /* capture results stored (wire/capture.h) */
 } ingest_counters;
 

@@ -268,11 +268,15 @@ int identity_of_session(coap_session_t *session, const coap_string_t *query, cha
         out[id->length] = 0;
         return 1;
     }
-    /* Plain CoAP (tests only, never exposed): the device is named by the query "d=ID". */
+    /* Plain CoAP (tests only, never exposed): the device is named by the first query option
+     * "d=ID" (started reports "r=ID" may follow it, joined by '&'). */
+    size_t dl = 0;
+    while (query && 2 + dl < query->length && query->s[2 + dl] != '&')
+        dl++;
     if (I.allow_plain && query && query->length > 2 && !memcmp(query->s, "d=", 2) &&
-        valid_device_id((const char *)query->s + 2, query->length - 2) && query->length - 2 < cap) {
-        memcpy(out, query->s + 2, query->length - 2);
-        out[query->length - 2] = 0;
+        valid_device_id((const char *)query->s + 2, dl) && dl < cap) {
+        memcpy(out, query->s + 2, dl);
+        out[dl] = 0;
         return 1;
     }
     return 0;

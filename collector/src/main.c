@@ -7,6 +7,7 @@
  *                             [--retention-payload-days N] [--retention-full-days N]
  *                             [--retention-rollup-days N] [--no-prune]
  *                             [--http ADDR:PORT|off] [--http-token-file FILE]
+ *                             [--captures-per-hour N]
  *                             [--insecure-plain-listen ADDR:PORT]   (tests only, see below)
  *   edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]
  *   edgetrace-collector rotate DEVICE [--db PATH] [--out FILE] [--collector URL] [--grace DURATION]
@@ -35,6 +36,7 @@
  *   public_url = http://127.0.0.1:8080 ; base of the links in alerts
  *   http = 127.0.0.1:8080          ; web page, JSON API, pprof export, /metrics; "off" disables
  *   http_token_file =              ; bearer token, required when http is not a loopback address
+ *   captures_per_hour = 6          ; captures asked through the API, per device and hour (1..1000)
  *
  * Plain CoAP, where the device is named by the query ?d=ID and nobody is authenticated, exists
  * for tests only. It is refused in the config file (a test setting copied into production
@@ -78,6 +80,7 @@ typedef struct serve_conf {
     store_retention ret;
     char alertmanager_url[512], public_url[512];
     int64_t alert_resend_ms, silent_after_ms;
+    int captures_per_hour;
 } serve_conf;
 
 static long long parse_size(const char *s)
@@ -96,6 +99,14 @@ static long long parse_size(const char *s)
 static int yes(const char *v)
 {
     return !strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "on");
+}
+
+/* captures per device and hour: 1..1000 (a gateway's CPU and its metered link), -1 if not */
+static int per_hour(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return end == s || *end || v < 1 || v > 1000 ? -1 : (int)v;
 }
 
 /* A retention in days: 0..36500, -1 if not a number in range. */
@@ -157,6 +168,8 @@ static int conf_handler(void *user, const char *section, const char *name, const
         return (c->ret.rollup_days = days(value)) >= 0;
     else if (!strcmp(name, "prune"))
         c->prune = yes(value);
+    else if (!strcmp(name, "captures_per_hour"))
+        return (c->captures_per_hour = per_hour(value)) > 0;
     else
         return 0;
 #undef S
@@ -243,6 +256,12 @@ static int serve_main(int argc, char **argv)
             snprintf(c.dicts[c.ndicts++], sizeof(c.dicts[0]), "%s", argv[++i]);
         else if (!strcmp(a, "--no-prune"))
             c.prune = 0;
+        else if (!strcmp(a, "--captures-per-hour") && v) {
+            if ((c.captures_per_hour = per_hour(argv[++i])) < 0) {
+                fprintf(stderr, "edgetrace-collector: bad --captures-per-hour (1..1000)\n");
+                return 2;
+            }
+        }
         else if ((!strcmp(a, "--retention-payload-days") || !strcmp(a, "--retention-full-days") ||
                   !strcmp(a, "--retention-rollup-days")) && v) {
             int d = days(argv[++i]);
@@ -321,7 +340,8 @@ static int serve_main(int argc, char **argv)
     coll_store *ro = NULL;
     http_server *hs = NULL;
     if (strcmp(c.http, "off")) {
-        http_config hc = {.listen = c.http, .token_file = c.http_token_file, .db_path = c.db};
+        http_config hc = {.listen = c.http, .token_file = c.http_token_file, .db_path = c.db,
+                          .captures_per_hour = c.captures_per_hour};
         ro = store_open_readonly(c.db, err, sizeof(err));
         if (ro) {
             hc.ro = ro;
@@ -369,6 +389,7 @@ static void usage(FILE *f)
                "                                 [--retention-payload-days N] [--retention-full-days N]\n"
                "                                 [--retention-rollup-days N] [--no-prune]\n"
                "                                 [--http ADDR:PORT|off] [--http-token-file FILE]\n"
+               "                                 [--captures-per-hour N]\n"
                "                                 [--insecure-plain-listen ADDR:PORT (tests only)]\n"
                "       edgetrace-collector provision DEVICE [--db PATH] [--out FILE] [--collector URL] [--force]\n"
                "       edgetrace-collector rotate DEVICE [--db PATH] [--out FILE] [--collector URL] [--grace 7d]\n"

@@ -83,6 +83,9 @@ int store_cmd_add(coll_store *s, const char *device, const et_cmd *c, int64_t no
 /* The commands due for DEVICE (not expired; never handed out, or last handed out at least
  * redeliver_ms ago), oldest first, at most ET_CMD_MAX, marked handed out now. Count or -1. */
 int store_cmd_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, et_cmd_list *out);
+/* DEVICE reported that it started command ID (wire/command.h, "r=ID"): the first report sets
+ * started_ms (1); a repeat, or an id that is not the device's, changes nothing (0). -1: error. */
+int store_cmd_started(coll_store *s, const char *device, uint64_t id, int64_t now_ms);
 
 /* A capture of target TARGET (kind ET_CMD_TRACE..ET_CMD_HEAP) asked for through the HTTP API,
  * queued for the target's device with expiry now + ttl_ms (finding: 0 or the finding it was
@@ -93,9 +96,17 @@ enum { STORE_Q_LIMIT = 3 };
 int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned seconds, int64_t finding, int64_t now_ms,
                       int64_t ttl_ms, int per_hour, int64_t *id, char *err, size_t errlen);
 /* {"id","device","target","finding","kind","seconds","state","created_ms","delivered_ms",
- *  "expiry_ms","deliveries"}; state "queued" (never handed out), "delivered", "expired" (never
- * handed out before its expiry). NOTFOUND for an unknown id. */
+ *  "started_ms","uploaded_ms","expiry_ms","deliveries","cut","error","bytes"}; state, in the
+ * order a capture moves: "queued" (not handed out yet), "delivered" (in an answer to the
+ * device), "running" (the agent reported it started), then "uploaded" (the result is stored)
+ * or "failed" (the agent's reason in "error"); "expired" when no result came before the
+ * expiry. NOTFOUND for an unknown id. */
 int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
+/* The captures requested from finding ID, newest first (at most 50), each as store_q_capture
+ * gives it: a JSON array. 0 or -1. */
+int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
+/* The same for target ID: its 20 newest captures, whoever asked for them. */
+int store_q_target_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out);
 
 /* Inside a transaction: the result of command cap->cmd_id from DEVICE. STORE_NEW,
  * STORE_DUPLICATE (already stored: nothing changes), STORE_Q_NOTFOUND (no such command of

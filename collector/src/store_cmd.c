@@ -122,6 +122,17 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
+    if (finding > 0) {
+        /* a capture linked to a finding is evidence of it: it must be of the finding's target */
+        int64_t ft = count_q(s, "SELECT coalesce((SELECT target FROM findings WHERE id=?), 0)", finding, 0);
+        if (ft < 0)
+            return -1;
+        if (ft != target) {
+            snprintf(err, errlen, "finding %lld is not a finding of target %lld", (long long)finding,
+                     (long long)target);
+            return STORE_Q_BADARG;
+        }
+    }
     /* both limits protect the gateway's CPU and its metered link */
     int64_t active = count_q(s, "SELECT count(*) FROM commands WHERE target_id=? AND expiry_ms>? AND uploaded_ms IS NULL", target, now_ms);
     if (active < 0)
@@ -159,49 +170,108 @@ int store_capture_add(coll_store *s, int64_t target, unsigned kind, unsigned sec
     return rc == SQLITE_DONE ? STORE_Q_OK : -1;
 }
 
+int store_cmd_started(coll_store *s, const char *device, uint64_t id, int64_t now_ms)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "UPDATE commands SET started_ms=? WHERE id=? AND device=? AND started_ms IS NULL", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, (int64_t)id);
+    sqlite3_bind_text(st, 3, device, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? sqlite3_changes(s->db) > 0 : -1;
+}
+
+#define CAPTURE_COLS                                                                                                  \
+    "SELECT id, device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms, deliveries,"          \
+    " uploaded_ms, cut, error, length(data), started_ms FROM commands"
+
+static json_t *opt_int(sqlite3_stmt *st, int col)
+{
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() : json_integer(sqlite3_column_int64(st, col));
+}
+
+/* One row of CAPTURE_COLS as the API shows it (store.h, store_q_capture). */
+static json_t *capture_json(sqlite3_stmt *st, int64_t now_ms)
+{
+    int delivered = sqlite3_column_type(st, 7) != SQLITE_NULL;
+    int64_t expiry = sqlite3_column_int64(st, 8);
+    int uploaded = sqlite3_column_type(st, 10) != SQLITE_NULL;
+    int started = sqlite3_column_type(st, 14) != SQLITE_NULL;
+    const unsigned char *error = sqlite3_column_text(st, 12);
+    /* a result ends it; without one, the expiry does (the agent skips an expired command) */
+    const char *state = uploaded       ? (error && *error ? "failed" : "uploaded")
+                        : expiry <= now_ms ? "expired"
+                        : started          ? "running"
+                        : delivered        ? "delivered"
+                                           : "queued";
+    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                          "device", (const char *)sqlite3_column_text(st, 1), "target",
+                          (json_int_t)sqlite3_column_int64(st, 2), "kind",
+                          et_cmd_kind_name((unsigned)sqlite3_column_int(st, 4)), "seconds",
+                          (json_int_t)sqlite3_column_int64(st, 5), "state", state, "created_ms",
+                          (json_int_t)sqlite3_column_int64(st, 6), "expiry_ms", (json_int_t)expiry);
+    if (o) {
+        json_object_set_new(o, "finding", opt_int(st, 3));
+        json_object_set_new(o, "delivered_ms", opt_int(st, 7));
+        json_object_set_new(o, "deliveries", json_integer(sqlite3_column_int64(st, 9)));
+        json_object_set_new(o, "started_ms", opt_int(st, 14));
+        json_object_set_new(o, "uploaded_ms", opt_int(st, 10));
+        json_object_set_new(o, "cut", json_boolean(sqlite3_column_int(st, 11)));
+        json_object_set_new(o, "error", json_string(error ? (const char *)error : ""));
+        json_object_set_new(o, "bytes", json_integer(sqlite3_column_int64(st, 13)));
+    }
+    return o;
+}
+
 int store_q_capture(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
 {
     *out = NULL;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT device, target_id, finding, kind, seconds, created_ms, delivered_ms, expiry_ms,"
-                           " deliveries, uploaded_ms, cut, error, length(data) FROM commands"
-                           " WHERE id=? AND target_id IS NOT NULL",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, CAPTURE_COLS " WHERE id=? AND target_id IS NOT NULL", -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
-    }
-    int delivered = sqlite3_column_type(st, 6) != SQLITE_NULL;
-    int64_t expiry = sqlite3_column_int64(st, 7);
-    int uploaded = sqlite3_column_type(st, 9) != SQLITE_NULL;
-    const unsigned char *error = sqlite3_column_text(st, 11);
-    const char *state = uploaded ? (error && *error ? "failed" : "done")
-                        : delivered ? "delivered"
-                        : expiry <= now_ms ? "expired"
-                                           : "queued";
-    json_t *o = json_pack("{s:I,s:s,s:I,s:s,s:I,s:s,s:I,s:I}", "id", (json_int_t)id, "device",
-                          (const char *)sqlite3_column_text(st, 0), "target", (json_int_t)sqlite3_column_int64(st, 1),
-                          "kind", et_cmd_kind_name((unsigned)sqlite3_column_int(st, 3)), "seconds",
-                          (json_int_t)sqlite3_column_int64(st, 4), "state", state, "created_ms",
-                          (json_int_t)sqlite3_column_int64(st, 5), "expiry_ms", (json_int_t)expiry);
-    if (o) {
-        json_object_set_new(o, "finding",
-                            sqlite3_column_type(st, 2) == SQLITE_NULL ? json_null()
-                                                                       : json_integer(sqlite3_column_int64(st, 2)));
-        json_object_set_new(o, "delivered_ms", delivered ? json_integer(sqlite3_column_int64(st, 6)) : json_null());
-        json_object_set_new(o, "deliveries", json_integer(sqlite3_column_int64(st, 8)));
-        json_object_set_new(o, "uploaded_ms", uploaded ? json_integer(sqlite3_column_int64(st, 9)) : json_null());
-        json_object_set_new(o, "cut", json_boolean(sqlite3_column_int(st, 10)));
-        json_object_set_new(o, "error", json_string(error ? (const char *)error : ""));
-        json_object_set_new(o, "bytes", json_integer(sqlite3_column_int64(st, 12)));
-    }
+    json_t *o = rc == SQLITE_ROW ? capture_json(st, now_ms) : NULL;
     sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return rc == SQLITE_DONE ? STORE_Q_NOTFOUND : -1;
     *out = o;
     return o ? STORE_Q_OK : -1;
+}
+
+/* The captures of one finding or one target (sql: CAPTURE_COLS with a WHERE on ?1), newest first. */
+static int captures_where(coll_store *s, const char *sql, int64_t id, int64_t now_ms, json_t **out)
+{
+    *out = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    json_t *a = json_array();
+    int rc;
+    while (a && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(a, capture_json(st, now_ms));
+    sqlite3_finalize(st);
+    if (!a || rc != SQLITE_DONE) {
+        json_decref(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+int store_q_finding_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE finding=?1 AND target_id IS NOT NULL ORDER BY id DESC LIMIT 50",
+                          id, now_ms, out);
+}
+
+int store_q_target_captures(coll_store *s, int64_t id, int64_t now_ms, json_t **out)
+{
+    return captures_where(s, CAPTURE_COLS " WHERE target_id=?1 ORDER BY id DESC LIMIT 20", id, now_ms, out);
 }
 
 int store_capture_put(coll_store *s, const char *device, const et_capture *cap, int64_t received_ms)

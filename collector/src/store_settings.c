@@ -2,7 +2,7 @@
  * fleet set and each device's set, versioned per scope; what each device reported applying or
  * refusing (snapshot key 18); and the merged document handed to a device in its answers.
  *
- * Tables (store schema 5): settings(scope, version, entries JSON, updated_ms) with scope ''
+ * Tables (store schema 6): settings(scope, version, entries JSON, updated_ms) with scope ''
  * for the fleet, else a device id; settings_state(device, seq, applied / refused versions,
  * reason). A device with a settings_state row has written snapshot schema 3, so it reads the
  * settings key of the command document; an older agent is never sent one (it would refuse

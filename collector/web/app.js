@@ -443,9 +443,10 @@
       h.push('<div class="plots"><div class="plot" id="p-gor"></div><div class="plot" id="p-heap"></div>' +
         '<div class="plot" id="p-rss"></div><div class="plot" id="p-thr"></div></div></section>');
       h.push(captureCard());
+      h.push('<section class="card"><h2>Captures</h2><div id="captures">' + captureList(t.captures || []) + "</div></section>");
       h.push('<section class="card"><h2>Findings</h2>' + findingsTable(t.findings || [], true) + "</section>");
       app.innerHTML = h.join("");
-      wireCapture(seq, id, 0);
+      wireCapture(seq, id, 0, function () { refreshCaptures(seq, "/api/targets/" + enc(id)); });
 
       var tt = s.t || [], byState = s.by_state || {};
       var gs = [{ label: "total", values: s.goroutines || [], color: "#212529" }];
@@ -466,7 +467,27 @@
   }
 
   // ---- capture now (POST /api/targets/{id}/captures, then poll /api/captures/{id}) -----------
+  // The states a capture moves through, each with the time the collector saw it (README "Commands").
   var CAPTURE_EXT = { trace: "trace", "goroutine-debug2": "txt", goroutineleak: "pb.gz", heap: "pb.gz" };
+  var CAPTURE_STEPS = [["queued", "created_ms"], ["delivered", "delivered_ms"], ["running", "started_ms"], ["uploaded", "uploaded_ms"]];
+  function captureName(c) { return "capture-" + c.id + "-" + c.kind + "." + (CAPTURE_EXT[c.kind] || "bin"); }
+  function captureTime(ms) { return ms ? new Date(ms).toISOString().slice(11, 19) : ""; }
+  function captureSteps(c) {
+    var end = c.state === "failed" || c.state === "expired";
+    var steps = CAPTURE_STEPS.map(function (st) {
+      var t = st[0] === "uploaded" && end ? null : c[st[1]];
+      return '<li data-step="' + st[0] + '" class="' + (t ? "on" : "") + '">' + st[0] +
+        (t ? ' <time title="' + esc(isoTime(t)) + '">' + esc(captureTime(t)) + "</time>" : "") + "</li>";
+    });
+    if (end) steps.push('<li data-step="' + c.state + '" class="on bad">' + c.state +
+      (c.state === "failed" && c.uploaded_ms ? ' <time title="' + esc(isoTime(c.uploaded_ms)) + '">' + esc(captureTime(c.uploaded_ms)) + "</time>" : "") + "</li>");
+    return '<ol class="capture-steps">' + steps.join("") + "</ol>";
+  }
+  function captureDownload(c, id) {
+    var name = captureName(c);
+    return '<a' + (id ? ' id="' + id + '"' : "") + ' class="button" href="/api/captures/' + enc(c.id) + '/data" data-download="' +
+      esc(name) + '">Download ' + esc(name) + "</a>";
+  }
   function captureCard() {
     return '<section class="card"><h2>Capture now</h2><form id="capture-form" class="capture">' +
       '<select id="capture-kind"><option value="trace">execution trace</option>' +
@@ -474,18 +495,41 @@
       '<option value="goroutineleak">goroutineleak profile</option><option value="heap">heap profile</option></select> ' +
       '<label>seconds <input id="capture-seconds" type="number" min="1" max="30" value="2"></label> ' +
       '<button id="capture-go" class="button" type="submit">Capture now</button></form>' +
-      '<p id="capture-state" class="muted small"></p></section>';
+      '<div id="capture-state" class="muted small"></div></section>';
   }
-  function wireCapture(seq, target, finding) {
+  // The captures of a target, or those asked for from a finding (its evidence), newest first.
+  function captureList(caps) {
+    if (!caps.length) return '<p class="muted">No captures yet.</p>';
+    var h = ['<table class="list" id="capture-list"><thead><tr><th>Capture</th><th>Kind</th><th>State</th><th>Requested</th><th>Size</th><th></th></tr></thead><tbody>'];
+    caps.forEach(function (c) {
+      h.push('<tr data-capture="' + esc(c.id) + '" data-state="' + esc(c.state) + '"><td>' + esc(c.id) + "</td><td>" + esc(c.kind) +
+        (c.kind === "trace" ? " " + esc(c.seconds) + " s" : "") + "</td><td>" + esc(c.state) + (c.error ? ": " + esc(c.error) : "") +
+        (c.cut ? " (cut)" : "") + "</td><td>" + when(c.created_ms) + '</td><td class="num">' + (c.state === "uploaded" ? esc(bytes(c.bytes)) : "–") +
+        "</td><td>" + (c.state === "uploaded" ? captureDownload(c) : "") + "</td></tr>");
+    });
+    h.push("</tbody></table>");
+    return h.join("");
+  }
+  // The page's captures list again, from its target's or finding's document (path).
+  function refreshCaptures(seq, path) {
+    api(path).then(function (d) {
+      var el = document.getElementById("captures");
+      if (seq === renderSeq && el) el.innerHTML = captureList(d.captures || []);
+    });
+  }
+  // finding: 0, or the finding the capture is evidence of (stored with it; onDone refreshes its list)
+  function wireCapture(seq, target, finding, onDone) {
     var form = document.getElementById("capture-form");
     if (!form) return;
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       var kind = document.getElementById("capture-kind").value, body = { kind: kind };
       if (kind === "trace") body.seconds = parseInt(document.getElementById("capture-seconds").value, 10) || 2;
-      if (finding) body.finding = finding;
+      if (finding) body.finding = Number(finding);
       var out = document.getElementById("capture-state"), btn = document.getElementById("capture-go");
       btn.disabled = true;
+      out.className = "muted small";
+      out.removeAttribute("data-state");
       out.textContent = "requesting…";
       var hdr = authHeaders();
       hdr["Content-Type"] = "application/json";
@@ -498,19 +542,19 @@
         if (seq !== renderSeq) return; // the user went elsewhere
         api("/api/captures/" + enc(id)).then(function (c) {
           out.setAttribute("data-state", c.state);
-          if (c.state === "done") {
-            var name = "capture-" + c.id + "-" + c.kind + "." + (CAPTURE_EXT[c.kind] || "bin");
-            out.innerHTML = "done: " + esc(bytes(c.bytes)) + (c.cut ? " (cut at the size cap)" : "") +
-              ' <a id="capture-download" class="button" href="/api/captures/' + enc(c.id) + '/data" data-download="' +
-              esc(name) + '">Download ' + esc(name) + "</a>";
-            btn.disabled = false;
+          var head = "capture " + esc(c.id) + " (" + esc(c.kind) + "): ";
+          if (c.state === "uploaded") {
+            out.innerHTML = captureSteps(c) + "<p>" + head + esc(bytes(c.bytes)) + (c.cut ? " (cut at the size cap)" : "") + " " +
+              captureDownload(c, "capture-download") + "</p>";
           } else if (c.state === "failed" || c.state === "expired") {
-            out.textContent = c.state + (c.error ? ": " + c.error : "");
-            btn.disabled = false;
+            out.innerHTML = captureSteps(c) + "<p>" + head + esc(c.state) + (c.error ? ": " + esc(c.error) : "") + "</p>";
           } else {
-            out.textContent = c.state + "…";
-            setTimeout(function () { poll(id); }, 1000);
+            out.innerHTML = captureSteps(c) + "<p>" + head + esc(c.state) + "…</p>";
+            setTimeout(function () { poll(id); }, 500);
+            return;
           }
+          btn.disabled = false;
+          if (onDone) onDone(c);
         }).catch(function (err) { out.textContent = "error: " + (err.message || err); btn.disabled = false; });
       }
     });
@@ -555,6 +599,8 @@
       h.push("</ol>");
       if (f.created_by) h.push('<h3>Created by</h3><p><code class="fn">' + esc(f.created_by) + "</code></p>");
       h.push('</section><section class="card"><h2>Growth</h2><div class="plot" id="p-growth"></div></section></div>');
+      h.push(captureCard());
+      h.push('<section class="card"><h2>Captures of this finding</h2><div id="captures">' + captureList(f.captures || []) + "</div></section>");
       h.push('<section class="card"><h2>History</h2>');
       var hist = f.history || [];
       if (!hist.length) h.push('<p class="muted">No history.</p>');
@@ -568,6 +614,7 @@
       }
       h.push("</section>");
       app.innerHTML = h.join("");
+      wireCapture(seq, f.target, f.id, function () { refreshCaptures(seq, "/api/findings/" + enc(f.id)); });
       var se = f.series || {};
       var markers = hist.map(function (e) { return { t: e.t, event: e.event, confidence: e.confidence }; });
       plot(document.getElementById("p-growth"), "Goroutines at " + (f.function || "the site"), se.t || [],

@@ -403,6 +403,13 @@ static void kick_uplink(void *ud)
         et_uplink_kick(a->up);
 }
 
+static void report_started(void *ud, uint64_t cmd_id)
+{
+    agent *a = ud;
+    if (a->up)
+        et_uplink_report_started(a->up, cmd_id);
+}
+
 static void on_discover_timer(et_loop *l, et_timer_id id, void *ud)
 {
     (void)l;
@@ -672,6 +679,8 @@ int agent_run_main(int argc, char **argv)
     et_sched_conf_from_config(&sc, &a->conf);
     a->sched = a->http ? et_sched_create(a->loop, a->http, &sc, on_cycle, a) : NULL;
     a->caprun = a->sched ? et_caprun_create(a->loop, a->http, a->sched, a->sp, a->boot_id, kick_uplink, a) : NULL;
+    if (a->caprun)
+        et_caprun_on_started(a->caprun, report_started);
     if (!a->enc || !a->sched || !a->caprun) {
         fprintf(stderr, "edgetrace-agent: out of memory at start\n");
         return 1;

@@ -18,6 +18,7 @@ struct et_caprun {
     uint8_t boot_id[16];
     uint64_t seq;
     et_caprun_kick kick;
+    et_caprun_started started;
     void *ud;
     et_cmd q[ET_CAPRUN_QUEUE];
     unsigned nq;
@@ -150,8 +151,11 @@ static void start(et_caprun *c)
         return;
     }
     int rc = et_http_get(c->http, url, &o, on_body, on_done, c);
-    if (rc > 0)
+    if (rc > 0) {
         c->req = rc;
+        if (c->started)
+            c->started(c->ud, cmd->id);
+    }
     if (rc == -ET_HTTP_EBUSY) {
         /* the samplers hold every slot: try again shortly, in order */
         free(c->data);
@@ -211,6 +215,8 @@ void et_caprun_destroy(et_caprun *c)
     free(c->data);
     free(c);
 }
+
+void et_caprun_on_started(et_caprun *c, et_caprun_started fn) { c->started = fn; }
 
 void et_caprun_submit(et_caprun *c, const et_cmd *cmd)
 {

@@ -26,5 +26,9 @@ et_caprun *et_caprun_create(et_loop *loop, et_httpc *http, et_sched *sched, spoo
                             et_caprun_kick kick, void *ud);
 void et_caprun_destroy(et_caprun *c);
 void et_caprun_submit(et_caprun *c, const et_cmd *cmd);
+/* Called when a capture's request to the target goes out (the "running" state the uplink
+ * reports to the collector). */
+typedef void (*et_caprun_started)(void *ud, uint64_t cmd_id);
+void et_caprun_on_started(et_caprun *c, et_caprun_started fn);
 
 #endif

@@ -73,6 +73,10 @@ struct et_uplink {
     et_uplink_stats st;
     /* downlink: the request in flight is a check-in (empty POST), not a record */
     int checkin;
+    /* command ids started but not yet reported ("r=ID" on the next request; RAM only: a
+     * report lost to a power cut leaves the collector at "delivered", which is all it costs) */
+    uint64_t started[ET_CMD_STARTED_MAX];
+    unsigned nstarted, started_sent;
     uint64_t last_exchange_ms; /* monotonic: the last final answer from the collector */
     et_cmd_fn cmd_fn;
     void *cmd_ctx;
@@ -466,6 +470,12 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         et_strlcpyn(diag, sizeof(diag), (const char *)data, dlen);
     char why[160];
     u->last_exchange_ms = (uint64_t)et_now_mono_ms();
+    if (cls == 2 && u->started_sent) {
+        /* the collector has them; ids added while the request was out stay for the next */
+        u->nstarted -= u->started_sent;
+        memmove(u->started, u->started + u->started_sent, u->nstarted * sizeof(u->started[0]));
+    }
+    u->started_sent = 0;
     if (u->checkin) {
         /* nothing of the spool was in flight: only commands to take, or a failure to retry */
         u->checkin = 0;
@@ -749,11 +759,11 @@ static void try_send(et_uplink *u)
     u->checkin = 0; /* a check-in that failed is not retried as such: the spool may hold records now */
     spool_rec r;
     long n = spool_peek(u->sp, &r, u->buf, SPOOL_REC_MAX);
-    if (n == 0 && !u->p.checkin_ms)
+    if (n == 0 && !u->p.checkin_ms && !u->nstarted)
         return; /* idle: et_uplink_kick() wakes us */
     if (n == 0) {
         uint64_t now = (uint64_t)et_now_mono_ms(), due = u->last_exchange_ms + u->p.checkin_ms;
-        if (now < due) {
+        if (now < due && !u->nstarted) { /* a started report goes at once: a trace runs seconds */
             schedule(u, (uint32_t)(due - now));
             u->held_wait = 1; /* only a check-in waits: a new snapshot may go now (et_uplink_kick) */
             return;
@@ -812,6 +822,12 @@ static void try_send(et_uplink *u)
         int ql = snprintf(q, sizeof(q), "d=%s", u->p.device_id);
         coap_add_option(pdu, COAP_OPTION_URI_QUERY, (size_t)ql, (const uint8_t *)q);
     }
+    for (unsigned i = 0; i < u->nstarted; i++) {
+        char q[24];
+        int ql = et_cmd_started_format(u->started[i], q, sizeof(q));
+        coap_add_option(pdu, COAP_OPTION_URI_QUERY, (size_t)ql, (const uint8_t *)q);
+    }
+    u->started_sent = u->nstarted;
     if (u->checkin) {
         memset(&u->rec, 0, sizeof(u->rec));
         u->len = 0;
@@ -840,6 +856,19 @@ static void try_send(et_uplink *u)
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
+
+void et_uplink_report_started(et_uplink *u, uint64_t id)
+{
+    if (u->nstarted >= ET_CMD_STARTED_MAX) {
+        /* one capture runs at a time, so this only happens with the collector out of reach;
+         * the result record still tells it how the command ended */
+        et_debug("uplink: started report for command %llu not kept (%u waiting)", (unsigned long long)id,
+                 u->nstarted);
+        return;
+    }
+    u->started[u->nstarted++] = id;
+    et_uplink_kick(u);
+}
 
 void et_uplink_set_command_handler(et_uplink *u, et_cmd_fn fn, void *ctx)
 {

@@ -169,6 +169,10 @@ void et_uplink_retune(et_uplink *u, uint64_t budget_bytes_per_day, uint32_t chec
 void et_uplink_kick(et_uplink *u);
 /* 1 when nothing is in flight and the spool has nothing that may be sent now. */
 int et_uplink_idle(et_uplink *u);
+/* Command ID has started (a capture is running): reported to the collector on the next
+ * request, a check-in sent at once when there is nothing to upload (wire/command.h "r=ID").
+ * Kept in RAM until a 2.xx answer; no flash write. */
+void et_uplink_report_started(et_uplink *u, uint64_t id);
 void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st);
 
 /* `edgetrace-agent push|upload ...` (uplink_cmd.c): one-shot uploads for tests and demos. */

@@ -3,7 +3,9 @@
  * decoder returns 0 with every command valid (and re-encodable to bytes that decode to the
  * same list), or -1 with a reason and an empty list.
  *
- * Input: an answer payload (diagnostic text, optional NUL + CBOR), as the uplink sees it. */
+ * Input: an answer payload (diagnostic text, optional NUL + CBOR), as the uplink sees it. The
+ * same bytes also go to the collector's parser of "r=ID" started reports (Uri-Query values
+ * from a device): an accepted one formats back to the same bytes. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    uint64_t sid;
+    if (!et_cmd_started_parse(data, size, &sid)) {
+        char q[24];
+        int qn = et_cmd_started_format(sid, q, sizeof q);
+        if (!sid || qn < 0 || (size_t)qn != size || memcmp(q, data, size))
+            abort();
+    }
     const uint8_t *doc;
     size_t dlen = et_cmd_split_answer(data, size, &doc);
     if (dlen && (doc < data || doc + dlen != data + size))

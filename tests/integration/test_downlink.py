@@ -20,12 +20,13 @@ def queue(db, *args):
     return int(out.stdout)
 
 
-def start_agent(tmp_path, cport, creds, targets=""):
+def start_agent(tmp_path, cport, creds, targets="", agent_extra=""):
     conf = tmp_path / "agent.conf"
     conf.write_text(f"""[agent]
 interval = 1s
 discover = no
 log_level = info
+{agent_extra}
 [spool]
 dir = {tmp_path / "spool"}
 [uplink]
@@ -118,7 +119,8 @@ def http(port, method, path, body=None, ctype="application/json"):
         return 0, None  # the collector's HTTP server is not listening yet
 
 
-def http_fleet(go_service, tmp_path, go="1.23", program="worker-pool", args=("-rate", "40")):
+def http_fleet(go_service, tmp_path, go="1.23", program="worker-pool", args=("-rate", "40"), coll_args=(),
+               agent_extra=""):
     """A real collector with its HTTP API, a real Go service and the agent sampling it; returns
     (collector, agent, log, http port, the service's target id)."""
     from test_http_api import start_collector
@@ -127,9 +129,10 @@ def http_fleet(go_service, tmp_path, go="1.23", program="worker-pool", args=("-r
     subprocess.run([str(COLLECTOR), "provision", "gw-run", "--db", str(db), "--out", str(tmp_path / "creds")],
                    check=True, capture_output=True)
     hport = free_port()
-    coll, cport = start_collector(tmp_path, db, ["--http", f"127.0.0.1:{hport}"])
+    coll, cport = start_collector(tmp_path, db, ["--http", f"127.0.0.1:{hport}", *coll_args])
     svc = go_service(program, go=go, args=args)
-    agent, log = start_agent(tmp_path, cport, tmp_path / "creds", f'[target "svc"]\nurl = {svc.url}\n')
+    agent, log = start_agent(tmp_path, cport, tmp_path / "creds", f'[target "svc"]\nurl = {svc.url}\n',
+                             agent_extra=agent_extra)
 
     def target_id():
         st, doc = http(hport, "GET", "/api/devices/gw-run/targets")
@@ -154,6 +157,9 @@ def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tm
         assert http(hport, "POST", path, '{"kind":"trace","x":1}')[0] == 400
         assert http(hport, "POST", path, "[1,2")[0] == 400
         assert http(hport, "POST", "/api/targets/999999/captures", '{"kind":"heap"}')[0] == 404
+        # a capture linked to a finding must be of that finding's target
+        st, doc = http(hport, "POST", path, '{"kind":"heap","finding":999999}')
+        assert st == 400 and "not a finding of target" in doc["error"], doc
         assert http(hport, "GET", path)[0] == 405
         st, doc = http(hport, "POST", path, '{"kind":"trace","seconds":3}')
         assert st == 201, doc
@@ -163,8 +169,8 @@ def test_capture_requested_through_the_http_api_reaches_the_agent(go_service, tm
         # one capture in flight per target
         assert http(hport, "POST", path, '{"kind":"heap"}')[0] == 429
         # handed out with the next upload's answer, run by the agent
-        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in ("delivered", "done"),
-                        timeout=10)
+        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in
+                        ("delivered", "running", "uploaded"), timeout=10)
         assert wait_for(lambda: ran(log, cid), timeout=10), log.read_text()[-2000:]
         assert http(hport, "GET", "/api/captures/424242")[0] == 404
     finally:
@@ -189,10 +195,23 @@ def test_trace_and_debug2_captures_arrive_and_open(go_service, tmp_path):
             st, doc = http(hport, "POST", f"/api/targets/{tid}/captures", body)
             assert st == 201, doc
             cid = doc["id"]
-            assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in ("done", "failed"),
-                            timeout=40, step=0.5), (http(hport, "GET", f"/api/captures/{cid}"), log.read_text()[-2000:])
+            seen = []
+
+            def ended():
+                state = http(hport, "GET", f"/api/captures/{cid}")[1]["state"]
+                if not seen or seen[-1] != state:
+                    seen.append(state)
+                return state in ("uploaded", "failed")
+            assert wait_for(ended, timeout=40, step=0.1), (http(hport, "GET", f"/api/captures/{cid}"),
+                                                           log.read_text()[-2000:])
             cap = http(hport, "GET", f"/api/captures/{cid}")[1]
-            assert cap["state"] == "done" and cap["error"] == "" and cap["bytes"] > 0, cap
+            assert cap["state"] == "uploaded" and cap["error"] == "" and cap["bytes"] > 0, cap
+            # the agent reported that it started: every state in order, each with its time
+            assert cap["created_ms"] <= cap["delivered_ms"] <= cap["started_ms"] <= cap["uploaded_ms"], cap
+            if "trace" in body:
+                # the trace is seen running (the agent's started report, before its result)
+                assert "running" in seen, seen
+                assert cap["uploaded_ms"] - cap["started_ms"] >= 500, cap
             with urllib.request.urlopen(f"http://127.0.0.1:{hport}/api/captures/{cid}/data", timeout=10) as r:
                 results[json.loads(body)["kind"]] = (r.read(), r.headers.get("Content-Disposition", ""))
         trace, disp = results["trace"]
@@ -243,10 +262,10 @@ def test_capture_through_loss_and_an_outage_runs_once(go_service, tmp_path):
         cid = doc["id"]
         assert http(hport, "GET", f"/api/captures/{cid}")[1]["state"] == "queued"
         # the link returns 22 s after it started; then loss alone
-        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in ("done", "failed"),
+        assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] in ("uploaded", "failed"),
                         timeout=120, step=1), (http(hport, "GET", f"/api/captures/{cid}")[1], log.read_text()[-2000:])
         cap = http(hport, "GET", f"/api/captures/{cid}")[1]
-        assert cap["state"] == "done" and not cap["cut"], cap
+        assert cap["state"] == "uploaded" and not cap["cut"], cap
         assert cap["delivered_ms"] >= cap["created_ms"]
         with urllib.request.urlopen(f"http://127.0.0.1:{hport}/api/captures/{cid}/data", timeout=10) as r:
             dump = r.read()
@@ -255,6 +274,13 @@ def test_capture_through_loss_and_an_outage_runs_once(go_service, tmp_path):
         assert len(dump) == cap["bytes"] and dump.startswith(b"goroutine "), dump[:200]
         assert dump.rstrip().split(b"\n")[-1].startswith(b"\t"), dump[-300:]
         assert b"main." in dump
+        # complete: every goroutine of the service is in it (a fixed pool of 200 workers plus
+        # the harness and the HTTP server), as many as the service itself counts now
+        blocks = [b for b in dump.split(b"\n\n") if b.strip()]
+        assert all(b.startswith(b"goroutine ") and b"[" in b.split(b"\n")[0] for b in blocks), blocks[:2]
+        with urllib.request.urlopen(f"{svc.url}/debug/pprof/goroutine?debug=1", timeout=10) as r:
+            total = int(r.read().split(b"\n")[0].rsplit(b" ", 1)[1])
+        assert len(blocks) >= 200 and abs(len(blocks) - total) <= 5, (len(blocks), total)
         time.sleep(2)  # re-deliveries (30 s apart) and retried uploads change nothing
         assert ran(log, cid) == 1
         assert log.read_text().count(f"capture: command {cid} ") == 1
@@ -266,3 +292,61 @@ def test_capture_through_loss_and_an_outage_runs_once(go_service, tmp_path):
         link.stop()
         coll.terminate()
         coll.wait(timeout=10)
+
+
+def test_captures_per_hour_is_the_configured_number(go_service, tmp_path):
+    """collector.conf captures_per_hour: the third capture of a device within the hour is
+    refused with 429 when the key says 2 (the default is 6); the flag checks its range."""
+    bad = subprocess.run([str(COLLECTOR), "serve", "--captures-per-hour", "0", "--db", str(tmp_path / "x.db")],
+                         capture_output=True, text=True, timeout=20)
+    assert bad.returncode == 2 and "captures-per-hour" in bad.stderr
+    conf = tmp_path / "collector.conf"
+    conf.write_text("[collector]\ncaptures_per_hour = 2\n")
+    coll, agent, log, hport, tid = http_fleet(go_service, tmp_path, coll_args=("-c", str(conf)))
+    try:
+        path = f"/api/targets/{tid}/captures"
+        for _ in range(2):
+            st, doc = http(hport, "POST", path, '{"kind":"heap"}')
+            assert st == 201, doc
+            cid = doc["id"]
+            # the in-flight limit per target holds until the result is in
+            assert http(hport, "POST", path, '{"kind":"heap"}')[0] == 429
+            assert wait_for(lambda: http(hport, "GET", f"/api/captures/{cid}")[1]["state"] == "uploaded",
+                            timeout=30, step=0.3), http(hport, "GET", f"/api/captures/{cid}")
+        st, doc = http(hport, "POST", path, '{"kind":"heap"}')
+        assert st == 429 and "limit 2" in doc["error"], doc
+    finally:
+        stop(agent)
+        coll.terminate()
+        coll.wait(timeout=10)
+
+
+def test_started_reports_from_a_stock_coap_client(tmp_path):
+    """The started report ("r=ID" Uri-Query, wire/command.h) as any CoAP peer can send it: stock
+    coap-client checks in over DTLS naming its own command, another device's, and hostile
+    values. Only its own command becomes running; the bad values are counted and ignored; the
+    check-in is answered as always."""
+    import os
+    from test_collector import COAP_CLIENT, Collector
+    if not COAP_CLIENT.exists():
+        pytest.fail(f"stock coap-client not found at {COAP_CLIENT} (make host-deps)")
+    c = Collector(tmp_path, extra=("--http", "off"))
+    creds = c.provision("gw-run")
+    c.provision("gw-other")
+    c.start()
+    try:
+        mine = queue(c.db, "heap", "svc")
+        out = subprocess.run([str(COLLECTOR), "command", "gw-other", "heap", "svc", "--db", str(c.db)],
+                             capture_output=True, text=True, timeout=20)
+        theirs = int(out.stdout)
+        q = f"r={mine}&r={theirs}&r=abc&r=0{mine}"
+        r = subprocess.run([str(COAP_CLIENT), "-m", "post", "-u", "gw-run", "-k", "0x" + creds["psk"], "-B", "20",
+                            f"coaps://127.0.0.1:{c.port}/s?{q}"], capture_output=True, timeout=40)
+        assert r.stdout.startswith(b"idle s="), (r.stdout, r.stderr)  # then NUL + the commands due
+        started = dict(c.rows("SELECT id, started_ms FROM commands"))
+        assert started[mine] is not None and started[theirs] is None, started
+        os.kill(c.proc.pid, signal.SIGUSR1)
+        assert wait_for(lambda: "started=1 started_bad=2" in c.log.read_text(), timeout=10), c.log.read_text()[-1500:]
+        assert c.alive()
+    finally:
+        c.stop()

@@ -306,15 +306,19 @@ static void test_command_queue(void **state)
     store_close(s);
 }
 
-/* Captures from the HTTP API: linked to the target's device and service, one in flight per
- * target, at most per_hour per device, and their state as the API shows it. */
+/* Captures from the HTTP API: linked to the target's device and service (and to a finding of
+ * that target), one in flight per target, at most per_hour per device, and their state as the
+ * API shows it: queued, delivered, running (the device's started report), uploaded / failed /
+ * expired, each with its time; a finding lists its captures. */
 static void test_capture_limits(void **state)
 {
     (void)state;
     coll_store *s = open_db();
     assert_int_equal(sqlite3_exec(store_db(s),
                                   "INSERT INTO targets(id, device, service, ident) VALUES(1,'gw-1','svc-a','a'),"
-                                  "(2,'gw-1','svc-b','b'),(3,'gw-1','svc-c','c')",
+                                  "(2,'gw-1','svc-b','b'),(3,'gw-1','svc-c','c');"
+                                  "INSERT INTO findings(id, device, target, fingerprint, first_seen, last_seen, snapshots)"
+                                  " VALUES(17,'gw-1',1,'f17',1,1,1),(18,'gw-1',2,'f18',1,1,1)",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     int64_t now = 1790000000000LL, id, id2;
@@ -322,6 +326,12 @@ static void test_capture_limits(void **state)
     assert_int_equal(store_capture_add(s, 9, ET_CMD_HEAP, 0, 0, now, 60000, 2, &id, err, sizeof err),
                      STORE_Q_NOTFOUND);
     assert_int_equal(store_capture_add(s, 1, ET_CMD_REDISCOVER, 0, 0, now, 60000, 2, &id, err, sizeof err),
+                     STORE_Q_BADARG);
+    /* finding 18 is of target 2, not 1; 99 does not exist */
+    assert_int_equal(store_capture_add(s, 1, ET_CMD_TRACE, 4, 18, now, 60000, 2, &id, err, sizeof err),
+                     STORE_Q_BADARG);
+    assert_non_null(strstr(err, "not a finding of target 1"));
+    assert_int_equal(store_capture_add(s, 1, ET_CMD_TRACE, 4, 99, now, 60000, 2, &id, err, sizeof err),
                      STORE_Q_BADARG);
     assert_int_equal(store_capture_add(s, 1, ET_CMD_TRACE, 4, 17, now, 60000, 2, &id, err, sizeof err), STORE_Q_OK);
     assert_int_equal(store_capture_add(s, 1, ET_CMD_HEAP, 0, 0, now + 1, 60000, 2, &id2, err, sizeof err),
@@ -343,6 +353,44 @@ static void test_capture_limits(void **state)
     assert_string_equal(l.c[0].target, "svc-a");
     assert_int_equal(store_q_capture(s, id, now + 11, &doc), STORE_Q_OK);
     assert_string_equal(json_string_value(json_object_get(doc, "state")), "delivered");
+    assert_true(json_is_null(json_object_get(doc, "started_ms")));
+    json_decref(doc);
+    /* started: only the device's own report counts, and only the first */
+    assert_int_equal(store_cmd_started(s, "gw-2", (uint64_t)id, now + 12), 0);
+    assert_int_equal(store_q_capture(s, id, now + 12, &doc), STORE_Q_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "delivered");
+    json_decref(doc);
+    assert_int_equal(store_cmd_started(s, "gw-1", (uint64_t)id, now + 13), 1);
+    assert_int_equal(store_cmd_started(s, "gw-1", (uint64_t)id, now + 14), 0);
+    assert_int_equal(store_q_capture(s, id, now + 15, &doc), STORE_Q_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "running");
+    assert_int_equal(json_integer_value(json_object_get(doc, "started_ms")), now + 13);
+    json_decref(doc);
+    /* the result: uploaded, listed under its finding */
+    et_capture cap = {.cmd_id = (uint64_t)id, .kind = ET_CMD_TRACE, .data = (const uint8_t *)"go 1.23 trace", .len = 13};
+    assert_int_equal(store_capture_put(s, "gw-1", &cap, now + 4020), STORE_NEW);
+    assert_int_equal(store_q_capture(s, id, now + 4021, &doc), STORE_Q_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "uploaded");
+    assert_int_equal(json_integer_value(json_object_get(doc, "uploaded_ms")), now + 4020);
+    assert_int_equal(json_integer_value(json_object_get(doc, "bytes")), 13);
+    json_decref(doc);
+    assert_int_equal(store_q_finding_captures(s, 17, now + 4021, &doc), 0);
+    assert_int_equal(json_array_size(doc), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(doc, 0), "id")), id);
+    json_decref(doc);
+    assert_int_equal(store_q_finding_captures(s, 18, now + 4021, &doc), 0);
+    assert_int_equal(json_array_size(doc), 0);
+    json_decref(doc);
+    /* failed: the agent's reason; expired: no result by the expiry, even once delivered */
+    et_capture bad = {.cmd_id = (uint64_t)id2};
+    strcpy(bad.error, "no such target on this gateway");
+    assert_int_equal(store_q_capture(s, id2, now + 60003, &doc), STORE_Q_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "expired");
+    json_decref(doc);
+    assert_int_equal(store_capture_put(s, "gw-1", &bad, now + 20), STORE_NEW);
+    assert_int_equal(store_q_capture(s, id2, now + 60003, &doc), STORE_Q_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "state")), "failed");
+    assert_string_equal(json_string_value(json_object_get(doc, "error")), "no such target on this gateway");
     json_decref(doc);
     assert_int_equal(store_q_capture(s, 4242, now, &doc), STORE_Q_NOTFOUND);
     store_close(s);

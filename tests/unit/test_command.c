@@ -108,6 +108,25 @@ static void test_split(void **state)
     assert_string_equal((const char *)with, "dup s=2");
 }
 
+/* "r=ID" started reports: round trip, and the hostile values refused. */
+static void test_started_query(void **state)
+{
+    (void)state;
+    char q[24];
+    uint64_t id = 0;
+    int n = et_cmd_started_format(18446744073709551615ull, q, sizeof q);
+    assert_string_equal(q, "r=18446744073709551615");
+    assert_int_equal(et_cmd_started_parse((const uint8_t *)q, (size_t)n, &id), 0);
+    assert_true(id == 18446744073709551615ull);
+    assert_int_equal(et_cmd_started_parse((const uint8_t *)"r=7", 3, &id), 0);
+    assert_int_equal(id, 7);
+    static const char *const bad[] = {"r=", "r=0", "r=07", "r=-1", "r=1x", "d=gw", "r=18446744073709551616",
+                                      "r=99999999999999999999", "R=1", "r=1 "};
+    for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(et_cmd_started_parse((const uint8_t *)bad[i], strlen(bad[i]), &id), -1);
+    assert_int_equal(et_cmd_started_parse(NULL, 0, &id), -1);
+}
+
 /* The capture record: round trip with its data in place, and the refusals. */
 static void test_capture_record(void **state)
 {
@@ -152,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_strict),
         cmocka_unit_test(test_split),
+        cmocka_unit_test(test_started_query),
         cmocka_unit_test(test_capture_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
