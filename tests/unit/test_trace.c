@@ -534,6 +534,103 @@ static void test_recent_cache_collisions(void **state)
     free(w.b);
 }
 
+/* The hot events (GoStart, GoBlock, GoUnblock) away from a batch's end are decoded with one
+ * 8-byte load per varint (trace_events.c uv_fast), near the end byte by byte with bounds
+ * checks. IDs, sequence numbers and deltas of every length from 1 to 9 bytes must decode the
+ * same on both paths, and a 10-byte varint that overflows 64 bits is malformed on both. */
+static uint64_t width_value(int len) /* the smallest value whose uvarint is len bytes, plus 3 */
+{
+    return len == 1 ? 3 : (1ull << (7 * (len - 1))) + 3;
+}
+static void hot_events(buf *d)
+{
+    ev(d, 25, 4, (uint64_t)1, (uint64_t)1, (uint64_t)5, (uint64_t)GOSTATUS_RUNNING);
+    for (int len = 1; len <= 9; len++) {
+        uint64_t g = width_value(len) + 100, seq = width_value(len);
+        uint64_t dt = len <= 7 ? width_value(len) : 1; /* timestamps stay below 2^53: exact in ns */
+        ev(d, 14, 4, (uint64_t)1, g, (uint64_t)0, (uint64_t)0); /* GoCreate: runnable */
+        ev(d, 20, 3, dt, (uint64_t)0, (uint64_t)0);              /* g1 blocks */
+        ev(d, 16, 3, dt, g, seq);                                 /* GoStart g */
+        ev(d, 20, 3, dt, width_value(len), (uint64_t)0);          /* GoBlock g, reason id of len bytes */
+        ev(d, 21, 4, dt, g, seq + 1, (uint64_t)0);                /* GoUnblock g: runnable */
+        ev(d, 21, 4, (uint64_t)1, (uint64_t)1, seq, (uint64_t)0); /* stale: g1 stays waiting */
+        ev(d, 16, 3, (uint64_t)1, (uint64_t)1, seq + 1);          /* g1 runs again */
+    }
+}
+static void filler(buf *d, int n)
+{
+    for (int i = 0; i < n; i++)
+        ev(d, 37, 2, (uint64_t)1, (uint64_t)4096); /* HeapAlloc: no goroutine state */
+}
+static et_trace_summary *hot_trace(int fast, int overflow)
+{
+    buf w = {0}, d = {0};
+    header(&w, 26);
+    sync_batch(&w, 1, 26, 1000000000);
+    if (!fast)
+        filler(&d, 64);
+    hot_events(&d);
+    if (overflow) { /* GoStart whose sequence number is 10 bytes over 64 bits */
+        u8(&d, 16);
+        uv(&d, 1);
+        uv(&d, 1);
+        for (int i = 0; i < 9; i++)
+            u8(&d, 0xff);
+        u8(&d, 0x7f);
+    }
+    if (fast)
+        filler(&d, 64);
+    batch(&w, 1, 5, 10, &d);
+    d.n = 0; /* the reason strings, one id of each width */
+    u8(&d, 4);
+    for (int len = 1; len <= 9; len++) {
+        u8(&d, 5);
+        uv(&d, width_value(len));
+        uv(&d, 5);
+        put(&d, "sleep", 5);
+    }
+    batch(&w, 1, (uint64_t)-1, 1, &d);
+    u8(&w, 52);
+    et_trace_summary *s = summ(&w, NULL);
+    free(d.b);
+    free(w.b);
+    return s;
+}
+static void test_hot_event_varint_widths(void **state)
+{
+    (void)state;
+    et_trace_summary *a = hot_trace(1, 0), *b = hot_trace(0, 0);
+    assert_int_equal(a->status, ET_TRACE_OK);
+    assert_int_equal(a->events, 1 + 9 * 7 + 64);
+    assert_int_equal(a->goroutines.seen, 10);
+    assert_int_equal(a->goroutines.created, 9);
+    assert_int_equal(a->goroutines.runnable, 9);
+    assert_int_equal(a->goroutines.running, 1);
+    /* g1: status + 9 x (block, stale unblock, start); each g: create, start, block, unblock */
+    assert_int_equal(a->transitions, 1 + 9 * 3 + 9 * 4);
+    uint64_t ticks = 10 + 1; /* batch base + the status */
+    for (int len = 1; len <= 9; len++)
+        ticks += 3 + 4 * (len <= 7 ? width_value(len) : 1); /* create, stale, start + four dt */
+    ticks += 64;
+    assert_int_equal(a->end_ns, ticks);
+    /* the bounded path at the batch end agrees field by field */
+    assert_int_equal(b->status, a->status);
+    assert_int_equal(b->events, a->events);
+    assert_int_equal(b->transitions, a->transitions);
+    assert_int_equal(b->goroutines.runnable, a->goroutines.runnable);
+    assert_int_equal(b->goroutines.running, a->goroutines.running);
+    assert_int_equal(b->end_ns, a->end_ns);
+    free(a);
+    free(b);
+    for (int fast = 0; fast <= 1; fast++) {
+        et_trace_summary *o = hot_trace(fast, 1);
+        assert_int_equal(o->status, ET_TRACE_PARTIAL);
+        assert_int_equal(o->trunc.malformed, 1);
+        assert_int_equal(o->events, 1 + 9 * 7 + (fast ? 0 : 64)); /* decoding stops at the bad event */
+        free(o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_goswitch),
         cmocka_unit_test(test_syscall_across_generations),
         cmocka_unit_test(test_recent_cache_collisions),
+        cmocka_unit_test(test_hot_event_varint_widths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
