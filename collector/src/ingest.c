@@ -304,8 +304,10 @@ static void attach_commands(const char *device, ingest_result *r)
     char err[96] = "";
     if (store_cmd_due(S.st, device, wall_ms(), CMD_REDELIVER_MS, &l) < 0)
         return;
-    /* central settings ride along until the device reports running or refusing them */
-    if (store_settings_due(S.st, device, l.settings, sizeof(l.settings), &l.settings_len) < 0)
+    /* central settings ride along until the device reports running or refusing them, at the
+     * commands' pace (a rare answer too large for both sends them one period later) */
+    if (store_settings_due(S.st, device, wall_ms(), CMD_REDELIVER_MS, l.settings, sizeof(l.settings),
+                           &l.settings_len) < 0)
         l.settings_len = 0;
     if (!l.n && !l.settings_len)
         return;
