@@ -278,6 +278,17 @@ static void test_take_refuse_keep_restore(void **st)
     unlink(ss.path);
 }
 
+/* A set of one entry at versions (fleet, device), encoded into buf. */
+static size_t one_set(uint8_t *buf, uint64_t fleet, uint64_t device, const char *name, const char *value)
+{
+    static et_settings s;
+    memset(&s, 0, sizeof s);
+    s.fleet_version = fleet;
+    s.device_version = device;
+    add(&s, name, value);
+    return encode(&s, buf, ET_SET_DOC_MAX);
+}
+
 static uint64_t flash_bytes(const spool *sp)
 {
     spool_stats sst;
@@ -305,17 +316,9 @@ static void test_refusal_kept_across_restart(void **st)
     static et_settings_state ss;
     et_settings_state_init(&ss, dir);
     unlink(ss.path);
-    static et_settings s;
     uint8_t good[ET_SET_DOC_MAX], bad[ET_SET_DOC_MAX];
-    memset(&s, 0, sizeof s);
-    s.fleet_version = 3;
-    add(&s, "agent.interval", "4s");
-    size_t gn = encode(&s, good, sizeof good);
-    memset(&s, 0, sizeof s);
-    s.fleet_version = 3;
-    s.device_version = 2;
-    add(&s, "agent.interval", "forever");
-    size_t bn = encode(&s, bad, sizeof bad);
+    size_t gn = one_set(good, 3, 0, "agent.interval", "4s");
+    size_t bn = one_set(bad, 3, 2, "agent.interval", "forever");
     assert_int_equal(et_settings_take(&ss, &local, good, gn, &out, sp), ET_SET_APPLIED);
     uint64_t f0 = flash_bytes(sp);
     assert_int_equal(et_settings_take(&ss, &local, bad, bn, &out, sp), ET_SET_REFUSED);
@@ -343,11 +346,7 @@ static void test_refusal_kept_across_restart(void **st)
     assert_int_equal(et_settings_take(&ss, &local, junk, sizeof junk, &out, sp), ET_SET_REFUSED);
     assert_int_equal(stat(ss.path, &sb), -1);
     /* a later valid set clears the refusal on flash too */
-    memset(&s, 0, sizeof s);
-    s.fleet_version = 3;
-    s.device_version = 3;
-    add(&s, "agent.interval", "6s");
-    gn = encode(&s, good, sizeof good);
+    gn = one_set(good, 3, 3, "agent.interval", "6s");
     assert_int_equal(et_settings_take(&ss, &local, good, gn, &out, sp), ET_SET_APPLIED);
     et_settings_state_init(&ss, dir);
     assert_int_equal(et_settings_restore(&ss, &local, &again), ET_SET_APPLIED);
