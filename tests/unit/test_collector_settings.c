@@ -166,6 +166,9 @@ static void test_redelivery_throttled(void **state)
     report(s, 2, 0, 0, 0, 0, "");
     assert_int_equal(due(s, T0 + REDELIVER_MS + 4, doc, &n), 0);
     assert_int_equal(due(s, T0 + 2 * REDELIVER_MS + 2, doc, &n), 1);
+    /* the device re-sent a snapshot we hold (it did not hear that answer): at once, period 0 */
+    assert_int_equal(due(s, T0 + 2 * REDELIVER_MS + 3, doc, &n), 0);
+    assert_int_equal(store_settings_due(s, "gw-1", T0 + 2 * REDELIVER_MS + 3, 0, doc, sizeof doc, &n), 1);
     store_close(s);
 }
 
