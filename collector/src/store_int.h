@@ -52,7 +52,7 @@ struct coll_store {
     int64_t pruned, rolled_up; /* store_prune_progress */
 };
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 /* store_schema.c: creates or upgrades the schema to STORE_SCHEMA_VERSION. 0 or -1 (err). */
 int store_schema_migrate(sqlite3 *db, char *err, size_t errlen);

@@ -152,14 +152,15 @@ int store_settings_put(coll_store *s, const char *device, json_t *settings, int6
     return STORE_Q_OK;
 }
 
-int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t cap, size_t *len)
+int store_settings_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, uint8_t *doc,
+                       size_t cap, size_t *len)
 {
     *len = 0;
     sqlite3_stmt *st = NULL;
-    int64_t af = 0, ad = 0, rf = 0, rd = 0;
+    int64_t af = 0, ad = 0, rf = 0, rd = 0, sent = 0, sf = 0, sd = 0;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device FROM settings_state"
-                           " WHERE device=?",
+                           "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device, sent_ms,"
+                           " sent_fleet, sent_device FROM settings_state WHERE device=?",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
@@ -169,6 +170,9 @@ int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t c
         ad = sqlite3_column_int64(st, 1);
         rf = sqlite3_column_int64(st, 2);
         rd = sqlite3_column_int64(st, 3);
+        sent = sqlite3_column_int64(st, 4);
+        sf = sqlite3_column_int64(st, 5);
+        sd = sqlite3_column_int64(st, 6);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) /* never wrote schema 3: an agent that would refuse the document */
@@ -180,8 +184,12 @@ int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t c
         return -1;
     }
     int out = 0;
-    /* nothing set, already running it, or already refused it (a new version is needed) */
-    if ((fv || dv) && !(fv == af && dv == ad) && !(fv == rf && dv == rd)) {
+    /* nothing set, already running it, or already refused it (a new version is needed); the
+     * same versions handed out lately are not sent again before redeliver_ms: the device's
+     * report of them is on its way in a snapshot, and each copy costs up to ET_SET_DOC_MAX
+     * bytes of a metered link. New versions go out at once. */
+    int recent = sf == fv && sd == dv && sent > now_ms - redeliver_ms;
+    if ((fv || dv) && !(fv == af && dv == ad) && !(fv == rf && dv == rd) && !recent) {
         static et_settings set;
         char err[160];
         if (merged(fleet, dev, &set, err, sizeof err) == 0) {
@@ -194,6 +202,22 @@ int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t c
     }
     json_decref(fleet);
     json_decref(dev);
+    if (out == 1) {
+        /* marked as handed out now, as store_cmd_due marks commands */
+        if (sqlite3_prepare_v2(s->db, "UPDATE settings_state SET sent_ms=?, sent_fleet=?, sent_device=? WHERE device=?",
+                               -1, &st, NULL) != SQLITE_OK)
+            return -1;
+        sqlite3_bind_int64(st, 1, now_ms);
+        sqlite3_bind_int64(st, 2, fv);
+        sqlite3_bind_int64(st, 3, dv);
+        sqlite3_bind_text(st, 4, device, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+            *len = 0;
+            return -1;
+        }
+    }
     return out;
 }
 
