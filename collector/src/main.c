@@ -15,6 +15,8 @@
  *   edgetrace-collector keys [--db PATH] [--json]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
  *   edgetrace-collector migrate --from sqlite:PATH --to postgresql://... [--skip-missing]
+ *   edgetrace-collector settings [--db PATH] [--device ID] [--json]
+ *                                [--set KEY=VALUE ...] [--unset KEY ...]
  *   edgetrace-collector --version
  *
  * collector.conf (INI; command-line options override it):
@@ -398,6 +400,8 @@ static void usage(FILE *f)
                "       edgetrace-collector keys [--db PATH] [--json]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
                "       edgetrace-collector migrate --from sqlite:PATH --to postgresql://... [--skip-missing]\n"
+               "       edgetrace-collector settings [--db PATH] [--device ID] [--json]"
+               " [--set KEY=VALUE ...] [--unset KEY ...]\n"
                "       edgetrace-collector --version\n");
 }
 
@@ -431,6 +435,8 @@ int main(int argc, char **argv)
         return command_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "migrate"))
         return migrate_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "settings"))
+        return settings_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "snapshots") || !strcmp(cmd, "findings"))
         return query_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "edgetrace-collector: unknown command '%s'\n", cmd);
