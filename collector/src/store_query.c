@@ -158,7 +158,7 @@ static json_t *device_json(sq *st, json_t *counts_map, int64_t now_ms)
     json_object_set_new(d, "targets", col_int(st, 7));
     json_object_set_new(d, "snapshots", col_int(st, 8));
     json_object_set_new(d, "settings_refused",
-                        sqlite3_column_type(st, 10) == SQLITE_NULL ? json_null() : col_text(st, 10));
+                        sq_isnull(st, 10) ? json_null() : col_text(st, 10));
     json_t *c = id && counts_map ? json_object_get(counts_map, id) : NULL;
     json_t *z = c ? json_incref(c) : zero_counts();
     set_counts(d, z);
