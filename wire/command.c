@@ -57,7 +57,10 @@ int et_cmd_encode(const et_cmd_list *l, uint8_t *out, size_t cap, size_t *n, cha
         return et_wire_failf(err, errlen, "%u commands, at most %d", l->n, ET_CMD_MAX);
     CborEncoder enc, top, arr;
     cbor_encoder_init(&enc, out, cap, 0);
-    CborError e = cbor_encoder_create_map(&enc, &top, 2);
+    if (l->settings_len > ET_SET_DOC_MAX)
+        return et_wire_failf(err, errlen, "settings document of %zu bytes, at most %d", l->settings_len,
+                             ET_SET_DOC_MAX);
+    CborError e = cbor_encoder_create_map(&enc, &top, 2 + (l->settings_len > 0));
     e |= cbor_encode_uint(&top, 0);
     e |= cbor_encode_uint(&top, ET_CMD_VERSION);
     e |= cbor_encode_uint(&top, 1);
@@ -86,6 +89,10 @@ int et_cmd_encode(const et_cmd_list *l, uint8_t *out, size_t cap, size_t *n, cha
         e |= cbor_encoder_close_container(&arr, &m);
     }
     e |= cbor_encoder_close_container(&top, &arr);
+    if (l->settings_len) {
+        e |= cbor_encode_uint(&top, 2);
+        e |= cbor_encode_byte_string(&top, l->settings, l->settings_len);
+    }
     e |= cbor_encoder_close_container(&enc, &top);
     if (e)
         return et_wire_failf(err, errlen, "command document: %s", cbor_error_string(e));
@@ -193,7 +200,7 @@ static int decode(const uint8_t *buf, size_t len, et_cmd_list *l, char *err, siz
     unsigned seen = 0;
     while (!cbor_value_at_end(&m)) {
         uint64_t key, ver;
-        if (get_uint(&m, "key", 1, &key, err, errlen))
+        if (get_uint(&m, "key", 2, &key, err, errlen))
             return -1;
         if (seen & (1u << key))
             return et_wire_failf(err, errlen, "duplicate key %llu", (unsigned long long)key);
@@ -206,6 +213,18 @@ static int decode(const uint8_t *buf, size_t len, et_cmd_list *l, char *err, siz
             if (ver != ET_CMD_VERSION)
                 return et_wire_failf(err, errlen, "command document version %llu; this agent reads %d",
                              (unsigned long long)ver, ET_CMD_VERSION);
+            continue;
+        }
+        if (key == 2) { /* the settings document: copied whole, judged by settings.c */
+            size_t n = sizeof l->settings;
+            if (!cbor_value_is_byte_string(&m) || cbor_value_calculate_string_length(&m, &n) || !n ||
+                n > sizeof l->settings)
+                return et_wire_failf(err, errlen, "settings: expected a byte string of 1..%d bytes", ET_SET_DOC_MAX);
+            n = sizeof l->settings;
+            e = cbor_value_copy_byte_string(&m, l->settings, &n, &m);
+            if (e)
+                return et_wire_failf(err, errlen, "settings: %s", cbor_error_string(e));
+            l->settings_len = n;
             continue;
         }
         if (!cbor_value_is_array(&m))
@@ -228,7 +247,7 @@ static int decode(const uint8_t *buf, size_t len, et_cmd_list *l, char *err, siz
     e = cbor_value_leave_container(&top, &m);
     if (e)
         return et_wire_failf(err, errlen, "CBOR: %s", cbor_error_string(e));
-    if (seen != 3)
+    if ((seen & 3) != 3)
         return et_wire_failf(err, errlen, "version and commands are required");
     if (cbor_value_get_next_byte(&top) != buf + len)
         return et_wire_failf(err, errlen, "trailing bytes after the command document");

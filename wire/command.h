@@ -10,6 +10,8 @@
  *   command map { 1: id (uint > 0), 2: expiry (uint, Unix ms), 3: kind (uint, et_cmd_kind),
  *                 4: target (text, <= ET_CMD_TARGET_MAX-1 bytes; absent for rediscover),
  *                 5: seconds (uint 1..ET_CMD_SECONDS_MAX; trace only, default 2) }
+ *   optional key 2: bstr, a central settings document (settings.h), sent only to agents that
+ *   write snapshot schema 3 (older ones refuse unknown keys); its own decoder judges it.
  *
  * The decoder is strict (unknown keys, duplicates, wrong types, out-of-range values, trailing
  * bytes, more than ET_CMD_MAX commands: all rejected with a reason), because it runs on the
@@ -19,6 +21,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "settings.h"
 
 #define ET_CMD_VERSION 1
 #define ET_CMD_MAX 8
@@ -48,6 +52,8 @@ typedef struct et_cmd {
 typedef struct et_cmd_list {
     unsigned n;
     et_cmd c[ET_CMD_MAX];
+    size_t settings_len; /* 0: no settings document (key 2) */
+    uint8_t settings[ET_SET_DOC_MAX];
 } et_cmd_list;
 
 /* "trace", "goroutine-debug2", "goroutineleak", "heap", "rediscover"; NULL if unknown */

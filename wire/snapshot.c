@@ -621,6 +621,19 @@ int et_snapshot_encode_cbor(const et_snapshot *s, uint8_t *buf, size_t cap, size
         e |= put_u(&sub, ETK_K_MS, s->cost_ms);
         e |= cbor_encoder_close_container(&m, &sub);
     }
+    if (s->schema >= 3 && (s->set_fleet || s->set_device || s->set_rej_fleet || s->set_rej_device)) {
+        e |= cbor_encode_uint(&m, ETK_SETTINGS);
+        e |= cbor_encoder_create_map(&m, &sub, CborIndefiniteLength);
+        e |= put_u(&sub, ETK_S_FLEET, s->set_fleet);
+        e |= put_u(&sub, ETK_S_DEVICE, s->set_device);
+        e |= put_u(&sub, ETK_S_REJ_FLEET, s->set_rej_fleet);
+        e |= put_u(&sub, ETK_S_REJ_DEVICE, s->set_rej_device);
+        if (s->set_reason[0]) {
+            e |= cbor_encode_uint(&sub, ETK_S_REASON);
+            e |= cbor_encode_text_string(&sub, s->set_reason, strnlen(s->set_reason, sizeof s->set_reason - 1));
+        }
+        e |= cbor_encoder_close_container(&m, &sub);
+    }
     unsigned na = s->nattach > ET_SNAP_MAX_ATTACH ? ET_SNAP_MAX_ATTACH : s->nattach;
     if (na) {
         CborEncoder arr, a;

@@ -45,8 +45,9 @@
  * every version from ET_SNAP_SCHEMA_MIN to ET_SNAP_SCHEMA_VERSION. The agent writes
  * ET_SNAP_SCHEMA_MIN unless the collector said it reads more and the snapshot needs it (so
  * agents may be updated before their collector); see README "Snapshot format". */
-#define ET_SNAP_SCHEMA_VERSION 2   /* 2: counters 6-8 (the uplink's held/rejected records);
-                                      finding keys 16-19 and evidence bit 9 (survivors) */
+#define ET_SNAP_SCHEMA_VERSION 3   /* 2: counters 6-8 (the uplink's held/rejected records);
+                                      finding keys 16-19 and evidence bit 9 (survivors);
+                                      3: key 18, the central settings applied or refused */
 #define ET_EVIDENCE_COUNT_V1 9     /* evidence bits schema 1 knows */
 #define ET_SNAP_SCHEMA_MIN 1
 #define ET_WIRE_MAGIC0 0x45        /* 'E' */
@@ -173,6 +174,10 @@ typedef struct et_snapshot {
     uint64_t uplink_held;                  /* "not now" answers that kept a record, ever */
     uint64_t uplink_rejected;              /* records dropped on 4.00/4.22, ever */
     uint32_t uplink_held_now;              /* records held at sampling time */
+    /* schema 3: central settings (wire/settings.h) applied, and the last set refused */
+    uint64_t set_fleet, set_device;        /* versions applied (0: none) */
+    uint64_t set_rej_fleet, set_rej_device;/* versions of the last set refused (0: none) */
+    char set_reason[128];                  /* why it was refused (ET_SET_REASON_MAX) */
     /* sampling cost */
     uint64_t cost_bytes;                   /* HTTP body bytes fetched this cycle */
     uint32_t cost_ms;                      /* wall time spent sampling + parsing this cycle */

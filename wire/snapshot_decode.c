@@ -463,6 +463,19 @@ static int counters_field(dec *d, unsigned key, CborValue *v, void *obj)
     return fail(d, "unknown key %u", key);
 }
 
+static int settings_field(dec *d, unsigned key, CborValue *v, void *obj)
+{
+    et_snapshot *s = obj;
+    switch (key) {
+    case ETK_S_FLEET: return get_uint(d, v, "settings.fleet", UINT64_MAX, &s->set_fleet);
+    case ETK_S_DEVICE: return get_uint(d, v, "settings.device", UINT64_MAX, &s->set_device);
+    case ETK_S_REJ_FLEET: return get_uint(d, v, "settings.rejected_fleet", UINT64_MAX, &s->set_rej_fleet);
+    case ETK_S_REJ_DEVICE: return get_uint(d, v, "settings.rejected_device", UINT64_MAX, &s->set_rej_device);
+    case ETK_S_REASON: return get_text(d, v, "settings.reason", s->set_reason, sizeof s->set_reason);
+    }
+    return fail(d, "unknown key %u", key);
+}
+
 static int cost_field(dec *d, unsigned key, CborValue *v, void *obj)
 {
     et_snapshot *s = obj;
@@ -543,6 +556,10 @@ static int top_field(dec *d, unsigned key, CborValue *v, void *obj)
     }
     case ETK_COUNTERS: return parse_map(d, v, "counters", ETK_C_COUNT, counters_field, s, NULL);
     case ETK_COST: return parse_map(d, v, "cost", ETK_K_COUNT, cost_field, s, NULL);
+    case ETK_SETTINGS:
+        if (d->schema < 3)
+            break;
+        return parse_map(d, v, "settings", ETK_S_COUNT, settings_field, s, NULL);
     case ETK_ATTACH: {
         if (!cbor_value_is_array(v))
             return fail(d, "attachments: expected an array");

@@ -24,6 +24,7 @@ enum {
     ETK_COUNTERS = 15,     /* map */
     ETK_COST = 16,         /* map */
     ETK_ATTACH = 17,       /* array of [kind, finding, bstr] */
+    ETK_SETTINGS = 18,     /* schema 3: map, central settings applied / refused */
     ETK_TOP_COUNT
 };
 
@@ -68,6 +69,11 @@ enum {
     ETK_C_SPOOL_BYTES_TODAY = 3, ETK_C_FINDINGS_DROPPED = 4, ETK_C_SITES_TRUNCATED = 5,
     /* schema 2 */
     ETK_C_UPLINK_HELD = 6, ETK_C_UPLINK_REJECTED = 7, ETK_C_UPLINK_HELD_NOW = 8, ETK_C_COUNT
+};
+
+/* settings map (key 18, schema 3) */
+enum {
+    ETK_S_FLEET = 0, ETK_S_DEVICE = 1, ETK_S_REJ_FLEET = 2, ETK_S_REJ_DEVICE = 3, ETK_S_REASON = 4, ETK_S_COUNT
 };
 
 /* cost map (key 16) */

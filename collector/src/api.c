@@ -239,6 +239,10 @@ void api_handle(api_ctx *ctx, const api_request *r, int64_t now_ms, api_response
     case API_TARGET_CAPTURES:
         api_error(out, 405, "POST a JSON body {\"kind\":...,\"seconds\":N} here");
         return;
+    case API_SETTINGS:
+    case API_DEVICE_SETTINGS:
+        api_settings_get(ctx, r, out);
+        return;
     case API_NOT_FOUND:
     default:
         api_error(out, 404, "no such resource");

@@ -41,6 +41,14 @@ void api_capture_data(api_ctx *ctx, const api_request *r, api_response *out);
 void api_capture_create(api_ctx *ctx, const api_request *r, const char *body, size_t len, int64_t now_ms,
                         api_response *out);
 
+/* GET/PUT /api/settings and /api/devices/{id}/settings (api_settings.c): central settings.
+ * PUT {"settings": {...}} replaces the scope's set and bumps its version; 200 with the state
+ * as GET returns it, 400 (err), 404 (device). */
+#define API_SETTINGS_BODY_MAX 4096
+void api_settings_get(api_ctx *ctx, const api_request *r, api_response *out);
+void api_settings_put(api_ctx *ctx, const api_request *r, const char *body, size_t len, int64_t now_ms,
+                      api_response *out);
+
 /* {"error":"msg"} with STATUS. */
 void api_error(api_response *out, int status, const char *msg);
 void api_response_free(api_response *r);

@@ -73,6 +73,8 @@ int api_parse_path(const char *path, api_request *r, char *err, size_t errlen)
         return r->route = API_DEVICES, 0;
     if (!strcmp(path, "/api/findings"))
         return r->route = API_FINDINGS, 0;
+    if (!strcmp(path, "/api/settings"))
+        return r->route = API_SETTINGS, 0;
 
     const char *rest, *seg, *slash;
     size_t n;
@@ -89,6 +91,8 @@ int api_parse_path(const char *path, api_request *r, char *err, size_t errlen)
             return r->route = API_DEVICE, 0;
         if (!strcmp(rest, "/targets"))
             return r->route = API_DEVICE_TARGETS, 0;
+        if (!strcmp(rest, "/settings"))
+            return r->route = API_DEVICE_SETTINGS, 0;
         return ERR("no such resource");
     }
     int targets = !strncmp(path, "/api/targets/", 13);

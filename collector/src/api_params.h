@@ -9,6 +9,7 @@
  *   /api/targets/{id}  /api/targets/{id}/series  /api/targets/{id}/goroutine.pb.gz
  *   /api/findings  /api/findings/{id}  /api/findings/{id}/profile.pb.gz
  *   /api/targets/{id}/captures (POST)  /api/captures/{id}  /api/captures/{id}/data
+ *   /api/settings (GET, PUT)  /api/devices/{device}/settings (GET, PUT)
  * Query parameters per route (any other parameter is a 400, so a typo is never silently
  * ignored):
  *   series:          from, to (ms since the epoch; default the last 24 h)
@@ -48,6 +49,8 @@ typedef enum api_route {
     API_TARGET_CAPTURES, /* POST /api/targets/{id}/captures (api_capture.c) */
     API_CAPTURE,         /* GET /api/captures/{id} */
     API_CAPTURE_DATA,    /* GET /api/captures/{id}/data */
+    API_SETTINGS,        /* GET/PUT /api/settings: the fleet's central settings (api_settings.c) */
+    API_DEVICE_SETTINGS, /* GET/PUT /api/devices/{device}/settings */
 } api_route;
 
 typedef struct api_request {

@@ -228,7 +228,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, api_response *r, double t
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic realm=\"edgetrace\"");
     }
     if (r->status == 405)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST, PUT");
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     metrics_http_observe(r->status, mono_s() - t0);
@@ -240,7 +240,7 @@ typedef struct post_req {
     api_request r;
     size_t len;
     int too_big;
-    char body[API_CAPTURE_BODY_MAX];
+    char body[API_SETTINGS_BODY_MAX]; /* the larger of the two bodies (captures, settings) */
 } post_req;
 
 static enum MHD_Result post_body(http_server *h, struct MHD_Connection *c, const char *url, const char *data,
@@ -258,8 +258,11 @@ static enum MHD_Result post_body(http_server *h, struct MHD_Connection *c, const
     }
     api_response out;
     memset(&out, 0, sizeof(out));
-    if (p->too_big)
-        api_error(&out, 413, "body larger than 512 bytes");
+    int put = p->r.route != API_TARGET_CAPTURES;
+    if (p->too_big || p->len > (put ? API_SETTINGS_BODY_MAX : API_CAPTURE_BODY_MAX))
+        api_error(&out, 413, put ? "body larger than 4096 bytes" : "body larger than 512 bytes");
+    else if (put)
+        api_settings_put(&h->api, &p->r, p->body, p->len, wall_ms(), &out);
     else
         api_capture_create(&h->api, &p->r, p->body, p->len, wall_ms(), &out);
     return reply(c, &out, t0); /* p is freed by on_completed */
@@ -288,12 +291,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return post_body(h, c, url, upload_data, upload_data_size, *req_cls, t0);
     /* Answer on the first call; a body (which only the one POST route reads) is never read. */
     int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
+    int is_put = !strcmp(method, MHD_HTTP_METHOD_PUT); /* central settings (api_settings.c) */
     if (*upload_data_size)
         *upload_data_size = 0;
     *req_cls = h;
 
-    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD) && !is_post) {
-        api_error(&out, 405, "only GET and HEAD (and POST to /api/targets/{id}/captures)");
+    if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD) && !is_post && !is_put) {
+        api_error(&out, 405, "only GET and HEAD (POST to /api/targets/{id}/captures, PUT to .../settings)");
         return reply(c, &out, t0);
     }
     if (strlen(url) > API_MAX_URL) {
@@ -314,7 +318,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         api_error(&out, 405, is_post ? "only GET and HEAD here" : "POST a JSON body here");
         return reply(c, &out, t0);
     }
-    if (is_post) {
+    if (is_put && r.route != API_SETTINGS && r.route != API_DEVICE_SETTINGS) {
+        api_error(&out, 405, "PUT only to /api/settings and /api/devices/{id}/settings");
+        return reply(c, &out, t0);
+    }
+    if (is_post || is_put) {
         /* CSRF: a page on another origin can POST a form (text/plain, urlencoded) to a loopback
          * collector without preflight, never application/json; we answer no CORS preflight. */
         const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);

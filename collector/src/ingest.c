@@ -157,6 +157,9 @@ void ingest_payload(coll_store *st, coll_decoder *dec, ingest_counters *c, const
         return;
     }
     r->staged = 1;
+    /* what the agent runs of the central settings (schema 3): committed with the snapshot */
+    if (rc == STORE_NEW && snap.w.schema >= 3 && store_settings_report(st, device, &snap.w, received_ms))
+        ingest_log("settings state of %s not stored: %s", device, store_errmsg(st));
     if (rc == STORE_DUPLICATE) {
         c->snapshots_dup++;
         r->code = 204;
@@ -297,11 +300,22 @@ static void reject(coap_pdu_t *response, int code, uint64_t *counter, const char
 static void attach_commands(const char *device, ingest_result *r)
 {
     r->cmdlen = 0;
-    et_cmd_list l;
-    char err[96];
-    if (store_cmd_due(S.st, device, wall_ms(), CMD_REDELIVER_MS, &l) <= 0)
+    static et_cmd_list l; /* with room for a settings document: not on the stack */
+    char err[96] = "";
+    if (store_cmd_due(S.st, device, wall_ms(), CMD_REDELIVER_MS, &l) < 0)
         return;
-    if (et_cmd_encode(&l, r->cmd, sizeof(r->cmd), &r->cmdlen, err, sizeof(err))) {
+    /* central settings ride along until the device reports running or refusing them */
+    if (store_settings_due(S.st, device, l.settings, sizeof(l.settings), &l.settings_len) < 0)
+        l.settings_len = 0;
+    if (!l.n && !l.settings_len)
+        return;
+    int rc = et_cmd_encode(&l, r->cmd, sizeof(r->cmd), &r->cmdlen, err, sizeof(err));
+    if (rc && l.n && l.settings_len) {
+        /* together too large for one answer: the commands now, the settings with a later one */
+        l.settings_len = 0;
+        rc = et_cmd_encode(&l, r->cmd, sizeof(r->cmd), &r->cmdlen, err, sizeof(err));
+    }
+    if (rc) {
         ingest_log("commands for %s not sent: %s", device, err);
         r->cmdlen = 0;
         return;

@@ -118,6 +118,27 @@ int store_capture_put(coll_store *s, const char *device, const et_capture *cap, 
  * *kind; STORE_Q_NOTFOUND when there is no such capture or no result yet. */
 int store_capture_data(coll_store *s, int64_t id, uint8_t **data, size_t *len, unsigned *kind);
 
+/* ---- central settings (store_settings.c, wire/settings.h) ------------------------------
+ * One set for the fleet (device NULL) and one per device, each {"SECTION.KEY": "value", ...,
+ * "agent.allow": ["prefix", ...]}, versioned per scope (the version only rises). A device
+ * runs the fleet's set with its own on top; its agent judges the values (its config parser)
+ * and reports the versions it applied or refused, and why, in its snapshots (key 18). */
+#include "settings.h"
+/* Replaces the set of the fleet / DEVICE (names, repeats, lengths and size checked here:
+ * STORE_Q_BADARG with err). STORE_Q_OK with the new *version; STORE_Q_NOTFOUND (no such
+ * device); -1. Runs its own transaction. */
+int store_settings_put(coll_store *s, const char *device, json_t *settings, int64_t now_ms, int64_t *version,
+                       char *err, size_t errlen);
+/* {"scope","version","settings","updated_ms"}; for a device also "fleet_version",
+ * "effective" (what it is sent), "applied" {fleet, device}, "rejected" {fleet, device,
+ * reason} or null, "reported_ms", "in_sync". STORE_Q_NOTFOUND for an unknown device. */
+int store_q_settings(coll_store *s, const char *device, json_t **out);
+/* The settings document for DEVICE's next answer: 1 with doc/len when it should be sent (it
+ * reads them: it wrote schema 3; it neither runs nor refused these versions), 0, or -1. */
+int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t cap, size_t *len);
+/* Inside the snapshot's transaction: the settings state a schema 3 snapshot reported. */
+int store_settings_report(coll_store *s, const char *device, const et_snapshot *w, int64_t now_ms);
+
 /* ---- retention ------------------------------------------------------------------------ */
 typedef struct store_retention {
     int payload_days;     /* raw envelopes (snapshots.payload): default 7; 0 = keep */

@@ -183,7 +183,18 @@ static const char V5[] =
     "ALTER TABLE commands ADD COLUMN started_ms INTEGER;"
     "UPDATE meta SET value='5' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2, V3, V4, V5};
+/* v6: central settings (store_settings.c): one versioned set per scope ('' = the fleet, else
+ * a device id), and what each device last reported applying or refusing (snapshot key 18). */
+static const char V6[] =
+    "CREATE TABLE settings("
+    "  scope TEXT PRIMARY KEY, version INTEGER NOT NULL, entries TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE settings_state("
+    "  device TEXT PRIMARY KEY, seq INTEGER NOT NULL, reported_ms INTEGER NOT NULL,"
+    "  applied_fleet INTEGER NOT NULL, applied_device INTEGER NOT NULL,"
+    "  rejected_fleet INTEGER NOT NULL, rejected_device INTEGER NOT NULL, reason TEXT NOT NULL);"
+    "UPDATE meta SET value='6' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3, V4, V5, V6};
 
 int store_schema_read(sqlite3 *db)
 {

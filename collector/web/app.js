@@ -309,7 +309,8 @@
 
   // ---- device ----------------------------------------------------------------------------
   function viewDevice(seq, id) {
-    return Promise.all([api("/api/devices/" + enc(id)), api("/api/findings?device=" + enc(id))]).then(function (r) {
+    return Promise.all([api("/api/devices/" + enc(id)), api("/api/findings?device=" + enc(id)),
+                        api("/api/devices/" + enc(id) + "/settings")]).then(function (r) {
       if (seq !== renderSeq) return;
       var d = r[0], findings = Array.isArray(r[1]) ? r[1] : (r[1].findings || []);
       var h = [];
@@ -341,11 +342,38 @@
         h.push("</tbody></table>");
       }
       h.push("</section>");
+      h.push(settingsCard(r[2]));
       h.push('<section class="card"><h2>Findings</h2>' + findingsTable(findings, true) + "</section>");
       app.innerHTML = h.join("");
     });
   }
   function fact(k, v) { return "<div><dt>" + esc(k) + "</dt><dd>" + v + "</dd></div>"; }
+
+  // Central settings (PUT /api/settings, /api/devices/ID/settings): what the device is sent,
+  // what it reports running, and why it refused a set (its config parser's reason).
+  function settingsCard(st) {
+    var h = ['<section class="card" id="settings"><h2>Central settings</h2>'];
+    var ap = st.applied, rej = st.rejected;
+    h.push('<dl class="facts">' +
+      fact("Fleet version", esc(st.fleet_version)) + fact("Device version", esc(st.version)) +
+      fact("Applied", ap ? "fleet v" + esc(ap.fleet) + " / device v" + esc(ap.device) +
+        (st.in_sync ? "" : ' <span class="bad-text">(not yet the latest)</span>') : "not reported") +
+      fact("Reported", when(st.reported_ms)) + "</dl>");
+    if (rej) h.push('<p class="bad-text settings-rejected">Refused fleet v' + esc(rej.fleet) + " / device v" +
+      esc(rej.device) + ": " + esc(rej.reason) + " (the device keeps its previous settings)</p>");
+    var keys = Object.keys(st.effective || {}).sort();
+    if (!keys.length) h.push('<p class="muted">None: the device runs its agent.conf.</p>');
+    else {
+      h.push('<table class="list"><thead><tr><th>Setting</th><th>Value</th><th>From</th></tr></thead><tbody>');
+      keys.forEach(function (k) {
+        var v = st.effective[k];
+        h.push("<tr><td><code>" + esc(k) + "</code></td><td>" + esc(Array.isArray(v) ? v.join(", ") : v) + "</td><td>" +
+          ((st.settings || {})[k] !== undefined ? "device" : "fleet") + "</td></tr>");
+      });
+      h.push("</tbody></table>");
+    }
+    return h.join("") + "</section>";
+  }
 
   function findingsTable(findings, withState) {
     if (!findings.length) return '<p class="muted">No findings.</p>';

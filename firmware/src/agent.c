@@ -26,6 +26,7 @@
 #include "spool.h"
 #include "uplink.h"
 #include "capture_run.h"
+#include "settings_apply.h"
 #include "uplink_creds.h"
 
 #define DISCOVER_PERIOD_MS 60000u
@@ -38,6 +39,8 @@
 
 typedef struct agent {
     et_config conf;
+    et_config local;        /* agent.conf as loaded: what central settings are merged onto */
+    et_settings_state set;  /* central settings applied / refused (settings_apply.h) */
     et_loop *loop;
     et_httpc *http;
     et_sched *sched;
@@ -148,6 +151,23 @@ static void on_cycle(void *ud, const et_cycle *c)
     s->cost_bytes = c->cost.bytes;
     s->cost_ms = c->cost.ms;
     if (a->up) {
+        et_uplink_stats us;
+        et_uplink_get_stats(a->up, &us);
+        /* Schema 3 carries the central settings state; writing it also tells the collector
+         * that this agent takes settings documents (older agents refuse them). */
+        if (us.peer_schema >= 3) {
+            s->schema = 3;
+            s->uplink_held = us.held;
+            s->uplink_rejected = us.rejected;
+            s->uplink_held_now = us.held_now;
+            s->set_fleet = a->set.fleet;
+            s->set_device = a->set.device;
+            s->set_rej_fleet = a->set.rej_fleet;
+            s->set_rej_device = a->set.rej_device;
+            et_strlcpy(s->set_reason, a->set.reason, sizeof s->set_reason);
+        }
+    }
+    if (a->up && s->schema < 3) {
         /* Records the collector could not take, and the survivor evidence of slow leaks, travel
          * in schema 2, but only to a collector that said it reads schema 2: an older one would
          * reject the whole snapshot. */
@@ -216,6 +236,25 @@ static void to_sample_target(const et_target *d, const char *proc_root, et_sampl
     t->profiles = d->profiles;
 }
 
+/* [target "NAME"] interval / profiles, from agent.conf or central settings (which may name
+ * a discovered service: such a target has no url). */
+static const et_conf_target *conf_target(const et_config *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->ntargets; i++)
+        if (!strcmp(c->targets[i].name, name))
+            return &c->targets[i];
+    return NULL;
+}
+
+static void target_policy(agent *a, et_sample_target *t)
+{
+    const et_conf_target *ct = conf_target(&a->conf, t->service);
+    if (ct && (ct->interval_ms || ct->profiles)) {
+        t->interval_ms = ct->interval_ms;
+        t->profiles = ct->profiles;
+    }
+}
+
 static void apply_targets(agent *a)
 {
     unsigned added = 0;
@@ -225,6 +264,7 @@ static void apply_targets(agent *a)
             continue;
         et_sample_target t;
         to_sample_target(d, a->conf.proc_root, &t);
+        target_policy(a, &t);
         et_sampler *sp = et_sched_find(a->sched, &t);
         if (sp) {
             const et_sample_target *cur = et_sampler_target(sp);
@@ -308,6 +348,52 @@ static void on_command(void *ctx, const et_cmd *c)
         return;
     }
     et_caprun_submit(a->caprun, c);
+}
+
+/* The keys central settings may set (wire/settings.h), from a merged config into the one in
+ * use; identity, spool and uplink addresses stay as started. */
+static void take_settable(et_config *dst, const et_config *src)
+{
+    dst->interval_ms = src->interval_ms;
+    dst->deep_interval_ms = src->deep_interval_ms;
+    dst->leak_interval_ms = src->leak_interval_ms;
+    dst->trace_seconds = src->trace_seconds;
+    memcpy(dst->allow, src->allow, sizeof dst->allow);
+    dst->nallow = src->nallow;
+    dst->budget_bytes_per_day = src->budget_bytes_per_day;
+    memcpy(dst->targets, src->targets, sizeof dst->targets);
+    dst->ntargets = src->ntargets;
+}
+
+/* A valid set, live: the scheduler, each target's own policy, the uplink's budget and its
+ * check-in period. No restart: history, sessions and the spool carry on. */
+static void settings_live(agent *a, const et_config *next)
+{
+    for (uint32_t i = 0; i < a->conf.ntargets; i++) { /* overrides the new set dropped */
+        et_sampler *sp = conf_target(next, a->conf.targets[i].name) ? NULL
+                                                                     : et_sched_find_service(a->sched, a->conf.targets[i].name);
+        if (sp)
+            et_sampler_set_policy(sp, 0, 0);
+    }
+    take_settable(&a->conf, next);
+    et_sched_conf sc;
+    et_sched_conf_from_config(&sc, &a->conf);
+    et_sched_retune(a->sched, &sc);
+    for (uint32_t i = 0; i < a->conf.ntargets; i++) {
+        et_sampler *sp = et_sched_find_service(a->sched, a->conf.targets[i].name);
+        if (sp)
+            et_sampler_set_policy(sp, a->conf.targets[i].interval_ms, a->conf.targets[i].profiles);
+    }
+    if (a->up)
+        et_uplink_retune(a->up, a->conf.budget_bytes_per_day, a->conf.interval_ms);
+}
+
+static void on_settings(void *ctx, const uint8_t *doc, size_t len)
+{
+    agent *a = ctx;
+    static et_config next; /* ~10 KB */
+    if (et_settings_take(&a->set, &a->local, doc, len, &next, a->sp) == ET_SET_APPLIED)
+        settings_live(a, &next);
 }
 
 static void kick_uplink(void *ud)
@@ -436,6 +522,7 @@ static int uplink_open(agent *a, et_uplink_params *up, char *err, size_t errlen)
     if (!a->up)
         return -1;
     et_uplink_set_command_handler(a->up, on_command, a);
+    et_uplink_set_settings_handler(a->up, on_settings, a);
     /* The DTLS identity is what the collector believes; keep the snapshot's device id
      * the same so that the two never disagree. */
     et_strlcpy(a->conf.device_id, up->device_id, sizeof a->conf.device_id);
@@ -568,6 +655,15 @@ int agent_run_main(int argc, char **argv)
     if (!a->sp) {
         fprintf(stderr, "edgetrace-agent: spool %s: %s\n", a->conf.spool_dir, err);
         return 1;
+    }
+    /* the file as loaded is the base of every central set; the last set applied (kept in the
+     * spool directory) comes back before anything is sampled */
+    a->local = a->conf;
+    et_settings_state_init(&a->set, a->conf.spool_dir);
+    {
+        static et_config next;
+        if (et_settings_restore(&a->set, &a->local, &next) == ET_SET_APPLIED)
+            take_settable(&a->conf, &next);
     }
     et_wire_params wp = {.level = 3}; /* dfast: the device zstd carries no slower strategy */
     if (a->conf.dict[0] && load_dict(a, err, sizeof err) != 0) {

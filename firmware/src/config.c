@@ -13,6 +13,7 @@
 #include <ini.h>
 
 #include "base.h"
+#include "settings.h"
 
 void et_config_defaults(et_config *c)
 {
@@ -197,6 +198,21 @@ static int on_kv(void *ud, const char *sec, const char *k, const char *v)
             c->nallow++;
             return 1;
         }
+        if (!strcmp(k, "pin")) {
+            /* comma-separated settings names; each must be one central settings can set */
+            char buf[512], why[128];
+            if (et_strlcpy(buf, v, sizeof buf))
+                return fail(x, "%s: value too long for '%s'", x->path, k);
+            for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+                char psec[80], pkey[32];
+                if (et_settings_split(tok, psec, sizeof psec, pkey, sizeof pkey, why, sizeof why))
+                    return fail(x, "%s: pin: %s", x->path, why);
+                if (c->npin >= ET_MAX_PIN)
+                    return fail(x, "%s: too many '%s' entries", x->path, k);
+                et_strlcpy(c->pin[c->npin++], tok, sizeof c->pin[0]);
+            }
+            return 1;
+        }
         if (!strcmp(k, "log_level")) {
             static const char *const lv[] = {"error", "warn", "info", "debug"};
             for (int i = 0; i < 4; i++)
@@ -299,6 +315,22 @@ static int on_kv(void *ud, const char *sec, const char *k, const char *v)
     char what[160];
     snprintf(what, sizeof what, "[%s] %s", sec, k);
     return fail(x, "%s: unknown setting %s", x->path, what);
+}
+
+int et_config_set(et_config *c, const char *section, const char *key, const char *value, const char *origin,
+                  char *err, int errlen)
+{
+    struct load_ctx x = {.c = c, .err = err, .errlen = errlen, .path = origin};
+    on_kv(&x, section, key, value);
+    return x.failed ? -1 : 0;
+}
+
+int et_config_pinned(const et_config *c, const char *name)
+{
+    for (uint32_t i = 0; i < c->npin; i++)
+        if (!strcmp(c->pin[i], name))
+            return 1;
+    return 0;
 }
 
 int et_config_load(et_config *c, const char *path, int required, char *err, int errlen)

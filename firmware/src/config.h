@@ -9,6 +9,7 @@
  *   discover = yes                 ; scan /proc for Go services
  *   proc_root = /proc
  *   allow = main.(*pool).worker    ; extra benign wait sites (function prefix), repeatable
+ *   pin = agent.interval, agent.allow  ; keys central settings may not change here (settings.h)
  *   log_level = warn
  *
  *   [spool]
@@ -43,6 +44,8 @@
 #define ET_NAME_MAX 64
 #define ET_URL_MAX 160
 #define ET_PATH_MAX 200
+#define ET_MAX_PIN 16
+#define ET_PIN_MAX 96                /* a settings name, wire/settings.h ET_SET_NAME_MAX */
 
 /* Profile bits a target may be sampled for. */
 enum et_profile_bits {
@@ -71,6 +74,8 @@ typedef struct et_config {
     char proc_root[ET_PATH_MAX];
     char allow[ET_MAX_ALLOW][ET_NAME_MAX * 2];
     uint32_t nallow;
+    char pin[ET_MAX_PIN][ET_PIN_MAX]; /* settings names the operator pinned to this file */
+    uint32_t npin;
     int log_level;
     /* [spool] */
     char spool_dir[ET_PATH_MAX];
@@ -97,6 +102,13 @@ void et_config_defaults(et_config *c);
 /* Parses PATH on top of what *c holds. On error returns -1 and writes "file:line: why"
  * into err; a missing file is an error only if `required`. */
 int et_config_load(et_config *c, const char *path, int required, char *err, int errlen);
+/* One `KEY = VALUE` line of [SECTION], judged and applied exactly as agent.conf's parser
+ * does (central settings reuse it: the same rules as the file). ORIGIN names the source in
+ * err. 0, or -1 with the reason. */
+int et_config_set(et_config *c, const char *section, const char *key, const char *value, const char *origin,
+                  char *err, int errlen);
+/* 1 if `pin` names this settings name ("agent.interval", "target.billing.profiles"). */
+int et_config_pinned(const et_config *c, const char *name);
 /* "30s", "10m", "1500ms", "2h", bare number = seconds; -1 on garbage. */
 int64_t et_parse_duration_ms(const char *s);
 /* "16M", "512K", "1G", bare number = bytes; -1 on garbage. */

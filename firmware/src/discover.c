@@ -131,6 +131,8 @@ static et_target *new_target(et_target_set *s)
 static int add_config_target(et_target_set *s, const et_conf_target *ct)
 {
     et_url u;
+    if (!ct->url[0])
+        return 0; /* no url: central settings for a discovered service of that name */
     if (et_url_parse(ct->url, &u) < 0) {
         et_warn("discover: target \"%s\": unusable url \"%s\" (http://IP:port only)", ct->name, ct->url);
         return -1;

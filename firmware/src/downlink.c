@@ -46,3 +46,14 @@ void et_downlink_answer(spool *sp, const uint8_t *payload, size_t len, et_cmd_fn
             fn(ctx, c);
     }
 }
+
+void et_downlink_settings(const uint8_t *payload, size_t len, et_settings_fn fn, void *ctx)
+{
+    const uint8_t *doc;
+    size_t dlen = et_cmd_split_answer(payload, len, &doc);
+    static et_cmd_list l; /* holds a settings document: not on the answer handler's stack */
+    char err[160];
+    if (!fn || !dlen || et_cmd_decode(doc, dlen, &l, err, sizeof(err)) || !l.settings_len)
+        return;
+    fn(ctx, l.settings, l.settings_len);
+}

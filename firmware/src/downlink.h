@@ -27,6 +27,12 @@ typedef struct et_downlink_stats {
     uint64_t checkins; /* empty requests sent to fetch commands */
 } et_downlink_stats;
 
+typedef void (*et_settings_fn)(void *ctx, const uint8_t *doc, size_t len);
+
+/* The settings document (command document key 2) of an answer, if it has one, to fn. A
+ * command document that does not decode is et_downlink_answer's to report. */
+void et_downlink_settings(const uint8_t *payload, size_t len, et_settings_fn fn, void *ctx);
+
 /* One 2.xx answer payload (diagnostic, optional NUL + command document). */
 void et_downlink_answer(spool *sp, const uint8_t *payload, size_t len, et_cmd_fn fn, void *ctx,
                         et_downlink_stats *st);

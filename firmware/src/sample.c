@@ -151,6 +151,42 @@ static void schedule_next(et_sampler *sp)
     sp->timer = et_loop_add_timer(s->loop, delay, 0, on_due, sp);
 }
 
+/* A waiting sampler (not its first cycle, not running) counts its next cycle from the last
+ * start with the interval in force now. */
+static void retime(et_sampler *sp)
+{
+    if (!sp->timer || !sp->cycle_start_ms)
+        return;
+    et_loop_cancel_timer(sp->sched->loop, sp->timer);
+    schedule_next(sp);
+}
+
+void et_sched_retune(et_sched *s, const et_sched_conf *conf)
+{
+    s->conf.interval_ms = conf->interval_ms;
+    s->conf.deep_interval_ms = conf->deep_interval_ms;
+    s->conf.leak_interval_ms = conf->leak_interval_ms;
+    s->conf.trace_seconds = conf->trace_seconds;
+    s->conf.analyze = conf->analyze;
+    s->conf.http.total_timeout_ms = conf->http.total_timeout_ms;
+    for (int i = 0; i < ET_SAMPLE_MAX_TARGETS; i++) {
+        et_sampler *sp = &s->targets[i];
+        if (!sp->used)
+            continue;
+        sp->an.conf = s->conf.analyze; /* the allow list; the history stays */
+        retime(sp);
+    }
+}
+
+void et_sampler_set_policy(et_sampler *sp, uint32_t interval_ms, uint32_t profiles)
+{
+    if (sp->t.interval_ms == interval_ms && sp->t.profiles == profiles)
+        return;
+    sp->t.interval_ms = interval_ms;
+    sp->t.profiles = profiles;
+    retime(sp);
+}
+
 static void release_workspace(et_sched *s, et_workspace *ws)
 {
     ws->owner = NULL;

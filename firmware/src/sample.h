@@ -91,6 +91,11 @@ void et_sched_conf_from_config(et_sched_conf *sc, const et_config *c);
 
 et_sched *et_sched_create(et_loop *loop, et_httpc *http, const et_sched_conf *conf, et_cycle_cb cb, void *ud);
 void et_sched_destroy(et_sched *s);
+/* Central settings applied live (settings_apply.h): intervals, trace window, allow list.
+ * A pending cycle is re-timed from its last start, so a shorter interval holds at once. */
+void et_sched_retune(et_sched *s, const et_sched_conf *conf);
+/* A target's own interval and profiles (0 = the defaults), re-timed the same way. */
+void et_sampler_set_policy(et_sampler *sp, uint32_t interval_ms, uint32_t profiles);
 
 /* Adds a target; its first cycle starts after first_delay_ms. NULL when the table is full. */
 et_sampler *et_sched_add(et_sched *s, const et_sample_target *t, uint32_t first_delay_ms);

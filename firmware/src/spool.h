@@ -132,6 +132,9 @@ uint64_t spool_next_seq(spool *sp);
  * delivers it again). The newest ET_SPOOL_CMD_IDS ids are kept: the collector numbers commands
  * upward and stops delivering them at their expiry, long before 32 newer ones have run. */
 int spool_cmd_claim(spool *sp, uint64_t id);
+/* Bytes written to flash beside the spool (central settings, settings_apply.c): counted in
+ * bytes_written_today like the spool's own, so one figure says what the flash took. */
+void spool_account_write(spool *sp, uint64_t n);
 
 /* Visits every record on disk, oldest first per stream (findings stream, then routine), with
  * acked = 1 for records before the cursor or acked out of order. cb returns non-zero to stop.

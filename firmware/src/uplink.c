@@ -80,6 +80,8 @@ struct et_uplink {
     uint64_t last_exchange_ms; /* monotonic: the last final answer from the collector */
     et_cmd_fn cmd_fn;
     void *cmd_ctx;
+    et_settings_fn set_fn; /* central settings in the answers (settings_apply.h) */
+    void *set_ctx;
 };
 
 /* ---- parameters and credentials --------------------------------------------------------- */
@@ -481,6 +483,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
             /* the schema is learned from upload answers only (README "Schema versions"): a
              * check-in says nothing about whether this collector stored what we write */
             et_downlink_answer(u->sp, data, dlen, u->cmd_fn, u->cmd_ctx, &u->st.cmd);
+            et_downlink_settings(data, dlen, u->set_fn, u->set_ctx);
             succeed(u);
         } else {
             snprintf(why, sizeof(why), "check-in answered %u.%02u %s", cls, detail, diag);
@@ -501,6 +504,7 @@ static coap_response_t on_response(coap_session_t *session, const coap_pdu_t *se
         peer_schema(u, diag);
         et_debug("uplink: %u.%02u %s", cls, detail, diag);
         et_downlink_answer(u->sp, data, dlen, u->cmd_fn, u->cmd_ctx, &u->st.cmd);
+        et_downlink_settings(data, dlen, u->set_fn, u->set_ctx);
         succeed(u);
         break;
     case ET_UPLINK_DROP:
@@ -1026,4 +1030,16 @@ void et_uplink_get_stats(const et_uplink *u, et_uplink_stats *st)
     st->in_flight = u->in_flight;
     st->held_now = held_count(u);
     st->have_addr = u->have_addr;
+}
+
+void et_uplink_set_settings_handler(et_uplink *u, et_settings_fn fn, void *ctx)
+{
+    u->set_fn = fn;
+    u->set_ctx = ctx;
+}
+
+void et_uplink_retune(et_uplink *u, uint64_t budget_bytes_per_day, uint32_t checkin_ms)
+{
+    u->p.budget_bytes_per_day = budget_bytes_per_day;
+    u->p.checkin_ms = checkin_ms;
 }

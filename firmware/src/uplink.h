@@ -161,6 +161,10 @@ int et_uplink_set_identity(et_uplink *u, const char *device_id, const uint8_t *p
 
 /* Who runs the commands that arrive in the collector's answers (downlink.h). */
 void et_uplink_set_command_handler(et_uplink *u, et_cmd_fn fn, void *ctx);
+/* Who takes the central settings documents in those answers (settings_apply.h). */
+void et_uplink_set_settings_handler(et_uplink *u, et_settings_fn fn, void *ctx);
+/* Central settings applied live: the daily budget and the check-in period (the interval). */
+void et_uplink_retune(et_uplink *u, uint64_t budget_bytes_per_day, uint32_t checkin_ms);
 /* Something was appended to the spool: start sending now unless busy or backing off. */
 void et_uplink_kick(et_uplink *u);
 /* 1 when nothing is in flight and the spool has nothing that may be sent now. */

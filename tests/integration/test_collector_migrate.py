@@ -72,7 +72,10 @@ def test_v1_database_upgrades_in_place(tmp_path):
         assert f"new {snapshot_id(files[1])}" in out, out
     finally:
         c.stop(signal.SIGTERM)
-    assert c.rows("SELECT value FROM meta WHERE key='schema_version'") == [("5",)]  # v1 -> 5 in place
+    assert c.rows("SELECT value FROM meta WHERE key='schema_version'") == [("6",)]  # v1 -> 6 in place
+    # v6: central settings, empty after an upgrade (no scope has a set yet)
+    assert c.rows("SELECT count(*) FROM settings") == [(0,)]
+    assert c.rows("SELECT count(*) FROM settings_state") == [(0,)]
     assert c.rows("SELECT count(*) FROM snapshots") == [(3,)]
     assert c.rows("SELECT payload FROM snapshots WHERE snapshot_id=?", (old_id,)) == [(files[0].read_bytes(),)]
     assert c.rows("SELECT goroutines, rss_kb FROM series WHERE snap=2") == [(20, 4096)]

@@ -65,9 +65,12 @@ static void test_strict(void **state)
     /* duplicate key inside a command */
     const uint8_t dup[] = {0xa2, 0, 1, 1, 0x81, 0xa4, 1, 7, 1, 8, 2, 9, 3, 5};
     expect_refused(dup, sizeof dup, "duplicate");
-    /* unknown top-level key 2 */
-    const uint8_t top[] = {0xa3, 0, 1, 1, 0x80, 2, 0};
+    /* unknown top-level key 3 */
+    const uint8_t top[] = {0xa3, 0, 1, 1, 0x80, 3, 0};
     expect_refused(top, sizeof top, "out of range");
+    /* key 2 (settings) must be a byte string */
+    const uint8_t set[] = {0xa3, 0, 1, 1, 0x80, 2, 0};
+    expect_refused(set, sizeof set, "settings: expected a byte string");
     /* a later document version */
     const uint8_t ver[] = {0xa2, 0, 2, 1, 0x80};
     expect_refused(ver, sizeof ver, "version 2");

@@ -822,9 +822,9 @@ static void test_malformed_envelope(void **state)
 static void test_schema_version_is_not_a_violation(void **state)
 {
     (void)state;
-    /* {0: 99, 40: "new field"} and {40: "x", 0: 3}: keys this build has never heard of */
+    /* {0: 99, 40: "new field"} and {40: "x", 0: 4}: keys this build has never heard of */
     static const uint8_t v99[] = {0xa2, 0x00, 0x18, 0x63, 0x18, 0x28, 0x63, 'n', 'e', 'w'};
-    static const uint8_t v3_late[] = {0xa2, 0x18, 0x28, 0x61, 'x', 0x00, 0x03};
+    static const uint8_t v3_late[] = {0xa2, 0x18, 0x28, 0x61, 'x', 0x00, 0x04};
     /* {0: 1, 40: 1}: a version it reads, with a key that version does not have */
     static const uint8_t v1_bad[] = {0xa2, 0x00, 0x01, 0x18, 0x28, 0x01};
     /* {1: 1}: no version at all is a violation, not an unknown version */
