@@ -14,6 +14,7 @@ int provision_fleet_main(int argc, char **argv);
 int rotate_main(int argc, char **argv);
 int revoke_main(int argc, char **argv);
 int command_main(int argc, char **argv); /* command_cli.c */
+int settings_main(int argc, char **argv); /* settings_cli.c */
 int keys_main(int argc, char **argv);
 /* what: "devices" | "snapshots" | "findings" */
 int query_main(const char *what, int argc, char **argv);

@@ -296,16 +296,21 @@ static void reject(coap_pdu_t *response, int code, uint64_t *counter, const char
 #define CMD_REDELIVER_MS 30000
 
 /* The device's due commands into r->cmd (the answer to its own request: it is behind NAT).
- * Failing to read them is not the upload's failure: they come with a later answer. */
-static void attach_commands(const char *device, ingest_result *r)
+ * Failing to read them is not the upload's failure: they come with a later answer.
+ * answer_lost: the request re-sent a snapshot we already hold (a CoAP retransmission or a
+ * re-upload), so the device did not hear our last answer: settings handed out lately go again
+ * now instead of after the re-delivery period. */
+static void attach_commands(const char *device, ingest_result *r, int answer_lost)
 {
     r->cmdlen = 0;
     static et_cmd_list l; /* with room for a settings document: not on the stack */
     char err[96] = "";
     if (store_cmd_due(S.st, device, wall_ms(), CMD_REDELIVER_MS, &l) < 0)
         return;
-    /* central settings ride along until the device reports running or refusing them */
-    if (store_settings_due(S.st, device, l.settings, sizeof(l.settings), &l.settings_len) < 0)
+    /* central settings ride along until the device reports running or refusing them, at the
+     * commands' pace (a rare answer too large for both sends them one period later) */
+    if (store_settings_due(S.st, device, wall_ms(), answer_lost ? 0 : CMD_REDELIVER_MS, l.settings,
+                           sizeof(l.settings), &l.settings_len) < 0)
         l.settings_len = 0;
     if (!l.n && !l.settings_len)
         return;
@@ -453,7 +458,7 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
         S.c.checkins++;
         ingest_result ci = {.code = 204};
         snprintf(ci.diag, sizeof(ci.diag), "idle s=%d", coll_decode_schema_max());
-        attach_commands(device, &ci);
+        attach_commands(device, &ci, 0);
         ingest_respond(response, ci.code, ci.diag, 0, 0, ci.cmd, ci.cmdlen);
         return;
     }
@@ -487,7 +492,7 @@ static void post_handler(coap_resource_t *resource, coap_session_t *session, con
         ingest_respond(response, r.code, r.diag, has_block1, block1_echo, NULL, 0);
         return;
     }
-    attach_commands(device, &r);
+    attach_commands(device, &r, r.code == 204); /* 204: a duplicate (ingest_payload) */
     commit_staged(session, request, response, &r, has_block1, block1_echo);
 }
 

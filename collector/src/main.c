@@ -14,6 +14,8 @@
  *   edgetrace-collector revoke DEVICE [--db PATH]
  *   edgetrace-collector keys [--db PATH] [--json]
  *   edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]
+ *   edgetrace-collector settings [--db PATH] [--device ID] [--json]
+ *                                [--set KEY=VALUE ...] [--unset KEY ...]
  *   edgetrace-collector --version
  *
  * collector.conf (INI; command-line options override it):
@@ -396,6 +398,8 @@ static void usage(FILE *f)
                "       edgetrace-collector revoke DEVICE [--db PATH]\n"
                "       edgetrace-collector keys [--db PATH] [--json]\n"
                "       edgetrace-collector devices|snapshots|findings [--db PATH] [--json] [--device ID] [--limit N]\n"
+               "       edgetrace-collector settings [--db PATH] [--device ID] [--json]"
+               " [--set KEY=VALUE ...] [--unset KEY ...]\n"
                "       edgetrace-collector --version\n");
 }
 
@@ -427,6 +431,8 @@ int main(int argc, char **argv)
         return keys_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "command"))
         return command_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "settings"))
+        return settings_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "snapshots") || !strcmp(cmd, "findings"))
         return query_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "edgetrace-collector: unknown command '%s'\n", cmd);

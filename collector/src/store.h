@@ -134,8 +134,11 @@ int store_settings_put(coll_store *s, const char *device, json_t *settings, int6
  * reason} or null, "reported_ms", "in_sync". STORE_Q_NOTFOUND for an unknown device. */
 int store_q_settings(coll_store *s, const char *device, json_t **out);
 /* The settings document for DEVICE's next answer: 1 with doc/len when it should be sent (it
- * reads them: it wrote schema 3; it neither runs nor refused these versions), 0, or -1. */
-int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t cap, size_t *len);
+ * reads them: it wrote schema 3; it neither runs nor refused these versions; they were not
+ * handed out in the last redeliver_ms, unless they are new since), marked as handed out at
+ * now_ms; 0, or -1. */
+int store_settings_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, uint8_t *doc,
+                       size_t cap, size_t *len);
 /* Inside the snapshot's transaction: the settings state a schema 3 snapshot reported. */
 int store_settings_report(coll_store *s, const char *device, const et_snapshot *w, int64_t now_ms);
 

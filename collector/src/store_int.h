@@ -57,7 +57,7 @@ struct coll_store {
                                   store_pg_* (store_pg_int.h) and nothing above is SQLite's */
 };
 
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 /* store_schema.c: creates or upgrades the schema to STORE_SCHEMA_VERSION. 0 or -1 (err). */
 int store_schema_migrate(sqlite3 *db, char *err, size_t errlen);

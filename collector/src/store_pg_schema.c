@@ -147,7 +147,15 @@ static const char V4[] =
     "  rejected_fleet bigint NOT NULL, rejected_device bigint NOT NULL, reason text NOT NULL);"
     "UPDATE meta SET value='4' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2, V3, V4};
+/* 4 -> 5: when a device was last handed its settings document, and which versions (re-sent
+ * only after a quiet period, or at once for new versions), as SQLite's schema 7. */
+static const char V5[] =
+    "ALTER TABLE settings_state ADD COLUMN sent_ms bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE settings_state ADD COLUMN sent_fleet bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE settings_state ADD COLUMN sent_device bigint NOT NULL DEFAULT 0;"
+    "UPDATE meta SET value='5' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3, V4, V5};
 _Static_assert(sizeof(STEPS) / sizeof(STEPS[0]) == STORE_PG_SCHEMA_VERSION, "one step per version");
 
 /* the advisory lock key of schema changes and partition creation ("etsc") */

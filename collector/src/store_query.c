@@ -135,7 +135,10 @@ static int is_silent(sq *st, int last_col, int interval_col, int64_t now_ms)
     " (SELECT max(interval_ms) FROM targets t WHERE t.device=d.id),"                                          \
     " coalesce(d.spool_routine_dropped,0)+coalesce(d.spool_findings_dropped,0)+coalesce(d.spool_corrupt_dropped,0)," \
     " (SELECT count(*) FROM targets t WHERE t.device=d.id), d.snapshots,"                                       \
-    " (SELECT revoked_at IS NOT NULL FROM device_keys k WHERE k.device=d.id) FROM devices d"
+    " (SELECT revoked_at IS NOT NULL FROM device_keys k WHERE k.device=d.id),"                               \
+    /* the refusal the device last reported (it clears it when it applies a later set) */                    \
+    " (SELECT reason FROM settings_state ss WHERE ss.device=d.id"                                              \
+    "  AND (ss.rejected_fleet>0 OR ss.rejected_device>0 OR ss.reason<>'')) FROM devices d"
 
 static json_t *device_json(sq *st, json_t *counts_map, int64_t now_ms)
 {
@@ -154,6 +157,8 @@ static json_t *device_json(sq *st, json_t *counts_map, int64_t now_ms)
     json_object_set_new(d, "spool_dropped", col_int(st, 6));
     json_object_set_new(d, "targets", col_int(st, 7));
     json_object_set_new(d, "snapshots", col_int(st, 8));
+    json_object_set_new(d, "settings_refused",
+                        sq_isnull(st, 10) ? json_null() : col_text(st, 10));
     json_t *c = id && counts_map ? json_object_get(counts_map, id) : NULL;
     json_t *z = c ? json_incref(c) : zero_counts();
     set_counts(d, z);

@@ -194,7 +194,16 @@ static const char V6[] =
     "  rejected_fleet INTEGER NOT NULL, rejected_device INTEGER NOT NULL, reason TEXT NOT NULL);"
     "UPDATE meta SET value='6' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2, V3, V4, V5, V6};
+/* v7: when a device was last handed its settings document, and which versions: re-sent only
+ * after a quiet period (like a command) or at once for new versions, not with every answer
+ * on a metered link (store_settings_due). */
+static const char V7[] =
+    "ALTER TABLE settings_state ADD COLUMN sent_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE settings_state ADD COLUMN sent_fleet INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE settings_state ADD COLUMN sent_device INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE meta SET value='7' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3, V4, V5, V6, V7};
 
 int store_schema_read(sqlite3 *db)
 {

@@ -150,12 +150,13 @@ int store_settings_put(coll_store *s, const char *device, json_t *settings, int6
     return STORE_Q_OK;
 }
 
-int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t cap, size_t *len)
+int store_settings_due(coll_store *s, const char *device, int64_t now_ms, int64_t redeliver_ms, uint8_t *doc,
+                       size_t cap, size_t *len)
 {
     *len = 0;
-    int64_t af = 0, ad = 0, rf = 0, rd = 0;
-    sq *st = sq_prep(s, "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device FROM settings_state"
-                        " WHERE device=?1");
+    int64_t af = 0, ad = 0, rf = 0, rd = 0, sent = 0, sf = 0, sd = 0;
+    sq *st = sq_prep(s, "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device, sent_ms,"
+                        " sent_fleet, sent_device FROM settings_state WHERE device=?1");
     if (!st)
         return -1;
     sq_text(st, 1, device);
@@ -165,6 +166,9 @@ int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t c
         ad = sq_int(st, 1);
         rf = sq_int(st, 2);
         rd = sq_int(st, 3);
+        sent = sq_int(st, 4);
+        sf = sq_int(st, 5);
+        sd = sq_int(st, 6);
     }
     sq_done(st);
     if (rc != 1) /* never wrote schema 3: an agent that would refuse the document */
@@ -176,8 +180,12 @@ int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t c
         return -1;
     }
     int out = 0;
-    /* nothing set, already running it, or already refused it (a new version is needed) */
-    if ((fv || dv) && !(fv == af && dv == ad) && !(fv == rf && dv == rd)) {
+    /* nothing set, already running it, or already refused it (a new version is needed); the
+     * same versions handed out lately are not sent again before redeliver_ms: the device's
+     * report of them is on its way in a snapshot, and each copy costs up to ET_SET_DOC_MAX
+     * bytes of a metered link. New versions go out at once. */
+    int recent = sf == fv && sd == dv && sent > now_ms - redeliver_ms;
+    if ((fv || dv) && !(fv == af && dv == ad) && !(fv == rf && dv == rd) && !recent) {
         static et_settings set;
         char err[160];
         if (merged(fleet, dev, &set, err, sizeof err) == 0) {
@@ -190,6 +198,21 @@ int store_settings_due(coll_store *s, const char *device, uint8_t *doc, size_t c
     }
     json_decref(fleet);
     json_decref(dev);
+    if (out == 1) {
+        /* marked as handed out now, as store_cmd_due marks commands */
+        if (!(st = sq_prep(s, "UPDATE settings_state SET sent_ms=?1, sent_fleet=?2, sent_device=?3 WHERE device=?4")))
+            return -1;
+        sq_i64(st, 1, now_ms);
+        sq_i64(st, 2, fv);
+        sq_i64(st, 3, dv);
+        sq_text(st, 4, device);
+        rc = sq_exec(st, NULL);
+        sq_done(st);
+        if (rc) {
+            *len = 0;
+            return -1;
+        }
+    }
     return out;
 }
 

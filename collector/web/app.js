@@ -261,13 +261,17 @@
     svcList.forEach(function (s) { h.push('<th class="svc"><span>' + esc(s) + "</span></th>"); });
     h.push('<th>Open findings</th><th class="num">Targets</th></tr></thead><tbody>');
     devices.forEach(function (d) {
-      var bad = d.worst || d.status !== "online";
+      var bad = d.worst || d.status !== "online" || (d.settings_refused !== null && d.settings_refused !== undefined);
       h.push('<tr data-key="' + esc(String(d.id).toLowerCase() + " " + svcList.filter(function (s) {
         return cells[d.id + "\u0000" + s]; }).join(" ").toLowerCase()) + '" data-bad="' + (bad ? 1 : 0) + '"' +
         (d.status === "silent" ? ' class="silent"' : "") + ">");
       h.push('<th class="dev"><a href="#/devices/' + enc(d.id) + '">' + esc(d.id) + "</a>" +
         (d.board ? ' <span class="muted small">' + esc(d.board) + "</span>" : "") + "</th>");
-      h.push("<td>" + statusBadge(d.status) + "</td><td>" + when(d.last_seen_ms) + "</td>");
+      // a refused central settings set: the device runs older settings than the operator set
+      h.push("<td>" + statusBadge(d.status) + (d.settings_refused !== null && d.settings_refused !== undefined ?
+        ' <a class="badge settings-refused" href="#/devices/' + enc(d.id) + '" title="' +
+        esc("settings refused: " + d.settings_refused) + '">settings refused</a>' : "") +
+        "</td><td>" + when(d.last_seen_ms) + "</td>");
       svcList.forEach(function (s) {
         var c = cells[d.id + "\u0000" + s];
         if (!c) { h.push('<td class="cell none"></td>'); return; }

@@ -6,9 +6,11 @@
  * agent.allow entries replace the file's allow list. Any entry the parser refuses refuses
  * the whole set: the agent keeps what it ran with and reports the reason (snapshot key 18).
  *
- * The applied document is kept as SPOOL_DIR/settings (written only when a new version is
- * applied, tmp + fsync + rename; the bytes are counted as flash writes), so the same settings
- * come back after a reboot before the collector is reachable. */
+ * The applied document and the versions last refused are kept as SPOOL_DIR/settings
+ * (settings_file.h; written only when a new version is applied or a new pair refused, tmp +
+ * fsync + rename; the bytes are counted as flash writes), so after a reboot the same settings
+ * come back before the collector is reachable, and the refusal is reported again instead of
+ * the collector sending the set again to be judged again. */
 #ifndef ET_SETTINGS_APPLY_H
 #define ET_SETTINGS_APPLY_H
 
@@ -24,6 +26,9 @@ typedef struct et_settings_state {
     uint64_t rej_fleet, rej_device; /* the last set refused (cleared by a later valid one) */
     char reason[ET_SET_REASON_MAX];
     char path[ET_PATH_MAX + 16];    /* SPOOL_DIR/settings */
+    uint8_t doc[ET_SET_DOC_MAX];    /* the applied document as received, kept beside a refusal */
+    size_t doclen;
+    uint64_t kept_rej_fleet, kept_rej_device; /* the refusal in the file (write on change only) */
     uint64_t applied, refused;      /* sets, since start */
 } et_settings_state;
 
@@ -39,7 +44,8 @@ void et_settings_state_init(et_settings_state *st, const char *spool_dir);
 int et_settings_take(et_settings_state *st, const et_config *local, const uint8_t *doc, size_t len, et_config *out,
                      spool *sp);
 /* At start: the set kept by an earlier run, merged onto today's agent.conf. ET_SET_APPLIED
- * with *out, or ET_SET_SAME when there is none or it no longer fits the file (logged). */
+ * with *out, or ET_SET_SAME when there is none or it no longer fits the file (logged). The
+ * kept refusal, if any, is restored either way (st->rej_*, st->reason). */
 int et_settings_restore(et_settings_state *st, const et_config *local, et_config *out);
 
 #endif

@@ -72,7 +72,7 @@ def test_v1_database_upgrades_in_place(tmp_path):
         assert f"new {snapshot_id(files[1])}" in out, out
     finally:
         c.stop(signal.SIGTERM)
-    assert c.rows("SELECT value FROM meta WHERE key='schema_version'") == [("6",)]  # v1 -> 6 in place
+    assert c.rows("SELECT value FROM meta WHERE key='schema_version'") == [("7",)]  # v1 -> 7 in place
     # v6: central settings, empty after an upgrade (no scope has a set yet)
     assert c.rows("SELECT count(*) FROM settings") == [(0,)]
     assert c.rows("SELECT count(*) FROM settings_state") == [(0,)]

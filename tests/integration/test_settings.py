@@ -5,6 +5,7 @@ snapshots (key 18, schema 3) and kept across a restart. An invalid set is refuse
 agent's reason, visible through the API, and the old settings stay in force.
 
 One collector, link, Go service and agent for the module; the tests run in order on them."""
+import json
 import signal
 import sqlite3
 import subprocess
@@ -108,6 +109,13 @@ def state(rig):
     return http(rig.hport, "GET", f"/api/devices/{DEVICE}/settings")[1]
 
 
+def cli(rig, *args):
+    """`edgetrace-collector settings ARGS --db DB`: (exit status, stdout, stderr)."""
+    p = subprocess.run([str(COLLECTOR), "settings", *args, "--db", str(rig.db)], capture_output=True, text=True,
+                       timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
 def test_api_refuses_bad_requests(rig):
     base = f"/api/devices/{DEVICE}/settings"
     # a cross-site form cannot PUT (no JSON content type); malformed bodies; keys that are never
@@ -175,6 +183,21 @@ def test_invalid_set_is_refused_and_old_settings_kept(rig, browser):  # noqa: F8
     card = browser.find_element(By.ID, "settings").text
     assert "Refused fleet v1 / device v2" in card and "'trace_seconds' must be 1s..60s" in card, card
     assert "agent.interval" in card and "fleet v1 / device v1" in card, card
+    # the fleet page marks the device: its row has a "settings refused" badge with the reason
+    load(browser, f"http://127.0.0.1:{rig.hport}", "/", "fleet-settings-refused")
+    row = browser.find_element(By.CSS_SELECTOR, f'#fleet-grid tbody tr[data-key^="{DEVICE}"]')
+    mark = row.find_element(By.CSS_SELECTOR, ".badge.settings-refused")
+    assert mark.text == "settings refused" and "1s..60s" in mark.get_attribute("title"), mark.get_attribute("title")
+    assert row.get_attribute("data-bad") == "1"  # "only problems" keeps it
+    # the CLI shows the same, read-only beside the serving collector
+    rc, out, err = cli(rig)
+    row = next(line for line in out.splitlines() if line.startswith(DEVICE))
+    assert rc == 0 and row.split()[1:5] == ["v2", "f1/d1", "no", "f1/d2"] and "1s..60s" in row, (out, err)
+    rc, out, err = cli(rig, "--json")
+    doc = json.loads(out)
+    assert doc["fleet"]["version"] == 1 and doc["fleet"]["settings"]["agent.leak_interval"] == "1m", doc
+    dev = next(d for d in doc["devices"] if d["device"] == DEVICE)
+    assert dev["rejected"]["device"] == 2 and dev["applied"] == {"fleet": 1, "device": 1}, dev
     # the old settings stay in force: a cycle every NEW_INTERVAL_S, never the refused 1 s
     # (snapshots made after the refusal; the lossy link delivers them late)
     t = int(time.time() * 1000)
@@ -185,7 +208,7 @@ def test_invalid_set_is_refused_and_old_settings_kept(rig, browser):  # noqa: F8
 def test_settings_survive_a_restart(rig):
     assert stop_agent(rig) == 0
     kept = (rig.conf.parent / "spool" / "settings").read_bytes()
-    assert 0 < len(kept) <= 512
+    assert 0 < len(kept) <= 512 + 128 + 48  # the applied document, the refusal and its reason
     # back without the lossy link (what is tested here is the flash copy, and a new DTLS
     # handshake through 30% loss would only make the test slow)
     rig.conf.write_text(rig.conf.read_text().replace(f":{rig.link.addr[1]}", f":{rig.cport}"))
@@ -193,10 +216,16 @@ def test_settings_survive_a_restart(rig):
     start_agent(rig)
     assert wait_for(lambda: "settings: restored fleet v1 / device v1" in rig.log.read_text(), timeout=10), \
         rig.log.read_text()[-2000:]
+    # the refusal came back from flash too: reported again, so the set is neither sent nor
+    # judged a second time
+    assert "settings: fleet v1 / device v2 stay refused: agent.trace_seconds" in rig.log.read_text()
     # sampling at the central interval from the start, before the collector is even reached
     # (the first pair spans the restart)
     assert wait_for(lambda: len(cycles(rig, t)) >= 2, timeout=40, step=0.5), snapshots(rig, t - 5000)
     assert all(gap >= NEW_INTERVAL_S * 1000 - 500 for _, gap in cycles(rig, t)[1:]), cycles(rig, t)
+    s = state(rig)
+    assert s["reported_ms"] > t and s["rejected"]["device"] == 2 and "1s..60s" in s["rejected"]["reason"], s
+    assert rig.log.read_text().count("settings: refused fleet v1 / device v2") == 1
     # a new valid version clears the refusal
     st, dev = http(rig.hport, "PUT", f"/api/devices/{DEVICE}/settings", '{"settings":{"agent.interval":"%ds"}}' % BASE_INTERVAL_S)
     assert st == 200 and dev["version"] == 3
@@ -204,3 +233,35 @@ def test_settings_survive_a_restart(rig):
     assert state(rig)["rejected"] is None
     stats = rig.link.stats()
     assert stats["up"]["dropped_loss"] + stats["down"]["dropped_loss"] > 0, stats
+
+
+def test_cli_writes_a_new_version(rig, browser):  # noqa: F811
+    """`settings --set/--unset`: the same store function and checks as the API, a new version
+    the agent applies."""
+    rc, out, err = cli(rig, "--device", DEVICE, "--set", "agent.interval=5s")
+    assert rc == 0 and f"device {DEVICE} v4" in out and "agent.interval=5s" in out, (out, err)
+    assert wait_for(lambda: state(rig)["applied"] == {"fleet": 1, "device": 4}, timeout=40, step=0.5), state(rig)
+    # refused before storing, like PUT: nothing stored, no version spent
+    rc, out, err = cli(rig, "--set", "spool.dir=/tmp")
+    assert rc == 1 and "cannot be set centrally" in err, (out, err)
+    rc, out, err = cli(rig, "--device", DEVICE, "--unset", "agent.nothing")
+    assert rc == 1 and "not in the device's set" in err, (out, err)
+    rc, out, err = cli(rig, "--device", "nobody", "--set", "agent.interval=5s")
+    assert rc == 1 and "no such device" in err, (out, err)
+    # the fleet's set: --unset one key, a new allow list from the repeated --set
+    rc, out, err = cli(rig, "--unset", "agent.deep_interval", "--set", "agent.allow=main.a", "agent.allow=main.b",
+                       "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["fleet"]["version"] == 2, (out, err)
+    assert doc["fleet"]["settings"] == {"agent.leak_interval": "1m", "agent.allow": ["main.a", "main.b"]}, doc
+    assert http(rig.hport, "GET", "/api/settings")[1]["version"] == 2
+    assert wait_for(lambda: state(rig)["applied"] == {"fleet": 2, "device": 4}, timeout=40, step=0.5), state(rig)
+    rc, out, err = cli(rig, "--device", DEVICE)
+    assert rc == 0 and "effective: agent.allow=main.a,main.b" in out and "agent.interval=5s" in out, out
+    row = next(line for line in out.splitlines() if line.startswith(DEVICE))
+    assert row.split()[1:5] == ["v4", "f2/d4", "yes", "-"], out
+    # nothing refused any more: no badge on the fleet page
+    from selenium.webdriver.common.by import By
+    load(browser, f"http://127.0.0.1:{rig.hport}", "/", "fleet-settings-in-sync")
+    row = browser.find_element(By.CSS_SELECTOR, f'#fleet-grid tbody tr[data-key^="{DEVICE}"]')
+    assert not row.find_elements(By.CSS_SELECTOR, ".settings-refused"), row.get_attribute("innerHTML")
