@@ -18,7 +18,7 @@
 #include "store_int.h"
 #include "store_keys.h"
 
-#define STORE_PG_SCHEMA_VERSION 3
+#define STORE_PG_SCHEMA_VERSION 5
 /* Daily partitions of snapshots and series, created this many days ahead (by store_open and
  * by every prune step) so an insert never lands in the default partition in normal operation. */
 #define STORE_PG_DAYS_AHEAD 3

@@ -136,7 +136,26 @@ static const char V3[] =
     "ALTER TABLE commands ADD COLUMN started_ms bigint;"
     "UPDATE meta SET value='3' WHERE key='schema_version';";
 
-static const char *const STEPS[] = {V1, V2, V3};
+/* 3 -> 4: central settings (store_settings.c), as SQLite's schema 6: one versioned set per scope
+ * ('' = the fleet, else a device id) and what each device last reported applying or refusing. */
+static const char V4[] =
+    "CREATE TABLE settings("
+    "  scope text PRIMARY KEY, version bigint NOT NULL, entries text NOT NULL, updated_ms bigint NOT NULL);"
+    "CREATE TABLE settings_state("
+    "  device text PRIMARY KEY, seq bigint NOT NULL, reported_ms bigint NOT NULL,"
+    "  applied_fleet bigint NOT NULL, applied_device bigint NOT NULL,"
+    "  rejected_fleet bigint NOT NULL, rejected_device bigint NOT NULL, reason text NOT NULL);"
+    "UPDATE meta SET value='4' WHERE key='schema_version';";
+
+/* 4 -> 5: when a device was last handed its settings document, and which versions (re-sent
+ * only after a quiet period, or at once for new versions), as SQLite's schema 7. */
+static const char V5[] =
+    "ALTER TABLE settings_state ADD COLUMN sent_ms bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE settings_state ADD COLUMN sent_fleet bigint NOT NULL DEFAULT 0;"
+    "ALTER TABLE settings_state ADD COLUMN sent_device bigint NOT NULL DEFAULT 0;"
+    "UPDATE meta SET value='5' WHERE key='schema_version';";
+
+static const char *const STEPS[] = {V1, V2, V3, V4, V5};
 _Static_assert(sizeof(STEPS) / sizeof(STEPS[0]) == STORE_PG_SCHEMA_VERSION, "one step per version");
 
 /* the advisory lock key of schema changes and partition creation ("etsc") */

@@ -6,12 +6,13 @@
  * for the fleet, else a device id; settings_state(device, seq, applied / refused versions,
  * reason). A device with a settings_state row has written snapshot schema 3, so it reads the
  * settings key of the command document; an older agent is never sent one (it would refuse
- * the whole document, commands included). */
+ * the whole document, commands included). On either backend (store_sq.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_int.h"
+#include "store_sq.h"
 
 /* {"agent.interval":"10s","agent.allow":["a","b"],...} into entries appended to out, with
  * the wire's rules on names, repeats and lengths. A name already in out (from the fleet set)
@@ -65,20 +66,20 @@ static int load_scope(coll_store *s, const char *scope, int64_t *version, json_t
     *entries = NULL;
     if (updated)
         *updated = 0;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT version, entries, updated_ms FROM settings WHERE scope=?", -1, &st, NULL) !=
-        SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT version, entries, updated_ms FROM settings WHERE scope=?1");
+    if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *version = sqlite3_column_int64(st, 0);
-        *entries = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+    sq_text(st, 1, scope);
+    int rc = sq_step(st);
+    if (rc == 1) {
+        *version = sq_int(st, 0);
+        const char *text = sq_str(st, 1);
+        *entries = text ? json_loads(text, 0, NULL) : NULL;
         if (updated)
-            *updated = sqlite3_column_int64(st, 2);
+            *updated = sq_int(st, 2);
     }
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+    sq_done(st);
+    return rc >= 0 ? 0 : -1;
 }
 
 /* The set DEVICE should run: the fleet's entries, the device's on top. 0 or -1 (err). */
@@ -94,13 +95,13 @@ static int merged(json_t *fleet, json_t *dev, et_settings *out, char *err, size_
 
 static int device_known(coll_store *s, const char *device)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM devices WHERE id=?", -1, &st, NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT 1 FROM devices WHERE id=?1");
+    if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    sq_text(st, 1, device);
+    int rc = sq_step(st);
+    sq_done(st);
+    return rc;
 }
 
 int store_settings_put(coll_store *s, const char *device, json_t *settings, int64_t now_ms, int64_t *version,
@@ -125,28 +126,25 @@ int store_settings_put(coll_store *s, const char *device, json_t *settings, int6
     char *text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text)
         return -1;
-    int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    sqlite3_stmt *st = NULL;
     /* the version only ever rises: one counter per scope, bumped in the same transaction */
-    if (rc == SQLITE_OK &&
-        (rc = sqlite3_prepare_v2(s->db,
-                                 "INSERT INTO settings(scope, version, entries, updated_ms) VALUES(?1, 1, ?2, ?3)"
-                                 " ON CONFLICT(scope) DO UPDATE SET version=version+1, entries=?2, updated_ms=?3"
-                                 " RETURNING version",
-                                 -1, &st, NULL)) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, scope, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now_ms);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-            *version = sqlite3_column_int64(st, 0);
-        rc = rc == SQLITE_ROW ? sqlite3_step(st) : rc;
+    int rc = store_begin(s);
+    sq *st = rc ? NULL
+                : sq_prep(s, "INSERT INTO settings AS x(scope, version, entries, updated_ms) VALUES(?1, 1, ?2, ?3)"
+                             " ON CONFLICT(scope) DO UPDATE SET version=x.version+1, entries=?2, updated_ms=?3"
+                             " RETURNING version");
+    if (st) {
+        sq_text(st, 1, scope);
+        sq_text(st, 2, text);
+        sq_i64(st, 3, now_ms);
+        rc = sq_exec(st, version);
+    } else {
+        rc = -1;
     }
-    sqlite3_finalize(st);
+    sq_done(st);
     free(text);
-    if (rc != SQLITE_DONE || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "database: %s", sqlite3_errmsg(s->db));
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc || store_commit(s)) {
+        snprintf(err, errlen, "database: %s", store_errmsg(s));
+        store_rollback(s);
         return -1;
     }
     return STORE_Q_OK;
@@ -156,27 +154,25 @@ int store_settings_due(coll_store *s, const char *device, int64_t now_ms, int64_
                        size_t cap, size_t *len)
 {
     *len = 0;
-    sqlite3_stmt *st = NULL;
     int64_t af = 0, ad = 0, rf = 0, rd = 0, sent = 0, sf = 0, sd = 0;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device, sent_ms,"
-                           " sent_fleet, sent_device FROM settings_state WHERE device=?",
-                           -1, &st, NULL) != SQLITE_OK)
+    sq *st = sq_prep(s, "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device, sent_ms,"
+                        " sent_fleet, sent_device FROM settings_state WHERE device=?1");
+    if (!st)
         return -1;
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        af = sqlite3_column_int64(st, 0);
-        ad = sqlite3_column_int64(st, 1);
-        rf = sqlite3_column_int64(st, 2);
-        rd = sqlite3_column_int64(st, 3);
-        sent = sqlite3_column_int64(st, 4);
-        sf = sqlite3_column_int64(st, 5);
-        sd = sqlite3_column_int64(st, 6);
+    sq_text(st, 1, device);
+    int rc = sq_step(st);
+    if (rc == 1) {
+        af = sq_int(st, 0);
+        ad = sq_int(st, 1);
+        rf = sq_int(st, 2);
+        rd = sq_int(st, 3);
+        sent = sq_int(st, 4);
+        sf = sq_int(st, 5);
+        sd = sq_int(st, 6);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) /* never wrote schema 3: an agent that would refuse the document */
-        return rc == SQLITE_DONE ? 0 : -1;
+    sq_done(st);
+    if (rc != 1) /* never wrote schema 3: an agent that would refuse the document */
+        return rc;
     int64_t fv, dv;
     json_t *fleet, *dev;
     if (load_scope(s, "", &fv, &fleet, NULL) || load_scope(s, device, &dv, &dev, NULL)) {
@@ -204,16 +200,15 @@ int store_settings_due(coll_store *s, const char *device, int64_t now_ms, int64_
     json_decref(dev);
     if (out == 1) {
         /* marked as handed out now, as store_cmd_due marks commands */
-        if (sqlite3_prepare_v2(s->db, "UPDATE settings_state SET sent_ms=?, sent_fleet=?, sent_device=? WHERE device=?",
-                               -1, &st, NULL) != SQLITE_OK)
+        if (!(st = sq_prep(s, "UPDATE settings_state SET sent_ms=?1, sent_fleet=?2, sent_device=?3 WHERE device=?4")))
             return -1;
-        sqlite3_bind_int64(st, 1, now_ms);
-        sqlite3_bind_int64(st, 2, fv);
-        sqlite3_bind_int64(st, 3, dv);
-        sqlite3_bind_text(st, 4, device, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) {
+        sq_i64(st, 1, now_ms);
+        sq_i64(st, 2, fv);
+        sq_i64(st, 3, dv);
+        sq_text(st, 4, device);
+        rc = sq_exec(st, NULL);
+        sq_done(st);
+        if (rc) {
             *len = 0;
             return -1;
         }
@@ -221,28 +216,43 @@ int store_settings_due(coll_store *s, const char *device, int64_t now_ms, int64_
     return out;
 }
 
+static int savepoint(coll_store *s, const char *sql)
+{
+    sq *st = sq_prep(s, sql);
+    int rc = st ? sq_exec(st, NULL) : -1;
+    sq_done(st);
+    return rc;
+}
+
 int store_settings_report(coll_store *s, const char *device, const et_snapshot *w, int64_t now_ms)
 {
     /* snapshots arrive out of order (findings first): only a later one may replace the state */
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO settings_state(device, seq, reported_ms, applied_fleet, applied_device,"
-                           " rejected_fleet, rejected_device, reason) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
-                           " ON CONFLICT(device) DO UPDATE SET seq=?2, reported_ms=?3, applied_fleet=?4,"
-                           " applied_device=?5, rejected_fleet=?6, rejected_device=?7, reason=?8 WHERE seq<=?2",
-                           -1, &st, NULL) != SQLITE_OK)
+    /* inside a batch, in its own savepoint: a failure here must not take the batch's snapshots
+     * with it (on PostgreSQL an error aborts the whole transaction otherwise) */
+    int sp = store_in_txn(s);
+    if (sp && savepoint(s, "SAVEPOINT settings_report"))
         return -1;
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (int64_t)w->seq);
-    sqlite3_bind_int64(st, 3, now_ms);
-    sqlite3_bind_int64(st, 4, (int64_t)w->set_fleet);
-    sqlite3_bind_int64(st, 5, (int64_t)w->set_device);
-    sqlite3_bind_int64(st, 6, (int64_t)w->set_rej_fleet);
-    sqlite3_bind_int64(st, 7, (int64_t)w->set_rej_device);
-    sqlite3_bind_text(st, 8, w->set_reason, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    sq *st = sq_prep(s, "INSERT INTO settings_state AS x(device, seq, reported_ms, applied_fleet, applied_device,"
+                        " rejected_fleet, rejected_device, reason) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
+                        " ON CONFLICT(device) DO UPDATE SET seq=?2, reported_ms=?3, applied_fleet=?4,"
+                        " applied_device=?5, rejected_fleet=?6, rejected_device=?7, reason=?8 WHERE x.seq<=?2");
+    if (!st)
+        return -1;
+    sq_text(st, 1, device);
+    sq_i64(st, 2, (int64_t)w->seq);
+    sq_i64(st, 3, now_ms);
+    sq_i64(st, 4, (int64_t)w->set_fleet);
+    sq_i64(st, 5, (int64_t)w->set_device);
+    sq_i64(st, 6, (int64_t)w->set_rej_fleet);
+    sq_i64(st, 7, (int64_t)w->set_rej_device);
+    sq_text(st, 8, w->set_reason);
+    int rc = sq_exec(st, NULL);
+    sq_done(st);
+    if (sp && rc)
+        savepoint(s, "ROLLBACK TO settings_report");
+    if (sp)
+        savepoint(s, "RELEASE settings_report");
+    return rc;
 }
 
 int store_q_settings(coll_store *s, const char *device, json_t **out)
@@ -280,26 +290,24 @@ int store_q_settings(coll_store *s, const char *device, json_t **out)
     json_object_update(eff, d);
     json_object_set_new(o, "effective", eff);
     json_decref(fleet);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device, reason, reported_ms"
-                           " FROM settings_state WHERE device=?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    sq *st = sq_prep(s, "SELECT applied_fleet, applied_device, rejected_fleet, rejected_device, reason, reported_ms"
+                        " FROM settings_state WHERE device=?1");
+    if (!st) {
         json_decref(o);
         return -1;
     }
-    sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int64_t af = sqlite3_column_int64(st, 0), ad = sqlite3_column_int64(st, 1);
-        int64_t rf = sqlite3_column_int64(st, 2), rd = sqlite3_column_int64(st, 3);
+    sq_text(st, 1, device);
+    int rc = sq_step(st);
+    if (rc == 1) {
+        int64_t af = sq_int(st, 0), ad = sq_int(st, 1);
+        int64_t rf = sq_int(st, 2), rd = sq_int(st, 3);
+        const char *reason = sq_str(st, 4) ? sq_str(st, 4) : "";
         json_object_set_new(o, "applied", json_pack("{s:I,s:I}", "fleet", (json_int_t)af, "device", (json_int_t)ad));
         json_object_set_new(o, "rejected",
-                            rf || rd || *(const char *)sqlite3_column_text(st, 4)
-                                ? json_pack("{s:I,s:I,s:s}", "fleet", (json_int_t)rf, "device", (json_int_t)rd,
-                                            "reason", (const char *)sqlite3_column_text(st, 4))
-                                : json_null());
-        json_object_set_new(o, "reported_ms", json_integer(sqlite3_column_int64(st, 5)));
+                            rf || rd || *reason ? json_pack("{s:I,s:I,s:s}", "fleet", (json_int_t)rf, "device",
+                                                            (json_int_t)rd, "reason", reason)
+                                                : json_null());
+        json_object_set_new(o, "reported_ms", json_integer(sq_int(st, 5)));
         json_object_set_new(o, "in_sync", json_boolean(af == fv && ad == dv));
     } else {
         /* no schema 3 snapshot yet: an agent that does not take central settings (or none yet) */
@@ -308,8 +316,8 @@ int store_q_settings(coll_store *s, const char *device, json_t **out)
         json_object_set_new(o, "reported_ms", json_null());
         json_object_set_new(o, "in_sync", json_false());
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    sq_done(st);
+    if (rc < 0) {
         json_decref(o);
         return -1;
     }
