@@ -461,6 +461,73 @@ static void test_slow_growth_healthy_patterns(void **state)
     }
 }
 
+/* A busy site of short-lived goroutines at the gateway cadence (a fan-out whose replicas
+ * sleep up to 200 ms, sampled every 30 s): by chance its count climbs for 3-4 samples in a
+ * row, and the count rule raised it at likely with nothing else behind it (seen once in 3
+ * real-time runs). Driven as the sampler drives the analyzer (a routine debug=2 dump at the
+ * second sample, then whatever et_analyzer_wants_deep asks for): a count-only verdict waits
+ * for a comparison of ids, and in every dump not one goroutine of the earlier one is still
+ * there, so it stays suspected. The same counts with the earlier goroutines still parked (a
+ * leak) are likely at most one sample after the count rule. Returns the first sample with a
+ * likely finding (-1 = none) and the debug=2 dumps taken. */
+static int turnover_run(int state, const uint32_t *cnt, int n, int keep, int honour, int *dumps)
+{
+    et_analyzer_init(an, NULL);
+    uint64_t next_id = 100;
+    unsigned want = 0;
+    int likely_at = -1;
+    *dumps = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t t = T0 + (uint64_t)i * SIV;
+        int d2 = i == 1 || (honour && (want & ET_DEEP_DEBUG2));
+        gp_reset(gp, ET_GP_GOROUTINE, d2 ? 2 : 1);
+        gp_background(gp);
+        et_gsite *g = gp_add(gp, "main.(*Search).ask", "search.go", 20, state, cnt[i], "main.(*Search).Query");
+        if (d2) {
+            (*dumps)++;
+            /* keep: goroutines never leave, ids 100.. stay and new ones follow; else every
+             * goroutine of this dump was created after the previous one */
+            uint64_t first = keep ? 100 : next_id;
+            for (uint32_t k = 0; k < cnt[i]; k++)
+                sim_note(g, first + k, 0);
+            next_id = first + cnt[i] + 1000;
+        }
+        feed(t, gp, NULL, NULL, NULL);
+        const et_finding *f = find_kind(ET_F_GOROUTINE_LEAK, "main.(*Search).ask");
+        if (f && f->confidence >= ET_C_LIKELY && likely_at < 0)
+            likely_at = i;
+        want = et_analyzer_wants_deep(an);
+        if (getenv("SIM_DEBUG")) {
+            printf("turnover state %d keep %d i=%d d2=%d want=%x", state, keep, i, d2, want);
+            for (uint32_t k = 0; k < fs->n; k++)
+                printf(" [%s %s ev=%x c=%u s=%u/%u]", fs->f[k].site.func, et_confidence_name(fs->f[k].confidence),
+                       fs->f[k].evidence, fs->f[k].count, fs->f[k].survivors, fs->f[k].survivors_of);
+            printf("\n");
+        }
+    }
+    return likely_at;
+}
+
+static void test_count_only_waits_for_turnover(void **state)
+{
+    (void)state;
+    int dumps;
+    /* the sleep-state site climbs for 4 samples (the count rule there: k_up >= 4) */
+    const uint32_t sleepers[] = {3, 9, 15, 22, 28, 24, 29, 25, 27, 30, 26, 28, 27};
+    assert_int_equal(turnover_run(ET_G_SLEEP, sleepers, 13, 0, 1, &dumps), -1);
+    assert_true(dumps <= 5); /* the suspected site's routine dumps; no dump at every sample */
+    assert_int_equal(turnover_run(ET_G_SLEEP, sleepers, 5, 1, 1, &dumps), 4);
+    /* a parked site (chan receive) climbs for 3 samples (the count rule: k_up >= 3) */
+    const uint32_t parked[] = {3, 9, 16, 24, 20, 23, 19, 22, 21, 24, 20, 23, 22};
+    assert_int_equal(turnover_run(ET_G_CHAN_RECV, parked, 13, 0, 1, &dumps), -1);
+    assert_true(dumps <= 5); /* the suspected site's routine dumps; no dump at every sample */
+    int at = turnover_run(ET_G_CHAN_RECV, parked, 13, 1, 1, &dumps);
+    assert_true(at >= 3 && at <= 4);
+    /* the dumps it asks for never come: after HOLD_MAX samples the count decides alone */
+    at = turnover_run(ET_G_CHAN_RECV, (const uint32_t[]){3, 9, 16, 24, 31, 38, 45}, 7, 0, 0, &dumps);
+    assert_true(at >= 3 && at <= 5);
+}
+
 /* A leaking site shared with in-flight requests: the leaked goroutines pile up, the
  * in-flight ones come and go, so some steps go down. */
 static void test_noisy_leak(void **state)
@@ -1978,6 +2045,7 @@ int main(void)
         cmocka_unit_test(test_heap_sawtooth),
         cmocka_unit_test(test_slow_leak_default_cadence),
         cmocka_unit_test(test_slow_growth_healthy_patterns),
+        cmocka_unit_test(test_count_only_waits_for_turnover),
         cmocka_unit_test(test_heap_findings_per_site),
         cmocka_unit_test(test_heap_slow_leak_under_churn),
         cmocka_unit_test(test_heap_floor_goal_handover),
