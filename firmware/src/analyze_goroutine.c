@@ -96,14 +96,21 @@ static void demote_collateral(et_analyzer *a, const double *grow_t0, const doubl
  * did not come, or came cut or folded), and the count alone decides as it always did. */
 #define HOLD_MAX 2
 
-/* A count-only likely verdict (no WAIT, TRACE, SURVIVORS or thread support) waits for ids.
- * A count that rose for 3-4 intervals is what a leak looks like, but also what a busy site
- * of short-lived goroutines does by chance now and then (a fan-out whose replicas sleep up
- * to 200 ms climbed for 4 samples at 30 s and was raised). Only a debug=2 comparison tells
- * them apart: leaked goroutines keep their ids, in-flight ones are all gone a sampling
- * interval later. So: with a comparison in the last 4 samples, a site where not one
- * goroutine of the earlier dump is still there is in flight (held, without expiry: the
- * routine dumps for a suspected site keep comparing); without one, the verdict waits up to
+/* A count-only likely verdict (no WAIT, TRACE, SURVIVORS or thread support) at a site in a
+ * state its goroutines leave by themselves (sleep, syscall, IO wait, running), whose rise is
+ * within the in-flight spread (3*sqrt(level): it passed the count test only at the relaxed
+ * bar of a long window), waits for ids. A slow creep over many intervals there is what a
+ * small busy site of short-lived goroutines does by chance now and then (a fan-out whose
+ * replicas sleep up to 200 ms went 1 -> 8 over 6 samples at 30 s and was raised). Only a
+ * debug=2 comparison tells it from a leak: leaked goroutines keep their ids, in-flight ones
+ * are all gone a sampling interval later. A fast leak clears the strict bar and is not
+ * held. Parked sites (channel, select, lock waits) keep their own rule (likely unless a
+ * comparison saw turnover): a slow leak there often has no comparison in time (its
+ * goroutines arrive unevenly, so the survivor dumps are not asked for), and waiting for one
+ * cost a slow select leak its alert within 6 intervals in a real-time run. So: with a
+ * comparison in the last 4 samples, a site where not one goroutine of the earlier dump is
+ * still there is in flight (held, without expiry: the routine dumps for a suspected site
+ * keep comparing); without one, the verdict waits up to
  * HOLD_MAX samples while et_analyzer_wants_deep asks for a dump, provided this target has
  * served a usable dump at all (a target never sampled at debug=2, or whose dumps are always
  * cut, is judged on its count as before). 1 = hold at suspected. */
@@ -200,7 +207,7 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
                              * of them also shows at a user site or at the writeLoop select */
             else
                 likely = g.k_up >= 4 || (g.k_up >= 3 && support);
-            int waiting = likely && !support && count_only_held(a, st);
+            int waiting = likely && !support && !clear && !an_parked_like(st->state) && count_only_held(a, st);
             if (waiting)
                 likely = 0;
             else if (!likely || support)
