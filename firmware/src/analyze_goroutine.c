@@ -207,11 +207,11 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
                              * of them also shows at a user site or at the writeLoop select */
             else
                 likely = g.k_up >= 4 || (g.k_up >= 3 && support);
-            int waiting = likely && !support && !clear && !an_parked_like(st->state) && count_only_held(a, st);
-            if (waiting)
+            int creep_only = likely && !support && !clear && !an_parked_like(st->state);
+            if (creep_only && count_only_held(a, st))
                 likely = 0;
-            else if (!likely || support)
-                st->hold_seq = 0;
+            else if (!creep_only)
+                st->hold_seq = 0; /* a wait starts afresh the next time */
             conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
             st->k_up = (uint16_t)g.k_up;
             st->slope_per_min = g.slope;
