@@ -73,6 +73,16 @@
  *   suspected when a comparison saw its goroutines turn over (in flight) and its rise is
  *   within 3*sqrt(level). A leak that loops (a ticker never stopped) keeps its ids and wakes;
  *   so does a pool growing towards its size: neither ids nor waits tell those two apart.
+ *   At a site in a state its goroutines leave by themselves (sleep, syscall, IO wait,
+ *   running), a verdict likely on the count alone (no WAIT, TRACE, SURVIVORS or thread
+ *   support) with a rise within 3*sqrt(level) needs a comparison in the last 4 samples that
+ *   still finds at least one goroutine of the earlier dump there: a small busy site of
+ *   short-lived goroutines creeps up over a long window by chance, and every goroutine of it
+ *   is gone a sample later. With no such comparison it stays suspected and asks for debug=2
+ *   for up to 2 samples (the dump comes at the next sample; a site with no reference needs
+ *   two); a target that never gave a dump with ids, or whose requested dumps do not come, is
+ *   judged on its count as before. Parked sites keep the turnover rule above: waiting there
+ *   cost slow leaks their alert when no comparison came in time.
  * Goroutine total trend without a site that explains it: suspected (likely with >= 4 steps and
  * STACK_GROWTH).
  * GC proof: every site of the latest goroutineleak profile (and every debug=2 site printed
@@ -312,6 +322,10 @@ static unsigned survivor_wants(et_analyzer *a)
     int want_ref = 0, want_follow = 0;
     for (int i = 0; i < ET_AN_SITES; i++) {
         const et_an_site *st = &a->sites[i];
+        if (st->key && an_waits_for_ids(a, st)) {
+            want_follow = 1; /* a count-only likely verdict waits for this comparison */
+            continue;
+        }
         if (!st->key || st->stdlib_only || st->allowed)
             continue;
         if (st->verdict == 1 + ET_C_LIKELY && !(st->evidence & ET_E_SURVIVORS))

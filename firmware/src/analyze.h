@@ -127,6 +127,8 @@ typedef struct et_an_site {
     uint64_t ref_ids[ET_GSITE_IDS];
     uint32_t survivors, surv_of; /* of the reference's ids, how many the latest dump holds */
     uint32_t surv_seq;       /* sample (seq+1) of the latest comparison; 0 = none */
+    uint32_t hold_seq;       /* sample (seq+1) since which a count-only likely verdict waits for a
+                              * comparison (analyze_goroutine.c); 0 = not waiting */
     uint64_t oldest_id;      /* lowest id in the latest dump (0 = none seen) */
     uint32_t wait_hist[ET_WAIT_BUCKETS];
 } et_an_site;
@@ -194,6 +196,8 @@ typedef struct et_analyzer {
     uint32_t heap_prof_sites; /* allocation sites in the latest heap profile */
     int v_thread_site;       /* index into sites of the syscall site that grows with threads, or -1 */
     uint32_t ref_req_seq;    /* sample (seq+1) when a reference dump was last asked for */
+    uint32_t d2_usable_seq;  /* sample (seq+1) of the latest debug=2 dump that gave goroutine ids
+                              * (not cut or folded, ids parsed); 0 = none since the reset */
     uint32_t evictions;      /* tracked sites replaced (churn) */
     uint32_t untracked;      /* sites seen that found no slot */
 } et_analyzer;

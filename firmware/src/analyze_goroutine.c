@@ -90,6 +90,50 @@ static void demote_collateral(et_analyzer *a, const double *grow_t0, const doubl
     }
 }
 
+/* Samples a count-only likely verdict may wait for a debug=2 comparison: the sampler takes
+ * the requested dump at the next sample, and a site with no usable reference needs one
+ * more. A wait that outlasts this means the comparison cannot be had (the requested dumps
+ * did not come, or came cut or folded), and the count alone decides as it always did. */
+#define HOLD_MAX 2
+
+/* A count-only likely verdict (no WAIT, TRACE, SURVIVORS or thread support) at a site in a
+ * state its goroutines leave by themselves (sleep, syscall, IO wait, running), whose rise is
+ * within the in-flight spread (3*sqrt(level): it passed the count test only at the relaxed
+ * bar of a long window), waits for ids. A slow creep over many intervals there is what a
+ * small busy site of short-lived goroutines does by chance now and then (a fan-out whose
+ * replicas sleep up to 200 ms went 1 -> 8 over 6 samples at 30 s and was raised). Only a
+ * debug=2 comparison tells it from a leak: leaked goroutines keep their ids, in-flight ones
+ * are all gone a sampling interval later. A fast leak clears the strict bar and is not
+ * held. Parked sites (channel, select, lock waits) keep their own rule (likely unless a
+ * comparison saw turnover): a slow leak there often has no comparison in time (its
+ * goroutines arrive unevenly, so the survivor dumps are not asked for), and waiting for one
+ * cost a slow select leak its alert within 6 intervals in a real-time run. So: with a
+ * comparison in the last 4 samples, a site where not one goroutine of the earlier dump is
+ * still there is in flight (held, without expiry: the routine dumps for a suspected site
+ * keep comparing); without one, the verdict waits up to
+ * HOLD_MAX samples while et_analyzer_wants_deep asks for a dump, provided this target has
+ * served a usable dump at all (a target never sampled at debug=2, or whose dumps are always
+ * cut, is judged on its count as before). 1 = hold at suspected. */
+static int count_only_held(const et_analyzer *a, et_an_site *st)
+{
+    if (st->surv_seq && a->seq + 1 - st->surv_seq <= 4) {
+        st->hold_seq = 0;
+        return st->survivors == 0;
+    }
+    if (!a->d2_usable_seq) {
+        st->hold_seq = 0;
+        return 0; /* this target never gave a usable debug=2 dump: no ids to wait for */
+    }
+    if (!st->hold_seq)
+        st->hold_seq = a->seq + 1;
+    return a->seq + 1 - st->hold_seq < HOLD_MAX;
+}
+
+int an_waits_for_ids(const et_analyzer *a, const et_an_site *st)
+{
+    return st->hold_seq && a->seq + 1 - st->hold_seq < HOLD_MAX && st->verdict == 1 + ET_C_SUSPECTED;
+}
+
 /* Goroutine-leak verdicts per tracked site, then collateral demotion and the expiry of
  * GC-proved entries whose goroutines are gone. */
 void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
@@ -116,6 +160,8 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
         p.tol = 0;
         p.counts = 1;
         int grows = an_growth_eval(&s, &p, &g, scratch);
+        if (!grows)
+            st->hold_seq = 0;
         uint32_t ev = 0;
         int conf1 = 0;
         uint32_t cnow = an_site_now(a, st);
@@ -161,6 +207,11 @@ void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx)
                              * of them also shows at a user site or at the writeLoop select */
             else
                 likely = g.k_up >= 4 || (g.k_up >= 3 && support);
+            int creep_only = likely && !support && !clear && !an_parked_like(st->state);
+            if (creep_only && count_only_held(a, st))
+                likely = 0;
+            else if (!creep_only)
+                st->hold_seq = 0; /* a wait starts afresh the next time */
             conf1 = 1 + (likely ? ET_C_LIKELY : ET_C_SUSPECTED);
             st->k_up = (uint16_t)g.k_up;
             st->slope_per_min = g.slope;

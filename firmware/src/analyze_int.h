@@ -89,6 +89,7 @@ int an_survivors_fresh(const et_analyzer *a, const et_an_site *st);
 void an_eval_totals(et_analyzer *a, an_eval *cx);            /* analyze_goroutine.c */
 void an_eval_threads(et_analyzer *a, an_eval *cx);           /* analyze_threads.c */
 void an_eval_goroutine_sites(et_analyzer *a, an_eval *cx);   /* analyze_goroutine.c */
+int an_waits_for_ids(const et_analyzer *a, const et_an_site *st); /* analyze_goroutine.c */
 void an_eval_memory(et_analyzer *a, an_eval *cx);            /* analyze_memory.c */
 void an_eval_thread_site(et_analyzer *a, const an_eval *cx); /* analyze_threads.c */
 void an_deadlock_observe(et_analyzer *a, const et_gprofile *gp, et_an_rec *r, int truncated); /* analyze_deadlock.c */

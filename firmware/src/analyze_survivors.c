@@ -108,6 +108,8 @@ void an_survivors_observe(et_analyzer *a, const et_gprofile *gp, uint32_t slot, 
         if (k < 0)
             continue;
         uint32_t gn = g->nids < ET_GSITE_IDS ? g->nids : ET_GSITE_IDS;
+        if (gn)
+            a->d2_usable_seq = a->seq + 1; /* this target's dumps carry ids to compare */
         merge_ids(ids[k], waits[k], &n[k], g->ids, g->id_wait_min, gn);
         for (int b = 0; b < ET_WAIT_BUCKETS; b++)
             hist[k][b] += g->wait_hist[b];
