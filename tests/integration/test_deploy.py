@@ -102,10 +102,10 @@ def test_daemonset_identity_credentials_spool_and_discovery_mounts(m):
     host, port = re.search(r"coaps://([^:]+):(\d+)", text).groups()
     svc = m[("Service", host.split(".")[0])]
     assert host.split(".")[1] == "edgetrace" and int(port) == svc["spec"]["ports"][0]["port"]
-    # containerd's task bundles (discover.c reads their config.json for pod names + annotations)
+    # containerd's task bundles (discover_pod.c reads their config.json for pod names + annotations)
     for path in ("/run/k3s/containerd/io.containerd.runtime.v2.task", "/run/containerd/io.containerd.runtime.v2.task"):
         assert mounts[path]["readOnly"] is True and vols[mounts[path]["name"]]["hostPath"]["path"] == path
-        assert path in (ROOT / "firmware/src/discover.c").read_text()
+        assert any(path in f.read_text() for f in (ROOT / "firmware/src").glob("discover*.c"))
 
 
 def test_agent_resources_match_its_measured_memory(m, tmp_path):
